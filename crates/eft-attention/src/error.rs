@@ -1,0 +1,19 @@
+//! Errors raised while configuring or calling an attention mechanism.
+
+/// What was wrong with an attention configuration or input, and how to fix it.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AttentionError {
+    /// A parameter is outside the range the mechanism accepts.
+    #[error("attention parameter `{field}` = {value}: {fix}")]
+    OutOfRange {
+        /// The parameter's config name.
+        field: &'static str,
+        /// The offending value, as written.
+        value: String,
+        /// What would be accepted.
+        fix: String,
+    },
+    /// Tensors given to the mechanism do not have matching shapes.
+    #[error("attention input shapes do not match: {0}")]
+    Shape(String),
+}

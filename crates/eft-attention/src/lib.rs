@@ -1,0 +1,44 @@
+//! Attention mechanisms for eft, behind one interface.
+//!
+//! Every mechanism takes queries, keys and values shaped `[B, H, N, D]`, an optional key-padding
+//! mask and a causal flag ([`AttentionInput`]), and returns `[B, H, N, D]`. Each also states what it
+//! costs ([`AttentionCost`]): analytic FLOPs forward and backward, and the bytes it keeps for the
+//! backward pass. A mechanism is chosen by name and parameters in a config ([`AttentionConfig`]),
+//! checked once by [`AttentionConfig::validate`], and built with [`AttentionConfig::init`].
+//!
+//! The dense reference ([`dense_reference`]) builds the full `N × N` score matrix under an explicit
+//! mask; it is slow and obviously right, and every fast path is tested against it.
+//!
+//! # Index letters
+//! | letter | meaning |
+//! |---|---|
+//! | `B` | batch |
+//! | `H` | heads |
+//! | `N` | sequence length |
+//! | `D` | head dimension |
+#![warn(missing_docs)]
+
+mod config;
+mod cost;
+mod error;
+mod full;
+mod input;
+mod mask;
+mod mechanism;
+mod reference;
+pub mod testing;
+
+pub use config::AttentionConfig;
+pub use cost::{AttentionCost, AttentionShape};
+pub use error::AttentionError;
+pub use full::FullAttention;
+pub use input::AttentionInput;
+pub use mask::{blocked_positions, causal_blocked, padding_blocked};
+pub use mechanism::Attention;
+pub use reference::dense_reference;
+
+/// Score given to blocked query–key pairs before the softmax.
+///
+/// Finite, so a row with every key blocked yields a uniform (and unused) row instead of NaN,
+/// and large enough that `exp` of it underflows to exactly zero beside any real score.
+pub const BLOCKED_SCORE: f32 = -1.0e9;
