@@ -1,0 +1,38 @@
+//! Errors raised while building or reading a task's data.
+
+/// What went wrong with a task's data, and how to fix it.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DataError {
+    /// A task parameter is outside its range.
+    #[error("task parameter `{field}` = {value}: {fix}")]
+    Config {
+        /// The parameter's config name.
+        field: &'static str,
+        /// The offending value.
+        value: String,
+        /// What would be accepted.
+        fix: String,
+    },
+    /// The generator could not produce enough distinct examples.
+    #[error(
+        "{task}: only {found} distinct examples after {attempts} attempts, {wanted} wanted; widen the length limits or ask for fewer examples"
+    )]
+    Exhausted {
+        /// The task's name.
+        task: &'static str,
+        /// Distinct examples found.
+        found: usize,
+        /// Examples asked for.
+        wanted: usize,
+        /// Trees drawn.
+        attempts: usize,
+    },
+    /// A token sequence is not a well-formed expression.
+    #[error("malformed expression at token {position}: {problem}")]
+    Parse {
+        /// Index of the offending token.
+        position: usize,
+        /// What was wrong there.
+        problem: String,
+    },
+}

@@ -1,0 +1,86 @@
+//! Which task a run trains on, and the splits it yields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DataError;
+use crate::listops::ListOpsConfig;
+
+/// One example: token ids (no padding) and its class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Example {
+    /// Token ids; 0 is reserved for padding and never appears here.
+    pub tokens: Vec<u32>,
+    /// Class label in `0..n_classes`.
+    pub label: u32,
+}
+
+/// The three splits of a task with the sizes a model needs to read them.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Training examples.
+    pub train: Vec<Example>,
+    /// Validation examples, evaluated during training.
+    pub val: Vec<Example>,
+    /// Test examples, evaluated once at the end.
+    pub test: Vec<Example>,
+    /// Number of token ids, padding included.
+    pub vocab_size: usize,
+    /// Number of classes.
+    pub n_classes: usize,
+    /// Longest sequence any split may hold.
+    pub max_len: usize,
+}
+
+impl Dataset {
+    /// The most frequent training label, and the test accuracy of always predicting it.
+    pub fn majority_baseline(&self) -> (u32, f64) {
+        let mut counts = vec![0usize; self.n_classes];
+        for e in &self.train {
+            counts[e.label as usize] += 1;
+        }
+        let majority = (0..self.n_classes)
+            .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
+            .unwrap_or(0) as u32;
+        let hits = self.test.iter().filter(|e| e.label == majority).count();
+        (majority, hits as f64 / self.test.len().max(1) as f64)
+    }
+}
+
+/// The task a run trains on, with its parameters.
+///
+/// In TOML: `[task]` with `name = "listops"` and the task's fields beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TaskConfig {
+    /// LRA ListOps: nested list operations over digits.
+    #[serde(rename = "listops")]
+    ListOps(ListOpsConfig),
+}
+
+impl TaskConfig {
+    /// The names accepted for `name`.
+    pub const NAMES: &'static [&'static str] = &["listops"];
+
+    /// The task's config name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskConfig::ListOps(_) => "listops",
+        }
+    }
+
+    /// Checks every parameter; names the wrong one and what would do.
+    pub fn validate(&self) -> Result<(), DataError> {
+        match self {
+            TaskConfig::ListOps(c) => c.validate(),
+        }
+    }
+
+    /// Builds the splits from `seed`.
+    pub fn build(&self, seed: u64) -> Result<Dataset, DataError> {
+        self.validate()?;
+        match self {
+            TaskConfig::ListOps(c) => c.build(seed),
+        }
+    }
+}
