@@ -1,0 +1,11 @@
+//! Measurement for eft: peak memory and throughput of a run.
+//!
+//! Issue-level scope so far: process peak resident memory and a tokens-per-second counter. FLOP
+//! accounting and cost tables build on these.
+#![warn(missing_docs)]
+
+mod memory;
+mod throughput;
+
+pub use memory::peak_rss_bytes;
+pub use throughput::Throughput;

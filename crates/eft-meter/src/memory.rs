@@ -1,0 +1,39 @@
+//! Peak resident memory of this process, as the kernel counts it.
+
+/// The process's peak resident set size in bytes (`VmHWM`), or `None` where the platform does
+/// not report it (anything but Linux).
+///
+/// This counts everything the process touched: tensors, allocator slack, code and data. It is an
+/// upper bound on what the model needed, which is what a user sizing a machine wants.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_kernel_line() {
+        let status = "Name:\teft\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(1234 * 1024));
+        assert_eq!(parse_vm_hwm("Name: x\n"), None);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn grows_when_memory_is_touched() {
+        let before = peak_rss_bytes().unwrap();
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        let after = peak_rss_bytes().unwrap();
+        assert!(after >= before + (32 << 20), "{before} → {after}");
+    }
+}

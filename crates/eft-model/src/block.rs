@@ -1,0 +1,72 @@
+//! One pre-LayerNorm transformer block, exposed as its two residual branches.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
+use burn::tensor::{Bool, Device, Tensor};
+
+use crate::{FeedForward, ModelConfig, SelfAttention};
+
+/// `y = x + f(x)`, `z = y + g(y)` with `f = dropout∘attention∘norm` and `g = dropout∘mlp∘norm`.
+///
+/// The branches are public so other residual forms can reuse them: a reversible block computes
+/// `y₁ = x₁ + f(x₂)`, `y₂ = x₂ + g(y₁)` from the very same `f` and `g`.
+#[derive(Module, Debug)]
+pub struct Block {
+    attention_norm: LayerNorm,
+    attention: SelfAttention,
+    feed_forward_norm: LayerNorm,
+    feed_forward: FeedForward,
+    dropout: Dropout,
+}
+
+impl Block {
+    /// Builds block `layer` (counting from 0).
+    pub fn new(config: &ModelConfig, layer: usize, device: &Device) -> Self {
+        let norm = || {
+            LayerNormConfig::new(config.d_model)
+                .with_epsilon(1e-6)
+                .init(device)
+        };
+        Self {
+            attention_norm: norm(),
+            attention: SelfAttention::new(config, layer, device),
+            feed_forward_norm: norm(),
+            feed_forward: FeedForward::new(config, device),
+            dropout: DropoutConfig::new(config.dropout).init(),
+        }
+    }
+
+    /// The attention branch `f(x)`.
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
+    pub fn attention_branch(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let h = self
+            .attention
+            .forward(self.attention_norm.forward(x), padding);
+        self.dropout.forward(h)
+    }
+
+    /// The feed-forward branch `g(x)`.
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]` → `[B, N, d]`
+    pub fn feed_forward_branch(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.feed_forward.forward(self.feed_forward_norm.forward(x));
+        self.dropout.forward(h)
+    }
+
+    /// The plain residual form: `x + f(x)`, then `+ g(·)`.
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
+    pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let y = x.clone() + self.attention_branch(x, padding);
+        y.clone() + self.feed_forward_branch(y)
+    }
+
+    /// The attention sub-layer, for cost accounting.
+    pub fn self_attention(&self) -> &SelfAttention {
+        &self.attention
+    }
+}

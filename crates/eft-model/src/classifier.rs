@@ -1,0 +1,181 @@
+//! The sequence classifier: embeddings → encoder → pooling → Dense→ReLU→Dense head.
+
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig, Relu};
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use crate::{Embeddings, Encoder, ModelConfig, Pool, TaskDims};
+
+/// LRA's encoder classifier with a pluggable attention mechanism.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    embeddings: Embeddings,
+    encoder: Encoder,
+    head_hidden: Linear,
+    head_activation: Relu,
+    head_out: Linear,
+    cls_pool: bool,
+}
+
+impl Classifier {
+    /// Builds the model; use [`ModelConfig::init`], which validates first.
+    pub(crate) fn new(config: &ModelConfig, dims: TaskDims, device: &Device) -> Self {
+        let linear = |i, o| {
+            LinearConfig::new(i, o)
+                .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+                .init(device)
+        };
+        Self {
+            embeddings: Embeddings::new(config, dims, device),
+            encoder: Encoder::new(config, device),
+            head_hidden: linear(config.d_model, config.d_ff),
+            head_activation: Relu::new(),
+            head_out: linear(config.d_ff, dims.n_classes),
+            cls_pool: config.pool == Pool::Cls,
+        }
+    }
+
+    /// Class logits for a padded batch.
+    ///
+    /// # Shapes
+    /// - tokens: `[B, N]`; padding: `[B, N]`, `true` at padding
+    /// - output: `[B, C]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
+        let (x, padding) = self.embeddings.forward(tokens, padding); // [B, N', d]
+        let x = self.encoder.forward(x, Some(padding.clone()));
+        let pooled = self.pool(x, padding); // [B, d]
+        let h = self
+            .head_activation
+            .forward(self.head_hidden.forward(pooled));
+        self.head_out.forward(h)
+    }
+
+    /// Reduces `[B, N, d]` to `[B, d]`: the CLS position, or the mean over real tokens.
+    fn pool(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<2> {
+        let [batch, len, d] = x.dims();
+        if self.cls_pool {
+            return x.slice([0..batch, 0..1, 0..d]).reshape([batch, d]);
+        }
+        let real = padding.bool_not().float().reshape([batch, len, 1]); // [B, N, 1]
+        let count = real.clone().sum_dim(1).clamp_min(1.0); // [B, 1, 1]
+        (x * real).sum_dim(1).div(count).reshape([batch, d])
+    }
+
+    /// The encoder, for cost accounting and per-layer access.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Positions, TaskDims};
+    use burn::tensor::{Distribution, TensorData};
+    use eft_attention::{AttentionConfig, testing::assert_close, testing::to_f64};
+
+    fn config(pool: Pool, positions: Positions) -> ModelConfig {
+        ModelConfig {
+            d_model: 16,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 32,
+            dropout: 0.0,
+            positions,
+            pool,
+            causal: false,
+            attention: AttentionConfig::default(),
+        }
+    }
+
+    const DIMS: TaskDims = TaskDims {
+        vocab_size: 12,
+        max_len: 20,
+        n_classes: 5,
+    };
+
+    fn batch(rows: &[&[i64]], len: usize, device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+        let mut tokens = Vec::new();
+        let mut padding = Vec::new();
+        for row in rows {
+            for i in 0..len {
+                tokens.push(row.get(i).copied().unwrap_or(0));
+                padding.push(i >= row.len());
+            }
+        }
+        (
+            Tensor::from_data(TensorData::new(tokens, [rows.len(), len]), device),
+            Tensor::from_data(TensorData::new(padding, [rows.len(), len]), device),
+        )
+    }
+
+    #[test]
+    fn logits_have_batch_by_classes_shape() {
+        let device = Device::flex();
+        device.seed(1);
+        let model = config(Pool::Cls, Positions::Learned)
+            .init(DIMS, &device)
+            .unwrap();
+        let (t, p) = batch(&[&[1, 2, 3], &[4, 5]], 3, &device);
+        assert_eq!(model.forward(t, p).dims(), [2, 5]);
+    }
+
+    /// Padding positions change nothing: neither how much padding there is nor what it holds.
+    #[test]
+    fn padding_changes_nothing_for_every_pooling_and_position_kind() {
+        for pool in [Pool::Cls, Pool::Mean] {
+            for positions in [Positions::Learned, Positions::Sinusoidal] {
+                let device = Device::flex();
+                device.seed(2);
+                let model = config(pool, positions).init(DIMS, &device).unwrap();
+                let rows: [&[i64]; 2] = [&[3, 1, 4, 1, 5], &[9, 2, 6]];
+                let (t, p) = batch(&rows, 5, &device);
+                let short = model.forward(t, p);
+                let (t, p) = batch(&rows, 12, &device);
+                // Fill the padding with real-looking tokens: they must still be ignored.
+                let noise =
+                    Tensor::<2, Int>::random([2, 12], Distribution::Uniform(1.0, 11.0), &device);
+                let t = t.clone().mask_where(p.clone(), noise);
+                let long = model.forward(t, p);
+                assert_close(
+                    &format!("{pool:?}/{positions:?}"),
+                    &to_f64(long),
+                    &to_f64(short),
+                    1e-5,
+                    1e-6,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn real_tokens_do_change_the_output() {
+        let device = Device::flex();
+        device.seed(3);
+        let model = config(Pool::Mean, Positions::Learned)
+            .init(DIMS, &device)
+            .unwrap();
+        let (t1, p1) = batch(&[&[3, 1, 4]], 3, &device);
+        let (t2, p2) = batch(&[&[3, 1, 5]], 3, &device);
+        let diff = (model.forward(t1, p1) - model.forward(t2, p2))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(
+            diff > 1e-4,
+            "a changed token moved the logits by only {diff}"
+        );
+    }
+
+    #[test]
+    fn too_few_classes_is_an_error() {
+        let dims = TaskDims {
+            n_classes: 1,
+            ..DIMS
+        };
+        let err = config(Pool::Cls, Positions::Learned)
+            .init(dims, &Device::flex())
+            .unwrap_err();
+        assert!(err.to_string().contains("2 classes"));
+    }
+}

@@ -1,0 +1,201 @@
+//! The model's configuration, checked once before anything is built.
+
+use burn::tensor::Device;
+use eft_attention::AttentionConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::{Classifier, ModelError};
+
+/// How positions are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Positions {
+    /// A learned vector per position (LRA's default).
+    #[default]
+    Learned,
+    /// Fixed sines and cosines (Vaswani et al. 2017); no parameters, any length up to the table.
+    Sinusoidal,
+}
+
+/// How the sequence is reduced to one vector for the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    /// A learned CLS vector is prepended and its final state is used.
+    #[default]
+    Cls,
+    /// The mean of the final states of the real (non-padding) tokens.
+    Mean,
+}
+
+/// Sizes that come from the task, not from the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskDims {
+    /// Number of token ids, padding (id 0) included.
+    pub vocab_size: usize,
+    /// Longest input sequence, in tokens.
+    pub max_len: usize,
+    /// Number of output classes.
+    pub n_classes: usize,
+}
+
+/// The encoder classifier's configuration. TOML section `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Width `d` of the residual stream.
+    pub d_model: usize,
+    /// Attention heads; must divide `d_model`.
+    pub n_heads: usize,
+    /// Number of blocks.
+    pub n_layers: usize,
+    /// Hidden width of the MLP in each block and of the classifier head.
+    pub d_ff: usize,
+    /// Dropout probability after embeddings, attention and MLP layers, in `[0, 1)`.
+    pub dropout: f64,
+    /// Position encoding. Default `learned`.
+    #[serde(default)]
+    pub positions: Positions,
+    /// Pooling before the head. Default `cls`.
+    #[serde(default)]
+    pub pool: Pool,
+    /// Whether queries only see earlier keys. Default `false` (an encoder).
+    #[serde(default)]
+    pub causal: bool,
+    /// The attention mechanism used by every block. Default `{ kind = "full" }`.
+    #[serde(default)]
+    pub attention: AttentionConfig,
+}
+
+impl ModelConfig {
+    /// Checks every field; the error names the field and the fix.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |field, value: String, fix: String| Err(ModelError::Config { field, value, fix });
+        for (field, v) in [
+            ("model.d_model", self.d_model),
+            ("model.n_heads", self.n_heads),
+            ("model.n_layers", self.n_layers),
+            ("model.d_ff", self.d_ff),
+        ] {
+            if v == 0 {
+                return bad(field, "0".into(), "must be at least 1".into());
+            }
+        }
+        if !self.d_model.is_multiple_of(self.n_heads) {
+            let divisors: Vec<String> = (1..=self.d_model)
+                .filter(|h| self.d_model.is_multiple_of(*h))
+                .map(|h| h.to_string())
+                .collect();
+            return bad(
+                "model.n_heads",
+                self.n_heads.to_string(),
+                format!(
+                    "must divide model.d_model = {}; choose one of {}",
+                    self.d_model,
+                    divisors.join(", ")
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(
+                "model.dropout",
+                self.dropout.to_string(),
+                "must be in [0, 1)".into(),
+            );
+        }
+        self.attention.validate()?;
+        if self.causal && !self.attention.supports_causal() {
+            return bad(
+                "model.causal",
+                "true".into(),
+                format!(
+                    "attention `{}` has no causal form; set causal = false or pick another mechanism",
+                    self.attention.name()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Validates the config, then builds the model with parameters drawn from the device's RNG.
+    pub fn init(&self, dims: TaskDims, device: &Device) -> Result<Classifier, ModelError> {
+        self.validate()?;
+        if dims.vocab_size < 2 || dims.n_classes < 2 || dims.max_len == 0 {
+            return Err(ModelError::Config {
+                field: "task",
+                value: format!("{dims:?}"),
+                fix: "a task needs at least 2 tokens, 2 classes and length 1".into(),
+            });
+        }
+        Ok(Classifier::new(self, dims, device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn small() -> ModelConfig {
+        ModelConfig {
+            d_model: 16,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 32,
+            dropout: 0.0,
+            positions: Positions::Learned,
+            pool: Pool::Cls,
+            causal: false,
+            attention: AttentionConfig::default(),
+        }
+    }
+
+    #[test]
+    fn heads_must_divide_width() {
+        let c = ModelConfig {
+            n_heads: 5,
+            ..small()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("model.n_heads") && msg.contains("1, 2, 4, 8, 16"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn zero_sizes_and_bad_dropout_are_rejected() {
+        let c = ModelConfig {
+            n_layers: 0,
+            ..small()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("model.n_layers")
+        );
+        let c = ModelConfig {
+            dropout: 1.0,
+            ..small()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("model.dropout")
+        );
+    }
+
+    #[test]
+    fn toml_fills_defaults_and_rejects_unknown_fields() {
+        let c: ModelConfig =
+            toml::from_str("d_model = 16\nn_heads = 4\nn_layers = 2\nd_ff = 32\ndropout = 0.0")
+                .unwrap();
+        assert_eq!(c, small());
+        let e = toml::from_str::<ModelConfig>(
+            "d_model = 16\nn_heads = 4\nn_layers = 2\nd_ff = 32\ndropout = 0.0\nwidth = 3",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("width"), "{e}");
+    }
+}

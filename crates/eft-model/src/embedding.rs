@@ -1,0 +1,98 @@
+//! Token and position embeddings, with the optional CLS vector.
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::{ModelConfig, Pool, Positions, TaskDims};
+
+/// Maps tokens to vectors: token embedding + position encoding, CLS prepended when pooling by it.
+#[derive(Module, Debug)]
+pub struct Embeddings {
+    tokens: Embedding,
+    /// Learned positions; `None` means sinusoidal.
+    positions: Option<Embedding>,
+    /// The CLS vector, `[1, 1, d]`; `None` when pooling by mean.
+    cls: Option<Param<Tensor<3>>>,
+    dropout: Dropout,
+    d_model: usize,
+    max_len: usize,
+}
+
+impl Embeddings {
+    /// Builds the embeddings; small normal initialisation (std 0.02) as in GPT-2.
+    pub fn new(config: &ModelConfig, dims: TaskDims, device: &Device) -> Self {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        let with_cls = config.pool == Pool::Cls;
+        let max_len = dims.max_len + usize::from(with_cls);
+        let table = |n| {
+            EmbeddingConfig::new(n, config.d_model)
+                .with_initializer(init.clone())
+                .init(device)
+        };
+        Self {
+            tokens: table(dims.vocab_size),
+            positions: (config.positions == Positions::Learned).then(|| table(max_len)),
+            cls: with_cls.then(|| init.init([1, 1, config.d_model], device)),
+            dropout: DropoutConfig::new(config.dropout).init(),
+            d_model: config.d_model,
+            max_len,
+        }
+    }
+
+    /// Embeds tokens; returns the vectors and the padding mask, both with CLS prepended if used.
+    ///
+    /// # Shapes
+    /// - tokens, padding: `[B, N]` (`padding` is `true` at padding)
+    /// - output: `[B, N', d]` and `[B, N']`, `N' = N + 1` with CLS pooling, else `N`
+    ///
+    /// # Panics
+    /// Panics if `N'` exceeds the table built for the task's `max_len`; the trainer checks
+    /// lengths against the task before calling.
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        padding: Tensor<2, Bool>,
+    ) -> (Tensor<3>, Tensor<2, Bool>) {
+        let [batch, _] = tokens.dims();
+        let device = tokens.device();
+        let mut x = self.tokens.forward(tokens); // [B, N, d]
+        let mut padding = padding;
+        if let Some(cls) = &self.cls {
+            let cls = cls.val().expand([batch, 1, self.d_model]);
+            x = Tensor::cat(vec![cls, x], 1); // [B, N+1, d]
+            let real = Tensor::<2, Bool>::full([batch, 1], false, &device);
+            padding = Tensor::cat(vec![real, padding], 1);
+        }
+        let [_, len, _] = x.dims();
+        assert!(
+            len <= self.max_len,
+            "sequence of {len} positions exceeds the model's {}",
+            self.max_len
+        );
+        let pos = match &self.positions {
+            Some(table) => {
+                let ids = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
+                table.forward(ids) // [1, N', d]
+            }
+            None => sinusoidal_table(len, self.d_model, &device).reshape([1, len, self.d_model]),
+        };
+        (self.dropout.forward(x + pos), padding)
+    }
+}
+
+/// The fixed sinusoidal table, `[len, d]`: `sin(p / 10000^(2i/d))` at `2i`, `cos` at `2i + 1`.
+pub fn sinusoidal_table(len: usize, d_model: usize, device: &Device) -> Tensor<2> {
+    let mut values = Vec::with_capacity(len * d_model);
+    for p in 0..len {
+        for c in 0..d_model {
+            let rate = 10000f64.powf((c - c % 2) as f64 / d_model as f64);
+            let angle = p as f64 / rate;
+            values.push(if c % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [len, d_model]), device)
+}

@@ -1,0 +1,33 @@
+//! The eft encoder: embeddings, pluggable-attention blocks, pooling and classification heads.
+//!
+//! The model follows LRA's released encoder: token embedding plus learned or sinusoidal
+//! positions, `n_layers` pre-LayerNorm blocks (Q/K/V projections without bias, an output
+//! projection, a GELU MLP, dropout), a final LayerNorm, CLS or mean pooling, and a
+//! Dense→ReLU→Dense head. The attention inside each block is whatever
+//! [`eft_attention::AttentionConfig`] names; nothing here knows which mechanism runs.
+//!
+//! A [`Block`] exposes its two residual branches, `f` (attention) and `g` (feed-forward), so that
+//! other residual forms (reversible layers) reuse them unchanged, and the [`Encoder`] runs layers
+//! one at a time so that per-layer exits and shared layers slot in without touching the block.
+//!
+//! # Index letters
+//! `B` batch, `N` sequence length, `H` heads, `D` head dimension, `d` model width, `C` classes.
+#![warn(missing_docs)]
+
+mod block;
+mod classifier;
+mod config;
+mod embedding;
+mod encoder;
+mod error;
+mod feed_forward;
+mod self_attention;
+
+pub use block::Block;
+pub use classifier::Classifier;
+pub use config::{ModelConfig, Pool, Positions, TaskDims};
+pub use embedding::{Embeddings, sinusoidal_table};
+pub use encoder::Encoder;
+pub use error::ModelError;
+pub use feed_forward::FeedForward;
+pub use self_attention::SelfAttention;

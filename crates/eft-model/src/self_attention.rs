@@ -1,0 +1,74 @@
+//! Multi-head self-attention: projections around a pluggable mechanism.
+
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::{Bool, Device, Tensor};
+use eft_attention::{Attention, AttentionCost, AttentionInput, AttentionShape};
+
+use crate::ModelConfig;
+
+/// Projects to heads, runs the configured mechanism, merges heads and projects back.
+///
+/// Q/K/V projections have no bias (as in LRA); the output projection has one.
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    mechanism: Attention,
+    n_heads: usize,
+    causal: bool,
+}
+
+impl SelfAttention {
+    /// Builds the layer at depth `layer` (counting from 0).
+    pub fn new(config: &ModelConfig, layer: usize, device: &Device) -> Self {
+        let d = config.d_model;
+        let linear = |bias| {
+            LinearConfig::new(d, d)
+                .with_bias(bias)
+                .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+                .init(device)
+        };
+        Self {
+            query: linear(false),
+            key: linear(false),
+            value: linear(false),
+            output: linear(true),
+            mechanism: config.attention.init(layer),
+            n_heads: config.n_heads,
+            causal: config.causal,
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]`, `true` at padding
+    /// - output: `[B, N, d]`
+    pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let [batch, len, d_model] = x.dims();
+        let head_dim = d_model / self.n_heads;
+        let heads = |proj: &Linear| {
+            proj.forward(x.clone())
+                .reshape([batch, len, self.n_heads, head_dim])
+                .swap_dims(1, 2) // [B, H, N, D]
+        };
+        let mut input =
+            AttentionInput::new(heads(&self.query), heads(&self.key), heads(&self.value))
+                .with_causal(self.causal);
+        input.key_padding = padding;
+        let out = self.mechanism.forward(input); // [B, H, N, D]
+        let out = out.swap_dims(1, 2).reshape([batch, len, d_model]); // [B, N, d]
+        self.output.forward(out)
+    }
+
+    /// The mechanism's analytic cost for a `[batch, len]` input.
+    pub fn attention_cost(&self, batch: usize, len: usize, d_model: usize) -> AttentionCost {
+        self.mechanism.cost(AttentionShape {
+            batch,
+            heads: self.n_heads,
+            len,
+            head_dim: d_model / self.n_heads,
+        })
+    }
+}
