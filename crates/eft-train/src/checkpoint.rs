@@ -1,0 +1,216 @@
+//! Checkpoints: model weights, optimizer moments and loop state in one safetensors file.
+//!
+//! Tensors are named `model.<param>`, `adam.m.<param>` and `adam.v.<param>` (f32); the metadata
+//! holds the run's config (`eft.config`, TOML) and loop state (`eft.state`, JSON). One file,
+//! written atomically, so a checkpoint is either the old one or the new one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::params::NamedArray;
+use crate::{EvalPoint, RunConfig, TrainError, write_atomic};
+
+/// Version of the checkpoint layout; bumped when it changes incompatibly.
+const FORMAT: &str = "1";
+
+/// The training loop's position and what it has measured so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LoopState {
+    /// Steps completed.
+    pub step: usize,
+    /// Real tokens trained on.
+    pub tokens: u64,
+    /// Wall-clock seconds spent training, over all sessions.
+    pub seconds: f64,
+    /// Sum and count of training losses since the last evaluation.
+    pub loss_sum: f64,
+    /// Number of losses in `loss_sum`.
+    pub loss_count: usize,
+    /// Validation results so far.
+    pub evals: Vec<EvalPoint>,
+    /// Sessions that trained this run (1 + number of resumes).
+    pub sessions: u32,
+}
+
+/// Everything needed to continue a run exactly where it stopped.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The run's config.
+    pub config: RunConfig,
+    /// The loop's state.
+    pub state: LoopState,
+    /// Adam's step count.
+    pub adam_steps: u64,
+    /// Model parameters by name.
+    pub model: BTreeMap<String, NamedArray>,
+    /// Adam moments by name (`m.<param>`, `v.<param>`).
+    pub adam: BTreeMap<String, NamedArray>,
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .model
+            .iter()
+            .map(|(k, a)| (format!("model.{k}"), a))
+            .chain(self.adam.iter().map(|(k, a)| (format!("adam.{k}"), a)))
+            .map(|(name, a)| {
+                let raw = a.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name, raw, a.shape.clone())
+            })
+            .collect();
+        let views = bytes.iter().map(|(name, raw, shape)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), raw).expect("sizes agree");
+            (name.clone(), view)
+        });
+        let state = serde_json::json!({ "loop": self.state, "adam_steps": self.adam_steps });
+        let metadata = HashMap::from([
+            ("eft.format".to_string(), FORMAT.to_string()),
+            ("eft.config".to_string(), self.config.to_toml()),
+            ("eft.state".to_string(), state.to_string()),
+        ]);
+        let file = safetensors::serialize(views, Some(metadata))
+            .map_err(|e| TrainError::file(path, e, "could not encode the checkpoint"))?;
+        write_atomic(path, &file)
+    }
+
+    /// Reads a checkpoint; errors say whether it is missing, corrupt or of another format.
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => TrainError::file(
+                path,
+                "no checkpoint here",
+                "point --resume at a run folder that holds checkpoint.safetensors, or start a new run",
+            ),
+            _ => TrainError::Io {
+                path: path.into(),
+                source: e,
+            },
+        })?;
+        let corrupt = |problem: String| {
+            TrainError::file(
+                path,
+                format!("checkpoint is corrupt ({problem})"),
+                "restore it from a backup or start the run again",
+            )
+        };
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let field = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| corrupt(format!("metadata `{k}` missing")))
+        };
+        if field("eft.format")? != FORMAT {
+            return Err(TrainError::file(
+                path,
+                format!("checkpoint format {} is not {FORMAT}", field("eft.format")?),
+                "use the eft version that wrote it",
+            ));
+        }
+        let config = RunConfig::from_toml(field("eft.config")?)
+            .map_err(|e| corrupt(format!("saved config: {e}")))?;
+        #[derive(Deserialize)]
+        struct Saved {
+            #[serde(rename = "loop")]
+            state: LoopState,
+            adam_steps: u64,
+        }
+        let saved: Saved = serde_json::from_str(field("eft.state")?)
+            .map_err(|e| corrupt(format!("saved state: {e}")))?;
+        let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let (mut model, mut adam) = (BTreeMap::new(), BTreeMap::new());
+        for (name, view) in tensors.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(corrupt(format!("`{name}` is {:?}, not F32", view.dtype())));
+            }
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let array = NamedArray {
+                shape: view.shape().to_vec(),
+                values,
+            };
+            if let Some(k) = name.strip_prefix("model.") {
+                model.insert(k.to_string(), array);
+            } else if let Some(k) = name.strip_prefix("adam.") {
+                adam.insert(k.to_string(), array);
+            } else {
+                return Err(corrupt(format!("unexpected tensor `{name}`")));
+            }
+        }
+        Ok(Self {
+            config,
+            state: saved.state,
+            adam_steps: saved.adam_steps,
+            model,
+            adam,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        let array = |v: f32| NamedArray {
+            shape: vec![2, 1],
+            values: vec![v, -v],
+        };
+        Checkpoint {
+            config: crate::preset("listops", "quick").unwrap(),
+            state: LoopState {
+                step: 12,
+                tokens: 999,
+                seconds: 1.5,
+                loss_sum: 3.25,
+                loss_count: 2,
+                evals: vec![],
+                sessions: 1,
+            },
+            adam_steps: 12,
+            model: BTreeMap::from([("a.weight".to_string(), array(0.1))]),
+            adam: BTreeMap::from([
+                ("m.a.weight".to_string(), array(0.2)),
+                ("v.a.weight".to_string(), array(0.3)),
+            ]),
+        }
+    }
+
+    #[test]
+    fn round_trips_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let c = sample();
+        c.save(&path).unwrap();
+        let back = Checkpoint::load(&path).unwrap();
+        assert_eq!(back.config, c.config);
+        assert_eq!(back.state, c.state);
+        assert_eq!(back.adam_steps, 12);
+        assert_eq!(back.model, c.model);
+        assert_eq!(back.adam, c.adam);
+    }
+
+    #[test]
+    fn missing_and_corrupt_files_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(e.contains("no checkpoint here"), "{e}");
+        sample().save(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
+        std::fs::write(&path, b"not a checkpoint").unwrap();
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
+    }
+}

@@ -1,0 +1,103 @@
+//! One run's whole configuration: task, model, training, seed. Serialised beside the results.
+
+use eft_data::TaskConfig;
+use eft_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::{OptimizerConfig, Schedule, TrainError};
+
+/// The training loop's settings. TOML section `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Evaluate on the validation split every this many steps (and after the last).
+    pub eval_every: usize,
+    /// Write a checkpoint every this many steps (and on interruption and at the end).
+    pub checkpoint_every: usize,
+    /// Clip the global gradient norm to this value; absent means no clipping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grad_norm: Option<f64>,
+    /// The optimizer.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
+}
+
+/// Everything that determines a run. TOML: `name`, `seed`, then `[task]`, `[model]`, `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The run's name; its files go to `<out>/<name>/`.
+    pub name: String,
+    /// Seed of every random choice: data, initialisation, dropout, batch order.
+    pub seed: u64,
+    /// The task.
+    pub task: TaskConfig,
+    /// The model.
+    pub model: ModelConfig,
+    /// The training loop.
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// Checks every field before anything runs; the error names the field and the fix.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || self.name.starts_with('.')
+        {
+            return Err(TrainError::config(
+                "name",
+                format!("{:?}", self.name),
+                "use letters, digits, '-', '_' and '.', not starting with '.'",
+            ));
+        }
+        self.task.validate()?;
+        self.model.validate()?;
+        let t = &self.train;
+        for (field, v) in [
+            ("train.steps", t.steps),
+            ("train.batch_size", t.batch_size),
+            ("train.eval_every", t.eval_every),
+            ("train.checkpoint_every", t.checkpoint_every),
+        ] {
+            if v == 0 {
+                return Err(TrainError::config(field, 0, "must be at least 1"));
+            }
+        }
+        if let Some(c) = t.max_grad_norm
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(TrainError::config(
+                "train.max_grad_norm",
+                c,
+                "must be positive; leave it out to disable clipping",
+            ));
+        }
+        t.optimizer.validate()?;
+        t.schedule.validate(t.steps)
+    }
+
+    /// The config as TOML text, as saved beside a run.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a run config always serialises")
+    }
+
+    /// Reads a config from TOML text; errors name the field.
+    pub fn from_toml(text: &str) -> Result<Self, TrainError> {
+        toml::from_str(text).map_err(|e| toml_error(&e))
+    }
+}
+
+/// Turns a TOML error into a one-line config error naming the key.
+pub(crate) fn toml_error(e: &toml::de::Error) -> TrainError {
+    TrainError::Invalid(e.message().trim().replace('\n', " "))
+}

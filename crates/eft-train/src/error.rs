@@ -1,0 +1,72 @@
+//! Errors raised while configuring, running or resuming a training run.
+
+use std::path::PathBuf;
+
+/// What went wrong in a run, naming the field or file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A config field is outside its range or of the wrong type.
+    #[error("config field `{field}` = {value}: {fix}")]
+    Config {
+        /// The field's dotted config path.
+        field: String,
+        /// The offending value.
+        value: String,
+        /// What would be accepted.
+        fix: String,
+    },
+    /// The config does not parse into the fields a run has (wrong type, unknown or missing field).
+    #[error("config: {0}; `eft train --help` lists the fields")]
+    Invalid(String),
+    /// The model's config is wrong.
+    #[error(transparent)]
+    Model(#[from] eft_model::ModelError),
+    /// The task's config or data is wrong.
+    #[error(transparent)]
+    Data(#[from] eft_data::DataError),
+    /// A checkpoint or record cannot be read or does not fit the run.
+    #[error("{}: {problem}; {fix}", path.display())]
+    File {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What to do about it.
+        fix: String,
+    },
+    /// An I/O operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder being read or written.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+impl TrainError {
+    pub(crate) fn config(field: &str, value: impl ToString, fix: impl ToString) -> Self {
+        TrainError::Config {
+            field: field.to_string(),
+            value: value.to_string(),
+            fix: fix.to_string(),
+        }
+    }
+
+    pub(crate) fn file(
+        path: impl Into<PathBuf>,
+        problem: impl ToString,
+        fix: impl ToString,
+    ) -> Self {
+        TrainError::File {
+            path: path.into(),
+            problem: problem.to_string(),
+            fix: fix.to_string(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+}

@@ -1,0 +1,36 @@
+//! Training for eft: the run config and its presets, Adam(W) with schedules and clipping,
+//! evaluation, run records and checkpoints that resume exactly.
+//!
+//! A run is `RunConfig` → [`train`] → `runs/<name>/{config.toml, checkpoint.safetensors,
+//! record.json}`. [`resume`] continues an interrupted run to the same final weights as an
+//! uninterrupted one.
+#![warn(missing_docs)]
+
+mod atomic_file;
+mod checkpoint;
+mod config;
+mod error;
+mod evaluate;
+mod optimizer;
+mod overrides;
+pub mod params;
+mod preset;
+mod record;
+mod schedule;
+pub mod seeding;
+mod trainer;
+
+pub use atomic_file::write_atomic;
+pub use checkpoint::{Checkpoint, LoopState};
+pub use config::{RunConfig, TrainConfig};
+pub use error::TrainError;
+pub use evaluate::{batch_tensors, cross_entropy, evaluate};
+pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
+pub use overrides::{layered, merge, set};
+pub use preset::{PRESETS, preset};
+pub use record::{Baseline, EvalPoint, EvalResult, RunRecord, RunStatus};
+pub use schedule::Schedule;
+pub use trainer::{
+    CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, TrainOptions, build_data_and_model, load_weights,
+    resume, train,
+};

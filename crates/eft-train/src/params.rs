@@ -1,0 +1,163 @@
+//! A module's parameters as named f32 arrays, and back: what checkpoints and the optimizer key on.
+//!
+//! Names are the module's field path joined by dots (`encoder.blocks.0.attention.query.weight`),
+//! stable across processes, unlike burn's random parameter ids.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+
+/// An f32 array with its shape, by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedArray {
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub values: Vec<f32>,
+}
+
+impl NamedArray {
+    /// Copies a tensor's values out.
+    pub fn from_tensor<const D: usize>(t: &Tensor<D>) -> Self {
+        let data = t.to_data().convert::<f32>();
+        Self {
+            shape: data.shape().to_vec(),
+            values: data.try_to_vec::<f32>().expect("converted to f32"),
+        }
+    }
+
+    /// Builds a tensor on `device`.
+    pub fn to_tensor<const D: usize>(&self, device: &burn::tensor::Device) -> Tensor<D> {
+        Tensor::from_data(
+            TensorData::new(self.values.clone(), self.shape.clone()),
+            device,
+        )
+    }
+}
+
+/// Tracks the field path while a visitor or mapper walks a module.
+#[derive(Default)]
+struct PathStack(Vec<String>);
+
+impl PathStack {
+    fn enter(&mut self, name: &str) {
+        self.0.push(name.to_string());
+    }
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+    fn name(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+/// Every float parameter's values, by name.
+pub fn export_params<M: Module>(module: &M) -> BTreeMap<String, NamedArray> {
+    struct Export {
+        path: PathStack,
+        out: BTreeMap<String, NamedArray>,
+    }
+    impl ModuleVisitor for Export {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let array = NamedArray::from_tensor(&param.val());
+            self.out.insert(self.path.name(), array);
+        }
+    }
+    let mut export = Export {
+        path: PathStack::default(),
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut export);
+    export.out
+}
+
+/// The global L2 norm of the gradients in `grads` of `module`'s parameters.
+pub fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
+    struct SumSquares<'a> {
+        grads: &'a GradientsParams,
+        sum: f64,
+    }
+    impl ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.sum += g.square().sum().into_scalar::<f64>();
+            }
+        }
+    }
+    let mut visitor = SumSquares { grads, sum: 0.0 };
+    module.visit(&mut visitor);
+    visitor.sum.sqrt()
+}
+
+/// Replaces every float parameter of `module` by the array of the same name.
+///
+/// Returns the problems (missing names, shape mismatches, unused names) instead of a module
+/// when the arrays do not fit it exactly.
+pub fn import_params<M: Module>(
+    module: M,
+    arrays: &BTreeMap<String, NamedArray>,
+) -> Result<M, Vec<String>> {
+    struct Load<'a> {
+        path: PathStack,
+        arrays: &'a BTreeMap<String, NamedArray>,
+        used: usize,
+        problems: Vec<String>,
+    }
+    impl ModuleMapper for Load<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let name = self.path.name();
+            let Some(array) = self.arrays.get(&name) else {
+                self.problems.push(format!("`{name}` is missing"));
+                return param;
+            };
+            self.used += 1;
+            let (id, tensor, mapper) = param.consume();
+            if array.shape != tensor.dims().to_vec() {
+                self.problems.push(format!(
+                    "`{name}` has shape {:?}, the model expects {:?}",
+                    array.shape,
+                    tensor.dims()
+                ));
+                return Param::from_mapped_value(id, tensor, mapper);
+            }
+            let require_grad = tensor.is_require_grad();
+            let mut loaded = array.to_tensor::<D>(&tensor.device());
+            if require_grad {
+                loaded = loaded.require_grad();
+            }
+            Param::from_mapped_value(id, loaded, mapper)
+        }
+    }
+    let mut load = Load {
+        path: PathStack::default(),
+        arrays,
+        used: 0,
+        problems: Vec::new(),
+    };
+    let module = module.map(&mut load);
+    if load.used != arrays.len() {
+        load.problems.push(format!(
+            "{} arrays do not belong to this model",
+            arrays.len() - load.used
+        ));
+    }
+    if load.problems.is_empty() {
+        Ok(module)
+    } else {
+        Err(load.problems)
+    }
+}

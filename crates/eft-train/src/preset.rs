@@ -1,0 +1,136 @@
+//! Named starting configurations: `quick` (a CPU in minutes) and `paper` (LRA's released config).
+
+use eft_attention::AttentionConfig;
+use eft_data::{TaskConfig, listops::ListOpsConfig};
+use eft_model::{ModelConfig, Pool, Positions};
+
+use crate::{OptimizerConfig, RunConfig, Schedule, TrainConfig, TrainError};
+
+/// The presets every task offers.
+pub const PRESETS: &[&str] = &["quick", "paper"];
+
+/// The preset `preset` for task `task`.
+pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
+    match (task, preset) {
+        ("listops", "quick") => Ok(listops_quick()),
+        ("listops", "paper") => Ok(listops_paper()),
+        (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
+            "task",
+            t,
+            format!(
+                "unknown task; known tasks: {}",
+                TaskConfig::NAMES.join(", ")
+            ),
+        )),
+        (_, p) => Err(TrainError::config(
+            "preset",
+            p,
+            format!("unknown preset; known presets: {}", PRESETS.join(", ")),
+        )),
+    }
+}
+
+/// ListOps scaled to a 2-core CPU: shallow trees of 10–100 tokens and a 2-layer, 64-wide model.
+/// It keeps what makes ListOps hard (nesting, four operators, ten skewed classes).
+fn listops_quick() -> RunConfig {
+    RunConfig {
+        name: "listops-quick".into(),
+        seed: 0,
+        task: TaskConfig::ListOps(ListOpsConfig {
+            min_len: 10,
+            max_len: 100,
+            max_depth: 4,
+            max_args: 5,
+            train: 20_000,
+            val: 500,
+            test: 1_000,
+        }),
+        model: ModelConfig {
+            d_model: 64,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 128,
+            dropout: 0.1,
+            positions: Positions::Learned,
+            pool: Pool::Cls,
+            causal: false,
+            attention: AttentionConfig::default(),
+        },
+        train: TrainConfig {
+            steps: 1_500,
+            batch_size: 32,
+            eval_every: 250,
+            checkpoint_every: 250,
+            max_grad_norm: Some(1.0),
+            optimizer: OptimizerConfig {
+                weight_decay: 0.01,
+                ..OptimizerConfig::default()
+            },
+            schedule: Schedule::Cosine {
+                lr: 1e-3,
+                warmup: 100,
+                min_lr: 1e-5,
+            },
+        },
+    }
+}
+
+/// LRA's released ListOps config: 4 layers, width 512, 8 heads, MLP 1024, length 2000, batch 32,
+/// 5k steps, Adam(0.9, 0.98, 1e-9), rsqrt lr 0.05 with 1000 warmup, weight decay 0.1, CLS.
+fn listops_paper() -> RunConfig {
+    RunConfig {
+        name: "listops-paper".into(),
+        seed: 0,
+        task: TaskConfig::ListOps(ListOpsConfig::default()),
+        model: ModelConfig {
+            d_model: 512,
+            n_heads: 8,
+            n_layers: 4,
+            d_ff: 1024,
+            dropout: 0.1,
+            positions: Positions::Learned,
+            pool: Pool::Cls,
+            causal: false,
+            attention: AttentionConfig::default(),
+        },
+        train: TrainConfig {
+            steps: 5_000,
+            batch_size: 32,
+            eval_every: 500,
+            checkpoint_every: 500,
+            max_grad_norm: None,
+            optimizer: OptimizerConfig {
+                weight_decay: 0.1,
+                ..OptimizerConfig::default()
+            },
+            schedule: Schedule::Rsqrt {
+                lr: 0.05,
+                warmup: 1000,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_validates_and_round_trips_through_toml() {
+        for task in TaskConfig::NAMES {
+            for p in PRESETS {
+                let c = preset(task, p).unwrap();
+                c.validate().unwrap();
+                assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_list_the_choices() {
+        let e = preset("listopz", "quick").unwrap_err().to_string();
+        assert!(e.contains("listopz") && e.contains("listops"), "{e}");
+        let e = preset("listops", "fast").unwrap_err().to_string();
+        assert!(e.contains("quick, paper"), "{e}");
+    }
+}

@@ -1,0 +1,388 @@
+//! The training loop: one flat pass over steps, with evaluation, checkpoints, interruption and
+//! exact resume.
+//!
+//! Everything random in a step is a function of (seed, step): the batch ([`train_batch_indices`])
+//! and the dropout masks (the device is re-seeded before every step). With the model, the Adam
+//! moments and the loop state in the checkpoint, a resumed run takes the very same steps as one
+//! that never stopped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use eft_data::{Batch, Dataset, train_batch_indices};
+use eft_meter::{Throughput, peak_rss_bytes};
+use eft_model::{Classifier, TaskDims};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::checkpoint::{Checkpoint, LoopState};
+use crate::evaluate::{batch_tensors, correct, cross_entropy, evaluate};
+use crate::optimizer::{AdamState, adam_step};
+use crate::params::{export_params, grad_norm, import_params};
+use crate::record::{Baseline, EvalPoint, RunRecord, RunStatus};
+use crate::seeding::{step_seed, with_seed};
+use crate::{RunConfig, TrainError, write_atomic};
+
+/// File names inside a run folder.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// The run record.
+pub const RECORD_FILE: &str = "record.json";
+/// The config, for people to read (the checkpoint holds the authoritative copy).
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// How a run is driven, beyond its config.
+#[derive(Clone)]
+pub struct TrainOptions {
+    /// Where tensors live; autodiff is switched on for training.
+    pub device: Device,
+    /// Draw a progress bar on stderr (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+    /// Set (e.g. by Ctrl-C) to stop after the current step, checkpoint, and return.
+    pub stop: Arc<AtomicBool>,
+    /// Stop once this many steps are done, as if interrupted (for tests and time-boxed sessions).
+    pub stop_after: Option<usize>,
+    /// The git commit eft was built from, for the record.
+    pub git_commit: String,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::flex(),
+            progress: false,
+            stop: Arc::new(AtomicBool::new(false)),
+            stop_after: None,
+            git_commit: "unknown".into(),
+        }
+    }
+}
+
+/// Starts a new run in `run_dir`; refuses a folder that already holds one.
+pub fn train(
+    config: RunConfig,
+    run_dir: &Path,
+    options: &TrainOptions,
+) -> Result<RunRecord, TrainError> {
+    config.validate()?;
+    for file in [CHECKPOINT_FILE, RECORD_FILE] {
+        if run_dir.join(file).exists() {
+            return Err(TrainError::file(
+                run_dir,
+                format!("this folder already holds a run ({file})"),
+                "continue it with --resume, or choose another --name or --out",
+            ));
+        }
+    }
+    let session = Session::new(config, None, run_dir, options)?;
+    write_atomic(
+        &run_dir.join(CONFIG_FILE),
+        session.config.to_toml().as_bytes(),
+    )?;
+    session.run()
+}
+
+/// Continues the run in `run_dir` from its last checkpoint, with the config saved there.
+pub fn resume(run_dir: &Path, options: &TrainOptions) -> Result<RunRecord, TrainError> {
+    let checkpoint = Checkpoint::load(&run_dir.join(CHECKPOINT_FILE))?;
+    let record_path = run_dir.join(RECORD_FILE);
+    if let Ok(text) = std::fs::read_to_string(&record_path)
+        && let Ok(record) = serde_json::from_str::<RunRecord>(&text)
+        && record.status == RunStatus::Finished
+    {
+        return Err(TrainError::file(
+            record_path,
+            "this run has already finished",
+            "start a new run, or evaluate this one with `eft eval`",
+        ));
+    }
+    let config = checkpoint.config.clone();
+    Session::new(config, Some(checkpoint), run_dir, options)?.run()
+}
+
+/// Builds the task's splits and the model for `config`; shared by training and evaluation.
+pub fn build_data_and_model(
+    config: &RunConfig,
+    device: &Device,
+) -> Result<(Dataset, Classifier), TrainError> {
+    config.validate()?;
+    let started = std::time::Instant::now();
+    let data = config.task.build(config.seed)?;
+    tracing::info!(
+        task = config.task.name(),
+        train = data.train.len(),
+        val = data.val.len(),
+        test = data.test.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "built the task's splits"
+    );
+    if config.train.batch_size > data.train.len() {
+        return Err(TrainError::config(
+            "train.batch_size",
+            config.train.batch_size,
+            format!("exceeds the {} training examples", data.train.len()),
+        ));
+    }
+    let dims = TaskDims {
+        vocab_size: data.vocab_size,
+        max_len: data.max_len,
+        n_classes: data.n_classes,
+    };
+    let model = with_seed(device, config.seed, || config.model.init(dims, device))?;
+    Ok((data, model))
+}
+
+/// Loads a checkpoint's weights into `model`, naming what does not fit.
+pub fn load_weights(
+    model: Classifier,
+    checkpoint: &Checkpoint,
+    path: &Path,
+) -> Result<Classifier, TrainError> {
+    import_params(model, &checkpoint.model).map_err(|problems| {
+        TrainError::file(
+            path,
+            format!("weights do not fit the model: {}", problems.join("; ")),
+            "the checkpoint belongs to another model config",
+        )
+    })
+}
+
+struct Session<'a> {
+    config: RunConfig,
+    data: Dataset,
+    model: Classifier,
+    adam: AdamState,
+    state: LoopState,
+    dir: PathBuf,
+    options: &'a TrainOptions,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        config: RunConfig,
+        checkpoint: Option<Checkpoint>,
+        dir: &Path,
+        options: &'a TrainOptions,
+    ) -> Result<Self, TrainError> {
+        let device = options.device.clone().autodiff();
+        let (data, model) = build_data_and_model(&config, &device)?;
+        let (model, adam, mut state) = match checkpoint {
+            None => (model, AdamState::default(), LoopState::default()),
+            Some(c) => {
+                let path = dir.join(CHECKPOINT_FILE);
+                let model = load_weights(model, &c, &path)?;
+                let adam = AdamState::import(c.adam_steps, &c.adam, &device).ok_or_else(|| {
+                    TrainError::file(
+                        &path,
+                        "optimizer moments are incomplete",
+                        "the checkpoint is damaged; restore a backup",
+                    )
+                })?;
+                (model, adam, c.state)
+            }
+        };
+        state.sessions += 1;
+        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+        Ok(Self {
+            config,
+            data,
+            model,
+            adam,
+            state,
+            dir: dir.to_path_buf(),
+            options,
+        })
+    }
+
+    fn run(mut self) -> Result<RunRecord, TrainError> {
+        let device = self.options.device.clone().autodiff();
+        let steps = self.config.train.steps;
+        let mut meter = Throughput::resume(self.state.tokens, self.state.seconds);
+        let bar = self.progress_bar();
+        let mut hits = 0usize;
+        let mut seen = 0usize;
+        while self.state.step < steps {
+            if self.options.stop.load(Ordering::SeqCst)
+                || self
+                    .options
+                    .stop_after
+                    .is_some_and(|s| self.state.step >= s)
+            {
+                bar.abandon_with_message("interrupted: checkpoint saved; continue with --resume");
+                return self.finish(&meter, RunStatus::Interrupted);
+            }
+            let step = self.state.step;
+            let t = self.config.train.clone();
+            let lr = t.schedule.lr(step, steps);
+            let indices = train_batch_indices(
+                self.data.train.len(),
+                t.batch_size,
+                self.config.seed,
+                step as u64,
+            );
+            let batch = Batch::from_examples(indices.iter().map(|&i| &self.data.train[i]));
+            let (tokens, padding, labels) = batch_tensors(&batch, &device);
+            // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
+            let logits = with_seed(&device, step_seed(self.config.seed, step), || {
+                self.model.forward(tokens, padding)
+            });
+            hits += correct(logits.clone().inner(), labels.clone().inner());
+            seen += batch.batch;
+            let loss = cross_entropy(logits, labels);
+            let loss_value = loss.clone().into_scalar::<f64>();
+            let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
+            let scale = match t.max_grad_norm {
+                Some(max) => {
+                    let norm = grad_norm(&self.model, &grads);
+                    if norm > max { max / norm } else { 1.0 }
+                }
+                None => 1.0,
+            };
+            self.model = adam_step(
+                self.model,
+                &mut grads,
+                &mut self.adam,
+                &t.optimizer,
+                lr,
+                scale,
+            );
+            self.state.step += 1;
+            self.state.loss_sum += loss_value;
+            self.state.loss_count += 1;
+            meter.add(batch.real_tokens() as u64);
+            bar.set_position(self.state.step as u64);
+            bar.set_message(format!(
+                "loss {:.3} acc {:.1}% {:.0} tok/s",
+                self.state.loss_sum / self.state.loss_count as f64,
+                100.0 * hits as f64 / seen.max(1) as f64,
+                meter.tokens_per_second()
+            ));
+            let done = self.state.step == steps;
+            if self.state.step.is_multiple_of(t.eval_every) || done {
+                let point = self.validate(lr, &meter);
+                bar.suspend(|| {
+                    eprintln!(
+                        "step {:>6}  train loss {:.4}  val loss {:.4}  val acc {:.2}%",
+                        point.step,
+                        point.train_loss,
+                        point.val_loss,
+                        100.0 * point.val_accuracy
+                    )
+                });
+                (hits, seen) = (0, 0);
+            }
+            if self.state.step.is_multiple_of(t.checkpoint_every) && !done {
+                self.checkpoint(&meter, RunStatus::Running)?;
+            }
+        }
+        bar.finish_and_clear();
+        self.finish(&meter, RunStatus::Finished)
+    }
+
+    fn validate(&mut self, lr: f64, meter: &Throughput) -> EvalPoint {
+        let result = evaluate(
+            &self.model.valid(),
+            &self.data.val,
+            self.config.train.batch_size,
+            &self.options.device,
+        );
+        let point = EvalPoint {
+            step: self.state.step,
+            train_loss: self.state.loss_sum / self.state.loss_count.max(1) as f64,
+            val_loss: result.loss,
+            val_accuracy: result.accuracy,
+            lr,
+            seconds: meter.seconds(),
+        };
+        self.state.evals.push(point.clone());
+        self.state.loss_sum = 0.0;
+        self.state.loss_count = 0;
+        point
+    }
+
+    fn checkpoint(
+        &mut self,
+        meter: &Throughput,
+        status: RunStatus,
+    ) -> Result<RunRecord, TrainError> {
+        self.state.tokens = meter.tokens();
+        self.state.seconds = meter.seconds();
+        Checkpoint {
+            config: self.config.clone(),
+            state: self.state.clone(),
+            adam_steps: self.adam.steps,
+            model: export_params(&self.model),
+            adam: self.adam.export(),
+        }
+        .save(&self.dir.join(CHECKPOINT_FILE))?;
+        tracing::debug!(step = self.state.step, "checkpoint written");
+        self.write_record(meter, status, None)
+    }
+
+    fn finish(mut self, meter: &Throughput, status: RunStatus) -> Result<RunRecord, TrainError> {
+        self.checkpoint(meter, status)?;
+        if status != RunStatus::Finished {
+            return self.write_record(meter, status, None);
+        }
+        let test = evaluate(
+            &self.model.valid(),
+            &self.data.test,
+            self.config.train.batch_size,
+            &self.options.device,
+        );
+        self.write_record(meter, status, Some(test))
+    }
+
+    fn write_record(
+        &self,
+        meter: &Throughput,
+        status: RunStatus,
+        test: Option<crate::EvalResult>,
+    ) -> Result<RunRecord, TrainError> {
+        let (class, test_accuracy) = self.data.majority_baseline();
+        let record = RunRecord {
+            status,
+            eft_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: self.options.git_commit.clone(),
+            config: self.config.clone(),
+            steps_done: self.state.step,
+            parameters: self.model.num_params(),
+            split_sizes: [
+                self.data.train.len(),
+                self.data.val.len(),
+                self.data.test.len(),
+            ],
+            evals: self.state.evals.clone(),
+            test,
+            majority_baseline: Baseline {
+                class,
+                test_accuracy,
+            },
+            wall_clock_seconds: meter.seconds(),
+            tokens: meter.tokens(),
+            tokens_per_second: meter.tokens_per_second(),
+            peak_memory_bytes: peak_rss_bytes(),
+            sessions: self.state.sessions,
+        };
+        let json = serde_json::to_string_pretty(&record).expect("records serialise");
+        write_atomic(&self.dir.join(RECORD_FILE), json.as_bytes())?;
+        Ok(record)
+    }
+
+    fn progress_bar(&self) -> ProgressBar {
+        let steps = self.config.train.steps as u64;
+        if !self.options.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(steps).with_position(self.state.step as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .expect("the template is valid")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(self.config.name.clone());
+        bar
+    }
+}

@@ -1,0 +1,126 @@
+//! A run stopped part-way and resumed reaches the same final state, bit for bit, as one that
+//! never stopped.
+
+use eft_train::{Checkpoint, RunConfig, RunStatus, TrainOptions, preset, resume, train};
+
+/// A model and task small enough to train a dozen steps in a second, with dropout on so the
+/// per-step RNG is exercised.
+fn tiny() -> RunConfig {
+    let mut c = preset("listops", "quick").unwrap();
+    c.name = "tiny".into();
+    c.seed = 42;
+    if let eft_data::TaskConfig::ListOps(t) = &mut c.task {
+        t.min_len = 5;
+        t.max_len = 30;
+        t.max_depth = 3;
+        t.train = 64;
+        t.val = 16;
+        t.test = 16;
+    }
+    c.model.d_model = 16;
+    c.model.n_heads = 2;
+    c.model.d_ff = 32;
+    c.model.dropout = 0.2;
+    c.train.steps = 12;
+    c.train.batch_size = 8;
+    c.train.eval_every = 3;
+    c.train.checkpoint_every = 4;
+    c.train.schedule = eft_train::Schedule::Cosine {
+        lr: 3e-3,
+        warmup: 2,
+        min_lr: 0.0,
+    };
+    c
+}
+
+#[test]
+fn interrupted_and_resumed_equals_uninterrupted() {
+    let root = tempfile::tempdir().unwrap();
+    let (straight, broken) = (root.path().join("straight"), root.path().join("broken"));
+    let options = TrainOptions::default();
+
+    let full = train(tiny(), &straight, &options).unwrap();
+    assert_eq!(full.status, RunStatus::Finished);
+    assert_eq!(full.steps_done, 12);
+
+    // Stop at step 5: between two periodic checkpoints, so the stop itself must checkpoint.
+    let stopping = TrainOptions {
+        stop_after: Some(5),
+        ..TrainOptions::default()
+    };
+    let part = train(tiny(), &broken, &stopping).unwrap();
+    assert_eq!(part.status, RunStatus::Interrupted);
+    assert_eq!(part.steps_done, 5);
+    assert!(part.test.is_none());
+
+    let resumed = resume(&broken, &options).unwrap();
+    assert_eq!(resumed.status, RunStatus::Finished);
+    assert_eq!(resumed.sessions, 2);
+
+    let a = Checkpoint::load(&straight.join(eft_train::CHECKPOINT_FILE)).unwrap();
+    let b = Checkpoint::load(&broken.join(eft_train::CHECKPOINT_FILE)).unwrap();
+    assert!(!a.model.is_empty());
+    assert_eq!(a.model, b.model, "final weights differ");
+    assert_eq!(a.adam, b.adam, "final optimizer moments differ");
+    assert_eq!(a.adam_steps, 12);
+    let strip = |r: &eft_train::RunRecord| {
+        r.evals
+            .iter()
+            .map(|e| (e.step, e.train_loss, e.val_loss, e.val_accuracy))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&full), strip(&resumed), "evaluation history differs");
+    assert_eq!(full.test, resumed.test);
+    assert_eq!(full.tokens, resumed.tokens);
+}
+
+#[test]
+fn weights_actually_change_and_a_different_seed_gives_different_weights() {
+    let root = tempfile::tempdir().unwrap();
+    let options = TrainOptions::default();
+    let mut c = tiny();
+    c.train.steps = 4;
+    train(c.clone(), &root.path().join("a"), &options).unwrap();
+    c.seed = 43;
+    train(c, &root.path().join("b"), &options).unwrap();
+    let a = Checkpoint::load(&root.path().join("a").join(eft_train::CHECKPOINT_FILE)).unwrap();
+    let b = Checkpoint::load(&root.path().join("b").join(eft_train::CHECKPOINT_FILE)).unwrap();
+    assert_ne!(a.model, b.model);
+}
+
+#[test]
+fn a_folder_with_a_run_is_never_overwritten() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    let mut c = tiny();
+    c.train.steps = 4;
+    train(c.clone(), &dir, &TrainOptions::default()).unwrap();
+    let before = std::fs::read(dir.join(eft_train::CHECKPOINT_FILE)).unwrap();
+    let e = train(c, &dir, &TrainOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("already holds a run") && e.contains("--resume"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join(eft_train::CHECKPOINT_FILE)).unwrap(),
+        before
+    );
+    let e = resume(&dir, &TrainOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already finished"), "{e}");
+}
+
+#[test]
+fn resuming_an_empty_folder_says_what_is_missing() {
+    let root = tempfile::tempdir().unwrap();
+    let e = resume(root.path(), &TrainOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no checkpoint here") && e.contains("checkpoint.safetensors"),
+        "{e}"
+    );
+}
