@@ -1,0 +1,101 @@
+//! Command-line arguments, as clap parses them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// eft: efficient transformers, trained and measured side by side.
+#[derive(Debug, Parser)]
+#[command(name = "eft", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model on a task; writes <out>/<name>/{config.toml, checkpoint.safetensors, record.json}.
+    ///
+    /// The config is built in layers: the preset, then --config FILE, then the flags below, then
+    /// every --set. Ctrl-C stops after the current step with a checkpoint; --resume continues it
+    /// to the same final weights as an uninterrupted run.
+    Train(Box<TrainArgs>),
+    /// Evaluate a trained run's checkpoint on one of its task's splits.
+    Eval(EvalArgs),
+}
+
+/// Arguments of `eft train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Task to train on [possible values: listops].
+    #[arg(long, default_value = "listops", conflicts_with = "resume")]
+    pub task: String,
+    /// Starting config: `quick` (a CPU in minutes) or `paper` (LRA's released settings).
+    #[arg(long, default_value = "quick", conflicts_with = "resume")]
+    pub preset: String,
+    /// A TOML file layered over the preset (same fields as the `config.toml` a run writes).
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
+    /// Attention mechanism of every layer [possible values: full].
+    #[arg(long, conflicts_with = "resume")]
+    pub attention: Option<String>,
+    /// A parameter of the attention mechanism, as NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair, conflicts_with = "resume")]
+    pub params: Vec<(String, String)>,
+    /// Training steps (sets train.steps).
+    #[arg(long, conflicts_with = "resume")]
+    pub steps: Option<usize>,
+    /// Seed of every random choice (sets seed).
+    #[arg(long, conflicts_with = "resume")]
+    pub seed: Option<u64>,
+    /// Examples per step (sets train.batch_size).
+    #[arg(long, conflicts_with = "resume")]
+    pub batch_size: Option<usize>,
+    /// Run name; files go to <out>/<name>. Default: <task>-<attention>-<preset>.
+    #[arg(long, conflicts_with = "resume")]
+    pub name: Option<String>,
+    /// Folder that holds runs.
+    #[arg(
+        long,
+        default_value = "runs",
+        value_name = "DIR",
+        conflicts_with = "resume"
+    )]
+    pub out: PathBuf,
+    /// Set any config field by its dotted path, e.g. `model.d_model=128` or
+    /// `train.schedule={ kind = "constant", lr = 0.001 }` (repeatable; applied last).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair, conflicts_with = "resume")]
+    pub sets: Vec<(String, String)>,
+    /// Continue the interrupted run in this folder from its last checkpoint, with its saved config.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Stop, resumably, once this many steps are done (a time-boxed session).
+    #[arg(long, value_name = "STEPS")]
+    pub stop_after: Option<usize>,
+    /// Print the resolved config and exit without training.
+    #[arg(long, conflicts_with = "resume")]
+    pub dry_run: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Arguments of `eft eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The run folder (holds checkpoint.safetensors).
+    #[arg(value_name = "RUN_DIR")]
+    pub run: PathBuf,
+    /// Split to evaluate [possible values: train, val, test].
+    #[arg(long, default_value = "test")]
+    pub split: String,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}

@@ -1,0 +1,157 @@
+//! What each subcommand does: resolve its arguments, call the library, report.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use burn::tensor::Device;
+use eft_train::{
+    CHECKPOINT_FILE, Checkpoint, RunRecord, RunStatus, TrainError, TrainOptions,
+    build_data_and_model, evaluate, layered, load_weights, preset,
+};
+
+use crate::args::{Cli, Command, EvalArgs, TrainArgs};
+
+/// Exit code of a run stopped by Ctrl-C or --stop-after (resumable).
+const INTERRUPTED: u8 = 130;
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Train(args) => train(*args),
+        Command::Eval(args) => eval(args),
+    }
+}
+
+/// 2 for a bad config or input file, 1 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<TrainError>() {
+        Some(TrainError::Io { .. }) | None => 1,
+        Some(_) => 2,
+    }
+}
+
+fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nstopping now; the last checkpoint is kept");
+            std::process::exit(i32::from(INTERRUPTED));
+        }
+        eprintln!("\nstopping after this step (Ctrl-C again to quit at once)…");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let options = TrainOptions {
+        device: Device::flex(),
+        progress: !args.no_progress,
+        stop,
+        stop_after: args.stop_after,
+        git_commit: env!("EFT_GIT_COMMIT").to_string(),
+    };
+    let record = match &args.resume {
+        Some(dir) => eft_train::resume(dir, &options)?,
+        None => {
+            let config = resolve(&args)?;
+            if args.dry_run {
+                print!("{}", config.to_toml());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let dir = args.out.join(&config.name);
+            eprintln!("training {} → {}", config.name, dir.display());
+            eft_train::train(config, &dir, &options)?
+        }
+    };
+    report(&record);
+    Ok(match record.status {
+        RunStatus::Finished => ExitCode::SUCCESS,
+        _ => ExitCode::from(INTERRUPTED),
+    })
+}
+
+/// Preset → --config file → named flags → --set, then validation.
+fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
+    let mut base = preset(&args.task, &args.preset)?;
+    let attention = args
+        .attention
+        .clone()
+        .unwrap_or_else(|| base.model.attention.name().into());
+    base.name = format!("{}-{attention}-{}", args.task, args.preset);
+    let mut overrides: Vec<(String, String)> = Vec::new();
+    if let Some(name) = &args.attention {
+        overrides.push(("model.attention".into(), format!("{{ kind = {name:?} }}")));
+    }
+    for (k, v) in &args.params {
+        overrides.push((format!("model.attention.{k}"), v.clone()));
+    }
+    let flags = [
+        ("train.steps", args.steps.map(|v| v.to_string())),
+        ("seed", args.seed.map(|v| v.to_string())),
+        ("train.batch_size", args.batch_size.map(|v| v.to_string())),
+        ("name", args.name.as_ref().map(|v| format!("{v:?}"))),
+    ];
+    overrides.extend(
+        flags
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?))),
+    );
+    overrides.extend(args.sets.iter().cloned());
+    Ok(layered(&base, args.config.as_deref(), &overrides)?)
+}
+
+fn report(record: &RunRecord) {
+    let name = &record.config.name;
+    match (record.status, &record.test) {
+        (RunStatus::Finished, Some(test)) => {
+            println!(
+                "{name}: test accuracy {:.2}% (majority-class baseline {:.2}%), test loss {:.4}",
+                100.0 * test.accuracy,
+                100.0 * record.majority_baseline.test_accuracy,
+                test.loss
+            );
+        }
+        _ => println!(
+            "{name}: stopped after {} of {} steps; continue with `eft train --resume <RUN_DIR>`",
+            record.steps_done, record.config.train.steps
+        ),
+    }
+    let memory = record
+        .peak_memory_bytes
+        .map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
+        .unwrap_or_else(|| "n/a".into());
+    println!(
+        "{} steps in {:.1} s, {:.0} tokens/s, peak memory {memory}, {} parameters",
+        record.steps_done, record.wall_clock_seconds, record.tokens_per_second, record.parameters
+    );
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let path = args.run.join(CHECKPOINT_FILE);
+    let checkpoint = Checkpoint::load(&path)?;
+    let device = Device::flex();
+    let (data, model) = build_data_and_model(&checkpoint.config, &device)?;
+    let model = load_weights(model, &checkpoint, &path)?;
+    let examples = match args.split.as_str() {
+        "train" => &data.train,
+        "val" => &data.val,
+        "test" => &data.test,
+        other => bail!("--split {other}: choose train, val or test"),
+    };
+    let result = evaluate(
+        &model,
+        examples,
+        checkpoint.config.train.batch_size,
+        &device,
+    );
+    println!(
+        "{} {} after {} steps: accuracy {:.2}%, loss {:.4} ({} examples)",
+        checkpoint.config.name,
+        args.split,
+        checkpoint.state.step,
+        100.0 * result.accuracy,
+        result.loss,
+        result.examples
+    );
+    Ok(ExitCode::SUCCESS)
+}
