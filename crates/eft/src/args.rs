@@ -80,6 +80,18 @@ pub struct TrainArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub device: Backend,
+}
+
+/// The compute backends this build offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// burn's Flex CPU backend (SIMD matmul, all cores).
+    Cpu,
+    /// burn's wgpu backend on the default GPU (needs a build with `--features wgpu`).
+    Wgpu,
 }
 
 /// Arguments of `eft eval`.
@@ -91,6 +103,9 @@ pub struct EvalArgs {
     /// Split to evaluate [possible values: train, val, test].
     #[arg(long, default_value = "test")]
     pub split: String,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub device: Backend,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

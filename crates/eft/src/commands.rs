@@ -11,7 +11,7 @@ use eft_train::{
     build_data_and_model, evaluate, layered, load_weights, preset,
 };
 
-use crate::args::{Cli, Command, EvalArgs, TrainArgs};
+use crate::args::{Backend, Cli, Command, EvalArgs, TrainArgs};
 
 /// Exit code of a run stopped by Ctrl-C or --stop-after (resumable).
 const INTERRUPTED: u8 = 130;
@@ -44,7 +44,7 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     })
     .context("installing the Ctrl-C handler")?;
     let options = TrainOptions {
-        device: Device::flex(),
+        device: device(args.device)?,
         progress: !args.no_progress,
         stop,
         stop_after: args.stop_after,
@@ -68,6 +68,19 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         RunStatus::Finished => ExitCode::SUCCESS,
         _ => ExitCode::from(INTERRUPTED),
     })
+}
+
+/// The device for `backend`, or an error saying how to get a build that has it.
+fn device(backend: Backend) -> anyhow::Result<Device> {
+    match backend {
+        Backend::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(not(feature = "wgpu"))]
+        Backend::Wgpu => bail!(
+            "--device wgpu: this eft was built without GPU support; rebuild with `cargo install --path crates/eft --features wgpu`"
+        ),
+    }
 }
 
 /// Preset → --config file → named flags → --set, then validation.
@@ -129,7 +142,7 @@ fn report(record: &RunRecord) {
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let path = args.run.join(CHECKPOINT_FILE);
     let checkpoint = Checkpoint::load(&path)?;
-    let device = Device::flex();
+    let device = device(args.device)?;
     let (data, model) = build_data_and_model(&checkpoint.config, &device)?;
     let model = load_weights(model, &checkpoint, &path)?;
     let examples = match args.split.as_str() {

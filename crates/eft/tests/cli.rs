@@ -1,0 +1,284 @@
+//! The `eft` binary as a user meets it: bad input gets one line and a non-zero exit, never a
+//! panic; Ctrl-C and `kill -9` mid-run both resume to the weights of an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use eft_train::{CHECKPOINT_FILE, Checkpoint, RECORD_FILE};
+
+fn eft() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eft"));
+    c.env_remove("EFT_LOG");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    eft().args(args).output().expect("eft runs")
+}
+
+/// Asserts a clean failure: non-zero exit, no panic, one line on stderr containing `needles`.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "{args:?} printed more than one line: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: `{n}` not in: {err}");
+    }
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    fails_with(
+        &["train", "--out", out, "--task", "sudoku"],
+        &["sudoku", "listops"],
+    );
+    fails_with(
+        &["train", "--out", out, "--preset", "huge"],
+        &["huge", "quick, paper"],
+    );
+    fails_with(
+        &["train", "--out", out, "--attention", "fulll"],
+        &["fulll", "full"],
+    );
+    fails_with(&["train", "--out", out, "--param", "block=4"], &["block"]);
+    fails_with(
+        &["train", "--out", out, "--set", "model.d_model=wide"],
+        &["wide"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "model.d_model=0"],
+        &["model.d_model", "at least 1"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "model.d_model=-8"],
+        &["-8"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "model.n_heads=3"],
+        &["model.n_heads", "divide"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "model.depth=3"],
+        &["depth"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "train.batch_size=0"],
+        &["train.batch_size"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "task.max_len=3"],
+        &["task.max_len"],
+    );
+    fails_with(
+        &["train", "--out", out, "--config", "/nonexistent/run.toml"],
+        &["/nonexistent/run.toml"],
+    );
+    fails_with(
+        &["train", "--resume", out],
+        &["no checkpoint here", "checkpoint.safetensors"],
+    );
+    fails_with(&["eval", out], &["no checkpoint here"]);
+    let corrupt = dir.path().join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join(CHECKPOINT_FILE), b"\x10\0\0\0\0\0\0\0{\"a\":").unwrap();
+    fails_with(
+        &["train", "--resume", corrupt.to_str().unwrap()],
+        &["corrupt"],
+    );
+    fails_with(&["eval", corrupt.to_str().unwrap()], &["corrupt"]);
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() == 1,
+        "failed runs wrote nothing but the test's own folder"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_resolved_config() {
+    let out = run(&[
+        "train",
+        "--dry-run",
+        "--steps",
+        "321",
+        "--seed",
+        "5",
+        "--set",
+        "model.d_model=32",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let config = eft_train::RunConfig::from_toml(&text).unwrap();
+    assert_eq!(config.train.steps, 321);
+    assert_eq!(config.seed, 5);
+    assert_eq!(config.model.d_model, 32);
+    assert_eq!(config.name, "listops-full-quick");
+}
+
+#[test]
+fn help_explains_every_option() {
+    let out = run(&["train", "--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--task",
+        "--preset",
+        "--config",
+        "--attention",
+        "--param",
+        "--steps",
+        "--seed",
+        "--batch-size",
+        "--name",
+        "--out",
+        "--set",
+        "--resume",
+        "--stop-after",
+        "--dry-run",
+        "--no-progress",
+        "--device",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from train --help");
+    }
+    assert!(
+        String::from_utf8(run(&["--help"]).stdout)
+            .unwrap()
+            .contains("eval")
+    );
+}
+
+/// A run small enough to take a few seconds, checkpointing every step so a kill lands mid-run.
+fn tiny_config(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        r#"
+seed = 3
+[task]
+min_len = 5
+max_len = 30
+max_depth = 3
+train = 128
+val = 16
+test = 32
+[model]
+d_model = 16
+n_heads = 2
+d_ff = 32
+dropout = 0.1
+[train]
+steps = 300
+batch_size = 8
+eval_every = 100
+checkpoint_every = 1
+schedule = { kind = "cosine", lr = 0.003, warmup = 10 }
+"#,
+    )
+    .unwrap();
+    path
+}
+
+fn start(config: &Path, out: &Path, name: &str) -> Child {
+    eft()
+        .args(["train", "--no-progress", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(["--name", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the run's record shows at least `steps` steps done.
+fn wait_for_steps(run: &Path, steps: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(run.join(RECORD_FILE))
+            && let Ok(r) = serde_json::from_str::<serde_json::Value>(&text)
+            && r["steps_done"].as_u64().unwrap_or(0) >= steps as u64
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{} never reached step {steps}", run.display());
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+#[cfg(unix)]
+fn killed_or_interrupted_runs_resume_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let out = dir.path().join("runs");
+
+    let mut straight = start(&config, &out, "straight");
+    assert!(straight.wait().unwrap().success());
+
+    let mut killed = start(&config, &out, "killed");
+    wait_for_steps(&out.join("killed"), 5);
+    signal(&killed, "-KILL");
+    killed.wait().unwrap();
+
+    let mut interrupted = start(&config, &out, "interrupted");
+    wait_for_steps(&out.join("interrupted"), 5);
+    signal(&interrupted, "-INT");
+    let status = interrupted.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "Ctrl-C exits 130 after checkpointing"
+    );
+
+    let reference = Checkpoint::load(&out.join("straight").join(CHECKPOINT_FILE)).unwrap();
+    for name in ["killed", "interrupted"] {
+        let run_dir = out.join(name);
+        let before = Checkpoint::load(&run_dir.join(CHECKPOINT_FILE)).unwrap();
+        assert!(before.state.step < 300, "{name} was stopped before the end");
+        let resumed = eft()
+            .args(["train", "--no-progress", "--resume"])
+            .arg(&run_dir)
+            .output()
+            .unwrap();
+        assert!(
+            resumed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        let after = Checkpoint::load(&run_dir.join(CHECKPOINT_FILE)).unwrap();
+        assert_eq!(after.state.step, 300);
+        assert_eq!(after.model, reference.model, "{name}: final weights differ");
+        assert_eq!(
+            after.adam, reference.adam,
+            "{name}: final optimizer state differs"
+        );
+    }
+
+    let eval = run(&["eval", out.join("straight").to_str().unwrap()]);
+    assert!(eval.status.success());
+    let text = String::from_utf8(eval.stdout).unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("straight").join(RECORD_FILE)).unwrap(),
+    )
+    .unwrap();
+    let acc = record["test"]["accuracy"].as_f64().unwrap();
+    assert!(
+        text.contains(&format!("{:.2}%", 100.0 * acc)),
+        "eval agrees with the record: {text}"
+    );
+}
