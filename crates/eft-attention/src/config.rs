@@ -48,7 +48,7 @@ impl AttentionConfig {
         let mut table = toml::Table::new();
         table.insert("kind".into(), toml::Value::String(name.to_string()));
         for (key, raw) in params {
-            table.insert(key.clone(), parse_scalar(raw));
+            table.insert(key.clone(), toml_scalar(raw));
         }
         let config: AttentionConfig =
             toml::Value::Table(table)
@@ -88,9 +88,10 @@ impl AttentionConfig {
     }
 }
 
-fn parse_scalar(raw: &str) -> toml::Value {
-    let wrapped = format!("v = {raw}");
-    match wrapped.parse::<toml::Table>() {
+/// Reads a command-line value as TOML (`3`, `0.5`, `true`, `[1, 2]`, `{ kind = "x" }`), and as a
+/// plain string when it is not valid TOML, so `--param global=0,40` and `name=mine` need no quotes.
+pub fn toml_scalar(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut t) => t
             .remove("v")
             .unwrap_or_else(|| toml::Value::String(raw.into())),
@@ -121,6 +122,14 @@ mod tests {
         let e = AttentionConfig::from_name_and_params("full", &[("block".into(), "4".into())])
             .unwrap_err();
         assert!(e.to_string().contains("block"), "{e}");
+    }
+
+    #[test]
+    fn command_line_values_read_as_toml_or_text() {
+        assert_eq!(toml_scalar("3"), toml::Value::Integer(3));
+        assert_eq!(toml_scalar("true"), toml::Value::Boolean(true));
+        assert_eq!(toml_scalar("0,40"), toml::Value::String("0,40".into()));
+        assert_eq!(toml_scalar("mine"), toml::Value::String("mine".into()));
     }
 
     #[test]

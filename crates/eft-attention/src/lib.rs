@@ -28,7 +28,7 @@ mod mechanism;
 mod reference;
 pub mod testing;
 
-pub use config::AttentionConfig;
+pub use config::{AttentionConfig, toml_scalar};
 pub use cost::{AttentionCost, AttentionShape};
 pub use error::AttentionError;
 pub use full::FullAttention;

@@ -72,19 +72,13 @@ mod tests {
     use super::*;
     use crate::{Positions, TaskDims};
     use burn::tensor::{Distribution, TensorData};
-    use eft_attention::{AttentionConfig, testing::assert_close, testing::to_f64};
+    use eft_attention::testing::{assert_close, to_f64};
 
     fn config(pool: Pool, positions: Positions) -> ModelConfig {
         ModelConfig {
-            d_model: 16,
-            n_heads: 4,
-            n_layers: 2,
-            d_ff: 32,
-            dropout: 0.0,
             positions,
             pool,
-            causal: false,
-            attention: AttentionConfig::default(),
+            ..crate::config::tests::small()
         }
     }
 

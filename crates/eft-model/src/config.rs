@@ -132,9 +132,10 @@ impl ModelConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A model small enough for unit tests.
     pub(crate) fn small() -> ModelConfig {
         ModelConfig {
             d_model: 16,

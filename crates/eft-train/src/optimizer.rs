@@ -285,6 +285,20 @@ mod tests {
     }
 
     #[test]
+    fn global_grad_norm_covers_every_parameter() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let model = Tiny {
+            layer: LinearConfig::new(2, 2).init(&device),
+        };
+        // d(Σ W·x + b)/dW = x for each output column, d/db = 1: norm² = 2·|x|² + 2.
+        let x = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, -4.0], [1, 2]), &device);
+        let grads = GradientsParams::from_grads(model.layer.forward(x).sum().backward(), &model);
+        let norm = crate::params::grad_norm(&model, &grads);
+        assert!((norm - (2.0f64 * 25.0 + 2.0).sqrt()).abs() < 1e-5, "{norm}");
+    }
+
+    #[test]
     fn state_round_trips_through_arrays() {
         let device = Device::flex();
         let mut state = AdamState::default();

@@ -42,11 +42,7 @@ fn merge_at(base: &mut toml::Value, overlay: toml::Value, root: bool) {
 /// Sets the dotted `key` (e.g. `model.d_model`) to `raw`, read as a TOML value when it parses as
 /// one and as a string otherwise.
 pub fn set(config: &mut toml::Value, key: &str, raw: &str) -> Result<(), TrainError> {
-    let value = match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.into())),
-        Err(_) => toml::Value::String(raw.to_string()),
-    };
-    let mut nested = value;
+    let mut nested = eft_attention::toml_scalar(raw);
     for part in key.split('.').rev() {
         if part.is_empty() {
             return Err(TrainError::config(

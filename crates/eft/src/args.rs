@@ -53,7 +53,8 @@ pub struct TrainArgs {
     /// Examples per step (sets train.batch_size).
     #[arg(long, conflicts_with = "resume")]
     pub batch_size: Option<usize>,
-    /// Run name; files go to <out>/<name>. Default: <task>-<attention>-<preset>.
+    /// Run name; files go to <out>/<name>, which must not hold a run yet. Without it the name is
+    /// <task>-<attention>-<preset>, suffixed -2, -3, … when that folder is taken.
     #[arg(long, conflicts_with = "resume")]
     pub name: Option<String>,
     /// Folder that holds runs.

@@ -58,6 +58,10 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 print!("{}", config.to_toml());
                 return Ok(ExitCode::SUCCESS);
             }
+            let mut config = config;
+            if args.name.is_none() {
+                config.name = free_name(&args.out, &config.name);
+            }
             let dir = args.out.join(&config.name);
             eprintln!("training {} → {}", config.name, dir.display());
             eft_train::train(config, &dir, &options)?
@@ -81,6 +85,21 @@ fn device(backend: Backend) -> anyhow::Result<Device> {
             "--device wgpu: this eft was built without GPU support; rebuild with `cargo install --path crates/eft --features wgpu`"
         ),
     }
+}
+
+/// `name`, or `name-2`, `name-3`, … : the first that names no existing folder under `out`, so
+/// repeating a command without `--name` starts a new run instead of failing.
+fn free_name(out: &std::path::Path, name: &str) -> String {
+    (1..)
+        .map(|i| {
+            if i == 1 {
+                name.to_string()
+            } else {
+                format!("{name}-{i}")
+            }
+        })
+        .find(|n| !out.join(n).exists())
+        .expect("some suffix is free")
 }
 
 /// Preset → --config file → named flags → --set, then validation.

@@ -123,6 +123,33 @@ fn dry_run_prints_the_resolved_config() {
 }
 
 #[test]
+fn repeating_a_command_never_overwrites_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let out = dir.path().join("runs");
+    let train = |extra: &[&str]| {
+        eft()
+            .args(["train", "--no-progress", "--steps", "20", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(train(&[]).status.success());
+    assert!(train(&[]).status.success());
+    assert!(out.join("listops-full-quick/record.json").exists());
+    assert!(out.join("listops-full-quick-2/record.json").exists());
+    let before = std::fs::read(out.join("listops-full-quick/checkpoint.safetensors")).unwrap();
+    let taken = train(&["--name", "listops-full-quick"]);
+    assert_eq!(taken.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("already holds a run"));
+    let after = std::fs::read(out.join("listops-full-quick/checkpoint.safetensors")).unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
 fn help_explains_every_option() {
     let out = run(&["train", "--help"]);
     let help = String::from_utf8(out.stdout).unwrap();
