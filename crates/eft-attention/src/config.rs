@@ -1,13 +1,167 @@
 //! Choosing a mechanism by name and parameters, and checking the choice before anything runs.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::sparse::{
+    BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
+    SlidingAttention, StridedAttention,
+};
 use crate::{Attention, AttentionError, FullAttention};
 
 /// Parameters of [`FullAttention`]: it has none.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FullConfig {}
+
+/// `local`: non-overlapping blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Block size. Default 50 (LRA).
+    #[serde(default = "fifty")]
+    pub block: usize,
+}
+
+/// `sliding`: a window of `window` positions on each side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlidingConfig {
+    /// Largest distance seen. Default 50.
+    #[serde(default = "fifty")]
+    pub window: usize,
+}
+
+/// `strided`: Sparse Transformer's strided pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StridedConfig {
+    /// Stride `l`; at least 2. Default 50.
+    #[serde(default = "fifty")]
+    pub stride: usize,
+}
+
+/// `fixed`: Sparse Transformer's fixed pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedConfig {
+    /// Block size `l`. Default 50 (LRA).
+    #[serde(default = "fifty")]
+    pub block: usize,
+    /// Summary columns `c` per block, `1..=block`. Default 10 (LRA).
+    #[serde(default = "ten")]
+    pub summary: usize,
+}
+
+/// `cascade`: a sliding window that widens with depth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeConfig {
+    /// Window of the first layer. Default 16.
+    #[serde(default = "sixteen")]
+    pub window: usize,
+    /// Factor by which each layer widens the window, ≥ 1. Default 2.
+    #[serde(default = "two")]
+    pub growth: f64,
+}
+
+/// `blockbert`: per-head block permutations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockBertConfig {
+    /// Number of blocks the sequence is split into. Default 2.
+    #[serde(default = "two_usize")]
+    pub blocks: usize,
+}
+
+/// `longformer`: dilated sliding window plus global positions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongformerConfig {
+    /// Keys seen on each side. Default 32.
+    #[serde(default = "thirty_two")]
+    pub window: usize,
+    /// Positions that see and are seen by all, e.g. `0,40` or `[0, 40]`. Default `[0]` (CLS).
+    #[serde(default = "first", deserialize_with = "positions")]
+    pub global: Vec<usize>,
+    /// Gap between window keys (1 = none). Default 1.
+    #[serde(default = "one")]
+    pub dilation: usize,
+}
+
+/// `bigbird`: window, global and random blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigBirdConfig {
+    /// Block size. Default 64 (LRA).
+    #[serde(default = "sixty_four")]
+    pub block: usize,
+    /// Leading global blocks. Default 1.
+    #[serde(default = "one")]
+    pub global_blocks: usize,
+    /// Random blocks per query block and head. Default 3 (LRA).
+    #[serde(default = "three")]
+    pub random_blocks: usize,
+    /// Seed of the random blocks. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn one() -> usize {
+    1
+}
+fn two_usize() -> usize {
+    2
+}
+fn three() -> usize {
+    3
+}
+fn ten() -> usize {
+    10
+}
+fn sixteen() -> usize {
+    16
+}
+fn thirty_two() -> usize {
+    32
+}
+fn fifty() -> usize {
+    50
+}
+fn sixty_four() -> usize {
+    64
+}
+fn two() -> f64 {
+    2.0
+}
+fn first() -> Vec<usize> {
+    vec![0]
+}
+
+/// Reads positions from a list (`[0, 40]`), one number, or comma-separated text (`"0,40"`).
+fn positions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<usize>),
+        One(usize),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::List(v) => Ok(v),
+        Raw::One(p) => Ok(vec![p]),
+        Raw::Text(s) if s.trim().is_empty() => Ok(vec![]),
+        Raw::Text(s) => s
+            .split(',')
+            .map(|p| {
+                p.trim().parse::<usize>().map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "global: `{p}` is not a position; write e.g. 0,40"
+                    ))
+                })
+            })
+            .collect(),
+    }
+}
 
 /// Which attention mechanism a layer uses, with its parameters.
 ///
@@ -16,8 +170,26 @@ pub struct FullConfig {}
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AttentionConfig {
-    /// Dense softmax attention (`full`).
+    /// Dense softmax attention.
     Full(FullConfig),
+    /// Non-overlapping blocks.
+    Local(LocalConfig),
+    /// Sliding window.
+    Sliding(SlidingConfig),
+    /// Sparse Transformer, strided.
+    Strided(StridedConfig),
+    /// Sparse Transformer, fixed.
+    Fixed(FixedConfig),
+    /// Sliding window widening with depth.
+    Cascade(CascadeConfig),
+    /// Per-head block permutations.
+    #[serde(rename = "blockbert")]
+    BlockBert(BlockBertConfig),
+    /// Dilated window plus global positions.
+    Longformer(LongformerConfig),
+    /// Window, global and random blocks.
+    #[serde(rename = "bigbird")]
+    BigBird(BigBirdConfig),
 }
 
 impl Default for AttentionConfig {
@@ -26,14 +198,51 @@ impl Default for AttentionConfig {
     }
 }
 
+fn out_of_range(field: &'static str, value: impl ToString, fix: impl ToString) -> AttentionError {
+    AttentionError::OutOfRange {
+        field,
+        value: value.to_string(),
+        fix: fix.to_string(),
+    }
+}
+
+fn at_least(field: &'static str, value: usize, min: usize) -> Result<(), AttentionError> {
+    if value < min {
+        return Err(out_of_range(
+            field,
+            value,
+            format!("must be at least {min}"),
+        ));
+    }
+    Ok(())
+}
+
 impl AttentionConfig {
     /// The names accepted for `kind`.
-    pub const NAMES: &'static [&'static str] = &["full"];
+    pub const NAMES: &'static [&'static str] = &[
+        "full",
+        "local",
+        "sliding",
+        "strided",
+        "fixed",
+        "cascade",
+        "blockbert",
+        "longformer",
+        "bigbird",
+    ];
 
     /// The mechanism's config name.
     pub fn name(&self) -> &'static str {
         match self {
             AttentionConfig::Full(_) => "full",
+            AttentionConfig::Local(_) => "local",
+            AttentionConfig::Sliding(_) => "sliding",
+            AttentionConfig::Strided(_) => "strided",
+            AttentionConfig::Fixed(_) => "fixed",
+            AttentionConfig::Cascade(_) => "cascade",
+            AttentionConfig::BlockBert(_) => "blockbert",
+            AttentionConfig::Longformer(_) => "longformer",
+            AttentionConfig::BigBird(_) => "bigbird",
         }
     }
 
@@ -70,22 +279,132 @@ impl AttentionConfig {
     pub fn validate(&self) -> Result<(), AttentionError> {
         match self {
             AttentionConfig::Full(_) => Ok(()),
+            AttentionConfig::Local(c) => at_least("block", c.block, 1),
+            AttentionConfig::Sliding(c) => at_least("window", c.window, 1),
+            AttentionConfig::Strided(c) => at_least("stride", c.stride, 2),
+            AttentionConfig::Fixed(c) => {
+                at_least("block", c.block, 1)?;
+                at_least("summary", c.summary, 1)?;
+                if c.summary > c.block {
+                    return Err(out_of_range(
+                        "summary",
+                        c.summary,
+                        format!("must not exceed block = {}", c.block),
+                    ));
+                }
+                Ok(())
+            }
+            AttentionConfig::Cascade(c) => {
+                at_least("window", c.window, 1)?;
+                if !(c.growth >= 1.0 && c.growth.is_finite()) {
+                    return Err(out_of_range("growth", c.growth, "must be a number ≥ 1"));
+                }
+                Ok(())
+            }
+            AttentionConfig::BlockBert(c) => at_least("blocks", c.blocks, 1),
+            AttentionConfig::Longformer(c) => {
+                at_least("window", c.window, 1)?;
+                at_least("dilation", c.dilation, 1)
+            }
+            AttentionConfig::BigBird(c) => at_least("block", c.block, 1),
+        }
+    }
+
+    /// Checks the parameters against a concrete sequence length and head count, strictly: a
+    /// window, block or position that the length cannot hold is an error here (at run time the
+    /// mechanisms cap them to shorter batches instead).
+    pub fn check_shape(&self, len: usize, heads: usize) -> Result<(), AttentionError> {
+        self.validate()?;
+        let fits = |field: &'static str, value: usize| {
+            if value > len {
+                return Err(out_of_range(
+                    field,
+                    value,
+                    format!("must not exceed the sequence length {len}"),
+                ));
+            }
+            Ok(())
+        };
+        match self {
+            AttentionConfig::Full(_) => Ok(()),
+            AttentionConfig::Local(c) => fits("block", c.block),
+            AttentionConfig::Sliding(c) => fits("window", c.window),
+            AttentionConfig::Cascade(c) => fits("window", c.window),
+            AttentionConfig::BlockBert(c) => fits("blocks", c.blocks),
+            AttentionConfig::BigBird(c) => fits("block", c.block),
+            AttentionConfig::Strided(c) => fits("stride", c.stride).and(two_head_sets(heads)),
+            AttentionConfig::Fixed(c) => fits("block", c.block).and(two_head_sets(heads)),
+            AttentionConfig::Longformer(c) => {
+                fits("window", c.window * c.dilation)?;
+                match c.global.iter().find(|&&g| g >= len) {
+                    Some(g) => Err(out_of_range(
+                        "global",
+                        g,
+                        format!("positions must be below the sequence length {len}"),
+                    )),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
     /// Whether the mechanism defines a causal form.
     pub fn supports_causal(&self) -> bool {
-        match self {
-            AttentionConfig::Full(_) => true,
-        }
+        !matches!(
+            self,
+            AttentionConfig::BlockBert(_) | AttentionConfig::BigBird(_)
+        )
     }
 
-    /// Builds the mechanism for one layer (`layer` counts from 0; depth-dependent mechanisms use it).
-    pub fn init(&self, _layer: usize) -> Attention {
+    /// Builds the mechanism for one layer (`layer` counts from 0; `cascade` widens with it).
+    pub fn init(&self, layer: usize) -> Attention {
         match self {
             AttentionConfig::Full(_) => Attention::Full(FullAttention),
+            AttentionConfig::Local(c) => Attention::Local(LocalAttention { block: c.block }),
+            AttentionConfig::Sliding(c) => {
+                Attention::Sliding(SlidingAttention { window: c.window })
+            }
+            AttentionConfig::Strided(c) => {
+                Attention::Strided(StridedAttention { stride: c.stride })
+            }
+            AttentionConfig::Fixed(c) => Attention::Fixed(FixedAttention {
+                block: c.block,
+                summary: c.summary,
+            }),
+            AttentionConfig::Cascade(c) => {
+                let window =
+                    (c.window as f64 * c.growth.powi(layer as i32)).min(usize::MAX as f64 / 4.0);
+                Attention::Cascade(SlidingAttention {
+                    window: window as usize,
+                })
+            }
+            AttentionConfig::BlockBert(c) => {
+                Attention::BlockBert(BlockBertAttention { blocks: c.blocks })
+            }
+            AttentionConfig::Longformer(c) => Attention::Longformer(LongformerAttention {
+                window: c.window,
+                dilation: c.dilation,
+                global: c.global.clone(),
+            }),
+            AttentionConfig::BigBird(c) => Attention::BigBird(BigBirdAttention {
+                block: c.block,
+                global_blocks: c.global_blocks,
+                random_blocks: c.random_blocks,
+                seed: c.seed,
+            }),
         }
     }
+}
+
+fn two_head_sets(heads: usize) -> Result<(), AttentionError> {
+    if heads < 2 {
+        return Err(out_of_range(
+            "heads",
+            heads,
+            "this mechanism splits heads into two sets; use at least 2 heads",
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a command-line value as TOML (`3`, `0.5`, `true`, `[1, 2]`, `{ kind = "x" }`), and as a
@@ -111,10 +430,18 @@ mod tests {
     }
 
     #[test]
+    fn every_name_builds_with_defaults() {
+        for name in AttentionConfig::NAMES {
+            let c = AttentionConfig::from_name_and_params(name, &[]).unwrap();
+            assert_eq!(c.name(), *name);
+        }
+    }
+
+    #[test]
     fn unknown_mechanism_names_the_choices() {
         let e = AttentionConfig::from_name_and_params("fulll", &[]).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("fulll") && msg.contains("full"), "{msg}");
+        assert!(msg.contains("fulll") && msg.contains("bigbird"), "{msg}");
     }
 
     #[test]
@@ -122,6 +449,71 @@ mod tests {
         let e = AttentionConfig::from_name_and_params("full", &[("block".into(), "4".into())])
             .unwrap_err();
         assert!(e.to_string().contains("block"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_parameters_name_the_field() {
+        let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let e = |name, params: Vec<(String, String)>| {
+            AttentionConfig::from_name_and_params(name, &params)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(e("local", p("block", "0")).contains("block"));
+        assert!(e("strided", p("stride", "1")).contains("stride"));
+        assert!(e("fixed", p("summary", "60")).contains("summary"));
+        assert!(e("cascade", p("growth", "0.5")).contains("growth"));
+        assert!(e("longformer", p("global", "0,x")).contains("global"));
+        let c = AttentionConfig::from_name_and_params("sliding", &p("window", "40")).unwrap();
+        assert!(
+            c.check_shape(32, 4)
+                .unwrap_err()
+                .to_string()
+                .contains("sequence length 32")
+        );
+        let c = AttentionConfig::from_name_and_params("longformer", &p("global", "0,40")).unwrap();
+        assert_eq!(
+            c.check_shape(32, 4)
+                .unwrap_err()
+                .to_string()
+                .contains("global"),
+            true
+        );
+        c.check_shape(64, 4).unwrap();
+        let c = AttentionConfig::from_name_and_params("strided", &p("stride", "4")).unwrap();
+        assert!(
+            c.check_shape(32, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("2 heads")
+        );
+    }
+
+    #[test]
+    fn global_positions_read_from_text_lists_and_numbers() {
+        let g = |raw: &str| match AttentionConfig::from_name_and_params(
+            "longformer",
+            &[("global".into(), raw.into())],
+        )
+        .unwrap()
+        {
+            AttentionConfig::Longformer(c) => c.global,
+            _ => unreachable!(),
+        };
+        assert_eq!(g("0,40"), vec![0, 40]);
+        assert_eq!(g("[3, 5]"), vec![3, 5]);
+        assert_eq!(g("7"), vec![7]);
+    }
+
+    #[test]
+    fn causal_support_is_declared() {
+        let causal = |n| {
+            AttentionConfig::from_name_and_params(n, &[])
+                .unwrap()
+                .supports_causal()
+        };
+        assert!(causal("local") && causal("sliding") && causal("longformer"));
+        assert!(!causal("blockbert") && !causal("bigbird"));
     }
 
     #[test]
@@ -134,9 +526,10 @@ mod tests {
 
     #[test]
     fn toml_round_trip() {
-        let c = AttentionConfig::default();
-        let s = toml::to_string(&c).unwrap();
-        assert_eq!(s.trim(), "kind = \"full\"");
-        assert_eq!(toml::from_str::<AttentionConfig>(&s).unwrap(), c);
+        for name in AttentionConfig::NAMES {
+            let c = AttentionConfig::from_name_and_params(name, &[]).unwrap();
+            let s = toml::to_string(&c).unwrap();
+            assert_eq!(toml::from_str::<AttentionConfig>(&s).unwrap(), c, "{s}");
+        }
     }
 }

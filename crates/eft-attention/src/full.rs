@@ -49,7 +49,7 @@ mod tests {
     use crate::testing::{assert_close, to_f64};
     use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
 
-    /// Plain f64 loops: softmax over the visible keys of each query, rows with none visible uniform.
+    /// Plain f64 loops: softmax over the visible keys of each query; zeros where none is visible.
     fn naive(
         q: &[f64],
         k: &[f64],
@@ -64,13 +64,13 @@ mod tests {
                 let base = (bi * h + hi) * n * d;
                 for i in 0..n {
                     let visible = |j: usize| !pad[bi * n + j] && !(causal && j > i);
-                    let any = (0..n).any(visible);
+                    if !(0..n).any(visible) {
+                        continue; // a query that sees nothing outputs zeros
+                    }
                     let scores: Vec<f64> = (0..n)
                         .map(|j| {
-                            if any && !visible(j) {
+                            if !visible(j) {
                                 f64::NEG_INFINITY
-                            } else if !any {
-                                0.0
                             } else {
                                 (0..d)
                                     .map(|c| q[base + i * d + c] * k[base + j * d + c])
@@ -158,6 +158,26 @@ mod tests {
     #[test]
     fn matches_f64_loops_causal_with_padding() {
         check([2, 2, 6, 3], &[3, 6], true, 3);
+    }
+
+    #[test]
+    fn a_query_that_sees_nothing_outputs_zeros() {
+        // Causal with the first key padded: query 0 sees no key at all.
+        let device = Device::flex();
+        device.seed(5);
+        let dims = [1, 1, 3, 2];
+        let rand = || Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+        let mask = Tensor::<2, Bool>::from_data(
+            TensorData::new(vec![true, false, false], [1, 3]),
+            &device,
+        );
+        let out = FullAttention.forward(
+            AttentionInput::new(rand(), rand(), rand())
+                .with_key_padding(mask)
+                .with_causal(true),
+        );
+        let row0 = to_f64(out.slice([0..1, 0..1, 0..1, 0..2]));
+        assert_eq!(row0, vec![0.0, 0.0]);
     }
 
     #[test]

@@ -3,6 +3,10 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
+use crate::sparse::{
+    BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
+    Patterned, SlidingAttention, StridedAttention,
+};
 use crate::{AttentionCost, AttentionInput, AttentionShape, FullAttention};
 
 /// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
@@ -14,6 +18,38 @@ use crate::{AttentionCost, AttentionInput, AttentionShape, FullAttention};
 pub enum Attention {
     /// Full softmax attention.
     Full(FullAttention),
+    /// Non-overlapping blocks.
+    Local(LocalAttention),
+    /// Sliding window.
+    Sliding(SlidingAttention),
+    /// Sparse Transformer, strided.
+    Strided(StridedAttention),
+    /// Sparse Transformer, fixed.
+    Fixed(FixedAttention),
+    /// One layer of a cascade: a sliding window of that layer's width.
+    Cascade(SlidingAttention),
+    /// Per-head block permutations.
+    BlockBert(BlockBertAttention),
+    /// Dilated window plus global positions.
+    Longformer(LongformerAttention),
+    /// Window, global and random blocks.
+    BigBird(BigBirdAttention),
+}
+
+impl Attention {
+    /// The sparse mechanisms' common interface; `None` for the dense ones.
+    pub fn patterned(&self) -> Option<&dyn Patterned> {
+        Some(match self {
+            Attention::Full(_) => return None,
+            Attention::Local(m) => m,
+            Attention::Sliding(m) | Attention::Cascade(m) => m,
+            Attention::Strided(m) => m,
+            Attention::Fixed(m) => m,
+            Attention::BlockBert(m) => m,
+            Attention::Longformer(m) => m,
+            Attention::BigBird(m) => m,
+        })
+    }
 }
 
 impl Attention {
@@ -23,15 +59,19 @@ impl Attention {
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
     pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        match self {
-            Attention::Full(m) => m.forward(input),
+        match (self, self.patterned()) {
+            (_, Some(m)) => m.forward(input),
+            (Attention::Full(m), None) => m.forward(input),
+            (_, None) => unreachable!("every other mechanism is patterned"),
         }
     }
 
     /// Analytic FLOPs and saved bytes for one call at `shape`.
     pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
-        match self {
-            Attention::Full(m) => m.cost(shape),
+        match (self, self.patterned()) {
+            (_, Some(m)) => m.cost(shape),
+            (Attention::Full(m), None) => m.cost(shape),
+            (_, None) => unreachable!("every other mechanism is patterned"),
         }
     }
 }

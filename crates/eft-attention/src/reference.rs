@@ -7,23 +7,27 @@ use crate::BLOCKED_SCORE;
 /// `softmax(q·kᵀ/√D, blocked → −∞)·v` with the whole `N × N` score matrix in memory.
 ///
 /// O(N²·D) time and O(N²) memory: the oracle that every mechanism is tested against, never a fast
-/// path. Rows whose keys are all blocked come out as the mean of `v` (uniform weights), not NaN.
+/// path. A query that may see no key at all outputs zeros (not NaN, not a mean of values); every
+/// mechanism follows the same convention.
 ///
 /// # Shapes
-/// - `q`, `k`, `v`: `[B, H, N, D]`
-/// - `blocked`: broadcastable to `[B, H, N, N]`, `true` where query `i` must not see key `j`
-/// - output: `[B, H, N, D]`
+/// - `q`: `[B, H, Nq, D]`; `k`, `v`: `[B, H, Nk, D]` (`Nq = Nk = N` for self-attention)
+/// - `blocked`: broadcastable to `[B, H, Nq, Nk]`, `true` where query `i` must not see key `j`
+/// - output: `[B, H, Nq, D]`
 pub fn dense_reference(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
     blocked: Option<Tensor<4, Bool>>,
 ) -> Tensor<4> {
-    let [batch, heads, len, head_dim] = q.dims();
-    let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt(); // [B, H, N, N]
-    let scores = match blocked {
-        Some(mask) => scores.mask_fill(mask.expand([batch, heads, len, len]), BLOCKED_SCORE),
-        None => scores,
+    let [batch, heads, queries, head_dim] = q.dims();
+    let keys = k.dims()[2];
+    let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt(); // [B, H, Nq, Nk]
+    let Some(mask) = blocked else {
+        return softmax(scores, 3).matmul(v);
     };
-    softmax(scores, 3).matmul(v)
+    let mask = mask.expand([batch, heads, queries, keys]);
+    let visible = mask.clone().bool_not().float(); // zeroes rows with nothing visible
+    let weights = softmax(scores.mask_fill(mask, BLOCKED_SCORE), 3) * visible;
+    weights.matmul(v)
 }

@@ -48,6 +48,86 @@ pub fn to_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
         .expect("a float tensor converts to f64")
 }
 
+/// One input configuration for [`check_against_reference`].
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// `[B, H, N, D]`.
+    pub dims: [usize; 4],
+    /// Real tokens per batch row; the rest is padding.
+    pub real: Vec<usize>,
+    /// Causal masking.
+    pub causal: bool,
+    /// Seed of the random inputs.
+    pub seed: u64,
+}
+
+/// Runs `attention` and the dense reference with `blocked` (plus the case's padding and causal
+/// masks) on fresh random inputs, and asserts that outputs and dq, dk, dv agree to `rtol`
+/// (relative to each tensor's largest magnitude, with a floor a tenth of that).
+///
+/// # Panics
+/// Panics on any disagreement, naming the tensor, element and values.
+pub fn check_against_reference(
+    what: &str,
+    attention: &crate::Attention,
+    blocked: burn::tensor::Tensor<4, burn::tensor::Bool>,
+    case: &Case,
+    rtol: f64,
+) {
+    use burn::tensor::{Bool, Device, TensorData};
+    let Case {
+        dims,
+        ref real,
+        causal,
+        seed,
+    } = *case;
+    let [b, h, n, _] = dims;
+    let device = Device::flex().autodiff();
+    let (q, k, v, w) = crate::seeding_free_inputs(dims, seed, &device);
+    let pad: Vec<bool> = (0..b * n).map(|p| p % n >= real[p / n]).collect();
+    let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad, [b, n]), &device);
+    let run = |fast: bool| {
+        let (q, k, v) = (
+            q.clone().require_grad(),
+            k.clone().require_grad(),
+            v.clone().require_grad(),
+        );
+        let input = crate::AttentionInput::new(q.clone(), k.clone(), v.clone())
+            .with_key_padding(mask.clone())
+            .with_causal(causal);
+        let out = if fast {
+            attention.forward(input)
+        } else {
+            let all = crate::blocked_positions(Some(mask.clone()), causal, n, &device)
+                .map(|m| {
+                    m.expand([b, h, n, n])
+                        .bool_or(blocked.clone().expand([b, h, n, n]))
+                })
+                .unwrap_or_else(|| blocked.clone().expand([b, h, n, n]));
+            crate::dense_reference(q.clone(), k.clone(), v.clone(), Some(all))
+        };
+        let grads = (out.clone() * w.clone()).sum().backward();
+        let g = |t: &Tensor<4>| to_f64(t.grad(&grads).expect("input requires grad"));
+        (to_f64(out), g(&q), g(&k), g(&v))
+    };
+    let (fast, slow) = (run(true), run(false));
+    let scale = |x: &[f64]| x.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+    for (name, a, e) in [
+        ("out", &fast.0, &slow.0),
+        ("dq", &fast.1, &slow.1),
+        ("dk", &fast.2, &slow.2),
+        ("dv", &fast.3, &slow.3),
+    ] {
+        assert_close(
+            &format!("{what} {name}"),
+            a,
+            e,
+            rtol,
+            rtol * scale(e) * 1e-1,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,6 +127,8 @@ impl ModelConfig {
                 fix: "a task needs at least 2 tokens, 2 classes and length 1".into(),
             });
         }
+        let positions = dims.max_len + usize::from(self.pool == Pool::Cls);
+        self.attention.check_shape(positions, self.n_heads)?;
         Ok(Classifier::new(self, dims, device))
     }
 }

@@ -1,0 +1,173 @@
+//! Head groups for mechanisms whose heads follow different patterns (Sparse Transformer's two
+//! head sets, BlockBERT's per-head permutations), optionally on a permuted sequence.
+
+use std::ops::Range;
+
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::block_sparse::{BlockPattern, block_sparse};
+use crate::{AttentionCost, AttentionInput, AttentionShape};
+
+/// One set of heads and the pattern they follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadGroup {
+    /// The heads of this group.
+    pub heads: Range<usize>,
+    /// Their pattern, over the (possibly permuted and padded) sequence.
+    pub pattern: BlockPattern,
+    /// `order[p]` = the original position placed at `p`; positions `≥ N` are padding. `None`
+    /// keeps the original order.
+    pub order: Option<Vec<usize>>,
+}
+
+/// How each head of a mechanism attends: disjoint head groups covering `0..H`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparsePlan {
+    /// The groups, in head order.
+    pub groups: Vec<HeadGroup>,
+}
+
+impl SparsePlan {
+    /// A plan where every head follows `pattern`.
+    pub fn uniform(pattern: BlockPattern, heads: usize) -> Self {
+        Self {
+            groups: vec![HeadGroup {
+                heads: 0..heads,
+                pattern,
+                order: None,
+            }],
+        }
+    }
+
+    /// Runs every group and stacks their heads back in order.
+    ///
+    /// # Shapes
+    /// - input: `[B, H, N, D]` → `[B, H, N, D]`
+    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        let [batch, _, len, dim] = input.q.dims();
+        if let [group] = self.groups.as_slice()
+            && group.order.is_none()
+        {
+            return block_sparse(input, &group.pattern);
+        }
+        let outs = self
+            .groups
+            .iter()
+            .map(|g| {
+                let heads =
+                    |t: &Tensor<4>| t.clone().slice([0..batch, g.heads.clone(), 0..len, 0..dim]);
+                let part = AttentionInput {
+                    q: heads(&input.q),
+                    k: heads(&input.k),
+                    v: heads(&input.v),
+                    key_padding: input.key_padding.clone(),
+                    causal: input.causal,
+                };
+                match &g.order {
+                    None => block_sparse(part, &g.pattern),
+                    Some(order) => permuted(part, &g.pattern, order),
+                }
+            })
+            .collect();
+        Tensor::cat(outs, 1)
+    }
+
+    /// Whether head `h`'s query `i` may see key `j` (original positions, before causal/padding).
+    pub fn allows(&self, h: usize, i: usize, j: usize) -> bool {
+        let g = self
+            .groups
+            .iter()
+            .find(|g| g.heads.contains(&h))
+            .expect("groups cover every head");
+        let ph = if g.pattern.heads == 1 {
+            0
+        } else {
+            h - g.heads.start
+        };
+        match &g.order {
+            None => g.pattern.allows(ph, i, j),
+            Some(order) => {
+                let at = |x: usize| order.iter().position(|&o| o == x).expect("order covers N");
+                g.pattern.allows(ph, at(i), at(j))
+            }
+        }
+    }
+
+    /// The dense oracle: `true` where head `h`'s query `i` must not see key `j`, `[1, H, N, N]`.
+    pub fn dense_blocked(
+        &self,
+        heads: usize,
+        len: usize,
+        causal: bool,
+        device: &Device,
+    ) -> Tensor<4, Bool> {
+        let mut blocked = Vec::with_capacity(heads * len * len);
+        for h in 0..heads {
+            for i in 0..len {
+                for j in 0..len {
+                    blocked.push(!self.allows(h, i, j) || (causal && j > i));
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(blocked, [1, heads, len, len]), device)
+    }
+
+    /// FLOPs and saved bytes: each group's pattern over its share of the heads.
+    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+        self.groups.iter().fold(AttentionCost::default(), |acc, g| {
+            let part = g.pattern.cost(AttentionShape {
+                heads: g.heads.len(),
+                ..shape
+            });
+            AttentionCost {
+                forward_flops: acc.forward_flops + part.forward_flops,
+                backward_flops: acc.backward_flops + part.backward_flops,
+                saved_bytes: acc.saved_bytes + part.saved_bytes,
+            }
+        })
+    }
+}
+
+/// Runs `pattern` on the sequence rearranged by `order`, then puts positions back.
+fn permuted(input: AttentionInput, pattern: &BlockPattern, order: &[usize]) -> Tensor<4> {
+    let [batch, heads, len, dim] = input.q.dims();
+    let device = input.q.device();
+    let total = order.len();
+    let extend = |t: Tensor<4>| {
+        if total == len {
+            return t;
+        }
+        Tensor::cat(
+            vec![t, Tensor::zeros([batch, heads, total - len, dim], &device)],
+            2,
+        )
+    };
+    let ids =
+        |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), &device);
+    // Padding positions (≥ N) sit at the end of the extended sequence, which is index `p` itself.
+    let forward = ids(order.iter().map(|&o| o as i64).collect());
+    let mut inverse = vec![0i64; total];
+    for (p, &o) in order.iter().enumerate() {
+        inverse[o] = p as i64;
+    }
+    let inverse = ids(inverse);
+    let pad = match input.key_padding {
+        Some(m) => m.float(),
+        None => Tensor::zeros([batch, len], &device),
+    };
+    let pad = if total == len {
+        pad
+    } else {
+        Tensor::cat(vec![pad, Tensor::ones([batch, total - len], &device)], 1)
+    };
+    let rearranged = AttentionInput {
+        q: extend(input.q).select(2, forward.clone()),
+        k: extend(input.k).select(2, forward.clone()),
+        v: extend(input.v).select(2, forward.clone()),
+        key_padding: Some(pad.select(1, forward).greater_elem(0.5)),
+        causal: input.causal,
+    };
+    block_sparse(rearranged, pattern)
+        .select(2, inverse)
+        .slice([0..batch, 0..heads, 0..len, 0..dim])
+}
