@@ -24,6 +24,32 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a trained run's checkpoint on one of its task's splits.
     Eval(EvalArgs),
+    /// Run one attention mechanism on tensors from a safetensors file (conformance checks).
+    ///
+    /// IN holds `q`, `k`, `v` (f32, B×H×N×D) and optionally `mask` (B×N, 1 = real token,
+    /// 0 = padding) and `grad_out` (B×H×N×D). OUT receives `out` and, when `grad_out` was given,
+    /// `dq`, `dk`, `dv`.
+    Attn(AttnArgs),
+}
+
+/// Arguments of `eft attn`.
+#[derive(Debug, Args)]
+pub struct AttnArgs {
+    /// Mechanism [possible values: full, local, sliding, strided, fixed, cascade, blockbert, longformer, bigbird].
+    #[arg(long)]
+    pub mechanism: String,
+    /// A parameter of the mechanism, as NAME=VALUE (repeatable); patterns that are sampled take seed=S.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub params: Vec<(String, String)>,
+    /// Causal masking (query i sees keys j ≤ i).
+    #[arg(long)]
+    pub causal: bool,
+    /// Input safetensors file.
+    #[arg(long, value_name = "IN.safetensors")]
+    pub input: PathBuf,
+    /// Output safetensors file (written atomically).
+    #[arg(long, value_name = "OUT.safetensors")]
+    pub output: PathBuf,
 }
 
 /// Arguments of `eft train`.

@@ -21,11 +21,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
+        Command::Attn(args) => crate::attn::run(args),
     }
 }
 
 /// 2 for a bad config or input file, 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<eft_attention::AttentionError>().is_some()
+        || e.downcast_ref::<crate::attn::BadInput>().is_some()
+    {
+        return 2;
+    }
     match e.downcast_ref::<TrainError>() {
         Some(TrainError::Io { .. }) | None => 1,
         Some(_) => 2,

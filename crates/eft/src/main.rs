@@ -4,6 +4,7 @@
 //! are reported as one line and a non-zero exit code.
 
 mod args;
+mod attn;
 mod commands;
 
 use std::process::ExitCode;

@@ -1,0 +1,192 @@
+//! `eft attn`: one mechanism on tensors from a file, for checking other implementations against
+//! eft (and eft against them).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use eft_attention::{AttentionConfig, AttentionInput};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::args::AttnArgs;
+
+/// A problem with the input file: missing tensor, wrong dtype, shapes that do not fit.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(String);
+
+fn bad(path: &Path, problem: impl std::fmt::Display) -> anyhow::Error {
+    BadInput(format!("{}: {problem}", path.display())).into()
+}
+
+/// A tensor read from the file: row-major values and shape.
+struct Array {
+    values: Vec<f32>,
+    shape: Vec<usize>,
+}
+
+fn read(
+    file: &SafeTensors,
+    path: &Path,
+    name: &str,
+    required: bool,
+) -> anyhow::Result<Option<Array>> {
+    let view = match file.tensor(name) {
+        Ok(v) => v,
+        Err(_) if !required => return Ok(None),
+        Err(_) => {
+            return Err(bad(
+                path,
+                format!("tensor `{name}` is missing; it needs q, k and v"),
+            ));
+        }
+    };
+    let values: Vec<f32> = match view.dtype() {
+        Dtype::F32 => view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        // The padding mask may come as any 0/1 type.
+        Dtype::U8 | Dtype::BOOL if name == "mask" => {
+            view.data().iter().map(|&b| f32::from(b)).collect()
+        }
+        Dtype::I64 if name == "mask" => view
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        other => {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor `{name}` is {other:?}; eft attn reads f32 (a mask may also be u8, bool or i64)"
+                ),
+            ));
+        }
+    };
+    Ok(Some(Array {
+        values,
+        shape: view.shape().to_vec(),
+    }))
+}
+
+/// Runs the command.
+pub fn run(args: AttnArgs) -> anyhow::Result<ExitCode> {
+    let config = AttentionConfig::from_name_and_params(&args.mechanism, &args.params)?;
+    let path = &args.input;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(path, format!("not a safetensors file ({e})")))?;
+    let get = |name| read(&file, path, name, true).map(|a| a.expect("required"));
+    let (q, k, v) = (get("q")?, get("k")?, get("v")?);
+    let [b, h, n, d]: [usize; 4] = q.shape.clone().try_into().map_err(|_| {
+        bad(
+            path,
+            format!("q has shape {:?}; it must be B×H×N×D", q.shape),
+        )
+    })?;
+    for (name, t) in [("k", &k), ("v", &v)] {
+        if t.shape != q.shape {
+            return Err(bad(
+                path,
+                format!("{name} has shape {:?} but q has {:?}", t.shape, q.shape),
+            ));
+        }
+    }
+    let mask = read(&file, path, "mask", false)?;
+    if let Some(m) = &mask {
+        if m.shape != [b, n] {
+            return Err(bad(
+                path,
+                format!("mask has shape {:?}; it must be B×N = [{b}, {n}]", m.shape),
+            ));
+        }
+        if m.values.iter().any(|&x| x != 0.0 && x != 1.0) {
+            return Err(bad(
+                path,
+                "mask holds values other than 0 and 1 (1 = real token, 0 = padding)",
+            ));
+        }
+    }
+    let grad_out = read(&file, path, "grad_out", false)?;
+    if let Some(g) = &grad_out
+        && g.shape != q.shape
+    {
+        return Err(bad(
+            path,
+            format!("grad_out has shape {:?} but q has {:?}", g.shape, q.shape),
+        ));
+    }
+    if args.causal && !config.supports_causal() {
+        return Err(BadInput(format!(
+            "--causal: `{}` has no causal form; drop --causal or pick another mechanism",
+            config.name()
+        ))
+        .into());
+    }
+    config.check_shape(n, h)?;
+
+    let device = Device::flex().autodiff();
+    let tensor = |a: &Array| {
+        Tensor::<4>::from_data(TensorData::new(a.values.clone(), [b, h, n, d]), &device)
+    };
+    let (tq, tk, tv) = (
+        tensor(&q).require_grad(),
+        tensor(&k).require_grad(),
+        tensor(&v).require_grad(),
+    );
+    let mut input =
+        AttentionInput::new(tq.clone(), tk.clone(), tv.clone()).with_causal(args.causal);
+    if let Some(m) = &mask {
+        let padding: Vec<bool> = m.values.iter().map(|&x| x == 0.0).collect();
+        input = input.with_key_padding(Tensor::<2, Bool>::from_data(
+            TensorData::new(padding, [b, n]),
+            &device,
+        ));
+    }
+    let out = config.init(0).forward(input);
+    let mut results: Vec<(&str, Tensor<4>)> = vec![("out", out.clone())];
+    if let Some(g) = &grad_out {
+        let grads = (out * tensor(g)).sum().backward();
+        for (name, t) in [("dq", &tq), ("dk", &tk), ("dv", &tv)] {
+            results.push((name, t.grad(&grads).expect("inputs require grad")));
+        }
+    }
+    write(&args.output, results)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write(path: &Path, tensors: Vec<(&str, Tensor<4>)>) -> anyhow::Result<()> {
+    let arrays: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let shape = t.dims().to_vec();
+            let values = t
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32");
+            (
+                name.to_string(),
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                shape,
+            )
+        })
+        .collect();
+    let views = arrays.iter().map(|(name, raw, shape)| {
+        (
+            name.clone(),
+            TensorView::new(Dtype::F32, shape.clone(), raw).expect("sizes agree"),
+        )
+    });
+    let metadata = HashMap::from([(
+        "producer".to_string(),
+        format!("eft {}", env!("CARGO_PKG_VERSION")),
+    )]);
+    let bytes = safetensors::serialize(views, Some(metadata)).context("encoding the output")?;
+    eft_train::write_atomic(path, &bytes)?;
+    Ok(())
+}
