@@ -79,7 +79,8 @@ fn outputs_and_gradients_match_the_dense_reference() {
         dir.path().join("in.safetensors"),
         dir.path().join("out.safetensors"),
     );
-    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: &[Case] = &[
         ("full", &[], true),
         ("sliding", &[("window", "3")], true),
         ("longformer", &[("window", "2"), ("global", "0,7")], false),
@@ -194,7 +195,12 @@ fn bad_input_is_one_line_and_exit_code_2() {
         &["--param", "window=40"],
         "sequence length 13",
     );
-    run("longformer", &good, &["--param", "window=2", "--param", "global=0,20"], "global");
+    run(
+        "longformer",
+        &good,
+        &["--param", "window=2", "--param", "global=0,20"],
+        "global",
+    );
     run("bigbird", &good, &["--causal"], "no causal form");
     run("local", &good, &["--param", "width=3"], "width");
 
