@@ -30,6 +30,72 @@ pub enum Command {
     /// 0 = padding) and `grad_out` (B×H×N×D). OUT receives `out` and, when `grad_out` was given,
     /// `dq`, `dk`, `dv`.
     Attn(AttnArgs),
+    /// Measure mechanisms: time and peak memory of forward+backward passes.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+/// What `eft profile` measures.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// One mechanism at one shape, in this process; prints one JSON line.
+    Attention(AttentionProfileArgs),
+    /// Every mechanism at every length, each in a fresh process (so peak memory is its own);
+    /// writes <out>/attention-cpu.json and <out>/attention-cpu.md.
+    Sweep(SweepArgs),
+}
+
+/// Arguments of `eft profile attention`.
+#[derive(Debug, Args, Clone)]
+pub struct AttentionProfileArgs {
+    /// Mechanism (as for `eft attn`).
+    #[arg(long)]
+    pub mechanism: String,
+    /// A parameter of the mechanism, as NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub params: Vec<(String, String)>,
+    /// Sequence length N.
+    #[arg(long)]
+    pub len: usize,
+    /// Batch size B.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Heads H.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Head dimension D.
+    #[arg(long, default_value_t = 64)]
+    pub head_dim: usize,
+    /// Causal masking.
+    #[arg(long)]
+    pub causal: bool,
+    /// Timed passes after one warm-up pass; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+}
+
+/// Arguments of `eft profile sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Mechanisms to measure, comma-separated (default: all, with their default parameters).
+    #[arg(long, value_delimiter = ',')]
+    pub mechanisms: Vec<String>,
+    /// Sequence lengths, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1024,2048,4096,8192,16384"
+    )]
+    pub lens: Vec<usize>,
+    /// Skip a configuration whose estimated peak memory exceeds this many GiB.
+    #[arg(long, default_value_t = 16.0)]
+    pub max_gib: f64,
+    /// Timed passes per configuration.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Folder for the results.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `eft attn`.

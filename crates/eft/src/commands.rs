@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
         Command::Attn(args) => crate::attn::run(args),
+        Command::Profile(what) => crate::profile::run(what),
     }
 }
 

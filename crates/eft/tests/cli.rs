@@ -309,3 +309,61 @@ fn killed_or_interrupted_runs_resume_to_the_same_weights() {
         "eval agrees with the record: {text}"
     );
 }
+
+#[test]
+fn profile_measures_one_call_and_a_sweep_writes_its_table() {
+    let out = run(&[
+        "profile",
+        "attention",
+        "--mechanism",
+        "sliding",
+        "--param",
+        "window=8",
+        "--len",
+        "64",
+        "--repeats",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(m["seconds"].as_f64().unwrap() > 0.0);
+    assert!(m["flops"].as_f64().unwrap() > 0.0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = eft()
+        .args([
+            "profile",
+            "sweep",
+            "--mechanisms",
+            "full,local",
+            "--lens",
+            "64,128",
+            "--repeats",
+            "1",
+            "--max-gib",
+            "1",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        sweep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sweep.stderr)
+    );
+    let table = std::fs::read_to_string(dir.path().join("attention-cpu.md")).unwrap();
+    assert!(
+        table.contains("| full |") && table.contains("| local |") && table.contains("N=128"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("attention-cpu.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 4);
+}

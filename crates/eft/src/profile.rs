@@ -1,0 +1,250 @@
+//! `eft profile`: wall-clock and peak memory of attention forward+backward passes.
+//!
+//! Each configuration of a sweep runs in a fresh process, so the kernel's peak-RSS counter
+//! measures that configuration alone. Times are medians of repeated passes after a warm-up.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::tensor::Device;
+use eft_attention::{AttentionConfig, AttentionInput, AttentionShape};
+use serde::{Deserialize, Serialize};
+
+use crate::args::{AttentionProfileArgs, ProfileCommand, SweepArgs};
+
+/// One measured (or skipped) configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    mechanism: String,
+    params: Vec<(String, String)>,
+    batch: usize,
+    heads: usize,
+    len: usize,
+    head_dim: usize,
+    causal: bool,
+    /// Median seconds of one forward+backward pass; `None` when skipped or failed.
+    seconds: Option<f64>,
+    /// Peak resident memory of the process minus its resident memory before the inputs existed.
+    peak_bytes: Option<u64>,
+    /// The mechanism's analytic FLOPs, forward + backward.
+    flops: f64,
+    /// The mechanism's analytic bytes held for the backward pass.
+    saved_bytes: f64,
+    /// Why there is no measurement, if there is none.
+    note: Option<String>,
+}
+
+/// Runs the command.
+pub fn run(what: ProfileCommand) -> anyhow::Result<ExitCode> {
+    match what {
+        ProfileCommand::Attention(args) => {
+            let m = measure(&args)?;
+            println!("{}", serde_json::to_string(&m)?);
+        }
+        ProfileCommand::Sweep(args) => sweep(&args)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resident_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with(field))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn analytic(args: &AttentionProfileArgs, config: &AttentionConfig) -> (f64, f64) {
+    let cost = config.init(0).cost(AttentionShape {
+        batch: args.batch,
+        heads: args.heads,
+        len: args.len,
+        head_dim: args.head_dim,
+    });
+    (cost.forward_flops + cost.backward_flops, cost.saved_bytes)
+}
+
+fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
+    let config = AttentionConfig::from_name_and_params(&args.mechanism, &args.params)?;
+    config.check_shape(args.len, args.heads)?;
+    if args.causal && !config.supports_causal() {
+        bail!("--causal: `{}` has no causal form", config.name());
+    }
+    let attention = config.init(0);
+    let before = resident_bytes("VmRSS:");
+    let device = Device::flex().autodiff();
+    let dims = [args.batch, args.heads, args.len, args.head_dim];
+    let (q, k, v, w) = eft_attention::seeding_free_inputs(dims, 0, &device);
+    let mut times = Vec::new();
+    for pass in 0..=args.repeats {
+        let (q, k, v) = (
+            q.clone().require_grad(),
+            k.clone().require_grad(),
+            v.clone().require_grad(),
+        );
+        let started = Instant::now();
+        let input = AttentionInput::new(q.clone(), k, v).with_causal(args.causal);
+        let grads = (attention.forward(input) * w.clone()).sum().backward();
+        let dq = q.grad(&grads).context("q has a gradient")?;
+        std::hint::black_box(dq.into_data());
+        if pass > 0 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let (flops, saved_bytes) = analytic(args, &config);
+    Ok(Measurement {
+        mechanism: args.mechanism.clone(),
+        params: args.params.clone(),
+        batch: args.batch,
+        heads: args.heads,
+        len: args.len,
+        head_dim: args.head_dim,
+        causal: args.causal,
+        seconds: times.get(times.len() / 2).copied(),
+        peak_bytes: Some(resident_bytes("VmHWM:").saturating_sub(before)),
+        flops,
+        saved_bytes,
+        note: None,
+    })
+}
+
+fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    let names: Vec<String> = if args.mechanisms.is_empty() {
+        AttentionConfig::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.mechanisms.clone()
+    };
+    let exe = std::env::current_exe().context("finding the eft executable")?;
+    let mut results = Vec::new();
+    for name in &names {
+        for &len in &args.lens {
+            let one = AttentionProfileArgs {
+                mechanism: name.clone(),
+                params: vec![],
+                len,
+                batch: 1,
+                heads: 4,
+                head_dim: 64,
+                causal: false,
+                repeats: args.repeats,
+            };
+            let config = AttentionConfig::from_name_and_params(name, &[])?;
+            let (flops, saved_bytes) = analytic(&one, &config);
+            // Autodiff keeps scores, masked scores, probabilities and their gradients alive
+            // together: `full` measured about six times its saved bytes at N = 1K.
+            let estimate = 7.0 * saved_bytes / f64::from(1u32 << 30);
+            let skipped = |note: String| Measurement {
+                mechanism: name.clone(),
+                params: vec![],
+                batch: 1,
+                heads: 4,
+                len,
+                head_dim: 64,
+                causal: false,
+                seconds: None,
+                peak_bytes: None,
+                flops,
+                saved_bytes,
+                note: Some(note),
+            };
+            let m = if estimate > args.max_gib {
+                skipped(format!(
+                    "skipped: needs about {estimate:.0} GiB (limit {} GiB)",
+                    args.max_gib
+                ))
+            } else {
+                eprintln!("profiling {name} at N = {len}…");
+                let out = Command::new(&exe)
+                    .args([
+                        "profile",
+                        "attention",
+                        "--mechanism",
+                        name,
+                        "--len",
+                        &len.to_string(),
+                    ])
+                    .args(["--repeats", &args.repeats.to_string()])
+                    .output()
+                    .context("running eft profile attention")?;
+                match serde_json::from_slice::<Measurement>(&out.stdout) {
+                    Ok(m) if out.status.success() => m,
+                    _ => skipped(format!(
+                        "failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )),
+                }
+            };
+            results.push(m);
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let json = serde_json::to_string_pretty(&results)?;
+    eft_train::write_atomic(&args.out.join("attention-cpu.json"), json.as_bytes())?;
+    eft_train::write_atomic(
+        &args.out.join("attention-cpu.md"),
+        table(&results, &args.lens).as_bytes(),
+    )?;
+    println!("{}", table(&results, &args.lens));
+    eprintln!(
+        "wrote {}",
+        args.out.join("attention-cpu.{json,md}").display()
+    );
+    Ok(())
+}
+
+/// Seconds and MiB per mechanism and length, then the memory growth per doubling of N.
+fn table(results: &[Measurement], lens: &[usize]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.mechanism.as_str()) {
+            names.push(&r.mechanism);
+        }
+    }
+    let cell =
+        |name: &str, len: usize| results.iter().find(|r| r.mechanism == name && r.len == len);
+    let mut s = String::from(
+        "Forward+backward of one attention call, B=1, H=4, D=64, default parameters, f32 on the CPU.\n\
+         Each cell: median seconds / peak MiB above the process baseline; the last column is the\n\
+         peak-memory ratio between the two longest measured lengths.\n\n| mechanism |",
+    );
+    for len in lens {
+        s += &format!(" N={len} |");
+    }
+    s += " memory × per doubling |\n|---|";
+    s += &"---|".repeat(lens.len() + 1);
+    s += "\n";
+    for name in names {
+        s += &format!("| {name} |");
+        let mut measured: Vec<(usize, u64)> = Vec::new();
+        for &len in lens {
+            match cell(name, len) {
+                Some(Measurement {
+                    seconds: Some(t),
+                    peak_bytes: Some(b),
+                    ..
+                }) => {
+                    s += &format!(" {t:.3} s / {:.0} MiB |", *b as f64 / f64::from(1u32 << 20));
+                    measured.push((len, *b));
+                }
+                Some(m) => s += &format!(" {} |", m.note.as_deref().unwrap_or("—")),
+                None => s += " — |",
+            }
+        }
+        match measured.as_slice() {
+            [.., (l1, b1), (l2, b2)] if *l2 == 2 * *l1 => {
+                s += &format!(" {:.2} |\n", *b2 as f64 / *b1 as f64)
+            }
+            _ => s += " — |\n",
+        }
+    }
+    s
+}
