@@ -6,12 +6,25 @@ use crate::sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     SlidingAttention, StridedAttention,
 };
-use crate::{Attention, AttentionError, FullAttention};
+use crate::{Attention, AttentionError, FlashAttention, FullAttention};
 
 /// Parameters of [`FullAttention`]: it has none.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FullConfig {}
+
+/// `flash`: exact attention in tiles with its own backward pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashConfig {
+    /// Rows and columns per tile. Default 128.
+    #[serde(default = "one_twenty_eight")]
+    pub tile: usize,
+}
+
+fn one_twenty_eight() -> usize {
+    128
+}
 
 /// `local`: non-overlapping blocks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,6 +185,8 @@ fn positions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
 pub enum AttentionConfig {
     /// Dense softmax attention.
     Full(FullConfig),
+    /// Exact attention in tiles, O(N) memory.
+    Flash(FlashConfig),
     /// Non-overlapping blocks.
     Local(LocalConfig),
     /// Sliding window.
@@ -235,6 +250,7 @@ impl AttentionConfig {
     pub fn name(&self) -> &'static str {
         match self {
             AttentionConfig::Full(_) => "full",
+            AttentionConfig::Flash(_) => "flash",
             AttentionConfig::Local(_) => "local",
             AttentionConfig::Sliding(_) => "sliding",
             AttentionConfig::Strided(_) => "strided",
@@ -279,6 +295,7 @@ impl AttentionConfig {
     pub fn validate(&self) -> Result<(), AttentionError> {
         match self {
             AttentionConfig::Full(_) => Ok(()),
+            AttentionConfig::Flash(c) => at_least("tile", c.tile, 1),
             AttentionConfig::Local(c) => at_least("block", c.block, 1),
             AttentionConfig::Sliding(c) => at_least("window", c.window, 1),
             AttentionConfig::Strided(c) => at_least("stride", c.stride, 2),
@@ -326,7 +343,7 @@ impl AttentionConfig {
             Ok(())
         };
         match self {
-            AttentionConfig::Full(_) => Ok(()),
+            AttentionConfig::Full(_) | AttentionConfig::Flash(_) => Ok(()),
             AttentionConfig::Local(c) => fits("block", c.block),
             AttentionConfig::Sliding(c) => fits("window", c.window),
             AttentionConfig::Cascade(c) => fits("window", c.window),
@@ -360,6 +377,7 @@ impl AttentionConfig {
     pub fn init(&self, layer: usize) -> Attention {
         match self {
             AttentionConfig::Full(_) => Attention::Full(FullAttention),
+            AttentionConfig::Flash(c) => Attention::Flash(FlashAttention { tile: c.tile }),
             AttentionConfig::Local(c) => Attention::Local(LocalAttention { block: c.block }),
             AttentionConfig::Sliding(c) => {
                 Attention::Sliding(SlidingAttention { window: c.window })

@@ -7,7 +7,7 @@ use crate::sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     Patterned, SlidingAttention, StridedAttention,
 };
-use crate::{AttentionCost, AttentionInput, AttentionShape, FullAttention};
+use crate::{AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention};
 
 /// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
 ///
@@ -18,6 +18,8 @@ use crate::{AttentionCost, AttentionInput, AttentionShape, FullAttention};
 pub enum Attention {
     /// Full softmax attention.
     Full(FullAttention),
+    /// Exact attention in tiles, O(N) memory.
+    Flash(FlashAttention),
     /// Non-overlapping blocks.
     Local(LocalAttention),
     /// Sliding window.
@@ -40,7 +42,7 @@ impl Attention {
     /// The sparse mechanisms' common interface; `None` for the dense ones.
     pub fn patterned(&self) -> Option<&dyn Patterned> {
         Some(match self {
-            Attention::Full(_) => return None,
+            Attention::Full(_) | Attention::Flash(_) => return None,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
@@ -62,6 +64,7 @@ impl Attention {
         match (self, self.patterned()) {
             (_, Some(m)) => m.forward(input),
             (Attention::Full(m), None) => m.forward(input),
+            (Attention::Flash(m), None) => m.forward(input),
             (_, None) => unreachable!("every other mechanism is patterned"),
         }
     }
@@ -71,6 +74,7 @@ impl Attention {
         match (self, self.patterned()) {
             (_, Some(m)) => m.cost(shape),
             (Attention::Full(m), None) => m.cost(shape),
+            (Attention::Flash(m), None) => m.cost(shape),
             (_, None) => unreachable!("every other mechanism is patterned"),
         }
     }
