@@ -65,6 +65,10 @@ pub struct ModelConfig {
     /// The attention mechanism used by every block. Default `{ kind = "full" }`.
     #[serde(default)]
     pub attention: AttentionConfig,
+    /// One mechanism per layer, for hybrids (e.g. local below, full on top); when given it must
+    /// list `n_layers` entries and replaces `attention`. Default: empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_attention: Vec<AttentionConfig>,
 }
 
 impl ModelConfig {
@@ -103,18 +107,36 @@ impl ModelConfig {
                 "must be in [0, 1)".into(),
             );
         }
-        self.attention.validate()?;
-        if self.causal && !self.attention.supports_causal() {
+        if !self.layer_attention.is_empty() && self.layer_attention.len() != self.n_layers {
             return bad(
-                "model.causal",
-                "true".into(),
+                "model.layer_attention",
+                format!("{} entries", self.layer_attention.len()),
                 format!(
-                    "attention `{}` has no causal form; set causal = false or pick another mechanism",
-                    self.attention.name()
+                    "must list one mechanism per layer ({}), or be left out",
+                    self.n_layers
                 ),
             );
         }
+        for layer in 0..self.n_layers {
+            let attention = self.attention_at(layer);
+            attention.validate()?;
+            if self.causal && !attention.supports_causal() {
+                return bad(
+                    "model.causal",
+                    "true".into(),
+                    format!(
+                        "attention `{}` has no causal form; set causal = false or pick another mechanism",
+                        attention.name()
+                    ),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The mechanism of layer `layer` (counting from 0).
+    pub fn attention_at(&self, layer: usize) -> &AttentionConfig {
+        self.layer_attention.get(layer).unwrap_or(&self.attention)
     }
 
     /// Validates the config, then builds the model with parameters drawn from the device's RNG.
@@ -128,7 +150,10 @@ impl ModelConfig {
             });
         }
         let positions = dims.max_len + usize::from(self.pool == Pool::Cls);
-        self.attention.check_shape(positions, self.n_heads)?;
+        for layer in 0..self.n_layers {
+            self.attention_at(layer)
+                .check_shape(positions, self.n_heads)?;
+        }
         Ok(Classifier::new(self, dims, device))
     }
 }
@@ -149,7 +174,50 @@ pub(crate) mod tests {
             pool: Pool::Cls,
             causal: false,
             attention: AttentionConfig::default(),
+            layer_attention: vec![],
         }
+    }
+
+    #[test]
+    fn layers_may_use_different_mechanisms() {
+        let local = AttentionConfig::from_name_and_params("local", &[("block".into(), "4".into())])
+            .unwrap();
+        let c = ModelConfig {
+            layer_attention: vec![local.clone(), AttentionConfig::default()],
+            ..small()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.attention_at(0), &local);
+        assert_eq!(c.attention_at(1).name(), "full");
+        let wrong = ModelConfig {
+            layer_attention: vec![local],
+            ..small()
+        };
+        assert!(
+            wrong
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("model.layer_attention")
+        );
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), c, "{text}");
+    }
+
+    #[test]
+    fn causal_is_rejected_for_mechanisms_without_a_causal_form() {
+        let bigbird = AttentionConfig::from_name_and_params("bigbird", &[]).unwrap();
+        let c = ModelConfig {
+            causal: true,
+            attention: bigbird,
+            ..small()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no causal form")
+        );
     }
 
     #[test]

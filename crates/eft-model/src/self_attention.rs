@@ -36,7 +36,7 @@ impl SelfAttention {
             key: linear(false),
             value: linear(false),
             output: linear(true),
-            mechanism: config.attention.init(layer),
+            mechanism: config.attention_at(layer).init(layer),
             n_heads: config.n_heads,
             causal: config.causal,
         }

@@ -55,6 +55,7 @@ fn listops_quick() -> RunConfig {
             pool: Pool::Cls,
             causal: false,
             attention: AttentionConfig::default(),
+            layer_attention: vec![],
         },
         train: TrainConfig {
             steps: 1_500,
@@ -92,6 +93,7 @@ fn listops_paper() -> RunConfig {
             pool: Pool::Cls,
             causal: false,
             attention: AttentionConfig::default(),
+            layer_attention: vec![],
         },
         train: TrainConfig {
             steps: 5_000,
