@@ -236,6 +236,7 @@ impl AttentionConfig {
     /// The names accepted for `kind`.
     pub const NAMES: &'static [&'static str] = &[
         "full",
+        "flash",
         "local",
         "sliding",
         "strided",
@@ -453,6 +454,33 @@ mod tests {
             let c = AttentionConfig::from_name_and_params(name, &[]).unwrap();
             assert_eq!(c.name(), *name);
         }
+    }
+
+    /// Every variant has a slot here (the match is exhaustive), and NAMES lists as many names.
+    fn slot(c: &AttentionConfig) -> usize {
+        match c {
+            AttentionConfig::Full(_) => 0,
+            AttentionConfig::Flash(_) => 1,
+            AttentionConfig::Local(_) => 2,
+            AttentionConfig::Sliding(_) => 3,
+            AttentionConfig::Strided(_) => 4,
+            AttentionConfig::Fixed(_) => 5,
+            AttentionConfig::Cascade(_) => 6,
+            AttentionConfig::BlockBert(_) => 7,
+            AttentionConfig::Longformer(_) => 8,
+            AttentionConfig::BigBird(_) => 9,
+        }
+    }
+
+    #[test]
+    fn names_list_every_mechanism_once() {
+        let mut slots: Vec<usize> = AttentionConfig::NAMES
+            .iter()
+            .map(|n| slot(&AttentionConfig::from_name_and_params(n, &[]).unwrap()))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots, (0..=9).collect::<Vec<_>>());
     }
 
     #[test]

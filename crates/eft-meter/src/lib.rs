@@ -7,5 +7,5 @@
 mod memory;
 mod throughput;
 
-pub use memory::peak_rss_bytes;
+pub use memory::{peak_rss_bytes, rss_bytes};
 pub use throughput::Throughput;

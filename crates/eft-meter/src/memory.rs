@@ -6,12 +6,20 @@
 /// This counts everything the process touched: tensors, allocator slack, code and data. It is an
 /// upper bound on what the model needed, which is what a user sizing a machine wants.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse_vm_hwm(&status)
+    status_bytes("VmHWM:")
 }
 
-fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+/// The process's current resident set size in bytes (`VmRSS`), or `None` off Linux.
+pub fn rss_bytes() -> Option<u64> {
+    status_bytes("VmRSS:")
+}
+
+fn status_bytes(field: &str) -> Option<u64> {
+    parse_field(&std::fs::read_to_string("/proc/self/status").ok()?, field)
+}
+
+fn parse_field(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -23,8 +31,9 @@ mod tests {
     #[test]
     fn parses_the_kernel_line() {
         let status = "Name:\teft\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(1234 * 1024));
-        assert_eq!(parse_vm_hwm("Name: x\n"), None);
+        assert_eq!(parse_field(status, "VmHWM:"), Some(1234 * 1024));
+        assert_eq!(parse_field(status, "VmRSS:"), Some(1000 * 1024));
+        assert_eq!(parse_field("Name: x\n", "VmHWM:"), None);
     }
 
     #[test]

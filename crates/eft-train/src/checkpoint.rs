@@ -7,10 +7,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::params::NamedArray;
+use crate::safetensors_file::{decode_f32, encode_f32};
 use crate::{EvalPoint, RunConfig, TrainError, write_atomic};
 
 /// Version of the checkpoint layout; bumped when it changes incompatibly.
@@ -53,27 +54,18 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Writes the checkpoint to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
+        let arrays = self
             .model
             .iter()
             .map(|(k, a)| (format!("model.{k}"), a))
-            .chain(self.adam.iter().map(|(k, a)| (format!("adam.{k}"), a)))
-            .map(|(name, a)| {
-                let raw = a.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (name, raw, a.shape.clone())
-            })
-            .collect();
-        let views = bytes.iter().map(|(name, raw, shape)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), raw).expect("sizes agree");
-            (name.clone(), view)
-        });
+            .chain(self.adam.iter().map(|(k, a)| (format!("adam.{k}"), a)));
         let state = serde_json::json!({ "loop": self.state, "adam_steps": self.adam_steps });
         let metadata = HashMap::from([
             ("eft.format".to_string(), FORMAT.to_string()),
             ("eft.config".to_string(), self.config.to_toml()),
             ("eft.state".to_string(), state.to_string()),
         ]);
-        let file = safetensors::serialize(views, Some(metadata))
+        let file = encode_f32(arrays, metadata)
             .map_err(|e| TrainError::file(path, e, "could not encode the checkpoint"))?;
         write_atomic(path, &file)
     }
@@ -127,11 +119,7 @@ impl Checkpoint {
             if view.dtype() != Dtype::F32 {
                 return Err(corrupt(format!("`{name}` is {:?}, not F32", view.dtype())));
             }
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let values = decode_f32(view.data());
             let array = NamedArray {
                 shape: view.shape().to_vec(),
                 values,

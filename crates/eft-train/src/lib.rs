@@ -16,6 +16,7 @@ mod overrides;
 pub mod params;
 mod preset;
 mod record;
+pub mod safetensors_file;
 mod schedule;
 pub mod seeding;
 mod trainer;

@@ -30,9 +30,19 @@ pub enum Command {
     /// 0 = padding) and `grad_out` (B×H×N×D). OUT receives `out` and, when `grad_out` was given,
     /// `dq`, `dk`, `dv`.
     Attn(AttnArgs),
+    /// Print a Markdown table of finished runs from their record.json files.
+    Report(ReportArgs),
     /// Measure mechanisms: time and peak memory of forward+backward passes.
     #[command(subcommand)]
     Profile(ProfileCommand),
+}
+
+/// Arguments of `eft report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run folders (each holds a record.json), or folders of run folders.
+    #[arg(value_name = "RUN_DIR", required = true)]
+    pub runs: Vec<PathBuf>,
 }
 
 /// What `eft profile` measures.
@@ -41,7 +51,8 @@ pub enum ProfileCommand {
     /// One mechanism at one shape, in this process; prints one JSON line.
     Attention(AttentionProfileArgs),
     /// Every mechanism at every length, each in a fresh process (so peak memory is its own);
-    /// writes <out>/attention-cpu.json and <out>/attention-cpu.md.
+    /// writes <out>/attention-cpu.json and <out>/attention-cpu.md, keeping earlier results of
+    /// configurations it does not repeat.
     Sweep(SweepArgs),
 }
 
@@ -130,7 +141,8 @@ pub struct TrainArgs {
     /// A TOML file layered over the preset (same fields as the `config.toml` a run writes).
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub config: Option<PathBuf>,
-    /// Attention mechanism of every layer [possible values: full].
+    /// Attention mechanism of every layer [possible values: full, flash, local, sliding, strided,
+    /// fixed, cascade, blockbert, longformer, bigbird].
     #[arg(long, conflicts_with = "resume")]
     pub attention: Option<String>,
     /// A parameter of the attention mechanism, as NAME=VALUE (repeatable).

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use eft_attention::{AttentionConfig, AttentionInput};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use eft_train::params::NamedArray;
+use eft_train::safetensors_file::{decode_f32, encode_f32};
+use safetensors::{Dtype, SafeTensors};
 
 use crate::args::AttnArgs;
 
@@ -44,11 +46,7 @@ fn read(
         }
     };
     let values: Vec<f32> = match view.dtype() {
-        Dtype::F32 => view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
+        Dtype::F32 => decode_f32(view.data()),
         // The padding mask may come as any 0/1 type.
         Dtype::U8 | Dtype::BOOL if name == "mask" => {
             view.data().iter().map(|&b| f32::from(b)).collect()
@@ -160,33 +158,16 @@ pub fn run(args: AttnArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn write(path: &Path, tensors: Vec<(&str, Tensor<4>)>) -> anyhow::Result<()> {
-    let arrays: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+    let arrays: Vec<(String, NamedArray)> = tensors
         .into_iter()
-        .map(|(name, t)| {
-            let shape = t.dims().to_vec();
-            let values = t
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32");
-            (
-                name.to_string(),
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                shape,
-            )
-        })
+        .map(|(name, t)| (name.to_string(), NamedArray::from_tensor(&t)))
         .collect();
-    let views = arrays.iter().map(|(name, raw, shape)| {
-        (
-            name.clone(),
-            TensorView::new(Dtype::F32, shape.clone(), raw).expect("sizes agree"),
-        )
-    });
     let metadata = HashMap::from([(
         "producer".to_string(),
         format!("eft {}", env!("CARGO_PKG_VERSION")),
     )]);
-    let bytes = safetensors::serialize(views, Some(metadata)).context("encoding the output")?;
+    let bytes = encode_f32(arrays.iter().map(|(n, a)| (n.clone(), a)), metadata)
+        .context("encoding the output")?;
     eft_train::write_atomic(path, &bytes)?;
     Ok(())
 }

@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval(args),
         Command::Attn(args) => crate::attn::run(args),
         Command::Profile(what) => crate::profile::run(what),
+        Command::Report(args) => crate::report::run(args),
     }
 }
 

@@ -7,6 +7,7 @@ mod args;
 mod attn;
 mod commands;
 mod profile;
+mod report;
 
 use std::process::ExitCode;
 

@@ -47,16 +47,6 @@ pub fn run(what: ProfileCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn resident_bytes(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with(field))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 fn analytic(args: &AttentionProfileArgs, config: &AttentionConfig) -> (f64, f64) {
     let cost = config.init(0).cost(AttentionShape {
         batch: args.batch,
@@ -74,7 +64,7 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
         bail!("--causal: `{}` has no causal form", config.name());
     }
     let attention = config.init(0);
-    let before = resident_bytes("VmRSS:");
+    let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();
     let dims = [args.batch, args.heads, args.len, args.head_dim];
     let (q, k, v, w) = eft_attention::seeding_free_inputs(dims, 0, &device);
@@ -105,7 +95,7 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
         head_dim: args.head_dim,
         causal: args.causal,
         seconds: times.get(times.len() / 2).copied(),
-        peak_bytes: Some(resident_bytes("VmHWM:").saturating_sub(before)),
+        peak_bytes: eft_meter::peak_rss_bytes().map(|peak| peak.saturating_sub(before)),
         flops,
         saved_bytes,
         note: None,
@@ -137,9 +127,9 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
             };
             let config = AttentionConfig::from_name_and_params(name, &[])?;
             let (flops, saved_bytes) = analytic(&one, &config);
-            // Autodiff keeps scores, masked scores, probabilities and their gradients alive
-            // together: `full` measured about six times its saved bytes at N = 1K.
-            let estimate = 7.0 * saved_bytes / f64::from(1u32 << 30);
+            // Autodiff keeps scores, probabilities and their gradients alive together: `full`
+            // peaked at about four times its saved bytes at N = 8K and 16K; five leaves a margin.
+            let estimate = 5.0 * saved_bytes / f64::from(1u32 << 30);
             let skipped = |note: String| Measurement {
                 mechanism: name.clone(),
                 params: vec![],
@@ -187,13 +177,34 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    // Keep earlier measurements of configurations this sweep did not repeat.
+    let path = args.out.join("attention-cpu.json");
+    let earlier: Vec<Measurement> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let repeated = |m: &Measurement| {
+        results
+            .iter()
+            .any(|r| r.mechanism == m.mechanism && r.len == m.len)
+    };
+    let kept: Vec<Measurement> = earlier.into_iter().filter(|m| !repeated(m)).collect();
+    let mut results: Vec<Measurement> = kept.into_iter().chain(results).collect();
+    results.sort_by_key(|m| {
+        let rank = AttentionConfig::NAMES
+            .iter()
+            .position(|n| *n == m.mechanism)
+            .unwrap_or(usize::MAX);
+        (rank, m.len)
+    });
+    let mut lens: Vec<usize> = results.iter().map(|m| m.len).collect();
+    lens.sort_unstable();
+    lens.dedup();
     let json = serde_json::to_string_pretty(&results)?;
-    eft_train::write_atomic(&args.out.join("attention-cpu.json"), json.as_bytes())?;
-    eft_train::write_atomic(
-        &args.out.join("attention-cpu.md"),
-        table(&results, &args.lens).as_bytes(),
-    )?;
-    println!("{}", table(&results, &args.lens));
+    eft_train::write_atomic(&path, json.as_bytes())?;
+    let table = table(&results, &lens);
+    eft_train::write_atomic(&args.out.join("attention-cpu.md"), table.as_bytes())?;
+    println!("{table}");
     eprintln!(
         "wrote {}",
         args.out.join("attention-cpu.{json,md}").display()

@@ -366,4 +366,27 @@ fn profile_measures_one_call_and_a_sweep_writes_its_table() {
     )
     .unwrap();
     assert_eq!(json.as_array().unwrap().len(), 4);
+
+    // A second sweep of one mechanism keeps the other's results.
+    let again = eft()
+        .args([
+            "profile",
+            "sweep",
+            "--mechanisms",
+            "local",
+            "--lens",
+            "64,128",
+            "--repeats",
+            "1",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let table = std::fs::read_to_string(dir.path().join("attention-cpu.md")).unwrap();
+    assert!(
+        table.contains("| full |") && table.contains("| local |"),
+        "{table}"
+    );
 }

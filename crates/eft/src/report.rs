@@ -1,0 +1,89 @@
+//! `eft report`: one Markdown table from the records of several runs.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use eft_train::{RECORD_FILE, RunRecord, RunStatus};
+
+use crate::args::ReportArgs;
+
+/// Runs the command.
+pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let mut records = Vec::new();
+    for path in &args.runs {
+        for file in record_files(path)? {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let record: RunRecord = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not an eft run record", file.display()))?;
+            records.push(record);
+        }
+    }
+    if records.is_empty() {
+        anyhow::bail!(
+            "no {RECORD_FILE} under {:?}; point eft report at run folders",
+            args.runs
+        );
+    }
+    print!("{}", table(&records));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path/record.json`, or the records of the run folders directly inside `path`.
+fn record_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let own = path.join(RECORD_FILE);
+    if own.exists() {
+        return Ok(vec![own]);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(|e| Some(e.ok()?.path().join(RECORD_FILE)))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+fn table(records: &[RunRecord]) -> String {
+    let mut s = String::from(
+        "| run | attention | test accuracy | majority baseline | steps | wall-clock | tokens/s | peak memory |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in records {
+        let accuracy = match (&r.test, r.status) {
+            (Some(t), RunStatus::Finished) => format!("{:.1}%", 100.0 * t.accuracy),
+            _ => format!("({:?})", r.status).to_lowercase(),
+        };
+        let model = &r.config.model;
+        let describe = |a: &eft_attention::AttentionConfig| {
+            let text = toml::to_string(a).unwrap_or_default();
+            let params: Vec<&str> = text.lines().filter(|l| !l.starts_with("kind")).collect();
+            format!("{} {}", a.name(), params.join(", ").replace(" = ", "="))
+        };
+        let attention = if model.layer_attention.is_empty() {
+            describe(&model.attention)
+        } else {
+            model
+                .layer_attention
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        s += &format!(
+            "| {} | {} | {} | {:.1}% | {} | {:.0} s | {:.0} | {} |\n",
+            r.config.name,
+            attention.trim(),
+            accuracy,
+            100.0 * r.majority_baseline.test_accuracy,
+            r.steps_done,
+            r.wall_clock_seconds,
+            r.tokens_per_second,
+            r.peak_memory_bytes
+                .map(|b| format!("{:.0} MiB", b as f64 / f64::from(1u32 << 20)))
+                .unwrap_or_else(|| "n/a".into()),
+        );
+    }
+    s
+}
