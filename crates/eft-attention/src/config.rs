@@ -6,7 +6,7 @@ use crate::sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     SlidingAttention, StridedAttention,
 };
-use crate::{Attention, AttentionError, FlashAttention, FullAttention};
+use crate::{Attention, AttentionError, FlashAttention, FullAttention, LinearAttention};
 
 /// Parameters of [`FullAttention`]: it has none.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -25,6 +25,11 @@ pub struct FlashConfig {
 fn one_twenty_eight() -> usize {
     128
 }
+
+/// `linear`: `elu + 1` feature-map attention; it has no parameters.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearConfig {}
 
 /// `local`: non-overlapping blocks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +210,8 @@ pub enum AttentionConfig {
     /// Window, global and random blocks.
     #[serde(rename = "bigbird")]
     BigBird(BigBirdConfig),
+    /// Kernel attention with `elu + 1` features, O(N·D²).
+    Linear(LinearConfig),
 }
 
 impl Default for AttentionConfig {
@@ -245,6 +252,7 @@ impl AttentionConfig {
         "blockbert",
         "longformer",
         "bigbird",
+        "linear",
     ];
 
     /// The mechanism's config name.
@@ -260,6 +268,7 @@ impl AttentionConfig {
             AttentionConfig::BlockBert(_) => "blockbert",
             AttentionConfig::Longformer(_) => "longformer",
             AttentionConfig::BigBird(_) => "bigbird",
+            AttentionConfig::Linear(_) => "linear",
         }
     }
 
@@ -295,7 +304,7 @@ impl AttentionConfig {
     /// Checks every parameter against its range; says which one is wrong and what would do.
     pub fn validate(&self) -> Result<(), AttentionError> {
         match self {
-            AttentionConfig::Full(_) => Ok(()),
+            AttentionConfig::Full(_) | AttentionConfig::Linear(_) => Ok(()),
             AttentionConfig::Flash(c) => at_least("tile", c.tile, 1),
             AttentionConfig::Local(c) => at_least("block", c.block, 1),
             AttentionConfig::Sliding(c) => at_least("window", c.window, 1),
@@ -344,7 +353,9 @@ impl AttentionConfig {
             Ok(())
         };
         match self {
-            AttentionConfig::Full(_) | AttentionConfig::Flash(_) => Ok(()),
+            AttentionConfig::Full(_) | AttentionConfig::Flash(_) | AttentionConfig::Linear(_) => {
+                Ok(())
+            }
             AttentionConfig::Local(c) => fits("block", c.block),
             AttentionConfig::Sliding(c) => fits("window", c.window),
             AttentionConfig::Cascade(c) => fits("window", c.window),
@@ -379,6 +390,7 @@ impl AttentionConfig {
         match self {
             AttentionConfig::Full(_) => Attention::Full(FullAttention),
             AttentionConfig::Flash(c) => Attention::Flash(FlashAttention { tile: c.tile }),
+            AttentionConfig::Linear(_) => Attention::Linear(LinearAttention),
             AttentionConfig::Local(c) => Attention::Local(LocalAttention { block: c.block }),
             AttentionConfig::Sliding(c) => {
                 Attention::Sliding(SlidingAttention { window: c.window })
@@ -469,6 +481,7 @@ mod tests {
             AttentionConfig::BlockBert(_) => 7,
             AttentionConfig::Longformer(_) => 8,
             AttentionConfig::BigBird(_) => 9,
+            AttentionConfig::Linear(_) => 10,
         }
     }
 
@@ -480,7 +493,7 @@ mod tests {
             .collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..=9).collect::<Vec<_>>());
+        assert_eq!(slots, (0..=10).collect::<Vec<_>>());
     }
 
     #[test]

@@ -83,7 +83,7 @@ mod tests {
     fn a_query_that_sees_nothing_outputs_zeros() {
         // Causal with the first two keys padded: queries 0 and 1 see no key.
         let device = Device::flex();
-        let (q, k, v, _) = crate::seeding_free_inputs([1, 1, 6, 2], 3, &device);
+        let (q, k, v, _) = crate::testing::random_qkv([1, 1, 6, 2], 3, &device);
         let pad = Tensor::<2>::from_data(
             burn::tensor::TensorData::new(vec![1.0f32, 1.0, 0.0, 0.0, 0.0, 0.0], [1, 6]),
             &device,

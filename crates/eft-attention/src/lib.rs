@@ -25,6 +25,7 @@ mod error;
 mod flash;
 mod full;
 mod input;
+mod linear;
 mod mask;
 mod mechanism;
 mod reference;
@@ -39,6 +40,7 @@ pub use error::AttentionError;
 pub use flash::FlashAttention;
 pub use full::FullAttention;
 pub use input::AttentionInput;
+pub use linear::{LinearAttention, LinearState};
 pub use mask::{blocked_positions, causal_blocked, padding_blocked};
 pub use mechanism::Attention;
 pub use reference::dense_reference;
@@ -47,36 +49,6 @@ pub use sparse::{
     Patterned, SlidingAttention, StridedAttention,
 };
 pub use sparse_plan::{HeadGroup, SparsePlan};
-
-/// Four `[B, H, N, D]` standard-normal tensors (q, k, v and an output weighting) from `seed`,
-/// drawn on the host so concurrent tests cannot disturb each other's draws.
-#[doc(hidden)]
-pub fn seeding_free_inputs(
-    dims: [usize; 4],
-    seed: u64,
-    device: &burn::tensor::Device,
-) -> (
-    burn::tensor::Tensor<4>,
-    burn::tensor::Tensor<4>,
-    burn::tensor::Tensor<4>,
-    burn::tensor::Tensor<4>,
-) {
-    use rand::Rng;
-    use rand_chacha::rand_core::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let n: usize = dims.iter().product();
-    let mut draw = || {
-        // Box–Muller: two uniforms to one standard normal.
-        let values: Vec<f32> = (0..n)
-            .map(|_| {
-                let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
-                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-            })
-            .collect();
-        burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(values, dims), device)
-    };
-    (draw(), draw(), draw(), draw())
-}
 
 /// Score given to blocked query–key pairs before the softmax.
 ///

@@ -7,7 +7,9 @@ use crate::sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     Patterned, SlidingAttention, StridedAttention,
 };
-use crate::{AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention};
+use crate::{
+    AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention, LinearAttention,
+};
 
 /// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
 ///
@@ -36,13 +38,15 @@ pub enum Attention {
     Longformer(LongformerAttention),
     /// Window, global and random blocks.
     BigBird(BigBirdAttention),
+    /// Kernel attention with `elu + 1` features.
+    Linear(LinearAttention),
 }
 
 impl Attention {
     /// The sparse mechanisms' common interface; `None` for the dense ones.
     pub fn patterned(&self) -> Option<&dyn Patterned> {
         Some(match self {
-            Attention::Full(_) | Attention::Flash(_) => return None,
+            Attention::Full(_) | Attention::Flash(_) | Attention::Linear(_) => return None,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
@@ -65,6 +69,7 @@ impl Attention {
             (_, Some(m)) => m.forward(input),
             (Attention::Full(m), None) => m.forward(input),
             (Attention::Flash(m), None) => m.forward(input),
+            (Attention::Linear(m), None) => m.forward(input),
             (_, None) => unreachable!("every other mechanism is patterned"),
         }
     }
@@ -75,6 +80,7 @@ impl Attention {
             (_, Some(m)) => m.cost(shape),
             (Attention::Full(m), None) => m.cost(shape),
             (Attention::Flash(m), None) => m.cost(shape),
+            (Attention::Linear(m), None) => m.cost(shape),
             (_, None) => unreachable!("every other mechanism is patterned"),
         }
     }

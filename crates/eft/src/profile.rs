@@ -67,7 +67,7 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();
     let dims = [args.batch, args.heads, args.len, args.head_dim];
-    let (q, k, v, w) = eft_attention::seeding_free_inputs(dims, 0, &device);
+    let (q, k, v, w) = eft_attention::testing::random_qkv(dims, 0, &device);
     let mut times = Vec::new();
     for pass in 0..=args.repeats {
         let (q, k, v) = (

@@ -53,7 +53,7 @@ fn attn(args: &[&str]) -> std::process::Output {
 /// Writes a full input file; returns the tensors it holds.
 fn input(path: &Path, seed: u64) -> [Tensor<4>; 4] {
     let device = Device::flex().autodiff();
-    let (q, k, v, g) = eft_attention::seeding_free_inputs(DIMS, seed, &device);
+    let (q, k, v, g) = eft_attention::testing::random_qkv(DIMS, seed, &device);
     let [b, _, n, _] = DIMS;
     let mask: Vec<u8> = (0..b * n)
         .flat_map(|p| if p % n < [13, 9][p / n] { 1.0f32 } else { 0.0 }.to_le_bytes())

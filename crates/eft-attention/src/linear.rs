@@ -1,0 +1,198 @@
+//! Linear attention with the `elu + 1` feature map (Katharopoulos et al. 2020).
+//!
+//! `out_i = φ(q_i)·Σ_j φ(k_j)ᵀv_j / φ(q_i)·Σ_j φ(k_j)` with `φ(x) = elu(x) + 1 > 0`: associativity
+//! turns the `N × N` product into `D × D` sums. Non-causal: O(N·D²) time, O(D²) extra memory per
+//! head. Causal: the sums become prefix sums over positions, O(N·D²) time and memory. A recurrent
+//! form ([`LinearState`]) decodes one token at a time with O(D²) state per head.
+
+use burn::module::Module;
+use burn::tensor::{Tensor, activation::elu};
+
+use crate::{AttentionCost, AttentionInput, AttentionShape};
+
+/// Keeps the denominator of a query that sees no key away from zero; its numerator is zero too,
+/// so such a query outputs zeros like every other mechanism.
+const EMPTY_ROW_GUARD: f64 = 1e-30;
+
+/// `φ(x) = elu(x) + 1`.
+fn feature_map<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    elu(x, 1.0) + 1.0
+}
+
+/// Linear attention; no parameters.
+#[derive(Module, Debug, Default)]
+pub struct LinearAttention;
+
+impl LinearAttention {
+    /// The parallel form, causal by prefix sums.
+    ///
+    /// # Shapes
+    /// - input: see [`AttentionInput`]
+    /// - output: `[B, H, N, D]`
+    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        let [batch, heads, len, dim] = input.q.dims();
+        let fq = feature_map(input.q); // [B, H, N, D]
+        let mut fk = feature_map(input.k);
+        let mut v = input.v;
+        if let Some(padding) = input.key_padding {
+            // Padded keys contribute nothing to either sum.
+            let real = padding.bool_not().float().reshape([batch, 1, len, 1]);
+            fk = fk * real.clone();
+            v = v * real;
+        }
+        let (num, den) = if input.causal {
+            let outer = fk.clone().reshape([batch, heads, len, dim, 1])
+                * v.reshape([batch, heads, len, 1, dim]); // [B, H, N, D, D]
+            let state = outer.cumsum(2);
+            let z = fk.cumsum(2); // [B, H, N, D]
+            let num = fq
+                .clone()
+                .reshape([batch, heads, len, 1, dim])
+                .matmul(state)
+                .reshape([batch, heads, len, dim]);
+            let den = (fq * z).sum_dim(3); // [B, H, N, 1]
+            (num, den)
+        } else {
+            let kv = fk.clone().swap_dims(2, 3).matmul(v); // [B, H, D, D]
+            let z = fk.sum_dim(2); // [B, H, 1, D]
+            (fq.clone().matmul(kv), (fq * z).sum_dim(3))
+        };
+        num / den.clamp_min(EMPTY_ROW_GUARD)
+    }
+
+    /// FLOPs and saved bytes of the non-causal form: two `N × D × D` products and the
+    /// normaliser; the feature maps and the `D × D` state are kept.
+    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+        let bh = (shape.batch * shape.heads) as f64;
+        let (n, d) = (shape.len as f64, shape.head_dim as f64);
+        AttentionCost {
+            forward_flops: bh * (4.0 * n * d * d + 6.0 * n * d),
+            backward_flops: bh * (8.0 * n * d * d + 8.0 * n * d),
+            saved_bytes: bh * (2.0 * n * d + d * d) * 4.0,
+        }
+    }
+}
+
+/// The recurrent form's state: `Σ φ(k_j)ᵀ v_j` (`[B, H, D, D]`) and `Σ φ(k_j)` (`[B, H, 1, D]`).
+#[derive(Debug, Clone)]
+pub struct LinearState {
+    kv: Tensor<4>,
+    z: Tensor<4>,
+}
+
+impl LinearState {
+    /// An empty state for `[B, H]` heads of dimension `D`.
+    pub fn new(batch: usize, heads: usize, dim: usize, device: &burn::tensor::Device) -> Self {
+        Self {
+            kv: Tensor::zeros([batch, heads, dim, dim], device),
+            z: Tensor::zeros([batch, heads, 1, dim], device),
+        }
+    }
+
+    /// Adds one token and returns its causal output, in O(D²) per head.
+    ///
+    /// # Shapes
+    /// - q, k, v: `[B, H, 1, D]` → `[B, H, 1, D]`
+    pub fn step(&mut self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let (fq, fk) = (feature_map(q), feature_map(k));
+        self.kv = self.kv.clone() + fk.clone().swap_dims(2, 3).matmul(v);
+        self.z = self.z.clone() + fk;
+        let den = (fq.clone() * self.z.clone()).sum_dim(3);
+        fq.matmul(self.kv.clone()) / den.clamp_min(EMPTY_ROW_GUARD)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_close, random_qkv, to_f64};
+    use burn::tensor::{Bool, Device, TensorData};
+
+    /// The explicit quadratic form: `A = φ(q)φ(k)ᵀ` masked, `out = A·v / rowsum(A)`.
+    fn quadratic(
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        pad: &[bool],
+        causal: bool,
+    ) -> Tensor<4> {
+        let [b, _, n, _] = q.dims();
+        let device = q.device();
+        let a = feature_map(q).matmul(feature_map(k).swap_dims(2, 3)); // [B, H, N, N]
+        let keep: Vec<f32> = (0..b * n * n)
+            .map(|p| {
+                let (bi, i, j) = (p / (n * n), (p / n) % n, p % n);
+                f32::from(u8::from(!pad[bi * n + j] && !(causal && j > i)))
+            })
+            .collect();
+        let a = a * Tensor::<4>::from_data(TensorData::new(keep, [b, 1, n, n]), &device);
+        let den = a.clone().sum_dim(3).clamp_min(EMPTY_ROW_GUARD);
+        a.matmul(v) / den
+    }
+
+    #[test]
+    fn equals_its_quadratic_form_forward_and_backward() {
+        for (seed, (dims, real)) in [([2, 3, 11, 4], [11, 7]), ([2, 2, 16, 8], [16, 16])]
+            .into_iter()
+            .enumerate()
+        {
+            for causal in [false, true] {
+                let [b, _, n, _] = dims;
+                let device = Device::flex().autodiff();
+                let (q, k, v, w) = random_qkv(dims, seed as u64, &device);
+                let pad: Vec<bool> = (0..b * n).map(|p| p % n >= real[p / n]).collect();
+                let mask =
+                    Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, n]), &device);
+                let run = |linear: bool| {
+                    let (q, k, v) = (
+                        q.clone().require_grad(),
+                        k.clone().require_grad(),
+                        v.clone().require_grad(),
+                    );
+                    let out = if linear {
+                        let input = AttentionInput::new(q.clone(), k.clone(), v.clone())
+                            .with_key_padding(mask.clone())
+                            .with_causal(causal);
+                        LinearAttention.forward(input)
+                    } else {
+                        quadratic(q.clone(), k.clone(), v.clone(), &pad, causal)
+                    };
+                    let grads = (out.clone() * w.clone()).sum().backward();
+                    let g = |t: &Tensor<4>| to_f64(t.grad(&grads).unwrap());
+                    [to_f64(out), g(&q), g(&k), g(&v)]
+                };
+                let (fast, slow) = (run(true), run(false));
+                for (name, (a, e)) in ["out", "dq", "dk", "dv"].iter().zip(fast.iter().zip(&slow)) {
+                    assert_close(
+                        &format!("linear {dims:?} causal={causal} {name}"),
+                        a,
+                        e,
+                        1e-4,
+                        1e-6,
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn recurrent_decoding_equals_the_parallel_causal_pass() {
+        let dims = [2, 2, 9, 4];
+        let device = Device::flex();
+        let (q, k, v, _) = random_qkv(dims, 7, &device);
+        let parallel = LinearAttention
+            .forward(AttentionInput::new(q.clone(), k.clone(), v.clone()).with_causal(true));
+        let mut state = LinearState::new(2, 2, 4, &device);
+        let token = |t: &Tensor<4>, i: usize| t.clone().slice([0..2, 0..2, i..i + 1, 0..4]);
+        let steps: Vec<Tensor<4>> = (0..9)
+            .map(|i| state.step(token(&q, i), token(&k, i), token(&v, i)))
+            .collect();
+        assert_close(
+            "recurrent",
+            &to_f64(Tensor::cat(steps, 2)),
+            &to_f64(parallel),
+            1e-5,
+            1e-6,
+        );
+    }
+}
