@@ -322,9 +322,9 @@ impl<'a> Session<'a> {
     }
 
     fn finish(mut self, meter: &Throughput, status: RunStatus) -> Result<RunRecord, TrainError> {
-        self.checkpoint(meter, status)?;
+        let record = self.checkpoint(meter, status)?;
         if status != RunStatus::Finished {
-            return self.write_record(meter, status, None);
+            return Ok(record);
         }
         let test = evaluate(
             &self.model.valid(),
