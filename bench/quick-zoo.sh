@@ -28,6 +28,7 @@ blockbert --param blocks=4
 longformer --param window=8 --param global=0
 bigbird --param block=8 --param random_blocks=2
 linear
+performer
 LIST
 ./target/release/eft report "$out" > bench/results/quick-zoo.md
 cat bench/results/quick-zoo.md

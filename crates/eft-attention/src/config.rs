@@ -6,7 +6,9 @@ use crate::sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     SlidingAttention, StridedAttention,
 };
-use crate::{Attention, AttentionError, FlashAttention, FullAttention, LinearAttention};
+use crate::{
+    Attention, AttentionError, FlashAttention, FullAttention, LinearAttention, PerformerAttention,
+};
 
 /// Parameters of [`FullAttention`]: it has none.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -30,6 +32,36 @@ fn one_twenty_eight() -> usize {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinearConfig {}
+
+/// The feature map of `performer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PerformerKernel {
+    /// Positive random features for the softmax kernel (FAVOR+).
+    #[default]
+    Softmax,
+    /// ReLU random features (LRA's setting).
+    Relu,
+}
+
+/// `performer`: FAVOR+ random-feature attention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerformerConfig {
+    /// Random features `m`. Default 256 (LRA).
+    #[serde(default = "two_fifty_six")]
+    pub features: usize,
+    /// `softmax` or `relu`. Default `softmax`.
+    #[serde(default)]
+    pub kernel: PerformerKernel,
+    /// Seed of the random features. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn two_fifty_six() -> usize {
+    256
+}
 
 /// `local`: non-overlapping blocks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,6 +244,8 @@ pub enum AttentionConfig {
     BigBird(BigBirdConfig),
     /// Kernel attention with `elu + 1` features, O(N·D²).
     Linear(LinearConfig),
+    /// FAVOR+ random-feature attention.
+    Performer(PerformerConfig),
 }
 
 impl Default for AttentionConfig {
@@ -253,6 +287,7 @@ impl AttentionConfig {
         "longformer",
         "bigbird",
         "linear",
+        "performer",
     ];
 
     /// The mechanism's config name.
@@ -269,6 +304,7 @@ impl AttentionConfig {
             AttentionConfig::Longformer(_) => "longformer",
             AttentionConfig::BigBird(_) => "bigbird",
             AttentionConfig::Linear(_) => "linear",
+            AttentionConfig::Performer(_) => "performer",
         }
     }
 
@@ -306,6 +342,7 @@ impl AttentionConfig {
         match self {
             AttentionConfig::Full(_) | AttentionConfig::Linear(_) => Ok(()),
             AttentionConfig::Flash(c) => at_least("tile", c.tile, 1),
+            AttentionConfig::Performer(c) => at_least("features", c.features, 1),
             AttentionConfig::Local(c) => at_least("block", c.block, 1),
             AttentionConfig::Sliding(c) => at_least("window", c.window, 1),
             AttentionConfig::Strided(c) => at_least("stride", c.stride, 2),
@@ -353,9 +390,10 @@ impl AttentionConfig {
             Ok(())
         };
         match self {
-            AttentionConfig::Full(_) | AttentionConfig::Flash(_) | AttentionConfig::Linear(_) => {
-                Ok(())
-            }
+            AttentionConfig::Full(_)
+            | AttentionConfig::Flash(_)
+            | AttentionConfig::Linear(_)
+            | AttentionConfig::Performer(_) => Ok(()),
             AttentionConfig::Local(c) => fits("block", c.block),
             AttentionConfig::Sliding(c) => fits("window", c.window),
             AttentionConfig::Cascade(c) => fits("window", c.window),
@@ -391,6 +429,11 @@ impl AttentionConfig {
             AttentionConfig::Full(_) => Attention::Full(FullAttention),
             AttentionConfig::Flash(c) => Attention::Flash(FlashAttention { tile: c.tile }),
             AttentionConfig::Linear(_) => Attention::Linear(LinearAttention),
+            AttentionConfig::Performer(c) => Attention::Performer(PerformerAttention {
+                features: c.features,
+                relu: c.kernel == PerformerKernel::Relu,
+                seed: c.seed,
+            }),
             AttentionConfig::Local(c) => Attention::Local(LocalAttention { block: c.block }),
             AttentionConfig::Sliding(c) => {
                 Attention::Sliding(SlidingAttention { window: c.window })
@@ -482,6 +525,7 @@ mod tests {
             AttentionConfig::Longformer(_) => 8,
             AttentionConfig::BigBird(_) => 9,
             AttentionConfig::Linear(_) => 10,
+            AttentionConfig::Performer(_) => 11,
         }
     }
 
@@ -493,7 +537,7 @@ mod tests {
             .collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..=10).collect::<Vec<_>>());
+        assert_eq!(slots, (0..=11).collect::<Vec<_>>());
     }
 
     #[test]

@@ -25,16 +25,18 @@ mod error;
 mod flash;
 mod full;
 mod input;
+pub mod kernel;
 mod linear;
 mod mask;
 mod mechanism;
+mod performer;
 mod reference;
 mod sparse;
 mod sparse_plan;
 pub mod testing;
 
 pub use block_sparse::{BlockPattern, ElementRule, block_sparse, dense_blocked};
-pub use config::{AttentionConfig, toml_scalar};
+pub use config::{AttentionConfig, PerformerKernel, toml_scalar};
 pub use cost::{AttentionCost, AttentionShape};
 pub use error::AttentionError;
 pub use flash::FlashAttention;
@@ -43,6 +45,7 @@ pub use input::AttentionInput;
 pub use linear::{LinearAttention, LinearState};
 pub use mask::{blocked_positions, causal_blocked, padding_blocked};
 pub use mechanism::Attention;
+pub use performer::{PerformerAttention, orthogonal_features};
 pub use reference::dense_reference;
 pub use sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,

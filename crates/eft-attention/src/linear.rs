@@ -8,11 +8,8 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, activation::elu};
 
+use crate::kernel::{EMPTY_ROW_GUARD, kernel_attention};
 use crate::{AttentionCost, AttentionInput, AttentionShape};
-
-/// Keeps the denominator of a query that sees no key away from zero; its numerator is zero too,
-/// so such a query outputs zeros like every other mechanism.
-const EMPTY_ROW_GUARD: f64 = 1e-30;
 
 /// `φ(x) = elu(x) + 1`.
 fn feature_map<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -30,34 +27,9 @@ impl LinearAttention {
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
     pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        let [batch, heads, len, dim] = input.q.dims();
-        let fq = feature_map(input.q); // [B, H, N, D]
-        let mut fk = feature_map(input.k);
-        let mut v = input.v;
-        if let Some(padding) = input.key_padding {
-            // Padded keys contribute nothing to either sum.
-            let real = padding.bool_not().float().reshape([batch, 1, len, 1]);
-            fk = fk * real.clone();
-            v = v * real;
-        }
-        let (num, den) = if input.causal {
-            let outer = fk.clone().reshape([batch, heads, len, dim, 1])
-                * v.reshape([batch, heads, len, 1, dim]); // [B, H, N, D, D]
-            let state = outer.cumsum(2);
-            let z = fk.cumsum(2); // [B, H, N, D]
-            let num = fq
-                .clone()
-                .reshape([batch, heads, len, 1, dim])
-                .matmul(state)
-                .reshape([batch, heads, len, dim]);
-            let den = (fq * z).sum_dim(3); // [B, H, N, 1]
-            (num, den)
-        } else {
-            let kv = fk.clone().swap_dims(2, 3).matmul(v); // [B, H, D, D]
-            let z = fk.sum_dim(2); // [B, H, 1, D]
-            (fq.clone().matmul(kv), (fq * z).sum_dim(3))
-        };
-        num / den.clamp_min(EMPTY_ROW_GUARD)
+        let fq = feature_map(input.q);
+        let fk = feature_map(input.k);
+        kernel_attention(fq, fk, input.v, input.key_padding, input.causal)
     }
 
     /// FLOPs and saved bytes of the non-causal form: two `N × D × D` products and the
@@ -108,7 +80,6 @@ mod tests {
     use crate::testing::{assert_close, random_qkv, to_f64};
     use burn::tensor::{Bool, Device, TensorData};
 
-    /// The explicit quadratic form: `A = φ(q)φ(k)ᵀ` masked, `out = A·v / rowsum(A)`.
     fn quadratic(
         q: Tensor<4>,
         k: Tensor<4>,
@@ -116,18 +87,7 @@ mod tests {
         pad: &[bool],
         causal: bool,
     ) -> Tensor<4> {
-        let [b, _, n, _] = q.dims();
-        let device = q.device();
-        let a = feature_map(q).matmul(feature_map(k).swap_dims(2, 3)); // [B, H, N, N]
-        let keep: Vec<f32> = (0..b * n * n)
-            .map(|p| {
-                let (bi, i, j) = (p / (n * n), (p / n) % n, p % n);
-                f32::from(u8::from(!pad[bi * n + j] && !(causal && j > i)))
-            })
-            .collect();
-        let a = a * Tensor::<4>::from_data(TensorData::new(keep, [b, 1, n, n]), &device);
-        let den = a.clone().sum_dim(3).clamp_min(EMPTY_ROW_GUARD);
-        a.matmul(v) / den
+        crate::kernel::quadratic_reference(feature_map(q), feature_map(k), v, pad, causal)
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::sparse::{
 };
 use crate::{
     AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention, LinearAttention,
+    PerformerAttention,
 };
 
 /// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
@@ -40,13 +41,18 @@ pub enum Attention {
     BigBird(BigBirdAttention),
     /// Kernel attention with `elu + 1` features.
     Linear(LinearAttention),
+    /// FAVOR+ random-feature attention.
+    Performer(PerformerAttention),
 }
 
 impl Attention {
     /// The sparse mechanisms' common interface; `None` for the dense ones.
     pub fn patterned(&self) -> Option<&dyn Patterned> {
         Some(match self {
-            Attention::Full(_) | Attention::Flash(_) | Attention::Linear(_) => return None,
+            Attention::Full(_)
+            | Attention::Flash(_)
+            | Attention::Linear(_)
+            | Attention::Performer(_) => return None,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
@@ -70,6 +76,7 @@ impl Attention {
             (Attention::Full(m), None) => m.forward(input),
             (Attention::Flash(m), None) => m.forward(input),
             (Attention::Linear(m), None) => m.forward(input),
+            (Attention::Performer(m), None) => m.forward(input),
             (_, None) => unreachable!("every other mechanism is patterned"),
         }
     }
@@ -81,6 +88,7 @@ impl Attention {
             (Attention::Full(m), None) => m.cost(shape),
             (Attention::Flash(m), None) => m.cost(shape),
             (Attention::Linear(m), None) => m.cost(shape),
+            (Attention::Performer(m), None) => m.cost(shape),
             (_, None) => unreachable!("every other mechanism is patterned"),
         }
     }

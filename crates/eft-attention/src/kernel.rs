@@ -1,0 +1,74 @@
+//! Kernelised attention: `out_i = φ(q_i)·Σ_j φ(k_j)ᵀv_j / φ(q_i)·Σ_j φ(k_j)` for non-negative
+//! feature maps φ, shared by `linear` and `performer`.
+//!
+//! Non-causal: O(N·F·D) time, O(F·D) state per head (`F` features). Causal: prefix sums over
+//! positions, O(N·F·D) time and memory.
+
+use burn::tensor::{Bool, Tensor, TensorData};
+
+/// Keeps the denominator of a query that sees no key away from zero; its numerator is zero too,
+/// so such a query outputs zeros like every other mechanism.
+pub const EMPTY_ROW_GUARD: f64 = 1e-30;
+
+/// Attention through feature maps already applied to queries and keys.
+///
+/// # Shapes
+/// - `fq`, `fk`: `[B, H, N, F]` (non-negative); `v`: `[B, H, N, D]`; padding: `[B, N]`
+/// - output: `[B, H, N, D]`
+pub fn kernel_attention(
+    fq: Tensor<4>,
+    fk: Tensor<4>,
+    v: Tensor<4>,
+    key_padding: Option<Tensor<2, Bool>>,
+    causal: bool,
+) -> Tensor<4> {
+    let [batch, heads, len, features] = fq.dims();
+    let dim = v.dims()[3];
+    let (mut fk, mut v) = (fk, v);
+    if let Some(padding) = key_padding {
+        // Padded keys contribute nothing to either sum.
+        let real = padding.bool_not().float().reshape([batch, 1, len, 1]);
+        fk = fk * real.clone();
+        v = v * real;
+    }
+    let (num, den) = if causal {
+        let outer = fk.clone().reshape([batch, heads, len, features, 1])
+            * v.reshape([batch, heads, len, 1, dim]); // [B, H, N, F, D]
+        let state = outer.cumsum(2);
+        let z = fk.cumsum(2); // [B, H, N, F]
+        let num = fq
+            .clone()
+            .reshape([batch, heads, len, 1, features])
+            .matmul(state)
+            .reshape([batch, heads, len, dim]);
+        (num, (fq * z).sum_dim(3))
+    } else {
+        let kv = fk.clone().swap_dims(2, 3).matmul(v); // [B, H, F, D]
+        let z = fk.sum_dim(2); // [B, H, 1, F]
+        (fq.clone().matmul(kv), (fq * z).sum_dim(3))
+    };
+    num / den.clamp_min(EMPTY_ROW_GUARD)
+}
+
+/// The explicit quadratic form of the same features, for tests: `A = φ(q)φ(k)ᵀ` with padding
+/// (`pad`, `[B·N]`, `true` = padding) and causal masks, `out = A·v / rowsum(A)`.
+pub fn quadratic_reference(
+    fq: Tensor<4>,
+    fk: Tensor<4>,
+    v: Tensor<4>,
+    pad: &[bool],
+    causal: bool,
+) -> Tensor<4> {
+    let [b, _, n, _] = fq.dims();
+    let device = fq.device();
+    let a = fq.matmul(fk.swap_dims(2, 3)); // [B, H, N, N]
+    let keep: Vec<f32> = (0..b * n * n)
+        .map(|p| {
+            let (bi, i, j) = (p / (n * n), (p / n) % n, p % n);
+            f32::from(u8::from(!(pad[bi * n + j] || (causal && j > i))))
+        })
+        .collect();
+    let a = a * Tensor::<4>::from_data(TensorData::new(keep, [b, 1, n, n]), &device);
+    let den = a.clone().sum_dim(3).clamp_min(EMPTY_ROW_GUARD);
+    a.matmul(v) / den
+}
