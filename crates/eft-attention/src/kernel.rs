@@ -72,3 +72,60 @@ pub fn quadratic_reference(
     let den = a.clone().sum_dim(3).clamp_min(EMPTY_ROW_GUARD);
     a.matmul(v) / den
 }
+
+/// Test support: a kernel mechanism against the quadratic form of its own features.
+#[cfg(test)]
+pub(crate) mod check {
+    use burn::tensor::{Bool, Device, Tensor, TensorData};
+
+    use super::quadratic_reference;
+    use crate::AttentionInput;
+    use crate::testing::{assert_close, random_qkv, to_f64};
+
+    /// Runs `forward` and `quadratic_reference(features(q, k), v)` on fresh random inputs with
+    /// padding (`real` tokens per row) and asserts equal outputs and dq, dk, dv.
+    pub(crate) fn against_quadratic_form(
+        what: &str,
+        forward: impl Fn(AttentionInput) -> Tensor<4>,
+        features: impl Fn(Tensor<4>, Tensor<4>) -> (Tensor<4>, Tensor<4>),
+        (dims, real): ([usize; 4], &[usize]),
+        causal: bool,
+        seed: u64,
+        atol: f64,
+    ) {
+        let [b, _, n, _] = dims;
+        let device = Device::flex().autodiff();
+        let (q, k, v, w) = random_qkv(dims, seed, &device);
+        let pad: Vec<bool> = (0..b * n).map(|p| p % n >= real[p / n]).collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, n]), &device);
+        let run = |linear: bool| {
+            let (q, k, v) = (
+                q.clone().require_grad(),
+                k.clone().require_grad(),
+                v.clone().require_grad(),
+            );
+            let out = if linear {
+                let input = AttentionInput::new(q.clone(), k.clone(), v.clone())
+                    .with_key_padding(mask.clone())
+                    .with_causal(causal);
+                forward(input)
+            } else {
+                let (fq, fk) = features(q.clone(), k.clone());
+                quadratic_reference(fq, fk, v.clone(), &pad, causal)
+            };
+            let grads = (out.clone() * w.clone()).sum().backward();
+            let g = |t: &Tensor<4>| to_f64(t.grad(&grads).expect("inputs require grad"));
+            [to_f64(out), g(&q), g(&k), g(&v)]
+        };
+        let (fast, slow) = (run(true), run(false));
+        for (name, (a, e)) in ["out", "dq", "dk", "dv"].iter().zip(fast.iter().zip(&slow)) {
+            assert_close(
+                &format!("{what} {dims:?} causal={causal} {name}"),
+                a,
+                e,
+                1e-4,
+                atol,
+            );
+        }
+    }
+}

@@ -78,59 +78,23 @@ impl LinearState {
 mod tests {
     use super::*;
     use crate::testing::{assert_close, random_qkv, to_f64};
-    use burn::tensor::{Bool, Device, TensorData};
-
-    fn quadratic(
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        pad: &[bool],
-        causal: bool,
-    ) -> Tensor<4> {
-        crate::kernel::quadratic_reference(feature_map(q), feature_map(k), v, pad, causal)
-    }
+    use burn::tensor::Device;
 
     #[test]
     fn equals_its_quadratic_form_forward_and_backward() {
-        for (seed, (dims, real)) in [([2, 3, 11, 4], [11, 7]), ([2, 2, 16, 8], [16, 16])]
-            .into_iter()
-            .enumerate()
-        {
+        let cases: [([usize; 4], &[usize]); 2] =
+            [([2, 3, 11, 4], &[11, 7]), ([2, 2, 16, 8], &[16, 16])];
+        for (seed, case) in cases.into_iter().enumerate() {
             for causal in [false, true] {
-                let [b, _, n, _] = dims;
-                let device = Device::flex().autodiff();
-                let (q, k, v, w) = random_qkv(dims, seed as u64, &device);
-                let pad: Vec<bool> = (0..b * n).map(|p| p % n >= real[p / n]).collect();
-                let mask =
-                    Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, n]), &device);
-                let run = |linear: bool| {
-                    let (q, k, v) = (
-                        q.clone().require_grad(),
-                        k.clone().require_grad(),
-                        v.clone().require_grad(),
-                    );
-                    let out = if linear {
-                        let input = AttentionInput::new(q.clone(), k.clone(), v.clone())
-                            .with_key_padding(mask.clone())
-                            .with_causal(causal);
-                        LinearAttention.forward(input)
-                    } else {
-                        quadratic(q.clone(), k.clone(), v.clone(), &pad, causal)
-                    };
-                    let grads = (out.clone() * w.clone()).sum().backward();
-                    let g = |t: &Tensor<4>| to_f64(t.grad(&grads).unwrap());
-                    [to_f64(out), g(&q), g(&k), g(&v)]
-                };
-                let (fast, slow) = (run(true), run(false));
-                for (name, (a, e)) in ["out", "dq", "dk", "dv"].iter().zip(fast.iter().zip(&slow)) {
-                    assert_close(
-                        &format!("linear {dims:?} causal={causal} {name}"),
-                        a,
-                        e,
-                        1e-4,
-                        1e-6,
-                    );
-                }
+                crate::kernel::check::against_quadratic_form(
+                    "linear",
+                    |input| LinearAttention.forward(input),
+                    |q, k| (feature_map(q), feature_map(k)),
+                    case,
+                    causal,
+                    seed as u64,
+                    1e-6,
+                );
             }
         }
     }

@@ -118,10 +118,9 @@ impl PerformerAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::quadratic_reference;
-    use crate::testing::{assert_close, random_qkv, to_f64};
+
+    use crate::testing::{random_qkv, to_f64};
     use crate::{AttentionInput, FullAttention};
-    use burn::tensor::Bool;
 
     fn performer(features: usize, relu: bool) -> PerformerAttention {
         PerformerAttention {
@@ -146,45 +145,24 @@ mod tests {
 
     #[test]
     fn linear_form_equals_the_quadratic_form_of_the_same_features() {
+        let device = burn::tensor::Device::flex().autodiff();
         for relu in [false, true] {
+            let m = performer(16, relu);
             for causal in [false, true] {
-                let dims = [2, 2, 11, 8];
-                let device = burn::tensor::Device::flex().autodiff();
-                let (q, k, v, w) = random_qkv(dims, 4, &device);
-                let pad: Vec<bool> = (0..22).map(|p| p % 11 >= [11, 7][p / 11]).collect();
-                let mask =
-                    Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [2, 11]), &device);
-                let m = performer(16, relu);
-                let run = |linear: bool| {
-                    let (q, k, v) = (
-                        q.clone().require_grad(),
-                        k.clone().require_grad(),
-                        v.clone().require_grad(),
-                    );
-                    let out = if linear {
-                        let input = AttentionInput::new(q.clone(), k.clone(), v.clone())
-                            .with_key_padding(mask.clone())
-                            .with_causal(causal);
-                        m.forward(input)
-                    } else {
-                        let fq = m.features_of(q.clone(), true, &device);
-                        let fk = m.features_of(k.clone(), false, &device);
-                        quadratic_reference(fq, fk, v.clone(), &pad, causal)
-                    };
-                    let grads = (out.clone() * w.clone()).sum().backward();
-                    let g = |t: &Tensor<4>| to_f64(t.grad(&grads).unwrap());
-                    [to_f64(out), g(&q), g(&k), g(&v)]
-                };
-                let (fast, slow) = (run(true), run(false));
-                for (name, (a, e)) in ["out", "dq", "dk", "dv"].iter().zip(fast.iter().zip(&slow)) {
-                    assert_close(
-                        &format!("performer relu={relu} causal={causal} {name}"),
-                        a,
-                        e,
-                        1e-4,
-                        1e-5,
-                    );
-                }
+                crate::kernel::check::against_quadratic_form(
+                    &format!("performer relu={relu}"),
+                    |input| m.forward(input),
+                    |q, k| {
+                        (
+                            m.features_of(q, true, &device),
+                            m.features_of(k, false, &device),
+                        )
+                    },
+                    ([2, 2, 11, 8], &[11, 7]),
+                    causal,
+                    4,
+                    1e-5,
+                );
             }
         }
     }
