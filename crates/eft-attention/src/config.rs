@@ -423,6 +423,21 @@ impl AttentionConfig {
         )
     }
 
+    /// Rejects a causal request for a mechanism without a causal form.
+    pub fn check_causal(&self, causal: bool) -> Result<(), AttentionError> {
+        if causal && !self.supports_causal() {
+            return Err(out_of_range(
+                "causal",
+                true,
+                format!(
+                    "`{}` has no causal form; drop causal or pick another mechanism",
+                    self.name()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Builds the mechanism for one layer (`layer` counts from 0; `cascade` widens with it).
     pub fn init(&self, layer: usize) -> Attention {
         match self {

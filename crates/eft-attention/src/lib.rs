@@ -44,7 +44,7 @@ pub use full::FullAttention;
 pub use input::AttentionInput;
 pub use linear::{LinearAttention, LinearState};
 pub use mask::{blocked_positions, causal_blocked, padding_blocked};
-pub use mechanism::Attention;
+pub use mechanism::{Attention, Mechanism};
 pub use performer::{PerformerAttention, orthogonal_features};
 pub use reference::dense_reference;
 pub use sparse::{
@@ -53,8 +53,4 @@ pub use sparse::{
 };
 pub use sparse_plan::{HeadGroup, SparsePlan};
 
-/// Score given to blocked query–key pairs before the softmax.
-///
-/// Finite, so a row with every key blocked yields a uniform (and unused) row instead of NaN,
-/// and large enough that `exp` of it underflows to exactly zero beside any real score.
-pub const BLOCKED_SCORE: f32 = -1.0e9;
+pub use eft_kernels::BLOCKED_SCORE;

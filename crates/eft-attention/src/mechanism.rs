@@ -64,32 +64,80 @@ impl Attention {
     }
 }
 
+/// What every mechanism does: attend, and say what that costs.
+pub trait Mechanism {
+    /// Runs the mechanism.
+    ///
+    /// # Shapes
+    /// - input: see [`AttentionInput`]
+    /// - output: `[B, H, N, D]`
+    fn forward(&self, input: AttentionInput) -> Tensor<4>;
+
+    /// Analytic FLOPs and saved bytes for one call at `shape`.
+    fn cost(&self, shape: AttentionShape) -> AttentionCost;
+}
+
+impl<T: Patterned> Mechanism for T {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        Patterned::forward(self, input)
+    }
+
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
+        Patterned::cost(self, shape)
+    }
+}
+
+/// Mechanisms that are not sparsity patterns forward to their own `forward` and `cost`.
+macro_rules! dense_mechanism {
+    ($($t:ty),*) => {$(
+        impl Mechanism for $t {
+            fn forward(&self, input: AttentionInput) -> Tensor<4> {
+                <$t>::forward(self, input)
+            }
+
+            fn cost(&self, shape: AttentionShape) -> AttentionCost {
+                <$t>::cost(self, shape)
+            }
+        }
+    )*};
+}
+
+dense_mechanism!(
+    FullAttention,
+    FlashAttention,
+    LinearAttention,
+    PerformerAttention
+);
+
 impl Attention {
+    /// The running mechanism, whichever it is.
+    pub fn mechanism(&self) -> &dyn Mechanism {
+        match self {
+            Attention::Full(m) => m,
+            Attention::Flash(m) => m,
+            Attention::Linear(m) => m,
+            Attention::Performer(m) => m,
+            Attention::Local(m) => m,
+            Attention::Sliding(m) | Attention::Cascade(m) => m,
+            Attention::Strided(m) => m,
+            Attention::Fixed(m) => m,
+            Attention::BlockBert(m) => m,
+            Attention::Longformer(m) => m,
+            Attention::BigBird(m) => m,
+        }
+    }
+
     /// Runs the mechanism.
     ///
     /// # Shapes
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
     pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        match (self, self.patterned()) {
-            (_, Some(m)) => m.forward(input),
-            (Attention::Full(m), None) => m.forward(input),
-            (Attention::Flash(m), None) => m.forward(input),
-            (Attention::Linear(m), None) => m.forward(input),
-            (Attention::Performer(m), None) => m.forward(input),
-            (_, None) => unreachable!("every other mechanism is patterned"),
-        }
+        self.mechanism().forward(input)
     }
 
     /// Analytic FLOPs and saved bytes for one call at `shape`.
     pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
-        match (self, self.patterned()) {
-            (_, Some(m)) => m.cost(shape),
-            (Attention::Full(m), None) => m.cost(shape),
-            (Attention::Flash(m), None) => m.cost(shape),
-            (Attention::Linear(m), None) => m.cost(shape),
-            (Attention::Performer(m), None) => m.cost(shape),
-            (_, None) => unreachable!("every other mechanism is patterned"),
-        }
+        self.mechanism().cost(shape)
     }
 }

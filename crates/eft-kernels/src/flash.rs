@@ -16,8 +16,11 @@ use burn::backend::{
 };
 use burn::tensor::{FloatDType, Scalar, Shape, Slice, Tensor, TensorData};
 
-/// Score added for keys that must not be seen; `exp` of it underflows to zero beside real scores.
-const BLOCKED: f32 = -1.0e9;
+/// Score given to blocked query–key pairs before the softmax, by every mechanism.
+///
+/// Finite, so a row with every key blocked stays free of NaN, and large enough that `exp` of it
+/// underflows to exactly zero beside any real score.
+pub const BLOCKED_SCORE: f32 = -1.0e9;
 
 /// The backend operation behind [`flash_attention`].
 #[backend_extension(Autodiff, Flex)]
@@ -51,7 +54,7 @@ pub fn flash_attention(
 ) -> Tensor<4> {
     let [batch, _, len, _] = q.dims();
     let bias = match key_padding {
-        Some(p) => p * BLOCKED,
+        Some(p) => p * BLOCKED_SCORE,
         None => Tensor::zeros([batch, len], &q.device()),
     }
     .reshape([batch, 1, 1, len]);
@@ -210,7 +213,10 @@ fn scores<B: Backend>(
         // Only tiles that straddle the diagonal need an explicit mask.
         let mask: Vec<f32> = qr
             .clone()
-            .flat_map(|i| kr.clone().map(move |j| if j > i { BLOCKED } else { 0.0 }))
+            .flat_map(|i| {
+                kr.clone()
+                    .map(move |j| if j > i { BLOCKED_SCORE } else { 0.0 })
+            })
             .collect();
         let shape = Shape::new([1, 1, qr.len(), kr.len()]);
         let mask = B::float_from_data(TensorData::new(mask, shape), &s.device());
@@ -229,7 +235,7 @@ fn has_visible<B: Backend>(bias: &FloatTensor<B>, causal: bool) -> FloatTensor<B
     let [b, _, _, n] = dims4::<B>(bias);
     let bools = get_or_init_device_settings::<B>(&bias.device()).bool_dtype;
     let real = B::bool_into_float(
-        B::float_greater_elem(bias.clone(), scalar(f64::from(BLOCKED) / 2.0), bools),
+        B::float_greater_elem(bias.clone(), scalar(f64::from(BLOCKED_SCORE) / 2.0), bools),
         FloatDType::F32,
     ); // [B, 1, 1, N]
     let seen = if causal {
@@ -262,7 +268,7 @@ fn forward<B: Backend>(
         let stat = Shape::new([b, h, qr.len(), 1]);
         let mut m = B::float_full(
             stat.clone(),
-            scalar(2.0 * f64::from(BLOCKED)),
+            scalar(2.0 * f64::from(BLOCKED_SCORE)),
             &device,
             FloatDType::F32,
         );

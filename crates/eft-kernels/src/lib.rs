@@ -9,4 +9,4 @@
 
 mod flash;
 
-pub use flash::{FlashBackend, flash_attention};
+pub use flash::{BLOCKED_SCORE, FlashBackend, flash_attention};

@@ -13,7 +13,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::params::NamedArray;
+use crate::params::{NamedArray, PathStack};
 
 /// Whether weight decay is added to the gradient (Adam) or applied to the weights (AdamW).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -133,7 +133,7 @@ pub fn adam_step<M: Module>(
 ) -> M {
     state.steps += 1;
     let mut step = AdamStep {
-        path: Vec::new(),
+        path: PathStack::default(),
         grads,
         state,
         config,
@@ -144,7 +144,7 @@ pub fn adam_step<M: Module>(
 }
 
 struct AdamStep<'a> {
-    path: Vec<String>,
+    path: PathStack,
     grads: &'a mut GradientsParams,
     state: &'a mut AdamState,
     config: &'a OptimizerConfig,
@@ -154,11 +154,11 @@ struct AdamStep<'a> {
 
 impl ModuleMapper for AdamStep<'_> {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -176,7 +176,7 @@ impl ModuleMapper for AdamStep<'_> {
         if c.kind == OptimizerKind::Adam && c.weight_decay > 0.0 {
             g = g + theta1.clone() * c.weight_decay;
         }
-        let name = self.path.join(".");
+        let name = self.path.name();
         let (m, v) = match self.state.moments.remove(&name) {
             Some((m, v)) => (
                 m * c.beta1 + g.clone() * (1.0 - c.beta1),

@@ -39,16 +39,16 @@ impl NamedArray {
 
 /// Tracks the field path while a visitor or mapper walks a module.
 #[derive(Default)]
-struct PathStack(Vec<String>);
+pub(crate) struct PathStack(Vec<String>);
 
 impl PathStack {
-    fn enter(&mut self, name: &str) {
+    pub(crate) fn enter(&mut self, name: &str) {
         self.0.push(name.to_string());
     }
-    fn exit(&mut self) {
+    pub(crate) fn exit(&mut self) {
         self.0.pop();
     }
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.0.join(".")
     }
 }

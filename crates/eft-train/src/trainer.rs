@@ -201,6 +201,7 @@ impl<'a> Session<'a> {
         let steps = self.config.train.steps;
         let mut meter = Throughput::resume(self.state.tokens, self.state.seconds);
         let bar = self.progress_bar();
+        let t = self.config.train.clone();
         let mut hits = 0usize;
         let mut seen = 0usize;
         while self.state.step < steps {
@@ -214,7 +215,6 @@ impl<'a> Session<'a> {
                 return self.finish(&meter, RunStatus::Interrupted);
             }
             let step = self.state.step;
-            let t = self.config.train.clone();
             let lr = t.schedule.lr(step, steps);
             let indices = train_batch_indices(
                 self.data.train.len(),

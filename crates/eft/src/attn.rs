@@ -118,13 +118,7 @@ pub fn run(args: AttnArgs) -> anyhow::Result<ExitCode> {
             format!("grad_out has shape {:?} but q has {:?}", g.shape, q.shape),
         ));
     }
-    if args.causal && !config.supports_causal() {
-        return Err(BadInput(format!(
-            "--causal: `{}` has no causal form; drop --causal or pick another mechanism",
-            config.name()
-        ))
-        .into());
-    }
+    config.check_causal(args.causal)?;
     config.check_shape(n, h)?;
 
     let device = Device::flex().autodiff();

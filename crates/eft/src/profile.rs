@@ -6,7 +6,7 @@
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use burn::tensor::Device;
 use eft_attention::{AttentionConfig, AttentionInput, AttentionShape};
 use serde::{Deserialize, Serialize};
@@ -59,10 +59,8 @@ fn analytic(args: &AttentionProfileArgs, config: &AttentionConfig) -> (f64, f64)
 
 fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
     let config = AttentionConfig::from_name_and_params(&args.mechanism, &args.params)?;
+    config.check_causal(args.causal)?;
     config.check_shape(args.len, args.heads)?;
-    if args.causal && !config.supports_causal() {
-        bail!("--causal: `{}` has no causal form", config.name());
-    }
     let attention = config.init(0);
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();
