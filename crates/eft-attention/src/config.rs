@@ -1,13 +1,16 @@
 //! Choosing a mechanism by name and parameters, and checking the choice before anything runs.
 
+use burn::tensor::Device;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     SlidingAttention, StridedAttention,
 };
+use crate::synthesizer::SynthesizerMode;
 use crate::{
-    Attention, AttentionError, FlashAttention, FullAttention, LinearAttention, PerformerAttention,
+    Attention, AttentionError, AttentionLayout, FlashAttention, FullAttention, LinearAttention,
+    LinformerAttention, NystromAttention, PerformerAttention, SynthesizerAttention,
 };
 
 /// Parameters of [`FullAttention`]: it has none.
@@ -156,6 +159,78 @@ pub struct BigBirdConfig {
     pub seed: u64,
 }
 
+/// How Linformer shares its length projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LinformerShare {
+    /// Every head has its own `E` and `F`.
+    None,
+    /// All heads share one `E` and one `F`.
+    Headwise,
+    /// All heads share one matrix used as both `E` and `F` (LRA's setting).
+    #[default]
+    Kv,
+    /// One matrix for every layer: not available yet (it needs parameters tied across layers).
+    Layerwise,
+}
+
+/// `linformer`: keys and values projected along the length axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinformerConfig {
+    /// Projected length `k`. Default 16 (LRA).
+    #[serde(default = "sixteen")]
+    pub k: usize,
+    /// `none`, `headwise` or `kv`. Default `kv`.
+    #[serde(default)]
+    pub share: LinformerShare,
+    /// Longest sequence the projections span. Default: the model's (task's) longest input.
+    #[serde(default)]
+    pub max_len: Option<usize>,
+}
+
+/// `synthesizer`: attention weights without (or besides) dot products.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthesizerConfig {
+    /// `dense`, `random`, `factorized-dense` or `factorized-random`. Default `dense`.
+    #[serde(default)]
+    pub mode: SynthesizerMode,
+    /// Add dot-product scores to the synthesised logits. Default false.
+    #[serde(default)]
+    pub mix: bool,
+    /// Keep the random matrices fixed (random modes). Default false.
+    #[serde(default)]
+    pub frozen: bool,
+    /// Rank of factorized-random. Default 8.
+    #[serde(default = "eight")]
+    pub rank: usize,
+    /// Longest sequence the parameters span. Default: the model's (task's) longest input.
+    #[serde(default)]
+    pub max_len: Option<usize>,
+}
+
+/// `nystrom`: softmax attention through segment-mean landmarks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NystromConfig {
+    /// Landmarks `m`. Default 64.
+    #[serde(default = "sixty_four")]
+    pub landmarks: usize,
+    /// Newton–Schulz iterations of the pseudo-inverse. Default 6.
+    #[serde(default = "six")]
+    pub pinv_iters: usize,
+    /// Odd kernel size of the depthwise value convolution; none by default.
+    #[serde(default)]
+    pub conv_kernel: Option<usize>,
+}
+
+fn six() -> usize {
+    6
+}
+fn eight() -> usize {
+    8
+}
 fn one() -> usize {
     1
 }
@@ -246,6 +321,12 @@ pub enum AttentionConfig {
     Linear(LinearConfig),
     /// FAVOR+ random-feature attention.
     Performer(PerformerConfig),
+    /// Length-projected keys and values.
+    Linformer(LinformerConfig),
+    /// Synthesised attention weights.
+    Synthesizer(SynthesizerConfig),
+    /// Landmark (Nyström) approximation of softmax attention.
+    Nystrom(NystromConfig),
 }
 
 impl Default for AttentionConfig {
@@ -288,6 +369,9 @@ impl AttentionConfig {
         "bigbird",
         "linear",
         "performer",
+        "linformer",
+        "synthesizer",
+        "nystrom",
     ];
 
     /// The mechanism's config name.
@@ -305,6 +389,9 @@ impl AttentionConfig {
             AttentionConfig::BigBird(_) => "bigbird",
             AttentionConfig::Linear(_) => "linear",
             AttentionConfig::Performer(_) => "performer",
+            AttentionConfig::Linformer(_) => "linformer",
+            AttentionConfig::Synthesizer(_) => "synthesizer",
+            AttentionConfig::Nystrom(_) => "nystrom",
         }
     }
 
@@ -335,6 +422,14 @@ impl AttentionConfig {
                 })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether mechanism `name` takes a parameter called `key` (e.g. `seed`).
+    pub fn has_param(name: &str, key: &str) -> bool {
+        Self::from_name_and_params(name, &[])
+            .ok()
+            .and_then(|c| toml::Value::try_from(c).ok())
+            .is_some_and(|v| v.get(key).is_some())
     }
 
     /// Checks every parameter against its range; says which one is wrong and what would do.
@@ -371,6 +466,48 @@ impl AttentionConfig {
                 at_least("dilation", c.dilation, 1)
             }
             AttentionConfig::BigBird(c) => at_least("block", c.block, 1),
+            AttentionConfig::Linformer(c) => {
+                at_least("k", c.k, 1)?;
+                at_least("max_len", c.max_len.unwrap_or(1), 1)?;
+                if c.share == LinformerShare::Layerwise {
+                    return Err(out_of_range(
+                        "share",
+                        "layerwise",
+                        "sharing one projection across layers needs parameters tied across \
+                         layers, which eft does not have yet; use none, headwise or kv",
+                    ));
+                }
+                Ok(())
+            }
+            AttentionConfig::Nystrom(c) => {
+                at_least("landmarks", c.landmarks, 1)?;
+                at_least("pinv_iters", c.pinv_iters, 1)?;
+                match c.conv_kernel {
+                    Some(k) if k.is_multiple_of(2) => Err(out_of_range(
+                        "conv_kernel",
+                        k,
+                        "must be odd, so the convolution is centred on each token",
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            AttentionConfig::Synthesizer(c) => {
+                at_least("rank", c.rank, 1)?;
+                at_least("max_len", c.max_len.unwrap_or(1), 1)?;
+                let random = matches!(
+                    c.mode,
+                    SynthesizerMode::Random | SynthesizerMode::FactorizedRandom
+                );
+                if c.frozen && !random {
+                    return Err(out_of_range(
+                        "frozen",
+                        true,
+                        "only the random modes have a matrix to freeze; use mode = random or \
+                         factorized-random",
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -394,7 +531,21 @@ impl AttentionConfig {
             | AttentionConfig::Flash(_)
             | AttentionConfig::Linear(_)
             | AttentionConfig::Performer(_) => Ok(()),
+            AttentionConfig::Linformer(LinformerConfig { max_len, .. })
+            | AttentionConfig::Synthesizer(SynthesizerConfig { max_len, .. }) => match max_len {
+                Some(m) if *m < len => Err(out_of_range(
+                    "max_len",
+                    m,
+                    format!(
+                        "`{}` is built for sequences up to {m} tokens but is given {len}; raise \
+                         max_len or leave it out to use the longest input",
+                        self.name()
+                    ),
+                )),
+                _ => Ok(()),
+            },
             AttentionConfig::Local(c) => fits("block", c.block),
+            AttentionConfig::Nystrom(c) => fits("landmarks", c.landmarks),
             AttentionConfig::Sliding(c) => fits("window", c.window),
             AttentionConfig::Cascade(c) => fits("window", c.window),
             AttentionConfig::BlockBert(c) => fits("blocks", c.blocks),
@@ -419,7 +570,10 @@ impl AttentionConfig {
     pub fn supports_causal(&self) -> bool {
         !matches!(
             self,
-            AttentionConfig::BlockBert(_) | AttentionConfig::BigBird(_)
+            AttentionConfig::BlockBert(_)
+                | AttentionConfig::BigBird(_)
+                | AttentionConfig::Linformer(_)
+                | AttentionConfig::Nystrom(_)
         )
     }
 
@@ -438,8 +592,10 @@ impl AttentionConfig {
         Ok(())
     }
 
-    /// Builds the mechanism for one layer (`layer` counts from 0; `cascade` widens with it).
-    pub fn init(&self, layer: usize) -> Attention {
+    /// Builds the mechanism for one layer; learned parameters are drawn from `device`'s generator
+    /// and sized by `layout` (`cascade` widens with `layout.layer`).
+    pub fn init(&self, layout: AttentionLayout, device: &Device) -> Attention {
+        let layer = layout.layer;
         match self {
             AttentionConfig::Full(_) => Attention::Full(FullAttention),
             AttentionConfig::Flash(c) => Attention::Flash(FlashAttention { tile: c.tile }),
@@ -481,6 +637,31 @@ impl AttentionConfig {
                 random_blocks: c.random_blocks,
                 seed: c.seed,
             }),
+            AttentionConfig::Linformer(c) => Attention::Linformer(LinformerAttention::new(
+                c.k,
+                c.max_len.unwrap_or(layout.max_len),
+                layout.heads,
+                c.share == LinformerShare::None,
+                c.share == LinformerShare::Kv,
+                device,
+            )),
+            AttentionConfig::Nystrom(c) => Attention::Nystrom(NystromAttention::new(
+                c.landmarks,
+                c.pinv_iters,
+                c.conv_kernel,
+                layout.heads,
+                device,
+            )),
+            AttentionConfig::Synthesizer(c) => Attention::Synthesizer(SynthesizerAttention::new(
+                c.mode,
+                c.rank,
+                c.mix,
+                c.frozen,
+                c.max_len.unwrap_or(layout.max_len),
+                layout.heads,
+                layout.head_dim,
+                device,
+            )),
         }
     }
 }
@@ -541,6 +722,9 @@ mod tests {
             AttentionConfig::BigBird(_) => 9,
             AttentionConfig::Linear(_) => 10,
             AttentionConfig::Performer(_) => 11,
+            AttentionConfig::Linformer(_) => 12,
+            AttentionConfig::Synthesizer(_) => 13,
+            AttentionConfig::Nystrom(_) => 14,
         }
     }
 
@@ -552,7 +736,7 @@ mod tests {
             .collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..=11).collect::<Vec<_>>());
+        assert_eq!(slots, (0..AttentionConfig::NAMES.len()).collect::<Vec<_>>());
     }
 
     #[test]
@@ -605,6 +789,32 @@ mod tests {
                 .to_string()
                 .contains("2 heads")
         );
+    }
+
+    #[test]
+    fn learned_mechanisms_refuse_lengths_beyond_their_max_len() {
+        let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        for name in ["linformer", "synthesizer"] {
+            let c = AttentionConfig::from_name_and_params(name, &p("max_len", "32")).unwrap();
+            c.check_shape(32, 4).unwrap();
+            let e = c.check_shape(33, 4).unwrap_err().to_string();
+            assert!(e.contains("max_len") && e.contains("33"), "{e}");
+        }
+        let e = AttentionConfig::from_name_and_params("linformer", &p("share", "layerwise"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("share") && e.contains("kv"), "{e}");
+        let e = AttentionConfig::from_name_and_params("synthesizer", &p("frozen", "true"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("frozen"), "{e}");
+        assert!(
+            !AttentionConfig::from_name_and_params("linformer", &[])
+                .unwrap()
+                .supports_causal()
+        );
+        assert!(AttentionConfig::has_param("performer", "seed"));
+        assert!(!AttentionConfig::has_param("linformer", "seed"));
     }
 
     #[test]

@@ -52,7 +52,7 @@ mod tests {
     fn flash(tile: usize) -> Attention {
         AttentionConfig::from_name_and_params("flash", &[("tile".into(), tile.to_string())])
             .unwrap()
-            .init(0)
+            .init(crate::testing::layout(0), &Device::flex())
     }
 
     #[test]

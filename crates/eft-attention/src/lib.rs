@@ -26,31 +26,42 @@ mod flash;
 mod full;
 mod input;
 pub mod kernel;
+mod layout;
 mod linear;
+mod linformer;
 mod mask;
 mod mechanism;
+mod nystrom;
 mod performer;
 mod reference;
 mod sparse;
 mod sparse_plan;
+mod synthesizer;
 pub mod testing;
 
 pub use block_sparse::{BlockPattern, ElementRule, block_sparse, dense_blocked};
-pub use config::{AttentionConfig, PerformerKernel, toml_scalar};
+pub use config::{
+    AttentionConfig, LinformerConfig, LinformerShare, NystromConfig, PerformerKernel,
+    SynthesizerConfig, toml_scalar,
+};
 pub use cost::{AttentionCost, AttentionShape};
 pub use error::AttentionError;
 pub use flash::FlashAttention;
 pub use full::FullAttention;
 pub use input::AttentionInput;
+pub use layout::AttentionLayout;
 pub use linear::{LinearAttention, LinearState};
+pub use linformer::LinformerAttention;
 pub use mask::{blocked_positions, causal_blocked, padding_blocked};
 pub use mechanism::{Attention, Mechanism};
+pub use nystrom::{NystromAttention, pinv};
 pub use performer::{PerformerAttention, orthogonal_features};
-pub use reference::dense_reference;
+pub use reference::{attend_scores, dense_reference};
 pub use sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     Patterned, SlidingAttention, StridedAttention,
 };
 pub use sparse_plan::{HeadGroup, SparsePlan};
+pub use synthesizer::{SynthesizerAttention, SynthesizerMode, factor_lengths};
 
 pub use eft_kernels::BLOCKED_SCORE;

@@ -9,13 +9,15 @@ use crate::sparse::{
 };
 use crate::{
     AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention, LinearAttention,
-    PerformerAttention,
+    LinformerAttention, NystromAttention, PerformerAttention, SynthesizerAttention,
 };
 
 /// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
 ///
 /// Nothing above this type knows which mechanism runs: the model calls [`Attention::forward`]
 /// and the meter calls [`Attention::cost`].
+// One value per layer, built once: the size gap between variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 #[non_exhaustive]
 pub enum Attention {
@@ -43,6 +45,12 @@ pub enum Attention {
     Linear(LinearAttention),
     /// FAVOR+ random-feature attention.
     Performer(PerformerAttention),
+    /// Length-projected keys and values.
+    Linformer(LinformerAttention),
+    /// Synthesised attention weights.
+    Synthesizer(SynthesizerAttention),
+    /// Landmark (Nyström) approximation of softmax attention.
+    Nystrom(NystromAttention),
 }
 
 impl Attention {
@@ -52,7 +60,10 @@ impl Attention {
             Attention::Full(_)
             | Attention::Flash(_)
             | Attention::Linear(_)
-            | Attention::Performer(_) => return None,
+            | Attention::Performer(_)
+            | Attention::Linformer(_)
+            | Attention::Synthesizer(_)
+            | Attention::Nystrom(_) => return None,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
@@ -106,7 +117,10 @@ dense_mechanism!(
     FullAttention,
     FlashAttention,
     LinearAttention,
-    PerformerAttention
+    PerformerAttention,
+    LinformerAttention,
+    SynthesizerAttention,
+    NystromAttention
 );
 
 impl Attention {
@@ -117,6 +131,9 @@ impl Attention {
             Attention::Flash(m) => m,
             Attention::Linear(m) => m,
             Attention::Performer(m) => m,
+            Attention::Linformer(m) => m,
+            Attention::Synthesizer(m) => m,
+            Attention::Nystrom(m) => m,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,

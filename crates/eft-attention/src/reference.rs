@@ -20,13 +20,27 @@ pub fn dense_reference(
     v: Tensor<4>,
     blocked: Option<Tensor<4, Bool>>,
 ) -> Tensor<4> {
-    let [batch, heads, queries, head_dim] = q.dims();
-    let keys = k.dims()[2];
+    let head_dim = q.dims()[3];
     let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt(); // [B, H, Nq, Nk]
+    attend_scores(scores, v, blocked)
+}
+
+/// `softmax(scores, blocked → −∞)·v` for scores from anywhere (a learned matrix, a sum of terms),
+/// with the same convention: a query that sees no key outputs zeros.
+///
+/// # Shapes
+/// - `scores`: `[B, H, Nq, Nk]`; `v`: `[B, H, Nk, D]`
+/// - `blocked`: broadcastable to `[B, H, Nq, Nk]`
+/// - output: `[B, H, Nq, D]`
+pub fn attend_scores(
+    scores: Tensor<4>,
+    v: Tensor<4>,
+    blocked: Option<Tensor<4, Bool>>,
+) -> Tensor<4> {
     let Some(mask) = blocked else {
         return softmax(scores, 3).matmul(v);
     };
-    let mask = mask.expand([batch, heads, queries, keys]);
+    let mask = mask.expand(scores.dims());
     let visible = mask.clone().bool_not().float(); // zeroes rows with nothing visible
     let weights = softmax(scores.mask_fill(mask, BLOCKED_SCORE), 3) * visible;
     weights.matmul(v)

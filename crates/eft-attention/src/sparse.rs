@@ -287,7 +287,7 @@ mod tests {
             .collect();
         AttentionConfig::from_name_and_params(name, &params)
             .unwrap()
-            .init(1)
+            .init(crate::testing::layout(1), &Device::flex())
     }
 
     /// The engine equals the dense reference under the plan's own mask, forward and backward,
@@ -392,7 +392,11 @@ mod tests {
         )
         .unwrap();
         for (layer, window) in [(0, 2), (1, 6), (2, 18)] {
-            let plan = config.init(layer).patterned().unwrap().plan(40, 1, false);
+            let plan = config
+                .init(crate::testing::layout(layer), &Device::flex())
+                .patterned()
+                .unwrap()
+                .plan(40, 1, false);
             for i in 0..40 {
                 for j in 0..40 {
                     assert_eq!(

@@ -41,6 +41,37 @@ pub fn assert_close(what: &str, actual: &[f64], expected: &[f64], rtol: f64, ato
     }
 }
 
+/// The output and dq, dk, dv of `loss = Σ forward(q, k, v)·w` (no masks), as f64.
+///
+/// An input that `forward` does not read has gradient zero.
+pub fn output_and_grads(
+    forward: &dyn Fn(crate::AttentionInput) -> Tensor<4>,
+    [q, k, v, w]: [&Tensor<4>; 4],
+) -> [Vec<f64>; 4] {
+    let (q, k, v) = (
+        q.clone().require_grad(),
+        k.clone().require_grad(),
+        v.clone().require_grad(),
+    );
+    let out = forward(crate::AttentionInput::new(q.clone(), k.clone(), v.clone()));
+    let grads = (out.clone() * w.clone()).sum().backward();
+    let g = |t: &Tensor<4>| match t.grad(&grads) {
+        Some(g) => to_f64(g),
+        None => vec![0.0; t.dims().iter().product()],
+    };
+    [to_f64(out), g(&q), g(&k), g(&v)]
+}
+
+/// A layout for tests: layer `layer` of a model with up to 64 positions and 4 heads of 8.
+pub fn layout(layer: usize) -> crate::AttentionLayout {
+    crate::AttentionLayout {
+        layer,
+        max_len: 64,
+        heads: 4,
+        head_dim: 8,
+    }
+}
+
 /// A tensor's values as f64, in row-major order.
 pub fn to_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     t.into_data()
@@ -77,6 +108,101 @@ pub fn random_qkv(
         burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(values, dims), device)
     };
     (draw(), draw(), draw(), draw())
+}
+
+/// Every float parameter of `module` as f64 values, in visiting order.
+fn param_values<M: burn::module::Module>(module: &M) -> Vec<Vec<f64>> {
+    use burn::module::{ModuleVisitor, Param};
+    struct Collect(Vec<Vec<f64>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(to_f64(param.val()));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    module.visit(&mut c);
+    c.0
+}
+
+/// `module` with entry `entry` of parameter number `which` moved by `delta`.
+fn nudged<M: burn::module::Module>(module: M, which: usize, entry: usize, delta: f64) -> M {
+    use burn::module::{ModuleMapper, Param};
+    use burn::tensor::TensorData;
+    struct Nudge {
+        at: usize,
+        which: usize,
+        entry: usize,
+        delta: f64,
+    }
+    impl ModuleMapper for Nudge {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            self.at += 1;
+            if self.at - 1 != self.which {
+                return param;
+            }
+            let (id, tensor, mapper) = param.consume();
+            let dims = tensor.dims();
+            let mut values: Vec<f32> = tensor
+                .to_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32");
+            values[self.entry] += self.delta as f32;
+            let moved = Tensor::from_data(TensorData::new(values, dims), &tensor.device());
+            Param::from_mapped_value(id, moved.require_grad(), mapper)
+        }
+    }
+    module.map(&mut Nudge {
+        at: 0,
+        which,
+        entry,
+        delta,
+    })
+}
+
+/// Checks the autodiff gradient of `loss` with respect to every float parameter of `module`
+/// against central differences, at up to `entries` evenly spread entries of each parameter.
+///
+/// `module` must live on an autodiff device; `loss` returns a one-element tensor.
+///
+/// # Panics
+/// Panics when a gradient is missing or disagrees, naming parameter and entry.
+pub fn check_param_grads<M: burn::module::Module + Clone>(
+    what: &str,
+    module: &M,
+    loss: impl Fn(&M) -> Tensor<1>,
+    entries: usize,
+) {
+    use burn::module::{ModuleVisitor, Param};
+    struct Grads<'a>(&'a burn::tensor::Gradients, Vec<Option<Vec<f64>>>);
+    impl ModuleVisitor for Grads<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.1.push(param.val().grad(self.0).map(to_f64));
+        }
+    }
+    let grads = loss(module).backward();
+    let mut visitor = Grads(&grads, Vec::new());
+    module.visit(&mut visitor);
+    let values = param_values(module);
+    assert!(!values.is_empty(), "{what}: the module has no parameters");
+    let value = |m: &M| to_f64(loss(m))[0];
+    for (which, (vals, grad)) in values.iter().zip(visitor.1).enumerate() {
+        let grad = grad.unwrap_or_else(|| panic!("{what}: parameter {which} has no gradient"));
+        let step = (vals.len() / entries.max(1)).max(1);
+        for entry in (0..vals.len()).step_by(step).take(entries) {
+            let eps = 1e-2;
+            let up = value(&nudged(module.clone(), which, entry, eps));
+            let down = value(&nudged(module.clone(), which, entry, -eps));
+            let numeric = (up - down) / (2.0 * eps);
+            assert_close(
+                &format!("{what}: parameter {which} entry {entry}"),
+                &[grad[entry]],
+                &[numeric],
+                2e-2,
+                2e-3,
+            );
+        }
+    }
 }
 
 /// One input configuration for [`check_against_reference`].

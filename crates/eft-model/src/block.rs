@@ -21,7 +21,7 @@ pub struct Block {
 
 impl Block {
     /// Builds block `layer` (counting from 0).
-    pub fn new(config: &ModelConfig, layer: usize, device: &Device) -> Self {
+    pub fn new(config: &ModelConfig, layer: usize, max_len: usize, device: &Device) -> Self {
         let norm = || {
             LayerNormConfig::new(config.d_model)
                 .with_epsilon(1e-6)
@@ -29,7 +29,7 @@ impl Block {
         };
         Self {
             attention_norm: norm(),
-            attention: SelfAttention::new(config, layer, device),
+            attention: SelfAttention::new(config, layer, max_len, device),
             feed_forward_norm: norm(),
             feed_forward: FeedForward::new(config, device),
             dropout: DropoutConfig::new(config.dropout).init(),

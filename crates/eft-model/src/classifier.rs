@@ -27,7 +27,7 @@ impl Classifier {
         };
         Self {
             embeddings: Embeddings::new(config, dims, device),
-            encoder: Encoder::new(config, device),
+            encoder: Encoder::new(config, config.positions_for(dims), device),
             head_hidden: linear(config.d_model, config.d_ff),
             head_activation: Relu::new(),
             head_out: linear(config.d_ff, dims.n_classes),

@@ -1,7 +1,7 @@
 //! The model's configuration, checked once before anything is built.
 
 use burn::tensor::Device;
-use eft_attention::AttentionConfig;
+use eft_attention::{AttentionConfig, AttentionLayout};
 use serde::{Deserialize, Serialize};
 
 use crate::{Classifier, ModelError};
@@ -139,6 +139,21 @@ impl ModelConfig {
         self.layer_attention.get(layer).unwrap_or(&self.attention)
     }
 
+    /// Positions the encoder sees for a task: its longest input, plus one for a CLS token.
+    pub fn positions_for(&self, dims: TaskDims) -> usize {
+        dims.max_len + usize::from(self.pool == Pool::Cls)
+    }
+
+    /// Where layer `layer`'s mechanism sits, for inputs of up to `max_len` positions.
+    pub fn layout(&self, layer: usize, max_len: usize) -> AttentionLayout {
+        AttentionLayout {
+            layer,
+            max_len,
+            heads: self.n_heads,
+            head_dim: self.d_model / self.n_heads,
+        }
+    }
+
     /// Validates the config, then builds the model with parameters drawn from the device's RNG.
     pub fn init(&self, dims: TaskDims, device: &Device) -> Result<Classifier, ModelError> {
         self.validate()?;
@@ -149,7 +164,7 @@ impl ModelConfig {
                 fix: "a task needs at least 2 tokens, 2 classes and length 1".into(),
             });
         }
-        let positions = dims.max_len + usize::from(self.pool == Pool::Cls);
+        let positions = self.positions_for(dims);
         for layer in 0..self.n_layers {
             self.attention_at(layer)
                 .check_shape(positions, self.n_heads)?;

@@ -17,11 +17,11 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Builds the blocks for `config`.
-    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+    /// Builds the blocks for `config`, for sequences of up to `max_len` positions.
+    pub fn new(config: &ModelConfig, max_len: usize, device: &Device) -> Self {
         Self {
             blocks: (0..config.n_layers)
-                .map(|layer| Block::new(config, layer, device))
+                .map(|layer| Block::new(config, layer, max_len, device))
                 .collect(),
             final_norm: LayerNormConfig::new(config.d_model)
                 .with_epsilon(1e-6)

@@ -22,8 +22,8 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    /// Builds the layer at depth `layer` (counting from 0).
-    pub fn new(config: &ModelConfig, layer: usize, device: &Device) -> Self {
+    /// Builds the layer at depth `layer` (counting from 0) for up to `max_len` positions.
+    pub fn new(config: &ModelConfig, layer: usize, max_len: usize, device: &Device) -> Self {
         let d = config.d_model;
         let linear = |bias| {
             LinearConfig::new(d, d)
@@ -36,7 +36,9 @@ impl SelfAttention {
             key: linear(false),
             value: linear(false),
             output: linear(true),
-            mechanism: config.attention_at(layer).init(layer),
+            mechanism: config
+                .attention_at(layer)
+                .init(config.layout(layer, max_len), device),
             n_heads: config.n_heads,
             causal: config.causal,
         }

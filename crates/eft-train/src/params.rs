@@ -79,6 +79,20 @@ pub fn export_params<M: Module>(module: &M) -> BTreeMap<String, NamedArray> {
     export.out
 }
 
+/// Draws every lazily initialised parameter of `module` now.
+///
+/// burn builds parameters on first use; a caller that seeds the generator and builds a module
+/// must draw them before releasing the generator, or another thread's draws could interleave.
+pub fn materialize<M: Module>(module: &M) {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
+
 /// The global L2 norm of the gradients in `grads` of `module`'s parameters.
 pub fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     struct SumSquares<'a> {

@@ -130,7 +130,11 @@ pub fn build_data_and_model(
         max_len: data.max_len,
         n_classes: data.n_classes,
     };
-    let model = with_seed(device, config.seed, || config.model.init(dims, device))?;
+    let model = with_seed(device, config.seed, || {
+        let model = config.model.init(dims, device)?;
+        crate::params::materialize(&model);
+        Ok::<_, eft_model::ModelError>(model)
+    })?;
     Ok((data, model))
 }
 

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
-use eft_attention::{AttentionConfig, AttentionInput};
-use eft_train::params::NamedArray;
+use eft_attention::{AttentionConfig, AttentionInput, AttentionLayout, AttentionShape};
+use eft_train::params::{NamedArray, export_params, materialize};
 use eft_train::safetensors_file::{decode_f32, encode_f32};
+use eft_train::seeding::with_seed;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::args::AttnArgs;
@@ -73,7 +74,25 @@ fn read(
 
 /// Runs the command.
 pub fn run(args: AttnArgs) -> anyhow::Result<ExitCode> {
-    let config = AttentionConfig::from_name_and_params(&args.mechanism, &args.params)?;
+    // `seed` draws the learned parameters; mechanisms with a seed of their own also receive it.
+    let seed = match args.params.iter().rev().find(|(k, _)| k == "seed") {
+        Some((_, raw)) => raw.parse::<u64>().map_err(|_| {
+            BadInput(format!(
+                "--param seed={raw}: the seed must be a whole number ≥ 0"
+            ))
+        })?,
+        None => 0,
+    };
+    let params: Vec<(String, String)> = if AttentionConfig::has_param(&args.mechanism, "seed") {
+        args.params.clone()
+    } else {
+        args.params
+            .iter()
+            .filter(|(k, _)| k != "seed")
+            .cloned()
+            .collect()
+    };
+    let config = AttentionConfig::from_name_and_params(&args.mechanism, &params)?;
     let path = &args.input;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let file = SafeTensors::deserialize(&bytes)
@@ -139,23 +158,37 @@ pub fn run(args: AttnArgs) -> anyhow::Result<ExitCode> {
             &device,
         ));
     }
-    let out = config.init(0).forward(input);
-    let mut results: Vec<(&str, Tensor<4>)> = vec![("out", out.clone())];
+    let layout = AttentionLayout::for_shape(AttentionShape {
+        batch: b,
+        heads: h,
+        len: n,
+        head_dim: d,
+    });
+    let attention = with_seed(&device, seed, || {
+        let a = config.init(layout, &device);
+        materialize(&a);
+        a
+    });
+    let out = attention.forward(input);
+    let mut results: Vec<(String, NamedArray)> =
+        vec![("out".into(), NamedArray::from_tensor(&out))];
     if let Some(g) = &grad_out {
         let grads = (out * tensor(g)).sum().backward();
         for (name, t) in [("dq", &tq), ("dk", &tk), ("dv", &tv)] {
-            results.push((name, t.grad(&grads).expect("inputs require grad")));
+            // An input the mechanism never reads (q, k of synthesizer-random) has gradient zero.
+            let grad = t.grad(&grads).unwrap_or_else(|| t.zeros_like().inner());
+            results.push((name.into(), NamedArray::from_tensor(&grad)));
         }
+    }
+    // The learned parameters used, so the output can be reproduced elsewhere.
+    for (name, array) in export_params(&attention) {
+        results.push((format!("param.{name}"), array));
     }
     write(&args.output, results)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn write(path: &Path, tensors: Vec<(&str, Tensor<4>)>) -> anyhow::Result<()> {
-    let arrays: Vec<(String, NamedArray)> = tensors
-        .into_iter()
-        .map(|(name, t)| (name.to_string(), NamedArray::from_tensor(&t)))
-        .collect();
+fn write(path: &Path, arrays: Vec<(String, NamedArray)>) -> anyhow::Result<()> {
     let metadata = HashMap::from([(
         "producer".to_string(),
         format!("eft {}", env!("CARGO_PKG_VERSION")),

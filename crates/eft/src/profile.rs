@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::tensor::Device;
-use eft_attention::{AttentionConfig, AttentionInput, AttentionShape};
+use eft_attention::{AttentionConfig, AttentionInput, AttentionLayout, AttentionShape};
+use eft_train::params::materialize;
+use eft_train::seeding::with_seed;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{AttentionProfileArgs, ProfileCommand, SweepArgs};
@@ -48,12 +50,15 @@ pub fn run(what: ProfileCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn analytic(args: &AttentionProfileArgs, config: &AttentionConfig) -> (f64, f64) {
-    let cost = config.init(0).cost(AttentionShape {
+    let shape = AttentionShape {
         batch: args.batch,
         heads: args.heads,
         len: args.len,
         head_dim: args.head_dim,
-    });
+    };
+    let cost = config
+        .init(AttentionLayout::for_shape(shape), &Device::flex())
+        .cost(shape);
     (cost.forward_flops + cost.backward_flops, cost.saved_bytes)
 }
 
@@ -61,9 +66,19 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
     let config = AttentionConfig::from_name_and_params(&args.mechanism, &args.params)?;
     config.check_causal(args.causal)?;
     config.check_shape(args.len, args.heads)?;
-    let attention = config.init(0);
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();
+    let shape = AttentionShape {
+        batch: args.batch,
+        heads: args.heads,
+        len: args.len,
+        head_dim: args.head_dim,
+    };
+    let attention = with_seed(&device, 0, || {
+        let a = config.init(AttentionLayout::for_shape(shape), &device);
+        materialize(&a);
+        a
+    });
     let dims = [args.batch, args.heads, args.len, args.head_dim];
     let (q, k, v, w) = eft_attention::testing::random_qkv(dims, 0, &device);
     let mut times = Vec::new();

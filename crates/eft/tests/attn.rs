@@ -130,7 +130,10 @@ fn outputs_and_gradients_match_the_dense_reference() {
         let mut blocked = eft_attention::blocked_positions(Some(pad), causal, n, &device)
             .unwrap()
             .expand([b, h, n, n]);
-        if let Some(m) = config.init(0).patterned() {
+        if let Some(m) = config
+            .init(eft_attention::testing::layout(0), &Device::flex())
+            .patterned()
+        {
             blocked = blocked.bool_or(
                 m.plan(n, h, causal)
                     .dense_blocked(h, n, false, &device)
@@ -240,4 +243,77 @@ fn bad_input_is_one_line_and_exit_code_2() {
     std::fs::write(&junk, b"hello").unwrap();
     run("full", &junk, &[], "not a safetensors file");
     assert!(!Path::new(&out).exists(), "a failed call wrote no output");
+}
+
+/// A learned mechanism writes the parameters it used: softmax(R)·V computed here from OUT's own
+/// `R` reproduces OUT's output, and the same seed gives the same parameters.
+#[test]
+fn learned_parameters_are_written_and_reproduce_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.safetensors");
+    let [_, _, v, _] = input(&inp, 9);
+    let run = |seed: &str, out: &Path| {
+        let o = attn(&[
+            "--mechanism",
+            "synthesizer",
+            "--param",
+            "mode=random",
+            "--param",
+            &format!("seed={seed}"),
+            "--input",
+            inp.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (a, b, c) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+        dir.path().join("c.safetensors"),
+    );
+    run("3", &a);
+    run("3", &b);
+    run("4", &c);
+    let names: Vec<String> = {
+        let bytes = std::fs::read(&a).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        file.names().into_iter().map(String::from).collect()
+    };
+    assert!(
+        names.contains(&"param.Synthesizer.first".to_string()),
+        "{names:?}"
+    );
+    let r = read(&a, "param.Synthesizer.first"); // [H, N, N]
+    assert_eq!(
+        r,
+        read(&b, "param.Synthesizer.first"),
+        "same seed, same parameters"
+    );
+    assert_ne!(
+        r,
+        read(&c, "param.Synthesizer.first"),
+        "another seed, other parameters"
+    );
+
+    let [bsz, h, n, d] = DIMS;
+    let real = [13, 9];
+    let vals = to_f64(v);
+    let mut expected = vec![0.0; bsz * h * n * d];
+    for bi in 0..bsz {
+        for hh in 0..h {
+            for i in 0..n {
+                let row: Vec<f64> = (0..real[bi]).map(|j| r[(hh * n + i) * n + j]).collect();
+                let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = row.iter().map(|x| (x - max).exp()).sum();
+                for (j, x) in row.iter().enumerate() {
+                    for e in 0..d {
+                        expected[((bi * h + hh) * n + i) * d + e] +=
+                            (x - max).exp() / z * vals[((bi * h + hh) * n + j) * d + e];
+                    }
+                }
+            }
+        }
+    }
+    assert_close("softmax(R)·V", &read(&a, "out"), &expected, 1e-5, 1e-6);
 }

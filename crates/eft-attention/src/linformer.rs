@@ -1,0 +1,197 @@
+//! Linformer (Wang et al. 2020): keys and values projected along the length axis.
+//!
+//! `softmax(q·(E·k)ᵀ/√D)·(F·v)` with learned `E, F ∈ R^{k×N}`: attention over `k` mixed key rows
+//! instead of `N` keys, O(N·k·D) time and memory. Padded keys are zeroed before the projection,
+//! since after it they can no longer be told apart. A sequence shorter than the longest one the
+//! layer was built for uses the first `N` columns of `E` and `F` (as if padded with zeros).
+//! The projection mixes all positions, so there is no causal form.
+
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
+use burn::tensor::{Device, Tensor};
+
+use crate::{AttentionCost, AttentionInput, AttentionShape, dense_reference};
+
+/// Linformer attention with length projections `E` (keys) and `F` (values).
+#[derive(Module, Debug)]
+pub struct LinformerAttention {
+    /// Projected length `k`.
+    pub k: usize,
+    /// Longest sequence the projections span.
+    pub max_len: usize,
+    /// `E`: `[P, k, max_len]`, `P` = heads or 1 (shared by all heads).
+    pub keys: Param<Tensor<3>>,
+    /// `F`, same shape as `E`; `None` when `F = E`.
+    pub values: Option<Param<Tensor<3>>>,
+}
+
+impl LinformerAttention {
+    /// Draws `E` (and `F` unless `share_kv`) from `device`'s generator, Xavier-uniform with fan-in
+    /// `max_len` and fan-out `k`; `per_head` gives each head its own.
+    pub fn new(
+        k: usize,
+        max_len: usize,
+        heads: usize,
+        per_head: bool,
+        share_kv: bool,
+        device: &Device,
+    ) -> Self {
+        let p = if per_head { heads } else { 1 };
+        let draw = || {
+            Initializer::XavierUniform { gain: 1.0 }.init_with(
+                [p, k, max_len],
+                Some(max_len),
+                Some(k),
+                device,
+            )
+        };
+        Self {
+            k,
+            max_len,
+            keys: draw(),
+            values: (!share_kv).then(draw),
+        }
+    }
+
+    /// Builds the layer from given projections (e.g. identities in tests), `[P, k, max_len]`.
+    pub fn from_projections(keys: Tensor<3>, values: Option<Tensor<3>>) -> Self {
+        let [_, k, max_len] = keys.dims();
+        Self {
+            k,
+            max_len,
+            keys: Param::from_tensor(keys),
+            values: values.map(Param::from_tensor),
+        }
+    }
+
+    /// Projects and attends.
+    ///
+    /// # Shapes
+    /// - input: see [`AttentionInput`] (not causal), `N ≤ max_len`
+    /// - output: `[B, H, N, D]`
+    ///
+    /// # Panics
+    /// Panics when `N` exceeds `max_len`; configs check this before a model is built.
+    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        let [batch, heads, len, dim] = input.q.dims();
+        crate::layout::assert_fits("linformer", len, self.max_len);
+        let (mut k, mut v) = (input.k, input.v);
+        if let Some(padding) = input.key_padding {
+            let real = padding.bool_not().float().reshape([batch, 1, len, 1]);
+            k = k * real.clone();
+            v = v * real;
+        }
+        let project = |p: &Param<Tensor<3>>, x: Tensor<4>| {
+            let e = p.val();
+            let parts = e.dims()[0];
+            let e = e
+                .slice([0..parts, 0..self.k, 0..len])
+                .reshape([1, parts, self.k, len])
+                .expand([batch, heads, self.k, len]);
+            e.matmul(x) // [B, H, k, D]
+        };
+        let kp = project(&self.keys, k);
+        let vp = project(self.values.as_ref().unwrap_or(&self.keys), v);
+        let out = dense_reference(input.q, kp, vp, None);
+        debug_assert_eq!(out.dims(), [batch, heads, len, dim]);
+        out
+    }
+
+    /// FLOPs and saved bytes: two `k × N × D` projections and attention over `k` keys; the
+    /// `N × k` probabilities and the projected keys and values are kept.
+    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+        let bh = (shape.batch * shape.heads) as f64;
+        let (n, d, k) = (shape.len as f64, shape.head_dim as f64, self.k as f64);
+        AttentionCost {
+            forward_flops: bh * (4.0 * k * n * d + 4.0 * n * k * d + 6.0 * n * k),
+            backward_flops: bh * (8.0 * k * n * d + 8.0 * n * k * d + 5.0 * n * k),
+            saved_bytes: bh * (n * k + 2.0 * k * d) * 4.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_close, output_and_grads, random_qkv, to_f64};
+    use crate::{FullAttention, Mechanism};
+    use burn::tensor::{Bool, Tensor, TensorData};
+
+    fn identity(n: usize, device: &Device) -> Tensor<3> {
+        Tensor::<2>::eye(n, device).reshape([1, n, n])
+    }
+
+    /// With `k = N` and `E = F = I` the projections do nothing: Linformer is full attention,
+    /// forward and dq, dk, dv.
+    #[test]
+    fn identity_projections_equal_full_attention() {
+        let device = Device::flex().autodiff();
+        for (seed, dims) in [[2, 3, 9, 4], [1, 2, 16, 8]].into_iter().enumerate() {
+            let n = dims[2];
+            let (q, k, v, w) = random_qkv(dims, seed as u64, &device);
+            let shared = LinformerAttention::from_projections(identity(n, &device), None);
+            let separate = LinformerAttention::from_projections(
+                identity(n, &device),
+                Some(identity(n, &device)),
+            );
+            let run = |m: &dyn Mechanism| output_and_grads(&|i| m.forward(i), [&q, &k, &v, &w]);
+            let expected = run(&FullAttention);
+            for m in [&shared, &separate] {
+                for (name, (a, e)) in ["out", "dq", "dk", "dv"]
+                    .iter()
+                    .zip(run(m).iter().zip(&expected))
+                {
+                    assert_close(&format!("linformer {dims:?} {name}"), a, e, 1e-5, 1e-6);
+                }
+            }
+        }
+    }
+
+    /// dE and dF agree with central differences, for every sharing mode.
+    #[test]
+    fn projection_gradients_match_differences() {
+        let device = Device::flex().autodiff();
+        let (q, k, v, w) = random_qkv([2, 2, 6, 3], 4, &device);
+        for (per_head, share_kv) in [(true, false), (false, false), (false, true)] {
+            device.seed(7);
+            let m = LinformerAttention::new(3, 8, 2, per_head, share_kv, &device);
+            crate::testing::check_param_grads(
+                &format!("linformer per_head={per_head} share_kv={share_kv}"),
+                &m,
+                |m| {
+                    (m.forward(AttentionInput::new(q.clone(), k.clone(), v.clone())) * w.clone())
+                        .sum()
+                },
+                5,
+            );
+        }
+    }
+
+    /// Padded keys and values have no effect, whatever they hold.
+    #[test]
+    fn padded_positions_change_nothing() {
+        let device = Device::flex();
+        let dims = [2, 2, 10, 4];
+        let (q, k, v, noise) = random_qkv(dims, 3, &device);
+        device.seed(1);
+        let m = LinformerAttention::new(4, 12, 2, true, false, &device);
+        let pad: Vec<bool> = (0..20).map(|p| p % 10 >= [10, 6][p / 10]).collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [2, 10]), &device);
+        let keep = Tensor::<2, Bool>::from_data(TensorData::new(pad, [2, 10]), &device)
+            .bool_not()
+            .float()
+            .reshape([2, 1, 10, 1]);
+        let scramble =
+            |t: Tensor<4>| t.clone() * keep.clone() + noise.clone() * (-keep.clone() + 1.0);
+        let run = |k: Tensor<4>, v: Tensor<4>| {
+            to_f64(m.forward(AttentionInput::new(q.clone(), k, v).with_key_padding(mask.clone())))
+        };
+        assert_close(
+            "padding invariance",
+            &run(scramble(k.clone()), scramble(v.clone())),
+            &run(k, v),
+            1e-6,
+            1e-6,
+        );
+    }
+}

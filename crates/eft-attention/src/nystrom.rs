@@ -1,0 +1,259 @@
+//! Nyströmformer (Xiong et al. 2021): softmax attention through `m` landmarks.
+//!
+//! Landmarks are segment means of the queries and keys (`q̃`, `k̃`, `m × D`), and
+//! `softmax(q·k̃ᵀ)·pinv(softmax(q̃·k̃ᵀ))·softmax(q̃·kᵀ)·v` (all scaled by `1/√D`) approximates
+//! `softmax(q·kᵀ)·v` in O(N·m·D + m³). The pseudo-inverse is the Newton–Schulz iteration
+//! `Z ← ¼·Z·(13I − AZ·(15I − AZ·(7I − AZ)))` from `Z₀ = Aᵀ/(‖A‖₁‖A‖∞)`. Padded tokens are left out
+//! of the segment means and masked as keys. An optional depthwise convolution over the values
+//! (kernel along the sequence, one filter per head) is added to the output, as in the paper's
+//! code. Landmarks mix the whole segment, so there is no causal form.
+
+use burn::module::Module;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::{Device, Tensor, TensorData, activation::softmax};
+
+use crate::{AttentionCost, AttentionInput, AttentionShape, attend_scores, padding_blocked};
+
+/// Nyström attention with `landmarks` landmarks.
+#[derive(Module, Debug)]
+pub struct NystromAttention {
+    /// Number of landmarks `m` (capped at `N`).
+    pub landmarks: usize,
+    /// Newton–Schulz iterations for the pseudo-inverse.
+    pub pinv_iters: usize,
+    /// The depthwise convolution over values, if any.
+    pub conv: Option<Conv2d>,
+}
+
+impl NystromAttention {
+    /// Builds the layer; `conv_kernel` (odd) adds the depthwise value convolution for `heads`
+    /// heads, its weights drawn from `device`'s generator.
+    pub fn new(
+        landmarks: usize,
+        pinv_iters: usize,
+        conv_kernel: Option<usize>,
+        heads: usize,
+        device: &Device,
+    ) -> Self {
+        let conv = conv_kernel.map(|c| {
+            Conv2dConfig::new([heads, heads], [c, 1])
+                .with_groups(heads)
+                .with_bias(false)
+                .with_padding(PaddingConfig2d::Explicit(c / 2, 0, c / 2, 0))
+                .init(device)
+        });
+        Self {
+            landmarks,
+            pinv_iters,
+            conv,
+        }
+    }
+
+    /// The segment-mean matrix: `[B, 1, m, N]`, row `l` averaging the real tokens of segment `l`
+    /// (token `j` is in segment `⌊j·m/N⌋`).
+    fn segment_means(&self, real: Tensor<2>, m: usize) -> Tensor<4> {
+        let [batch, len] = real.dims();
+        let member: Vec<f32> = (0..m * len)
+            .map(|p| f32::from(u8::from((p % len) * m / len == p / len)))
+            .collect();
+        let member =
+            Tensor::<4>::from_data(TensorData::new(member, [1, 1, m, len]), &real.device());
+        let weights = member * real.reshape([batch, 1, 1, len]);
+        let counts = weights.clone().sum_dim(3).clamp_min(1.0);
+        weights / counts
+    }
+
+    /// Attends through the landmarks.
+    ///
+    /// # Shapes
+    /// - input: see [`AttentionInput`] (not causal)
+    /// - output: `[B, H, N, D]`
+    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        let [batch, heads, len, dim] = input.q.dims();
+        let device = input.q.device();
+        let m = self.landmarks.min(len);
+        let scale = 1.0 / (dim as f64).sqrt();
+        let real = match &input.key_padding {
+            Some(p) => p.clone().bool_not().float(),
+            None => Tensor::ones([batch, len], &device),
+        };
+        let means = self
+            .segment_means(real.clone(), m)
+            .expand([batch, heads, m, len]);
+        let q_land = means.clone().matmul(input.q.clone()); // [B, H, m, D]
+        let k_land = means.matmul(input.k.clone());
+        let kernel = |a: Tensor<4>, b: Tensor<4>| softmax(a.matmul(b.transpose()) * scale, 3);
+        let to_landmarks = kernel(input.q, k_land.clone()); // [B, H, N, m]
+        let among = kernel(q_land.clone(), k_land); // [B, H, m, m]
+        let blocked = input.key_padding.map(padding_blocked);
+        let from_keys = attend_scores(
+            q_land.matmul(input.k.transpose()) * scale,
+            input.v.clone(),
+            blocked,
+        ); // [B, H, m, D]
+        let out = to_landmarks.matmul(pinv(among, self.pinv_iters).matmul(from_keys));
+        match &self.conv {
+            None => out,
+            Some(conv) => out + conv.forward(input.v * real.reshape([batch, 1, len, 1])),
+        }
+    }
+
+    /// FLOPs and saved bytes: landmarks, the three kernels, the Newton–Schulz iterations and the
+    /// products; the `N × m` and `m × N` kernels and the iterates are kept.
+    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+        let bh = (shape.batch * shape.heads) as f64;
+        let (n, d) = (shape.len as f64, shape.head_dim as f64);
+        let m = self.landmarks.min(shape.len) as f64;
+        let iters = self.pinv_iters as f64;
+        let conv = self
+            .conv
+            .as_ref()
+            .map_or(0.0, |c| 2.0 * n * d * c.weight.dims()[2] as f64);
+        let forward = 4.0 * m * n * d // landmarks
+            + 2.0 * (2.0 * n * m * d + 6.0 * n * m) // q·k̃ᵀ and q̃·kᵀ with softmax
+            + 2.0 * m * m * d + 6.0 * m * m
+            + iters * 8.0 * m * m * m
+            + 2.0 * m * n * d + 2.0 * m * m * d + 2.0 * n * m * d
+            + conv;
+        AttentionCost {
+            forward_flops: bh * forward,
+            backward_flops: bh * 2.0 * forward,
+            saved_bytes: bh * (2.0 * n * m + (3.0 * iters + 2.0) * m * m + 2.0 * m * d) * 4.0,
+        }
+    }
+}
+
+/// The Newton–Schulz pseudo-inverse of each `[m, m]` matrix of `a` (non-negative entries).
+pub fn pinv(a: Tensor<4>, iters: usize) -> Tensor<4> {
+    let [batch, heads, m, _] = a.dims();
+    let device = a.device();
+    let eye = Tensor::<2>::eye(m, &device).reshape([1, 1, m, m]);
+    let col = a.clone().sum_dim(2).max_dim(3); // ‖A‖₁, [B, H, 1, 1]
+    let row = a.clone().sum_dim(3).max_dim(2); // ‖A‖∞
+    let mut z = a.clone().transpose() / (col * row);
+    let eye = eye.expand([batch, heads, m, m]);
+    for _ in 0..iters {
+        let az = a.clone().matmul(z.clone());
+        let inner = eye.clone() * 7.0 - az.clone();
+        let inner = eye.clone() * 15.0 - az.clone().matmul(inner);
+        let inner = eye.clone() * 13.0 - az.matmul(inner);
+        z = z.matmul(inner) * 0.25;
+    }
+    z
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_close, check_param_grads, output_and_grads, random_qkv, to_f64};
+    use crate::{FullAttention, Mechanism};
+    use burn::tensor::Bool;
+
+    /// With one token per landmark the three kernels are the same softmax matrix `S` and
+    /// `S·pinv(S)·S·v = S·v`: full attention, forward and dq, dk, dv, to the pinv's tolerance.
+    #[test]
+    fn one_token_per_landmark_matches_full_attention() {
+        let device = Device::flex().autodiff();
+        for (seed, dims) in [[2, 2, 8, 4], [1, 3, 12, 8]].into_iter().enumerate() {
+            let (q, k, v, w) = random_qkv(dims, seed as u64, &device);
+            let nystrom = NystromAttention::new(dims[2], 40, None, dims[1], &device);
+            let run = |m: &dyn Mechanism| output_and_grads(&|i| m.forward(i), [&q, &k, &v, &w]);
+            let expected = run(&FullAttention);
+            for (name, (a, e)) in ["out", "dq", "dk", "dv"]
+                .iter()
+                .zip(run(&nystrom).iter().zip(&expected))
+            {
+                // The pinv is iterative: compare to its tolerance, relative to the largest entry.
+                let scale = e.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                assert_close(
+                    &format!("nystrom {dims:?} {name}"),
+                    a,
+                    e,
+                    2e-3,
+                    2e-3 * scale,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn newton_schulz_inverts_a_softmax_matrix() {
+        let device = Device::flex();
+        let (q, k, _, _) = random_qkv([1, 1, 6, 4], 9, &device);
+        let a = softmax(q.matmul(k.transpose()) * 0.5, 3);
+        let product = a.clone().matmul(pinv(a, 30));
+        let eye: Vec<f64> = (0..36)
+            .map(|p| f64::from(u8::from(p / 6 == p % 6)))
+            .collect();
+        assert_close("A·pinv(A)", &to_f64(product), &eye, 0.0, 1e-4);
+    }
+
+    /// Padded keys and values change nothing, with or without the convolution.
+    #[test]
+    fn padded_positions_change_nothing() {
+        let device = Device::flex();
+        let dims = [2, 2, 11, 4];
+        let (q, k, v, noise) = random_qkv(dims, 5, &device);
+        let pad: Vec<bool> = (0..22).map(|p| p % 11 >= [11, 7][p / 11]).collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad, [2, 11]), &device);
+        let keep = mask.clone().bool_not().float().reshape([2, 1, 11, 1]);
+        let scramble = |t: Tensor<4>| t * keep.clone() + noise.clone() * (-keep.clone() + 1.0);
+        for conv in [None, Some(3)] {
+            device.seed(2);
+            let m = NystromAttention::new(4, 6, conv, 2, &device);
+            let run = |k: Tensor<4>, v: Tensor<4>| {
+                to_f64(
+                    m.forward(AttentionInput::new(q.clone(), k, v).with_key_padding(mask.clone())),
+                )
+            };
+            assert_close(
+                &format!("padding invariance conv={conv:?}"),
+                &run(scramble(k.clone()), scramble(v.clone())),
+                &run(k.clone(), v.clone()),
+                1e-5,
+                1e-6,
+            );
+        }
+    }
+
+    /// The convolution adds `Σ_t w[h, t]·v[i + t − c/2]` (zero outside) to every output row, and
+    /// its weight gradient agrees with central differences.
+    #[test]
+    fn convolution_adds_a_depthwise_filter_of_the_values() {
+        let device = Device::flex().autodiff();
+        let dims = [1, 2, 7, 3];
+        let (q, k, v, w) = random_qkv(dims, 6, &device);
+        device.seed(3);
+        let with = NystromAttention::new(3, 8, Some(3), 2, &device);
+        let without = NystromAttention::new(3, 8, None, 2, &device);
+        let input = AttentionInput::new(q.clone(), k.clone(), v.clone());
+        let added: Vec<f64> = to_f64(with.forward(input.clone()))
+            .iter()
+            .zip(to_f64(without.forward(input.clone())))
+            .map(|(a, b)| a - b)
+            .collect();
+        let filt = to_f64(with.conv.as_ref().unwrap().weight.val()); // [H, 1, 3, 1]
+        let vals = to_f64(v.clone());
+        let mut expected = vec![0.0; 2 * 7 * 3];
+        for h in 0..2 {
+            for i in 0..7i64 {
+                for c in 0..3 {
+                    expected[(h * 7 + i as usize) * 3 + c] = (0..3i64)
+                        .filter(|t| (0..7).contains(&(i + t - 1)))
+                        .map(|t| {
+                            filt[h * 3 + t as usize] * vals[(h * 7 + (i + t - 1) as usize) * 3 + c]
+                        })
+                        .sum();
+                }
+            }
+        }
+        assert_close("conv term", &added, &expected, 1e-4, 1e-5);
+        check_param_grads(
+            "nystrom conv",
+            &with,
+            |m| (m.forward(input.clone()) * w.clone()).sum(),
+            3,
+        );
+    }
+}
