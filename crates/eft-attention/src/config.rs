@@ -10,7 +10,7 @@ use crate::sparse::{
 use crate::synthesizer::SynthesizerMode;
 use crate::{
     Attention, AttentionError, AttentionLayout, FlashAttention, FullAttention, LinearAttention,
-    LinformerAttention, NystromAttention, PerformerAttention, SynthesizerAttention,
+    LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SynthesizerAttention,
 };
 
 /// Parameters of [`FullAttention`]: it has none.
@@ -225,6 +225,24 @@ pub struct NystromConfig {
     pub conv_kernel: Option<usize>,
 }
 
+/// `lsh`: Reformer's hashed, sorted, chunked shared-QK attention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LshConfig {
+    /// Buckets per round: 1 or an even number. Default 8.
+    #[serde(default = "eight")]
+    pub buckets: usize,
+    /// Hashing rounds. Default 2.
+    #[serde(default = "two_usize")]
+    pub hashes: usize,
+    /// Tokens per chunk of the sorted sequence. Default 32.
+    #[serde(default = "thirty_two")]
+    pub chunk: usize,
+    /// Seed of the random rotations. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+}
+
 fn six() -> usize {
     6
 }
@@ -327,6 +345,8 @@ pub enum AttentionConfig {
     Synthesizer(SynthesizerConfig),
     /// Landmark (Nyström) approximation of softmax attention.
     Nystrom(NystromConfig),
+    /// Reformer's locality-sensitive-hashing attention.
+    Lsh(LshConfig),
 }
 
 impl Default for AttentionConfig {
@@ -372,6 +392,7 @@ impl AttentionConfig {
         "linformer",
         "synthesizer",
         "nystrom",
+        "lsh",
     ];
 
     /// The mechanism's config name.
@@ -392,6 +413,7 @@ impl AttentionConfig {
             AttentionConfig::Linformer(_) => "linformer",
             AttentionConfig::Synthesizer(_) => "synthesizer",
             AttentionConfig::Nystrom(_) => "nystrom",
+            AttentionConfig::Lsh(_) => "lsh",
         }
     }
 
@@ -479,6 +501,19 @@ impl AttentionConfig {
                 }
                 Ok(())
             }
+            AttentionConfig::Lsh(c) => {
+                at_least("buckets", c.buckets, 1)?;
+                at_least("hashes", c.hashes, 1)?;
+                at_least("chunk", c.chunk, 1)?;
+                if c.buckets > 1 && !c.buckets.is_multiple_of(2) {
+                    return Err(out_of_range(
+                        "buckets",
+                        c.buckets,
+                        "must be 1 or even: the hash picks the largest of x·R and −x·R",
+                    ));
+                }
+                Ok(())
+            }
             AttentionConfig::Nystrom(c) => {
                 at_least("landmarks", c.landmarks, 1)?;
                 at_least("pinv_iters", c.pinv_iters, 1)?;
@@ -546,6 +581,7 @@ impl AttentionConfig {
             },
             AttentionConfig::Local(c) => fits("block", c.block),
             AttentionConfig::Nystrom(c) => fits("landmarks", c.landmarks),
+            AttentionConfig::Lsh(c) => fits("chunk", c.chunk).and(fits("buckets", c.buckets)),
             AttentionConfig::Sliding(c) => fits("window", c.window),
             AttentionConfig::Cascade(c) => fits("window", c.window),
             AttentionConfig::BlockBert(c) => fits("blocks", c.blocks),
@@ -645,6 +681,12 @@ impl AttentionConfig {
                 c.share == LinformerShare::Kv,
                 device,
             )),
+            AttentionConfig::Lsh(c) => Attention::Lsh(LshAttention {
+                buckets: c.buckets,
+                hashes: c.hashes,
+                chunk: c.chunk,
+                seed: c.seed,
+            }),
             AttentionConfig::Nystrom(c) => Attention::Nystrom(NystromAttention::new(
                 c.landmarks,
                 c.pinv_iters,
@@ -725,6 +767,7 @@ mod tests {
             AttentionConfig::Linformer(_) => 12,
             AttentionConfig::Synthesizer(_) => 13,
             AttentionConfig::Nystrom(_) => 14,
+            AttentionConfig::Lsh(_) => 15,
         }
     }
 
@@ -766,6 +809,15 @@ mod tests {
         assert!(e("fixed", p("summary", "60")).contains("summary"));
         assert!(e("cascade", p("growth", "0.5")).contains("growth"));
         assert!(e("longformer", p("global", "0,x")).contains("global"));
+        assert!(e("lsh", p("buckets", "3")).contains("even"));
+        assert!(e("nystrom", p("conv_kernel", "4")).contains("odd"));
+        let c = AttentionConfig::from_name_and_params("lsh", &p("chunk", "40")).unwrap();
+        assert!(
+            c.check_shape(32, 4)
+                .unwrap_err()
+                .to_string()
+                .contains("chunk")
+        );
         let c = AttentionConfig::from_name_and_params("sliding", &p("window", "40")).unwrap();
         assert!(
             c.check_shape(32, 4)

@@ -29,6 +29,7 @@ pub mod kernel;
 mod layout;
 mod linear;
 mod linformer;
+mod lsh;
 mod mask;
 mod mechanism;
 mod nystrom;
@@ -41,7 +42,7 @@ pub mod testing;
 
 pub use block_sparse::{BlockPattern, ElementRule, block_sparse, dense_blocked};
 pub use config::{
-    AttentionConfig, LinformerConfig, LinformerShare, NystromConfig, PerformerKernel,
+    AttentionConfig, LinformerConfig, LinformerShare, LshConfig, NystromConfig, PerformerKernel,
     SynthesizerConfig, toml_scalar,
 };
 pub use cost::{AttentionCost, AttentionShape};
@@ -52,6 +53,7 @@ pub use input::AttentionInput;
 pub use layout::AttentionLayout;
 pub use linear::{LinearAttention, LinearState};
 pub use linformer::LinformerAttention;
+pub use lsh::{LshAttention, SELF_SCORE};
 pub use mask::{blocked_positions, causal_blocked, padding_blocked};
 pub use mechanism::{Attention, Mechanism};
 pub use nystrom::{NystromAttention, pinv};

@@ -9,7 +9,7 @@ use crate::sparse::{
 };
 use crate::{
     AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention, LinearAttention,
-    LinformerAttention, NystromAttention, PerformerAttention, SynthesizerAttention,
+    LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SynthesizerAttention,
 };
 
 /// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
@@ -51,6 +51,8 @@ pub enum Attention {
     Synthesizer(SynthesizerAttention),
     /// Landmark (Nyström) approximation of softmax attention.
     Nystrom(NystromAttention),
+    /// Reformer's locality-sensitive-hashing attention.
+    Lsh(LshAttention),
 }
 
 impl Attention {
@@ -63,7 +65,8 @@ impl Attention {
             | Attention::Performer(_)
             | Attention::Linformer(_)
             | Attention::Synthesizer(_)
-            | Attention::Nystrom(_) => return None,
+            | Attention::Nystrom(_)
+            | Attention::Lsh(_) => return None,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
@@ -120,7 +123,8 @@ dense_mechanism!(
     PerformerAttention,
     LinformerAttention,
     SynthesizerAttention,
-    NystromAttention
+    NystromAttention,
+    LshAttention
 );
 
 impl Attention {
@@ -134,6 +138,7 @@ impl Attention {
             Attention::Linformer(m) => m,
             Attention::Synthesizer(m) => m,
             Attention::Nystrom(m) => m,
+            Attention::Lsh(m) => m,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
