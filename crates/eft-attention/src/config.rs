@@ -10,7 +10,8 @@ use crate::sparse::{
 use crate::synthesizer::SynthesizerMode;
 use crate::{
     Attention, AttentionError, AttentionLayout, FlashAttention, FullAttention, LinearAttention,
-    LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SynthesizerAttention,
+    LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SinkhornAttention,
+    SynthesizerAttention,
 };
 
 /// Parameters of [`FullAttention`]: it has none.
@@ -243,6 +244,27 @@ pub struct LshConfig {
     pub seed: u64,
 }
 
+/// `sinkhorn`: learned block sorting by Sinkhorn normalisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkhornConfig {
+    /// Block size. Default 32.
+    #[serde(default = "thirty_two")]
+    pub block: usize,
+    /// Sinkhorn iterations. Default 8.
+    #[serde(default = "eight")]
+    pub sinkhorn_iters: usize,
+    /// Temperature dividing the sorting scores, > 0. Default 0.75.
+    #[serde(default = "three_quarters")]
+    pub temperature: f64,
+    /// SortCut: every query sees the first `sortcut` sorted blocks. Default none.
+    #[serde(default)]
+    pub sortcut: Option<usize>,
+}
+
+fn three_quarters() -> f64 {
+    0.75
+}
 fn six() -> usize {
     6
 }
@@ -347,6 +369,8 @@ pub enum AttentionConfig {
     Nystrom(NystromConfig),
     /// Reformer's locality-sensitive-hashing attention.
     Lsh(LshConfig),
+    /// Learned block sorting.
+    Sinkhorn(SinkhornConfig),
 }
 
 impl Default for AttentionConfig {
@@ -393,6 +417,7 @@ impl AttentionConfig {
         "synthesizer",
         "nystrom",
         "lsh",
+        "sinkhorn",
     ];
 
     /// The mechanism's config name.
@@ -414,6 +439,7 @@ impl AttentionConfig {
             AttentionConfig::Synthesizer(_) => "synthesizer",
             AttentionConfig::Nystrom(_) => "nystrom",
             AttentionConfig::Lsh(_) => "lsh",
+            AttentionConfig::Sinkhorn(_) => "sinkhorn",
         }
     }
 
@@ -501,6 +527,19 @@ impl AttentionConfig {
                 }
                 Ok(())
             }
+            AttentionConfig::Sinkhorn(c) => {
+                at_least("block", c.block, 1)?;
+                at_least("sinkhorn_iters", c.sinkhorn_iters, 1)?;
+                at_least("sortcut", c.sortcut.unwrap_or(1), 1)?;
+                if !(c.temperature > 0.0 && c.temperature.is_finite()) {
+                    return Err(out_of_range(
+                        "temperature",
+                        c.temperature,
+                        "must be a number > 0",
+                    ));
+                }
+                Ok(())
+            }
             AttentionConfig::Lsh(c) => {
                 at_least("buckets", c.buckets, 1)?;
                 at_least("hashes", c.hashes, 1)?;
@@ -582,6 +621,20 @@ impl AttentionConfig {
             AttentionConfig::Local(c) => fits("block", c.block),
             AttentionConfig::Nystrom(c) => fits("landmarks", c.landmarks),
             AttentionConfig::Lsh(c) => fits("chunk", c.chunk).and(fits("buckets", c.buckets)),
+            AttentionConfig::Sinkhorn(c) => {
+                fits("block", c.block)?;
+                match c.sortcut {
+                    Some(k) if k > len.div_ceil(c.block) => Err(out_of_range(
+                        "sortcut",
+                        k,
+                        format!(
+                            "must not exceed the {} blocks of the sequence",
+                            len.div_ceil(c.block)
+                        ),
+                    )),
+                    _ => Ok(()),
+                }
+            }
             AttentionConfig::Sliding(c) => fits("window", c.window),
             AttentionConfig::Cascade(c) => fits("window", c.window),
             AttentionConfig::BlockBert(c) => fits("blocks", c.blocks),
@@ -604,6 +657,10 @@ impl AttentionConfig {
 
     /// Whether the mechanism defines a causal form.
     pub fn supports_causal(&self) -> bool {
+        if let AttentionConfig::Sinkhorn(c) = self {
+            // SortCut's first blocks are shared by every query, later ones included.
+            return c.sortcut.is_none();
+        }
         !matches!(
             self,
             AttentionConfig::BlockBert(_)
@@ -679,6 +736,15 @@ impl AttentionConfig {
                 layout.heads,
                 c.share == LinformerShare::None,
                 c.share == LinformerShare::Kv,
+                device,
+            )),
+            AttentionConfig::Sinkhorn(c) => Attention::Sinkhorn(SinkhornAttention::new(
+                c.block,
+                c.sinkhorn_iters,
+                c.temperature,
+                c.sortcut.unwrap_or(0),
+                layout.max_len.div_ceil(c.block).max(1),
+                layout.head_dim,
                 device,
             )),
             AttentionConfig::Lsh(c) => Attention::Lsh(LshAttention {
@@ -768,6 +834,7 @@ mod tests {
             AttentionConfig::Synthesizer(_) => 13,
             AttentionConfig::Nystrom(_) => 14,
             AttentionConfig::Lsh(_) => 15,
+            AttentionConfig::Sinkhorn(_) => 16,
         }
     }
 
@@ -894,6 +961,17 @@ mod tests {
         };
         assert!(causal("local") && causal("sliding") && causal("longformer"));
         assert!(!causal("blockbert") && !causal("bigbird"));
+        assert!(causal("sinkhorn") && causal("lsh") && !causal("nystrom"));
+        let sortcut =
+            AttentionConfig::from_name_and_params("sinkhorn", &[("sortcut".into(), "2".into())])
+                .unwrap();
+        assert!(
+            sortcut
+                .check_causal(true)
+                .unwrap_err()
+                .to_string()
+                .contains("causal")
+        );
     }
 
     #[test]

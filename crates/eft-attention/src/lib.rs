@@ -35,6 +35,7 @@ mod mechanism;
 mod nystrom;
 mod performer;
 mod reference;
+mod sinkhorn;
 mod sparse;
 mod sparse_plan;
 mod synthesizer;
@@ -43,7 +44,7 @@ pub mod testing;
 pub use block_sparse::{BlockPattern, ElementRule, block_sparse, dense_blocked};
 pub use config::{
     AttentionConfig, LinformerConfig, LinformerShare, LshConfig, NystromConfig, PerformerKernel,
-    SynthesizerConfig, toml_scalar,
+    SinkhornConfig, SynthesizerConfig, toml_scalar,
 };
 pub use cost::{AttentionCost, AttentionShape};
 pub use error::AttentionError;
@@ -59,6 +60,7 @@ pub use mechanism::{Attention, Mechanism};
 pub use nystrom::{NystromAttention, pinv};
 pub use performer::{PerformerAttention, orthogonal_features};
 pub use reference::{attend_scores, dense_reference};
+pub use sinkhorn::{SinkhornAttention, sinkhorn};
 pub use sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     Patterned, SlidingAttention, StridedAttention,

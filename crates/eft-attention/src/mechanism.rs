@@ -9,7 +9,8 @@ use crate::sparse::{
 };
 use crate::{
     AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention, LinearAttention,
-    LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SynthesizerAttention,
+    LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SinkhornAttention,
+    SynthesizerAttention,
 };
 
 /// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
@@ -53,6 +54,8 @@ pub enum Attention {
     Nystrom(NystromAttention),
     /// Reformer's locality-sensitive-hashing attention.
     Lsh(LshAttention),
+    /// Learned block sorting.
+    Sinkhorn(SinkhornAttention),
 }
 
 impl Attention {
@@ -66,7 +69,8 @@ impl Attention {
             | Attention::Linformer(_)
             | Attention::Synthesizer(_)
             | Attention::Nystrom(_)
-            | Attention::Lsh(_) => return None,
+            | Attention::Lsh(_)
+            | Attention::Sinkhorn(_) => return None,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
@@ -124,7 +128,8 @@ dense_mechanism!(
     LinformerAttention,
     SynthesizerAttention,
     NystromAttention,
-    LshAttention
+    LshAttention,
+    SinkhornAttention
 );
 
 impl Attention {
@@ -139,6 +144,7 @@ impl Attention {
             Attention::Synthesizer(m) => m,
             Attention::Nystrom(m) => m,
             Attention::Lsh(m) => m,
+            Attention::Sinkhorn(m) => m,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,

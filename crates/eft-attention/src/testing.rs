@@ -231,6 +231,18 @@ pub fn check_against_reference(
     case: &Case,
     rtol: f64,
 ) {
+    check_fn_against_reference(what, &|input| attention.forward(input), blocked, case, rtol);
+}
+
+/// [`check_against_reference`] for any forward function (e.g. a mechanism's inner step with
+/// some of its state fixed).
+pub fn check_fn_against_reference(
+    what: &str,
+    forward: &dyn Fn(crate::AttentionInput) -> Tensor<4>,
+    blocked: burn::tensor::Tensor<4, burn::tensor::Bool>,
+    case: &Case,
+    rtol: f64,
+) {
     use burn::tensor::{Bool, Device, TensorData};
     let Case {
         dims,
@@ -253,7 +265,7 @@ pub fn check_against_reference(
             .with_key_padding(mask.clone())
             .with_causal(causal);
         let out = if fast {
-            attention.forward(input)
+            forward(input)
         } else {
             let all = crate::blocked_positions(Some(mask.clone()), causal, n, &device)
                 .map(|m| {
