@@ -11,7 +11,7 @@ use crate::synthesizer::SynthesizerMode;
 use crate::{
     Attention, AttentionError, AttentionLayout, FlashAttention, FullAttention, LinearAttention,
     LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SinkhornAttention,
-    SynthesizerAttention,
+    SynthesizerAttention, XlAttention,
 };
 
 /// Parameters of [`FullAttention`]: it has none.
@@ -262,6 +262,19 @@ pub struct SinkhornConfig {
     pub sortcut: Option<usize>,
 }
 
+/// `xl`: Transformer-XL's relative attention with segment memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XlConfig {
+    /// Positions remembered from earlier segments, per layer. Default 64.
+    #[serde(default = "sixty_four")]
+    pub mem_len: usize,
+    /// Segment length the model cuts each sequence into; default: the whole sequence is one
+    /// segment (no memory is used then).
+    #[serde(default)]
+    pub segment: Option<usize>,
+}
+
 fn three_quarters() -> f64 {
     0.75
 }
@@ -371,6 +384,8 @@ pub enum AttentionConfig {
     Lsh(LshConfig),
     /// Learned block sorting.
     Sinkhorn(SinkhornConfig),
+    /// Relative attention with segment memory.
+    Xl(XlConfig),
 }
 
 impl Default for AttentionConfig {
@@ -418,6 +433,7 @@ impl AttentionConfig {
         "nystrom",
         "lsh",
         "sinkhorn",
+        "xl",
     ];
 
     /// The mechanism's config name.
@@ -440,6 +456,7 @@ impl AttentionConfig {
             AttentionConfig::Nystrom(_) => "nystrom",
             AttentionConfig::Lsh(_) => "lsh",
             AttentionConfig::Sinkhorn(_) => "sinkhorn",
+            AttentionConfig::Xl(_) => "xl",
         }
     }
 
@@ -527,6 +544,7 @@ impl AttentionConfig {
                 }
                 Ok(())
             }
+            AttentionConfig::Xl(c) => at_least("segment", c.segment.unwrap_or(1), 1),
             AttentionConfig::Sinkhorn(c) => {
                 at_least("block", c.block, 1)?;
                 at_least("sinkhorn_iters", c.sinkhorn_iters, 1)?;
@@ -620,6 +638,7 @@ impl AttentionConfig {
             },
             AttentionConfig::Local(c) => fits("block", c.block),
             AttentionConfig::Nystrom(c) => fits("landmarks", c.landmarks),
+            AttentionConfig::Xl(_) => Ok(()),
             AttentionConfig::Lsh(c) => fits("chunk", c.chunk).and(fits("buckets", c.buckets)),
             AttentionConfig::Sinkhorn(c) => {
                 fits("block", c.block)?;
@@ -738,6 +757,13 @@ impl AttentionConfig {
                 c.share == LinformerShare::Kv,
                 device,
             )),
+            AttentionConfig::Xl(c) => Attention::Xl(XlAttention::new(
+                c.mem_len,
+                c.segment.unwrap_or(0),
+                layout.heads,
+                layout.head_dim,
+                device,
+            )),
             AttentionConfig::Sinkhorn(c) => Attention::Sinkhorn(SinkhornAttention::new(
                 c.block,
                 c.sinkhorn_iters,
@@ -835,6 +861,7 @@ mod tests {
             AttentionConfig::Nystrom(_) => 14,
             AttentionConfig::Lsh(_) => 15,
             AttentionConfig::Sinkhorn(_) => 16,
+            AttentionConfig::Xl(_) => 17,
         }
     }
 

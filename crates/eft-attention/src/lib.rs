@@ -36,21 +36,23 @@ mod nystrom;
 mod performer;
 mod reference;
 mod sinkhorn;
+mod sinusoid;
 mod sparse;
 mod sparse_plan;
 mod synthesizer;
 pub mod testing;
+mod xl;
 
 pub use block_sparse::{BlockPattern, ElementRule, block_sparse, dense_blocked};
 pub use config::{
     AttentionConfig, LinformerConfig, LinformerShare, LshConfig, NystromConfig, PerformerKernel,
-    SinkhornConfig, SynthesizerConfig, toml_scalar,
+    SinkhornConfig, SynthesizerConfig, XlConfig, toml_scalar,
 };
 pub use cost::{AttentionCost, AttentionShape};
 pub use error::AttentionError;
 pub use flash::FlashAttention;
 pub use full::FullAttention;
-pub use input::AttentionInput;
+pub use input::{AttentionInput, Memory};
 pub use layout::AttentionLayout;
 pub use linear::{LinearAttention, LinearState};
 pub use linformer::LinformerAttention;
@@ -61,6 +63,7 @@ pub use nystrom::{NystromAttention, pinv};
 pub use performer::{PerformerAttention, orthogonal_features};
 pub use reference::{attend_scores, dense_reference};
 pub use sinkhorn::{SinkhornAttention, sinkhorn};
+pub use sinusoid::sinusoid;
 pub use sparse::{
     BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
     Patterned, SlidingAttention, StridedAttention,
@@ -69,3 +72,4 @@ pub use sparse_plan::{HeadGroup, SparsePlan};
 pub use synthesizer::{SynthesizerAttention, SynthesizerMode, factor_lengths};
 
 pub use eft_kernels::BLOCKED_SCORE;
+pub use xl::XlAttention;

@@ -10,7 +10,7 @@ use crate::sparse::{
 use crate::{
     AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention, LinearAttention,
     LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SinkhornAttention,
-    SynthesizerAttention,
+    SynthesizerAttention, XlAttention,
 };
 
 /// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
@@ -56,6 +56,8 @@ pub enum Attention {
     Lsh(LshAttention),
     /// Learned block sorting.
     Sinkhorn(SinkhornAttention),
+    /// Relative attention with segment memory.
+    Xl(XlAttention),
 }
 
 impl Attention {
@@ -70,7 +72,8 @@ impl Attention {
             | Attention::Synthesizer(_)
             | Attention::Nystrom(_)
             | Attention::Lsh(_)
-            | Attention::Sinkhorn(_) => return None,
+            | Attention::Sinkhorn(_)
+            | Attention::Xl(_) => return None,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
@@ -129,7 +132,8 @@ dense_mechanism!(
     SynthesizerAttention,
     NystromAttention,
     LshAttention,
-    SinkhornAttention
+    SinkhornAttention,
+    XlAttention
 );
 
 impl Attention {
@@ -145,6 +149,7 @@ impl Attention {
             Attention::Nystrom(m) => m,
             Attention::Lsh(m) => m,
             Attention::Sinkhorn(m) => m,
+            Attention::Xl(m) => m,
             Attention::Local(m) => m,
             Attention::Sliding(m) | Attention::Cascade(m) => m,
             Attention::Strided(m) => m,
@@ -160,8 +165,24 @@ impl Attention {
     /// # Shapes
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
+    ///
+    /// # Panics
+    /// Panics when `input` carries memory and the mechanism is not `xl`: the model only builds
+    /// memory for `xl` layers, so anything else is a caller's bug.
     pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        assert!(
+            input.memory.is_none() || matches!(self, Attention::Xl(_)),
+            "only xl attention reads memory; do not pass memory to other mechanisms"
+        );
         self.mechanism().forward(input)
+    }
+
+    /// Segment length and memory length when this is `xl` cutting sequences into segments.
+    pub fn segments(&self) -> Option<(usize, usize)> {
+        match self {
+            Attention::Xl(m) if m.segment > 0 => Some((m.segment, m.mem_len)),
+            _ => None,
+        }
     }
 
     /// Analytic FLOPs and saved bytes for one call at `shape`.

@@ -62,6 +62,7 @@ impl SparsePlan {
                     v: heads(&input.v),
                     key_padding: input.key_padding.clone(),
                     causal: input.causal,
+                    memory: None,
                 };
                 match &g.order {
                     None => block_sparse(part, &g.pattern),
@@ -166,6 +167,7 @@ fn permuted(input: AttentionInput, pattern: &BlockPattern, order: &[usize]) -> T
         v: extend(input.v).select(2, forward.clone()),
         key_padding: Some(pad.select(1, forward).greater_elem(0.5)),
         causal: input.causal,
+        memory: None,
     };
     block_sparse(rearranged, pattern)
         .select(2, inverse)

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Bool, Device, Tensor};
 
-use crate::{FeedForward, ModelConfig, SelfAttention};
+use crate::{FeedForward, ModelConfig, SelfAttention, StateMemory};
 
 /// `y = x + f(x)`, `z = y + g(y)` with `f = dropout∘attention∘norm` and `g = dropout∘mlp∘norm`.
 ///
@@ -41,9 +41,21 @@ impl Block {
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
     pub fn attention_branch(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        self.attention_branch_with_memory(x, padding, None)
+    }
+
+    /// The attention branch when attention also sees remembered states (Transformer-XL):
+    /// `memory` holds earlier inputs of this block, normalised here like `x`.
+    pub fn attention_branch_with_memory(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+        memory: Option<StateMemory>,
+    ) -> Tensor<3> {
+        let memory = memory.map(|(m, p)| (self.attention_norm.forward(m), p));
         let h = self
             .attention
-            .forward(self.attention_norm.forward(x), padding);
+            .forward_with_memory(self.attention_norm.forward(x), padding, memory);
         self.dropout.forward(h)
     }
 
@@ -61,7 +73,21 @@ impl Block {
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        let y = x.clone() + self.attention_branch(x, padding);
+        self.forward_with_memory(x, padding, None)
+    }
+
+    /// The plain residual form with remembered states for attention (see
+    /// [`Block::attention_branch_with_memory`]).
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]`; memory: `[B, M, d]`, `[B, M]` → `[B, N, d]`
+    pub fn forward_with_memory(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+        memory: Option<StateMemory>,
+    ) -> Tensor<3> {
+        let y = x.clone() + self.attention_branch_with_memory(x, padding, memory);
         y.clone() + self.feed_forward_branch(y)
     }
 

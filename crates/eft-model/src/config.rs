@@ -117,6 +117,7 @@ impl ModelConfig {
                 ),
             );
         }
+        self.validate_segments()?;
         for layer in 0..self.n_layers {
             let attention = self.attention_at(layer);
             attention.validate()?;
@@ -130,6 +131,44 @@ impl ModelConfig {
                     ),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// `xl` segments are a property of the whole encoder: every layer must be `xl` with the same
+    /// segment and memory, and the pooled vector must not be a CLS token that only the first
+    /// segment sees.
+    fn validate_segments(&self) -> Result<(), ModelError> {
+        let segmented = |a: &AttentionConfig| match a {
+            AttentionConfig::Xl(c) if c.segment.is_some() => Some((c.segment, c.mem_len)),
+            _ => None,
+        };
+        let layers: Vec<_> = (0..self.n_layers)
+            .map(|l| segmented(self.attention_at(l)))
+            .collect();
+        if layers.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let bad = |value: String, fix: &str| {
+            Err(ModelError::Config {
+                field: "model.attention",
+                value,
+                fix: fix.into(),
+            })
+        };
+        if layers.iter().any(|l| *l != layers[0]) {
+            return bad(
+                "xl with segments in some layers".into(),
+                "segment recurrence runs the whole encoder per segment: give every layer xl with \
+                 the same segment and mem_len",
+            );
+        }
+        if self.pool == Pool::Cls {
+            return bad(
+                "xl with segments and pool = cls".into(),
+                "the CLS token sits in the first segment and would only see it; set model.pool = \
+                 \"mean\"",
+            );
         }
         Ok(())
     }
@@ -191,6 +230,36 @@ pub(crate) mod tests {
             attention: AttentionConfig::default(),
             layer_attention: vec![],
         }
+    }
+
+    #[test]
+    fn xl_segments_need_every_layer_and_mean_pooling() {
+        let xl =
+            AttentionConfig::from_name_and_params("xl", &[("segment".into(), "8".into())]).unwrap();
+        let cls = ModelConfig {
+            attention: xl.clone(),
+            ..small()
+        };
+        assert!(cls.validate().unwrap_err().to_string().contains("pool"));
+        let mixed = ModelConfig {
+            pool: Pool::Mean,
+            layer_attention: vec![xl.clone(), AttentionConfig::default()],
+            ..small()
+        };
+        assert!(
+            mixed
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("every layer")
+        );
+        ModelConfig {
+            pool: Pool::Mean,
+            attention: xl,
+            ..small()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::{ModelConfig, Pool, Positions, TaskDims};
 
@@ -86,13 +86,6 @@ impl Embeddings {
 
 /// The fixed sinusoidal table, `[len, d]`: `sin(p / 10000^(2i/d))` at `2i`, `cos` at `2i + 1`.
 pub fn sinusoidal_table(len: usize, d_model: usize, device: &Device) -> Tensor<2> {
-    let mut values = Vec::with_capacity(len * d_model);
-    for p in 0..len {
-        for c in 0..d_model {
-            let rate = 10000f64.powf((c - c % 2) as f64 / d_model as f64);
-            let angle = p as f64 / rate;
-            values.push(if c % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
-        }
-    }
-    Tensor::from_data(TensorData::new(values, [len, d_model]), device)
+    let positions: Vec<f64> = (0..len).map(|p| p as f64).collect();
+    eft_attention::sinusoid(&positions, d_model, device)
 }

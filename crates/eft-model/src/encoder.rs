@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor, s};
 
 use crate::{Block, ModelConfig};
 
@@ -52,12 +52,146 @@ impl Encoder {
         self.final_norm.forward(x)
     }
 
-    /// Every layer, then the final LayerNorm.
+    /// Every layer, then the final LayerNorm. With `xl` segments, the sequence is processed one
+    /// segment at a time, each layer remembering (without gradient) its last inputs.
     ///
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        if let Some((segment, mem_len)) = self.blocks[0].self_attention().mechanism().segments() {
+            return self.finish(self.recurrent(x, padding, segment, mem_len));
+        }
         let x = (0..self.depth()).fold(x, |x, depth| self.layer(depth, x, padding.clone()));
         self.finish(x)
+    }
+
+    /// Transformer-XL's segment recurrence: segment `s` of every layer attends to that layer's
+    /// memory, the last `mem_len` inputs it saw before, which are detached.
+    fn recurrent(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+        segment: usize,
+        mem_len: usize,
+    ) -> Tensor<3> {
+        let [batch, len, d] = x.dims();
+        let device = x.device();
+        let padding =
+            padding.unwrap_or_else(|| Tensor::<2, Int>::zeros([batch, len], &device).bool());
+        let mut memory: Vec<Option<(Tensor<3>, Tensor<2, Bool>)>> = vec![None; self.depth()];
+        let mut outputs = Vec::with_capacity(len.div_ceil(segment));
+        for start in (0..len).step_by(segment) {
+            let end = (start + segment).min(len);
+            let mut h = x.clone().slice(s![.., start..end, ..]);
+            let pad = padding.clone().slice(s![.., start..end]);
+            for (depth, block) in self.blocks.iter().enumerate() {
+                let seen = memory[depth].take();
+                let out = block.forward_with_memory(
+                    h.clone(),
+                    Some(pad.clone()),
+                    seen.clone().map(|(m, p)| (m, Some(p))),
+                );
+                // Keep the last `mem_len` inputs of this layer, old memory first.
+                let (states, mask) = match seen {
+                    Some((m, p)) => (
+                        Tensor::cat(vec![m, h.detach()], 1),
+                        Tensor::cat(vec![p, pad.clone()], 1),
+                    ),
+                    None => (h.detach(), pad.clone()),
+                };
+                let kept = states.dims()[1];
+                let from = kept.saturating_sub(mem_len);
+                memory[depth] = (mem_len > 0).then(|| {
+                    (
+                        states.slice(s![.., from..kept, ..]),
+                        mask.slice(s![.., from..kept]),
+                    )
+                });
+                h = out;
+            }
+            outputs.push(h);
+        }
+        let out = Tensor::cat(outputs, 1);
+        debug_assert_eq!(out.dims(), [batch, len, d]);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Pool;
+    use burn::tensor::Distribution;
+    use eft_attention::AttentionConfig;
+    use eft_attention::testing::to_f64;
+
+    fn xl(segment: Option<usize>) -> ModelConfig {
+        let mut params = vec![("mem_len".to_string(), "4".to_string())];
+        if let Some(s) = segment {
+            params.push(("segment".into(), s.to_string()));
+        }
+        ModelConfig {
+            attention: AttentionConfig::from_name_and_params("xl", &params).unwrap(),
+            pool: Pool::Mean,
+            ..crate::config::tests::small()
+        }
+    }
+
+    /// Segment 2 sees segment 1 only through memory, which carries no gradient: the gradient of
+    /// segment 2's outputs with respect to segment 1's inputs is exactly zero, while the outputs
+    /// do depend on segment 1 (changing it changes them).
+    #[test]
+    fn memory_is_used_and_receives_no_gradient() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let encoder = Encoder::new(&xl(Some(5)), 10, &device);
+        let x = Tensor::<3>::random([2, 10, 16], Distribution::Normal(0.0, 1.0), &device);
+        let second = |x: Tensor<3>| encoder.forward(x, None).slice(s![.., 5..10, ..]);
+        let x = x.require_grad();
+        let grads = second(x.clone()).sum().backward();
+        let g = to_f64(x.grad(&grads).unwrap());
+        let (first_half, second_half): (Vec<_>, Vec<_>) =
+            g.iter().enumerate().partition(|(i, _)| (i / 16) % 10 < 5);
+        assert!(
+            first_half.iter().all(|(_, v)| **v == 0.0),
+            "memory carried a gradient"
+        );
+        assert!(second_half.iter().any(|(_, v)| **v != 0.0));
+
+        let moved = x.clone().slice_assign(
+            s![.., 0..5, ..],
+            Tensor::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &device),
+        );
+        let (a, b) = (to_f64(second(x.inner().into())), to_f64(second(moved)));
+        assert!(
+            a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-4),
+            "memory was not used"
+        );
+    }
+
+    /// One segment as long as the input is the plain encoder.
+    #[test]
+    fn one_segment_is_the_plain_encoder() {
+        let device = Device::flex();
+        device.seed(2);
+        let plain = Encoder::new(&xl(None), 8, &device);
+        let x = Tensor::<3>::random([1, 8, 16], Distribution::Normal(0.0, 1.0), &device);
+        let reference = to_f64(plain.forward(x.clone(), None));
+        let direct = (0..plain.depth()).fold(x.clone(), |h, d| plain.layer(d, h, None));
+        eft_attention::testing::assert_close(
+            "one segment",
+            &reference,
+            &to_f64(plain.finish(direct)),
+            0.0,
+            0.0,
+        );
+        let segmented = plain.recurrent(x, None, 8, 4);
+        eft_attention::testing::assert_close(
+            "segment = length",
+            &to_f64(plain.finish(segmented)),
+            &reference,
+            1e-6,
+            1e-6,
+        );
     }
 }

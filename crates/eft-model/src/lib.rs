@@ -30,4 +30,4 @@ pub use embedding::{Embeddings, sinusoidal_table};
 pub use encoder::Encoder;
 pub use error::ModelError;
 pub use feed_forward::FeedForward;
-pub use self_attention::SelfAttention;
+pub use self_attention::{SelfAttention, StateMemory};

@@ -3,9 +3,12 @@
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
-use eft_attention::{Attention, AttentionCost, AttentionInput, AttentionShape};
+use eft_attention::{Attention, AttentionCost, AttentionInput, AttentionShape, Memory};
 
 use crate::ModelConfig;
+
+/// Remembered hidden states `[B, M, d]` and their padding `[B, M]` (Transformer-XL memory).
+pub type StateMemory = (Tensor<3>, Option<Tensor<2, Bool>>);
 
 /// Projects to heads, runs the configured mechanism, merges heads and projects back.
 ///
@@ -48,20 +51,51 @@ impl SelfAttention {
     /// - x: `[B, N, d]`; padding: `[B, N]`, `true` at padding
     /// - output: `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        self.forward_with_memory(x, padding, None)
+    }
+
+    /// Like [`SelfAttention::forward`], with remembered (already normalised) states whose keys
+    /// and values the queries also see; only `xl` layers take memory.
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]`; memory: `[B, M, d]` and its padding `[B, M]`
+    /// - output: `[B, N, d]`
+    pub fn forward_with_memory(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+        memory: Option<StateMemory>,
+    ) -> Tensor<3> {
         let [batch, len, d_model] = x.dims();
         let head_dim = d_model / self.n_heads;
-        let heads = |proj: &Linear| {
+        let heads = |proj: &Linear, x: &Tensor<3>| {
+            let n = x.dims()[1];
             proj.forward(x.clone())
-                .reshape([batch, len, self.n_heads, head_dim])
+                .reshape([batch, n, self.n_heads, head_dim])
                 .swap_dims(1, 2) // [B, H, N, D]
         };
-        let mut input =
-            AttentionInput::new(heads(&self.query), heads(&self.key), heads(&self.value))
-                .with_causal(self.causal);
+        let mut input = AttentionInput::new(
+            heads(&self.query, &x),
+            heads(&self.key, &x),
+            heads(&self.value, &x),
+        )
+        .with_causal(self.causal);
         input.key_padding = padding;
+        if let Some((states, padding)) = memory {
+            input = input.with_memory(Memory {
+                k: heads(&self.key, &states),
+                v: heads(&self.value, &states),
+                padding,
+            });
+        }
         let out = self.mechanism.forward(input); // [B, H, N, D]
         let out = out.swap_dims(1, 2).reshape([batch, len, d_model]); // [B, N, d]
         self.output.forward(out)
+    }
+
+    /// The mechanism this layer runs.
+    pub fn mechanism(&self) -> &Attention {
+        &self.mechanism
     }
 
     /// The mechanism's analytic cost for a `[batch, len]` input.

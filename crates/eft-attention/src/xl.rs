@@ -1,0 +1,300 @@
+//! Transformer-XL attention (Dai et al. 2019): relative positions and segment memory.
+//!
+//! The score of query `i` (at position `M + i` after `M` remembered positions) and key `j` is
+//! `((q_i + u)·k_j + (q_i + v)·r_{M+i−j}) / √D`, where `r_δ = sinusoid(δ)·W_r` encodes the signed
+//! distance and `u`, `v` are learned per head. Remembered keys and values come from the model
+//! ([`Memory`](crate::Memory)), which detaches them so no gradient reaches earlier segments.
+//! O(N·(M + N)·D) time and memory per segment.
+
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::sinusoid::sinusoid;
+use crate::{AttentionCost, AttentionInput, AttentionShape, attend_scores};
+
+/// Relative-position attention with learned biases `u`, `v` and distance projection `W_r`.
+#[derive(Module, Debug)]
+pub struct XlAttention {
+    /// Positions the model remembers from earlier segments.
+    pub mem_len: usize,
+    /// Segment length the model cuts sequences into (0: the whole sequence is one segment).
+    pub segment: usize,
+    /// `u`: content bias, `[H, D]`.
+    pub content_bias: Param<Tensor<2>>,
+    /// `v`: position bias, `[H, D]`.
+    pub position_bias: Param<Tensor<2>>,
+    /// `W_r`: distance projection per head, `[H, D, D]`.
+    pub position_proj: Param<Tensor<3>>,
+}
+
+impl XlAttention {
+    /// Draws `W_r` (Xavier-uniform) from `device`'s generator; `u` and `v` start at zero.
+    pub fn new(mem_len: usize, segment: usize, heads: usize, dim: usize, device: &Device) -> Self {
+        Self {
+            mem_len,
+            segment,
+            content_bias: Initializer::Zeros.init([heads, dim], device),
+            position_bias: Initializer::Zeros.init([heads, dim], device),
+            position_proj: Initializer::XavierUniform { gain: 1.0 }.init_with(
+                [heads, dim, dim],
+                Some(dim),
+                Some(dim),
+                device,
+            ),
+        }
+    }
+
+    /// Attends the segment's queries to memory and segment keys.
+    ///
+    /// # Shapes
+    /// - input: see [`AttentionInput`]; `memory`: `[B, H, M, D]`
+    /// - output: `[B, H, N, D]`
+    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        let [batch, heads, len, dim] = input.q.dims();
+        let device = input.q.device();
+        let (mut k, mut v, mut padding, mem) = (input.k, input.v, input.key_padding, 0);
+        let mut mem = mem;
+        if let Some(memory) = input.memory {
+            mem = memory.k.dims()[2];
+            k = Tensor::cat(vec![memory.k, k], 2);
+            v = Tensor::cat(vec![memory.v, v], 2);
+            let none = |n| Tensor::<2, Int>::zeros([batch, n], &device).bool();
+            padding = match (memory.padding, padding) {
+                (None, None) => None,
+                (m, p) => Some(Tensor::cat(
+                    vec![
+                        m.unwrap_or_else(|| none(mem)),
+                        p.unwrap_or_else(|| none(len)),
+                    ],
+                    1,
+                )),
+            };
+        }
+        let keys = mem + len;
+        let bias = |p: &Param<Tensor<2>>| p.val().reshape([1, heads, 1, dim]);
+        let content = (input.q.clone() + bias(&self.content_bias)).matmul(k.transpose());
+
+        // Every distance M + i − j that occurs, from −(N − 1) to M + N − 1, encoded once.
+        let span = keys + len - 1;
+        let distances: Vec<f64> = (0..span).map(|x| x as f64 - (len as f64 - 1.0)).collect();
+        let r = sinusoid(&distances, dim, &device)
+            .reshape([1, span, dim])
+            .expand([heads, span, dim])
+            .matmul(self.position_proj.val()) // [H, span, D]
+            .reshape([1, heads, span, dim])
+            .expand([batch, heads, span, dim]);
+        let by_distance = (input.q + bias(&self.position_bias)).matmul(r.transpose()); // [B, H, N, span]
+        let index: Vec<i64> = (0..len * keys)
+            .map(|x| (mem + x / keys + len - 1 - x % keys) as i64)
+            .collect();
+        let index = Tensor::<4, Int>::from_data(TensorData::new(index, [1, 1, len, keys]), &device)
+            .expand([batch, heads, len, keys]);
+        let position = by_distance.gather(3, index);
+        let scores = (content + position) / (dim as f64).sqrt();
+
+        let later: Vec<bool> = (0..len * keys)
+            .map(|x| input.causal && x % keys > mem + x / keys)
+            .collect();
+        let mut blocked =
+            Tensor::<4, Bool>::from_data(TensorData::new(later, [1, 1, len, keys]), &device)
+                .expand([batch, 1, len, keys]);
+        if let Some(p) = padding {
+            blocked = blocked.bool_or(p.reshape([batch, 1, 1, keys]).expand([batch, 1, len, keys]));
+        }
+        attend_scores(scores, v, Some(blocked))
+    }
+
+    /// FLOPs and saved bytes for one segment of `len` with a full memory of `mem_len`: content
+    /// and position scores, the distance encodings, softmax and the product with values.
+    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+        let bh = (shape.batch * shape.heads) as f64;
+        let (n, d) = (shape.len as f64, shape.head_dim as f64);
+        let keys = n + self.mem_len as f64;
+        let span = keys + n;
+        let forward = 2.0 * n * keys * d
+            + 2.0 * n * span * d
+            + 2.0 * span * d * d / shape.batch as f64
+            + 2.0 * n * keys * d
+            + 7.0 * n * keys;
+        AttentionCost {
+            forward_flops: bh * forward,
+            backward_flops: bh * 2.0 * forward,
+            saved_bytes: bh * (2.0 * n * keys + n * span) * 4.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Memory;
+    use crate::testing::{assert_close, check_param_grads, random_qkv, to_f64};
+
+    /// Relative attention by plain loops: scores `((q+u)·k_j + (q+v)·r_{M+i−j})/√D` over the
+    /// visible keys, with `r` from the same sinusoid and `W_r`.
+    fn naive(
+        m: &XlAttention,
+        [q, k, v]: [&[f64]; 3],
+        [b, h, n, d]: [usize; 4],
+        keys: usize,
+        causal: bool,
+        pad: &[bool],
+    ) -> Vec<f64> {
+        let mem = keys - n;
+        let (u, pv, w) = (
+            to_f64(m.content_bias.val()),
+            to_f64(m.position_bias.val()),
+            to_f64(m.position_proj.val()),
+        );
+        let device = Device::flex();
+        let r_of = |delta: f64, hh: usize| -> Vec<f64> {
+            let s = to_f64(sinusoid(&[delta], d, &device));
+            (0..d)
+                .map(|c| (0..d).map(|e| s[e] * w[(hh * d + e) * d + c]).sum())
+                .collect()
+        };
+        let mut out = vec![0.0; b * h * n * d];
+        for bi in 0..b {
+            for hh in 0..h {
+                for i in 0..n {
+                    let seen: Vec<usize> = (0..keys)
+                        .filter(|&j| !pad[bi * keys + j] && !(causal && j > mem + i))
+                        .collect();
+                    let qi = |c: usize| q[((bi * h + hh) * n + i) * d + c];
+                    let score = |j: usize| {
+                        let r = r_of((mem + i) as f64 - j as f64, hh);
+                        (0..d)
+                            .map(|c| {
+                                (qi(c) + u[hh * d + c]) * k[((bi * h + hh) * keys + j) * d + c]
+                                    + (qi(c) + pv[hh * d + c]) * r[c]
+                            })
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    };
+                    let s: Vec<f64> = seen.iter().map(|&j| score(j)).collect();
+                    let top = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = s.iter().map(|x| (x - top).exp()).sum();
+                    for (&j, x) in seen.iter().zip(&s) {
+                        for c in 0..d {
+                            out[((bi * h + hh) * n + i) * d + c] +=
+                                (x - top).exp() / z * v[((bi * h + hh) * keys + j) * d + c];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn module(device: &Device) -> XlAttention {
+        device.seed(4);
+        let mut m = XlAttention::new(3, 0, 2, 4, device);
+        // Non-zero biases, so the test sees them.
+        m.content_bias = Param::from_tensor(Tensor::random(
+            [2, 4],
+            burn::tensor::Distribution::Normal(0.0, 0.5),
+            device,
+        ));
+        m.position_bias = Param::from_tensor(Tensor::random(
+            [2, 4],
+            burn::tensor::Distribution::Normal(0.0, 0.5),
+            device,
+        ));
+        m
+    }
+
+    /// Without memory: plain relative attention, by loops; with memory: the same loops over
+    /// memory followed by the segment.
+    #[test]
+    fn equals_relative_attention_by_loops_with_and_without_memory() {
+        let device = Device::flex();
+        let m = module(&device);
+        let dims = [2, 2, 5, 4];
+        let (q, k, v, _) = random_qkv(dims, 1, &device);
+        let (mk, mv, ..) = random_qkv([2, 2, 3, 4], 2, &device);
+        let pad: Vec<bool> = (0..10).map(|p| p % 5 >= [5, 3][p / 5]).collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [2, 5]), &device);
+        for causal in [false, true] {
+            let input = AttentionInput::new(q.clone(), k.clone(), v.clone())
+                .with_key_padding(mask.clone())
+                .with_causal(causal);
+            let expected = naive(
+                &m,
+                [&to_f64(q.clone()), &to_f64(k.clone()), &to_f64(v.clone())],
+                dims,
+                5,
+                causal,
+                &pad,
+            );
+            assert_close(
+                "xl, no memory",
+                &to_f64(m.forward(input.clone())),
+                &expected,
+                1e-5,
+                1e-6,
+            );
+
+            let mem_pad: Vec<bool> = (0..6).map(|p| p == 3).collect(); // row 1, position 0
+            let memory = Memory {
+                k: mk.clone(),
+                v: mv.clone(),
+                padding: Some(Tensor::<2, Bool>::from_data(
+                    TensorData::new(mem_pad.clone(), [2, 3]),
+                    &device,
+                )),
+            };
+            let all =
+                |a: &Tensor<4>, b: &Tensor<4>| to_f64(Tensor::cat(vec![a.clone(), b.clone()], 2));
+            let all_pad: Vec<bool> = (0..2)
+                .flat_map(|bi| {
+                    let (m, p) = (&mem_pad, &pad);
+                    m[bi * 3..bi * 3 + 3]
+                        .iter()
+                        .chain(&p[bi * 5..bi * 5 + 5])
+                        .copied()
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let expected = naive(
+                &m,
+                [&to_f64(q.clone()), &all(&mk, &k), &all(&mv, &v)],
+                dims,
+                8,
+                causal,
+                &all_pad,
+            );
+            assert_close(
+                "xl, with memory",
+                &to_f64(m.forward(input.with_memory(memory))),
+                &expected,
+                1e-5,
+                1e-6,
+            );
+        }
+    }
+
+    #[test]
+    fn bias_and_projection_gradients_match_differences() {
+        let device = Device::flex().autodiff();
+        let m = module(&device);
+        let (q, k, v, w) = random_qkv([1, 2, 4, 4], 3, &device);
+        let (mk, mv, ..) = random_qkv([1, 2, 2, 4], 5, &device);
+        check_param_grads(
+            "xl",
+            &m,
+            |m| {
+                let memory = Memory {
+                    k: mk.clone(),
+                    v: mv.clone(),
+                    padding: None,
+                };
+                let input = AttentionInput::new(q.clone(), k.clone(), v.clone())
+                    .with_causal(true)
+                    .with_memory(memory);
+                (m.forward(input) * w.clone()).sum()
+            },
+            4,
+        );
+    }
+}
