@@ -61,6 +61,9 @@ pub struct PerformerConfig {
     /// Seed of the random features. Default 0.
     #[serde(default)]
     pub seed: u64,
+    /// Redraw the features every this many training steps; 0 (default) never redraws.
+    #[serde(default)]
+    pub redraw: usize,
 }
 
 fn two_fifty_six() -> usize {
@@ -712,11 +715,14 @@ impl AttentionConfig {
             AttentionConfig::Full(_) => Attention::Full(FullAttention),
             AttentionConfig::Flash(c) => Attention::Flash(FlashAttention { tile: c.tile }),
             AttentionConfig::Linear(_) => Attention::Linear(LinearAttention),
-            AttentionConfig::Performer(c) => Attention::Performer(PerformerAttention {
-                features: c.features,
-                relu: c.kernel == PerformerKernel::Relu,
-                seed: c.seed,
-            }),
+            AttentionConfig::Performer(c) => Attention::Performer(PerformerAttention::new(
+                c.features,
+                c.kernel == PerformerKernel::Relu,
+                c.seed,
+                c.redraw,
+                layout.head_dim,
+                device,
+            )),
             AttentionConfig::Local(c) => Attention::Local(LocalAttention { block: c.block }),
             AttentionConfig::Sliding(c) => {
                 Attention::Sliding(SlidingAttention { window: c.window })

@@ -177,6 +177,14 @@ impl Attention {
         self.mechanism().forward(input)
     }
 
+    /// The mechanism as it should be at training step `step` (Performer redraws its features).
+    pub fn at_step(self, step: usize) -> Self {
+        match self {
+            Attention::Performer(m) => Attention::Performer(m.at_step(step)),
+            other => other,
+        }
+    }
+
     /// Segment length and memory length when this is `xl` cutting sequences into segments.
     pub fn segments(&self) -> Option<(usize, usize)> {
         match self {

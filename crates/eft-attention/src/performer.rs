@@ -3,9 +3,11 @@
 //! Softmax attention approximated by positive random features: with `x̃ = x / D^¼`,
 //! `φ(x) = exp(ωᵀx̃ − ‖x̃‖²/2) / √m` for `m` orthogonal Gaussian directions `ω`, so that
 //! `E[φ(q)·φ(k)] = exp(q·k/√D)`; then kernelised attention in O(N·m·D). The `relu` kernel
-//! (`φ(x) = relu(ωᵀx̃)/√m`, LRA's choice) is an option. Features are drawn once from `seed`.
+//! (`φ(x) = relu(ωᵀx̃)/√m`, LRA's choice) is an option. The features are drawn from `seed` and
+//! kept as a parameter that is never trained (so checkpoints hold the draw in use); with
+//! `redraw = r` the trainer replaces them every `r` steps by the draw for that step.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData, activation::relu};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -26,6 +28,10 @@ pub struct PerformerAttention {
     pub relu: bool,
     /// Seed of the random features.
     pub seed: u64,
+    /// Steps between redraws of the features (0: never).
+    pub redraw: usize,
+    /// The directions `ω` in use, `[m, D]`; not trained.
+    pub omega: Param<Tensor<2>>,
 }
 
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
@@ -59,18 +65,57 @@ pub fn orthogonal_features(m: usize, d: usize, seed: u64) -> Vec<f32> {
     rows.into_iter().flatten().map(|x| x as f32).collect()
 }
 
+/// The seed of redraw number `draw` (0 is the first draw, `seed` itself).
+fn draw_seed(seed: u64, draw: u64) -> u64 {
+    seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 impl PerformerAttention {
+    /// Draws the first features for head dimension `dim` from `seed`.
+    pub fn new(
+        features: usize,
+        relu: bool,
+        seed: u64,
+        redraw: usize,
+        dim: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            features,
+            relu,
+            seed,
+            redraw,
+            omega: Param::from_tensor(Self::directions(features, dim, seed, device)),
+        }
+    }
+
+    fn directions(m: usize, d: usize, seed: u64, device: &Device) -> Tensor<2> {
+        Tensor::from_data(
+            TensorData::new(orthogonal_features(m, d, seed), [m, d]),
+            device,
+        )
+    }
+
+    /// The layer as it should be at training step `step`: with `redraw = r`, steps that are
+    /// positive multiples of `r` get draw `step / r`; other steps change nothing.
+    pub fn at_step(mut self, step: usize) -> Self {
+        if self.redraw > 0 && step > 0 && step.is_multiple_of(self.redraw) {
+            let [m, d] = self.omega.dims();
+            let seed = draw_seed(self.seed, (step / self.redraw) as u64);
+            let device = self.omega.val().device();
+            self.omega = Param::from_tensor(Self::directions(m, d, seed, &device));
+        }
+        self
+    }
+
     /// The feature map of queries (`query = true`) or keys, `[B, H, N, D] → [B, H, N, m]`.
     ///
     /// The softmax kernel subtracts a stabiliser before `exp` (per query row, one for all keys);
     /// it cancels in the normalisation, so it is taken without gradient.
-    pub fn features_of(&self, x: Tensor<4>, query: bool, device: &Device) -> Tensor<4> {
+    pub fn features_of(&self, x: Tensor<4>, query: bool) -> Tensor<4> {
         let d = x.dims()[3];
         let m = self.features;
-        let omega = Tensor::<2>::from_data(
-            TensorData::new(orthogonal_features(m, d, self.seed), [m, d]),
-            device,
-        );
+        let omega = self.omega.val().detach();
         let x = x / (d as f64).powf(0.25);
         let proj = x.clone().matmul(omega.transpose().reshape([1, 1, d, m])); // [B, H, N, m]
         let norm = 1.0 / (m as f64).sqrt();
@@ -92,9 +137,8 @@ impl PerformerAttention {
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
     pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        let device = input.q.device();
-        let fq = self.features_of(input.q, true, &device);
-        let fk = self.features_of(input.k, false, &device);
+        let fq = self.features_of(input.q, true);
+        let fk = self.features_of(input.k, false);
         kernel_attention(fq, fk, input.v, input.key_padding, input.causal)
     }
 
@@ -122,12 +166,28 @@ mod tests {
     use crate::testing::{random_qkv, to_f64};
     use crate::{AttentionInput, FullAttention};
 
-    fn performer(features: usize, relu: bool) -> PerformerAttention {
-        PerformerAttention {
-            features,
-            relu,
-            seed: 5,
-        }
+    fn performer(features: usize, relu: bool, dim: usize, device: &Device) -> PerformerAttention {
+        PerformerAttention::new(features, relu, 5, 0, dim, device)
+    }
+
+    #[test]
+    fn features_are_redrawn_every_redraw_steps_and_only_then() {
+        let device = Device::flex();
+        let m = PerformerAttention::new(8, false, 3, 10, 4, &device);
+        let first = crate::testing::to_f64(m.omega.val());
+        let m = m.at_step(7);
+        assert_eq!(crate::testing::to_f64(m.omega.val()), first, "step 7");
+        let m = m.at_step(10);
+        let second = crate::testing::to_f64(m.omega.val());
+        assert_ne!(second, first, "step 10 redraws");
+        let again = PerformerAttention::new(8, false, 3, 10, 4, &device).at_step(10);
+        assert_eq!(crate::testing::to_f64(again.omega.val()), second, "seeded");
+        let never = PerformerAttention::new(8, false, 3, 0, 4, &device).at_step(10);
+        assert_eq!(
+            crate::testing::to_f64(never.omega.val()),
+            first,
+            "redraw = 0"
+        );
     }
 
     #[test]
@@ -147,17 +207,12 @@ mod tests {
     fn linear_form_equals_the_quadratic_form_of_the_same_features() {
         let device = burn::tensor::Device::flex().autodiff();
         for relu in [false, true] {
-            let m = performer(16, relu);
+            let m = performer(16, relu, 8, &device);
             for causal in [false, true] {
                 crate::kernel::check::against_quadratic_form(
                     &format!("performer relu={relu}"),
                     |input| m.forward(input),
-                    |q, k| {
-                        (
-                            m.features_of(q, true, &device),
-                            m.features_of(k, false, &device),
-                        )
-                    },
+                    |q, k| (m.features_of(q, true), m.features_of(k, false)),
                     ([2, 2, 11, 8], &[11, 7]),
                     causal,
                     4,
@@ -180,7 +235,7 @@ mod tests {
                     let (q, k) = (q * 0.5, k * 0.5);
                     let input = AttentionInput::new(q, k, v);
                     let exact = to_f64(FullAttention.forward(input.clone()));
-                    let approx = to_f64(performer(m, false).forward(input));
+                    let approx = to_f64(performer(m, false, 8, &device).forward(input));
                     exact
                         .iter()
                         .zip(&approx)

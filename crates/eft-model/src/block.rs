@@ -91,6 +91,12 @@ impl Block {
         y.clone() + self.feed_forward_branch(y)
     }
 
+    /// The block as it should be at training step `step` (Performer redraws its features).
+    pub fn at_step(mut self, step: usize) -> Self {
+        self.attention = self.attention.at_step(step);
+        self
+    }
+
     /// The attention sub-layer, for cost accounting.
     pub fn self_attention(&self) -> &SelfAttention {
         &self.attention

@@ -61,6 +61,13 @@ impl Classifier {
         (x * real).sum_dim(1).div(count).reshape([batch, d])
     }
 
+    /// The model as it should be at training step `step`: mechanisms with state that changes on
+    /// a schedule (Performer's feature redraw) update it; everything else is unchanged.
+    pub fn at_step(mut self, step: usize) -> Self {
+        self.encoder = self.encoder.at_step(step);
+        self
+    }
+
     /// The encoder, for cost accounting and per-layer access.
     pub fn encoder(&self) -> &Encoder {
         &self.encoder

@@ -29,6 +29,12 @@ impl Encoder {
         }
     }
 
+    /// The encoder as it should be at training step `step` (Performer redraws its features).
+    pub fn at_step(mut self, step: usize) -> Self {
+        self.blocks = self.blocks.into_iter().map(|b| b.at_step(step)).collect();
+        self
+    }
+
     /// Number of layers.
     pub fn depth(&self) -> usize {
         self.blocks.len()

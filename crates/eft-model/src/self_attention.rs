@@ -93,6 +93,12 @@ impl SelfAttention {
         self.output.forward(out)
     }
 
+    /// The layer as it should be at training step `step` (see [`Attention::at_step`]).
+    pub fn at_step(mut self, step: usize) -> Self {
+        self.mechanism = self.mechanism.at_step(step);
+        self
+    }
+
     /// The mechanism this layer runs.
     pub fn mechanism(&self) -> &Attention {
         &self.mechanism

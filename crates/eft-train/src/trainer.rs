@@ -219,6 +219,7 @@ impl<'a> Session<'a> {
                 return self.finish(&meter, RunStatus::Interrupted);
             }
             let step = self.state.step;
+            self.model = self.model.at_step(step);
             let lr = t.schedule.lr(step, steps);
             let indices = train_batch_indices(
                 self.data.train.len(),

@@ -139,3 +139,42 @@ fn resuming_an_empty_folder_says_what_is_missing() {
         "{e}"
     );
 }
+
+/// Performer redraws its features every 3 steps; a run stopped between redraws resumes with the
+/// draw in use (it is checkpointed) and ends where an uninterrupted run ends. The features in the
+/// final checkpoint are the draw for step 12, not the first one.
+#[test]
+fn performer_redraws_survive_a_resume() {
+    let performer = || {
+        let mut c = tiny();
+        c.model.attention = eft_attention::AttentionConfig::from_name_and_params(
+            "performer",
+            &[
+                ("features".into(), "8".into()),
+                ("redraw".into(), "3".into()),
+            ],
+        )
+        .unwrap();
+        c
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (straight, broken) = (root.path().join("straight"), root.path().join("broken"));
+    train(performer(), &straight, &TrainOptions::default()).unwrap();
+    let stopping = TrainOptions {
+        stop_after: Some(4),
+        ..TrainOptions::default()
+    };
+    train(performer(), &broken, &stopping).unwrap();
+    resume(&broken, &TrainOptions::default()).unwrap();
+    let a = Checkpoint::load(&straight.join(eft_train::CHECKPOINT_FILE)).unwrap();
+    let b = Checkpoint::load(&broken.join(eft_train::CHECKPOINT_FILE)).unwrap();
+    assert_eq!(a.model, b.model, "final weights differ");
+    let omega: Vec<_> = a.model.keys().filter(|k| k.ends_with("omega")).collect();
+    assert!(
+        !omega.is_empty(),
+        "features are checkpointed: {:?}",
+        a.model.keys()
+    );
+    let first = eft_attention::orthogonal_features(8, 8, 0);
+    assert_ne!(a.model[omega[0]].values, first, "features were redrawn");
+}
