@@ -29,6 +29,12 @@ longformer --param window=8 --param global=0
 bigbird --param block=8 --param random_blocks=2
 linear
 performer
+linformer --param k=16
+nystrom --param landmarks=16
+synthesizer
+sinkhorn --param block=16
+lsh --param buckets=4 --param chunk=16
+xl --param segment=32 --param mem_len=32 --set model.pool=mean
 LIST
 ./target/release/eft report "$out" > bench/results/quick-zoo.md
 cat bench/results/quick-zoo.md

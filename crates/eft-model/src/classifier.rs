@@ -78,6 +78,7 @@ impl Classifier {
 mod tests {
     use super::*;
     use crate::{Positions, TaskDims};
+    use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, TensorData};
     use eft_attention::testing::{assert_close, to_f64};
 
@@ -178,5 +179,73 @@ mod tests {
             .init(dims, &Device::flex())
             .unwrap_err();
         assert!(err.to_string().contains("2 classes"));
+    }
+
+    /// Every mechanism drops into the model: a padded batch gives finite logits and finite
+    /// gradients for every parameter, causal too where the mechanism has a causal form.
+    #[test]
+    fn every_mechanism_trains_in_the_model() {
+        let small: &[(&str, &[(&str, &str)])] = &[
+            ("local", &[("block", "4")]),
+            ("sliding", &[("window", "3")]),
+            ("strided", &[("stride", "3")]),
+            ("fixed", &[("block", "4"), ("summary", "2")]),
+            ("cascade", &[("window", "2")]),
+            ("longformer", &[("window", "2")]),
+            ("bigbird", &[("block", "4"), ("random_blocks", "1")]),
+            ("performer", &[("features", "8"), ("redraw", "2")]),
+            ("linformer", &[("k", "4")]),
+            ("nystrom", &[("landmarks", "4"), ("conv_kernel", "3")]),
+            ("synthesizer", &[("mix", "true")]),
+            ("sinkhorn", &[("block", "4")]),
+            ("lsh", &[("buckets", "2"), ("chunk", "4")]),
+            ("xl", &[("segment", "4"), ("mem_len", "4")]),
+        ];
+        for name in eft_attention::AttentionConfig::NAMES {
+            let params: Vec<(String, String)> = small
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(&[][..], |(_, p)| *p)
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let attention =
+                eft_attention::AttentionConfig::from_name_and_params(name, &params).unwrap();
+            for causal in [false, true] {
+                if causal && !attention.supports_causal() {
+                    continue;
+                }
+                let device = Device::flex().autodiff();
+                device.seed(4);
+                let config = ModelConfig {
+                    attention: attention.clone(),
+                    causal,
+                    pool: if *name == "xl" { Pool::Mean } else { Pool::Cls },
+                    ..crate::config::tests::small()
+                };
+                let model = config.init(DIMS, &device).unwrap().at_step(2);
+                let (t, p) = batch(&[&[3, 1, 4, 1, 5, 9, 2, 6, 5, 3], &[2, 7, 1]], 10, &device);
+                let logits = model.forward(t, p);
+                let values = to_f64(logits.clone());
+                assert!(values.iter().all(|v| v.is_finite()), "{name}: {values:?}");
+                let grads = GradientsParams::from_grads(logits.square().sum().backward(), &model);
+                struct Finite<'a>(&'a GradientsParams, Vec<String>);
+                impl burn::module::ModuleVisitor for Finite<'_> {
+                    fn visit_float<const D: usize>(
+                        &mut self,
+                        param: &burn::module::Param<Tensor<D>>,
+                    ) {
+                        if let Some(g) = self.0.get::<D>(param.id)
+                            && !to_f64(g).iter().all(|v| v.is_finite())
+                        {
+                            self.1.push(format!("{:?}", param.dims()));
+                        }
+                    }
+                }
+                let mut check = Finite(&grads, Vec::new());
+                model.visit(&mut check);
+                assert!(check.1.is_empty(), "{name} causal={causal}: {:?}", check.1);
+            }
+        }
     }
 }

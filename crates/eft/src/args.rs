@@ -112,10 +112,10 @@ pub struct SweepArgs {
 /// Arguments of `eft attn`.
 #[derive(Debug, Args)]
 pub struct AttnArgs {
-    /// Mechanism [possible values: full, local, sliding, strided, fixed, cascade, blockbert, longformer, bigbird].
+    /// Mechanism [possible values: full, flash, local, sliding, strided, fixed, cascade, blockbert, longformer, bigbird, linear, performer, linformer, synthesizer, nystrom, lsh, sinkhorn, xl].
     #[arg(long)]
     pub mechanism: String,
-    /// A parameter of the mechanism, as NAME=VALUE (repeatable); patterns that are sampled take seed=S.
+    /// A parameter of the mechanism, as NAME=VALUE (repeatable); seed=S draws learned parameters and sampled patterns.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
     pub params: Vec<(String, String)>,
     /// Causal masking (query i sees keys j ≤ i).

@@ -206,6 +206,25 @@ fn bad_input_is_one_line_and_exit_code_2() {
     );
     run("bigbird", &good, &["--causal"], "no causal form");
     run("local", &good, &["--param", "width=3"], "width");
+    // Limits of the second half of the zoo.
+    run("linformer", &good, &["--param", "max_len=8"], "max_len");
+    run(
+        "synthesizer",
+        &good,
+        &["--param", "mode=random", "--param", "max_len=8"],
+        "built for sequences up to 8",
+    );
+    run("lsh", &good, &["--param", "chunk=20"], "chunk");
+    run("lsh", &good, &["--param", "buckets=3"], "even");
+    run("nystrom", &good, &["--causal"], "no causal form");
+    run("linformer", &good, &["--causal"], "no causal form");
+    run(
+        "sinkhorn",
+        &good,
+        &["--param", "block=4", "--param", "sortcut=1", "--causal"],
+        "no causal form",
+    );
+    run("synthesizer", &good, &["--param", "seed=x"], "seed");
 
     let shape = DIMS.to_vec();
     let zeros = |n: usize| vec![0u8; n * 4];
