@@ -132,9 +132,23 @@ dense_mechanism!(
     SynthesizerAttention,
     NystromAttention,
     LshAttention,
-    SinkhornAttention,
-    XlAttention
+    SinkhornAttention
 );
+
+/// Given memory, `xl` attends one segment; without, it cuts the input into its own segments.
+impl Mechanism for XlAttention {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        if input.memory.is_some() {
+            XlAttention::forward(self, input)
+        } else {
+            self.forward_segmented(input)
+        }
+    }
+
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
+        XlAttention::cost(self, shape)
+    }
+}
 
 impl Attention {
     /// The running mechanism, whichever it is.

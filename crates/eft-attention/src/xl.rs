@@ -8,10 +8,10 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData, s};
 
 use crate::sinusoid::sinusoid;
-use crate::{AttentionCost, AttentionInput, AttentionShape, attend_scores};
+use crate::{AttentionCost, AttentionInput, AttentionShape, Memory, attend_scores};
 
 /// Relative-position attention with learned biases `u`, `v` and distance projection `W_r`.
 #[derive(Module, Debug)]
@@ -105,22 +105,78 @@ impl XlAttention {
         attend_scores(scores, v, Some(blocked))
     }
 
-    /// FLOPs and saved bytes for one segment of `len` with a full memory of `mem_len`: content
-    /// and position scores, the distance encodings, softmax and the product with values.
+    /// The whole sequence in segments of `segment`, each segment also seeing the `mem_len` keys
+    /// and values before it, detached: what one layer computes when the model runs in segments
+    /// (the model remembers hidden states instead, so its key and value projections still learn
+    /// from the memory). With `segment = 0` it is [`XlAttention::forward`].
+    ///
+    /// # Shapes
+    /// - input: see [`AttentionInput`] (no memory)
+    /// - output: `[B, H, N, D]`
+    pub fn forward_segmented(&self, input: AttentionInput) -> Tensor<4> {
+        let len = input.q.dims()[2];
+        if self.segment == 0 || self.segment >= len {
+            return self.forward(input);
+        }
+        let cut = |t: &Tensor<4>, from: usize, to: usize| t.clone().slice(s![.., .., from..to, ..]);
+        let cut_pad =
+            |from: usize, to: usize| input.key_padding.clone().map(|p| p.slice(s![.., from..to]));
+        let outs = (0..len)
+            .step_by(self.segment)
+            .map(|start| {
+                let end = (start + self.segment).min(len);
+                let mut part = AttentionInput::new(
+                    cut(&input.q, start, end),
+                    cut(&input.k, start, end),
+                    cut(&input.v, start, end),
+                )
+                .with_causal(input.causal);
+                part.key_padding = cut_pad(start, end);
+                let from = start.saturating_sub(self.mem_len);
+                if from < start {
+                    part = part.with_memory(Memory {
+                        k: cut(&input.k, from, start).detach(),
+                        v: cut(&input.v, from, start).detach(),
+                        padding: cut_pad(from, start),
+                    });
+                }
+                self.forward(part)
+            })
+            .collect();
+        Tensor::cat(outs, 2)
+    }
+
+    /// FLOPs and saved bytes of a call on `shape`: one segment of `N` queries over `N + mem_len`
+    /// keys, or, with `segment` set and shorter than `N`, the sum over the segments, each seeing
+    /// the memory available before it. Scores by content and by distance, the distance
+    /// encodings, softmax and the product with values; both score matrices are kept.
     pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
-        let (n, d) = (shape.len as f64, shape.head_dim as f64);
-        let keys = n + self.mem_len as f64;
-        let span = keys + n;
-        let forward = 2.0 * n * keys * d
-            + 2.0 * n * span * d
-            + 2.0 * span * d * d / shape.batch as f64
-            + 2.0 * n * keys * d
-            + 7.0 * n * keys;
+        let d = shape.head_dim as f64;
+        let one = |queries: usize, memory: usize| {
+            let (n, keys) = (queries as f64, (queries + memory) as f64);
+            let span = keys + n;
+            let forward = 4.0 * n * keys * d
+                + 2.0 * n * span * d
+                + 2.0 * span * d * d / shape.batch as f64
+                + 7.0 * n * keys;
+            (forward, (2.0 * n * keys + n * span) * 4.0)
+        };
+        let (forward, saved) = if self.segment == 0 || self.segment >= shape.len {
+            one(shape.len, self.mem_len)
+        } else {
+            (0..shape.len)
+                .step_by(self.segment)
+                .map(|start| {
+                    let queries = self.segment.min(shape.len - start);
+                    one(queries, self.mem_len.min(start))
+                })
+                .fold((0.0, 0.0), |(f, s), (a, b)| (f + a, s + b))
+        };
         AttentionCost {
             forward_flops: bh * forward,
             backward_flops: bh * 2.0 * forward,
-            saved_bytes: bh * (2.0 * n * keys + n * span) * 4.0,
+            saved_bytes: bh * saved,
         }
     }
 }
@@ -128,7 +184,6 @@ impl XlAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Memory;
     use crate::testing::{assert_close, check_param_grads, random_qkv, to_f64};
 
     /// Relative attention by plain loops: scores `((q+u)·k_j + (q+v)·r_{M+i−j})/√D` over the
@@ -272,6 +327,54 @@ mod tests {
                 1e-6,
             );
         }
+    }
+
+    /// In segments, each segment equals `forward` on that segment with the keys and values just
+    /// before it as memory; no gradient reaches earlier keys through the memory.
+    #[test]
+    fn segments_see_the_previous_keys_as_detached_memory() {
+        let device = Device::flex().autodiff();
+        let mut m = module(&device);
+        m.segment = 4;
+        let (q, k, v, w) = random_qkv([1, 2, 10, 4], 6, &device);
+        let part = |t: &Tensor<4>, a: usize, b: usize| t.clone().slice(s![.., .., a..b, ..]);
+        let k = k.require_grad();
+        let out = m.forward_segmented(AttentionInput::new(q.clone(), k.clone(), v.clone()));
+        let memory = Memory {
+            k: part(&k, 1, 4),
+            v: part(&v, 1, 4),
+            padding: None,
+        };
+        let second = m.forward(
+            AttentionInput::new(part(&q, 4, 8), part(&k, 4, 8), part(&v, 4, 8)).with_memory(memory),
+        );
+        assert_close(
+            "segment 2",
+            &to_f64(part(&out, 4, 8)),
+            &to_f64(second),
+            1e-6,
+            1e-6,
+        );
+        let first = m.forward(AttentionInput::new(
+            part(&q, 0, 4),
+            part(&k, 0, 4),
+            part(&v, 0, 4),
+        ));
+        assert_close(
+            "segment 1",
+            &to_f64(part(&out, 0, 4)),
+            &to_f64(first),
+            1e-6,
+            1e-6,
+        );
+        // The last segment's loss reaches no key of an earlier segment.
+        let grads = (part(&out, 8, 10) * part(&w, 8, 10)).sum().backward();
+        let dk = to_f64(k.grad(&grads).unwrap());
+        assert!(
+            dk.iter()
+                .enumerate()
+                .all(|(i, g)| (i / 4) % 10 >= 8 || *g == 0.0)
+        );
     }
 
     #[test]

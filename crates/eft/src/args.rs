@@ -104,6 +104,10 @@ pub struct SweepArgs {
     /// Timed passes per configuration.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// A parameter given to every mechanism of this sweep, as NAME=VALUE (repeatable); the
+    /// table labels such rows with their parameters.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub params: Vec<(String, String)>,
     /// Folder for the results.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,

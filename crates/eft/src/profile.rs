@@ -130,7 +130,7 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
         for &len in &args.lens {
             let one = AttentionProfileArgs {
                 mechanism: name.clone(),
-                params: vec![],
+                params: args.params.clone(),
                 len,
                 batch: 1,
                 heads: 4,
@@ -138,14 +138,14 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                 causal: false,
                 repeats: args.repeats,
             };
-            let config = AttentionConfig::from_name_and_params(name, &[])?;
+            let config = AttentionConfig::from_name_and_params(name, &args.params)?;
             let (flops, saved_bytes) = analytic(&one, &config);
             // Autodiff keeps scores, probabilities and their gradients alive together: `full`
             // peaked at about four times its saved bytes at N = 8K and 16K; five leaves a margin.
             let estimate = 5.0 * saved_bytes / f64::from(1u32 << 30);
             let skipped = |note: String| Measurement {
                 mechanism: name.clone(),
-                params: vec![],
+                params: args.params.clone(),
                 batch: 1,
                 heads: 4,
                 len,
@@ -174,6 +174,11 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                         &len.to_string(),
                     ])
                     .args(["--repeats", &args.repeats.to_string()])
+                    .args(
+                        args.params
+                            .iter()
+                            .flat_map(|(k, v)| ["--param".to_string(), format!("{k}={v}")]),
+                    )
                     .output()
                     .context("running eft profile attention")?;
                 match serde_json::from_slice::<Measurement>(&out.stdout) {
@@ -199,7 +204,7 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
     let repeated = |m: &Measurement| {
         results
             .iter()
-            .any(|r| r.mechanism == m.mechanism && r.len == m.len)
+            .any(|r| r.mechanism == m.mechanism && r.params == m.params && r.len == m.len)
     };
     let kept: Vec<Measurement> = earlier.into_iter().filter(|m| !repeated(m)).collect();
     let mut results: Vec<Measurement> = kept.into_iter().chain(results).collect();
@@ -208,7 +213,7 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
             .iter()
             .position(|n| *n == m.mechanism)
             .unwrap_or(usize::MAX);
-        (rank, m.len)
+        (rank, label(m), m.len)
     });
     let mut lens: Vec<usize> = results.iter().map(|m| m.len).collect();
     lens.sort_unstable();
@@ -225,18 +230,28 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A table row's name: the mechanism, and its parameters when they are not the defaults.
+fn label(m: &Measurement) -> String {
+    let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if params.is_empty() {
+        m.mechanism.clone()
+    } else {
+        format!("{} {}", m.mechanism, params.join(" "))
+    }
+}
+
 /// Seconds and MiB per mechanism and length, then the memory growth per doubling of N.
 fn table(results: &[Measurement], lens: &[usize]) -> String {
-    let mut names: Vec<&str> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for r in results {
-        if !names.contains(&r.mechanism.as_str()) {
-            names.push(&r.mechanism);
+        if !names.contains(&label(r)) {
+            names.push(label(r));
         }
     }
-    let cell =
-        |name: &str, len: usize| results.iter().find(|r| r.mechanism == name && r.len == len);
+    let cell = |name: &str, len: usize| results.iter().find(|r| label(r) == name && r.len == len);
     let mut s = String::from(
-        "Forward+backward of one attention call, B=1, H=4, D=64, default parameters, f32 on the CPU.\n\
+        "Forward+backward of one attention call, B=1, H=4, D=64, default parameters unless the row\n\
+         names them, f32 on the CPU.\n\
          Each cell: median seconds / peak MiB above the process baseline; the last column is the\n\
          peak-memory ratio between the two longest measured lengths.\n\n| mechanism |",
     );
@@ -250,7 +265,7 @@ fn table(results: &[Measurement], lens: &[usize]) -> String {
         s += &format!("| {name} |");
         let mut measured: Vec<(usize, u64)> = Vec::new();
         for &len in lens {
-            match cell(name, len) {
+            match cell(&name, len) {
                 Some(Measurement {
                     seconds: Some(t),
                     peak_bytes: Some(b),
