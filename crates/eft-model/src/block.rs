@@ -97,6 +97,11 @@ impl Block {
         self
     }
 
+    /// Hidden width of the feed-forward branch.
+    pub fn feed_forward_width(&self) -> usize {
+        self.feed_forward.width()
+    }
+
     /// The attention sub-layer, for cost accounting.
     pub fn self_attention(&self) -> &SelfAttention {
         &self.attention

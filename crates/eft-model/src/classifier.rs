@@ -68,6 +68,21 @@ impl Classifier {
         self
     }
 
+    /// Widths of the head: `[d_model, hidden]`.
+    pub(crate) fn head_dims(&self) -> [usize; 2] {
+        self.head_hidden.weight.dims()
+    }
+
+    /// Number of classes.
+    pub(crate) fn classes(&self) -> usize {
+        self.head_out.weight.dims()[1]
+    }
+
+    /// Whether the CLS token is pooled (and so prepended).
+    pub(crate) fn cls_pooled(&self) -> bool {
+        self.cls_pool
+    }
+
     /// The encoder, for cost accounting and per-layer access.
     pub fn encoder(&self) -> &Encoder {
         &self.encoder

@@ -31,6 +31,11 @@ impl FeedForward {
         }
     }
 
+    /// Hidden width.
+    pub fn width(&self) -> usize {
+        self.up.weight.dims()[1]
+    }
+
     /// # Shapes
     /// - x: `[B, N, d]` → `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {

@@ -17,6 +17,7 @@
 mod block;
 mod classifier;
 mod config;
+mod cost;
 mod embedding;
 mod encoder;
 mod error;
@@ -26,6 +27,7 @@ mod self_attention;
 pub use block::Block;
 pub use classifier::Classifier;
 pub use config::{ModelConfig, Pool, Positions, TaskDims};
+pub use cost::{GELU_FLOPS, ModelCost, layer_norm_flops, linear_flops};
 pub use embedding::{Embeddings, sinusoidal_table};
 pub use encoder::Encoder;
 pub use error::ModelError;
