@@ -1,15 +1,22 @@
 //! Measurement for eft: peak memory and throughput of a run.
 //!
-//! Issue-level scope so far: process peak resident memory and a tokens-per-second counter. FLOP
-//! accounting and cost tables build on these.
+//! Process peak resident memory, live and peak heap bytes (with [`TrackingAllocator`] installed),
+//! tokens per second, per-step time statistics and cost at a price per hour. FLOP formulas live
+//! beside what they count (mechanisms, the model).
 #![warn(missing_docs)]
 
 mod allocator;
+mod cost;
 mod memory;
 mod throughput;
+mod timing;
 
 pub use allocator::{
     TrackingAllocator, allocated_bytes, is_tracking, peak_allocated_bytes, reset_peak,
 };
+pub use cost::{
+    CPU_USD_PER_HOUR, H100_USD_PER_HOUR, H200_USD_PER_HOUR, dollars, dollars_per_million_tokens,
+};
 pub use memory::{peak_rss_bytes, rss_bytes};
 pub use throughput::Throughput;
+pub use timing::{StepTimes, TimeSummary};

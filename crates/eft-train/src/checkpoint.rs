@@ -34,6 +34,9 @@ pub struct LoopState {
     pub evals: Vec<EvalPoint>,
     /// Sessions that trained this run (1 + number of resumes).
     pub sessions: u32,
+    /// Analytic FLOPs of the steps completed.
+    #[serde(default)]
+    pub flops: f64,
 }
 
 /// Everything needed to continue a run exactly where it stopped.
@@ -161,6 +164,7 @@ mod tests {
                 loss_count: 2,
                 evals: vec![],
                 sessions: 1,
+                flops: 7.0,
             },
             adam_steps: 12,
             model: BTreeMap::from([("a.weight".to_string(), array(0.1))]),

@@ -42,6 +42,9 @@ pub struct RunConfig {
     pub model: ModelConfig,
     /// The training loop.
     pub train: TrainConfig,
+    /// How the run is priced.
+    #[serde(default)]
+    pub meter: crate::meter::MeterConfig,
 }
 
 impl RunConfig {

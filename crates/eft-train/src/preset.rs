@@ -73,6 +73,7 @@ fn listops_quick() -> RunConfig {
                 min_lr: 1e-5,
             },
         },
+        meter: Default::default(),
     }
 }
 
@@ -110,6 +111,7 @@ fn listops_paper() -> RunConfig {
                 warmup: 1000,
             },
         },
+        meter: Default::default(),
     }
 }
 

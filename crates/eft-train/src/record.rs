@@ -86,4 +86,7 @@ pub struct RunRecord {
     pub peak_memory_bytes: Option<u64>,
     /// Sessions that trained this run (1 + number of resumes).
     pub sessions: u32,
+    /// FLOPs, time per step, memory and cost (absent in records of older eft versions).
+    #[serde(default)]
+    pub meter: Option<crate::meter::MeterRecord>,
 }

@@ -9,17 +9,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use eft_data::{Batch, Dataset, train_batch_indices};
-use eft_meter::{Throughput, peak_rss_bytes};
+use eft_meter::{StepTimes, Throughput, peak_rss_bytes};
 use eft_model::{Classifier, TaskDims};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{Checkpoint, LoopState};
 use crate::evaluate::{batch_tensors, correct, cross_entropy, evaluate};
+use crate::meter::{MeterRecord, matmul_peak};
 use crate::optimizer::{AdamState, adam_step};
 use crate::params::{export_params, grad_norm, import_params};
 use crate::record::{Baseline, EvalPoint, RunRecord, RunStatus};
@@ -59,6 +61,12 @@ impl Default for TrainOptions {
         }
     }
 }
+
+/// Steps of each session left out of the time statistics (first-call setup, allocator growth).
+const STEP_WARMUP: usize = 5;
+
+/// Side of the square matrices whose product measures the device's FLOP/s.
+const MATMUL_PEAK_SIZE: usize = 1024;
 
 /// Starts a new run in `run_dir`; refuses a folder that already holds one.
 pub fn train(
@@ -161,6 +169,10 @@ struct Session<'a> {
     state: LoopState,
     dir: PathBuf,
     options: &'a TrainOptions,
+    /// This session's step durations, heap peak and the device's matmul FLOP/s.
+    times: StepTimes,
+    peak_heap: Option<u64>,
+    matmul_peak: f64,
 }
 
 impl<'a> Session<'a> {
@@ -197,10 +209,14 @@ impl<'a> Session<'a> {
             state,
             dir: dir.to_path_buf(),
             options,
+            times: StepTimes::new(STEP_WARMUP),
+            peak_heap: None,
+            matmul_peak: 0.0,
         })
     }
 
     fn run(mut self) -> Result<RunRecord, TrainError> {
+        self.matmul_peak = matmul_peak(&self.options.device, MATMUL_PEAK_SIZE);
         let device = self.options.device.clone().autodiff();
         let steps = self.config.train.steps;
         let mut meter = Throughput::resume(self.state.tokens, self.state.seconds);
@@ -219,6 +235,8 @@ impl<'a> Session<'a> {
                 return self.finish(&meter, RunStatus::Interrupted);
             }
             let step = self.state.step;
+            let started = Instant::now();
+            let heap_base = eft_meter::reset_peak();
             self.model = self.model.at_step(step);
             let lr = t.schedule.lr(step, steps);
             let indices = train_batch_indices(
@@ -229,6 +247,8 @@ impl<'a> Session<'a> {
             );
             let batch = Batch::from_examples(indices.iter().map(|&i| &self.data.train[i]));
             let (tokens, padding, labels) = batch_tensors(&batch, &device);
+            let [rows, len] = tokens.dims();
+            self.state.flops += self.model.cost(rows, len).step_flops();
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
             let logits = with_seed(&device, step_seed(self.config.seed, step), || {
                 self.model.forward(tokens, padding)
@@ -253,6 +273,11 @@ impl<'a> Session<'a> {
                 lr,
                 scale,
             );
+            self.times.add(started.elapsed().as_secs_f64());
+            if eft_meter::is_tracking() {
+                let peak = eft_meter::peak_allocated_bytes().max(heap_base) as u64;
+                self.peak_heap = Some(self.peak_heap.unwrap_or(0).max(peak));
+            }
             self.state.step += 1;
             self.state.loss_sum += loss_value;
             self.state.loss_count += 1;
@@ -370,10 +395,34 @@ impl<'a> Session<'a> {
             tokens_per_second: meter.tokens_per_second(),
             peak_memory_bytes: peak_rss_bytes(),
             sessions: self.state.sessions,
+            meter: Some(self.meter_record(meter)),
         };
         let json = serde_json::to_string_pretty(&record).expect("records serialise");
         write_atomic(&self.dir.join(RECORD_FILE), json.as_bytes())?;
         Ok(record)
+    }
+
+    fn meter_record(&self, meter: &Throughput) -> MeterRecord {
+        let steps = self.state.step.max(1) as f64;
+        let flops_per_step = self.state.flops / steps;
+        let step_seconds = self.times.summary();
+        let achieved = step_seconds.map(|t| flops_per_step / t.median);
+        let price = self.config.meter.usd_per_hour;
+        MeterRecord {
+            total_flops: self.state.flops,
+            flops_per_step,
+            step_seconds,
+            achieved_flops_per_second: achieved,
+            matmul_peak_flops_per_second: self.matmul_peak,
+            fraction_of_peak: achieved.map(|a| a / self.matmul_peak),
+            peak_step_heap_bytes: self.peak_heap,
+            usd_per_hour: price,
+            cost_usd: eft_meter::dollars(meter.seconds(), price),
+            usd_per_million_tokens: eft_meter::dollars_per_million_tokens(
+                meter.tokens_per_second(),
+                price,
+            ),
+        }
     }
 
     fn progress_bar(&self) -> ProgressBar {

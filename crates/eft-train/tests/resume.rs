@@ -72,6 +72,14 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     assert_eq!(strip(&full), strip(&resumed), "evaluation history differs");
     assert_eq!(full.test, resumed.test);
     assert_eq!(full.tokens, resumed.tokens);
+    let (m, n) = (full.meter.clone().unwrap(), resumed.meter.clone().unwrap());
+    assert!(m.total_flops > 0.0 && m.flops_per_step > 0.0);
+    assert_eq!(
+        m.total_flops, n.total_flops,
+        "FLOPs are carried across the resume"
+    );
+    assert!(m.matmul_peak_flops_per_second > 0.0 && m.cost_usd > 0.0);
+    assert!(m.step_seconds.unwrap().median > 0.0);
 
     // The record on disk holds what a reader needs to judge the run.
     let text = std::fs::read_to_string(broken.join(eft_train::RECORD_FILE)).unwrap();

@@ -164,6 +164,18 @@ fn report(record: &RunRecord) {
         "{} steps in {:.1} s, {:.0} tokens/s, peak memory {memory}, {} parameters",
         record.steps_done, record.wall_clock_seconds, record.tokens_per_second, record.parameters
     );
+    if let Some(m) = &record.meter {
+        println!(
+            "{:.3} GFLOP/step, {:.2e} FLOPs in all, {} of the matmul peak, ${:.4} at ${}/h (${:.3} per million tokens)",
+            m.flops_per_step / 1e9,
+            m.total_flops,
+            m.fraction_of_peak
+                .map_or_else(|| "n/a".into(), |f| format!("{:.1}%", 100.0 * f)),
+            m.cost_usd,
+            m.usd_per_hour,
+            m.usd_per_million_tokens
+        );
+    }
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {

@@ -13,6 +13,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Counts heap bytes so runs and profiles can report the peak of a step (see `eft_meter`).
+#[global_allocator]
+static ALLOCATOR: eft_meter::TrackingAllocator = eft_meter::TrackingAllocator;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     tracing_subscriber::fmt()

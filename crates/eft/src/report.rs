@@ -47,8 +47,8 @@ fn record_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn table(records: &[RunRecord]) -> String {
     let mut s = String::from(
-        "| run | attention | test accuracy | majority baseline | steps | wall-clock | tokens/s | peak memory |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| run | attention | test accuracy | majority baseline | steps | wall-clock | tokens/s | peak memory | GFLOP/step | ms/step (p10–p90) | of matmul peak | cost |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in records {
         let accuracy = match (&r.test, r.status) {
@@ -71,8 +71,26 @@ fn table(records: &[RunRecord]) -> String {
                 .collect::<Vec<_>>()
                 .join(" / ")
         };
+        let na = || "n/a".to_string();
+        let (flops, step, share, cost) = match &r.meter {
+            Some(m) => (
+                format!("{:.3}", m.flops_per_step / 1e9),
+                m.step_seconds.map_or_else(na, |t| {
+                    format!(
+                        "{:.1} ({:.1}–{:.1})",
+                        1e3 * t.median,
+                        1e3 * t.p10,
+                        1e3 * t.p90
+                    )
+                }),
+                m.fraction_of_peak
+                    .map_or_else(na, |f| format!("{:.1}%", 100.0 * f)),
+                format!("${:.4}", m.cost_usd),
+            ),
+            None => (na(), na(), na(), na()),
+        };
         s += &format!(
-            "| {} | {} | {} | {:.1}% | {} | {:.0} s | {:.0} | {} |\n",
+            "| {} | {} | {} | {:.1}% | {} | {:.0} s | {:.0} | {} | {flops} | {step} | {share} | {cost} |\n",
             r.config.name,
             attention.trim(),
             accuracy,

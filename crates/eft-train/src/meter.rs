@@ -1,0 +1,73 @@
+//! The meter's figures for a run: FLOPs, time per step, heap peak, matmul peak and cost.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use eft_meter::TimeSummary;
+use serde::{Deserialize, Serialize};
+
+/// How runs are priced. TOML section `[meter]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterConfig {
+    /// Price of the machine in US dollars per hour. Default: a 2-vCPU cloud instance,
+    /// [`eft_meter::CPU_USD_PER_HOUR`]; use e.g. [`eft_meter::H100_USD_PER_HOUR`] for a GPU.
+    #[serde(default = "cpu_price")]
+    pub usd_per_hour: f64,
+}
+
+fn cpu_price() -> f64 {
+    eft_meter::CPU_USD_PER_HOUR
+}
+
+impl Default for MeterConfig {
+    fn default() -> Self {
+        Self {
+            usd_per_hour: cpu_price(),
+        }
+    }
+}
+
+/// FLOPs, time, memory and cost of a run, as `record.json` reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeterRecord {
+    /// Analytic FLOPs of all training steps so far (forward + backward).
+    pub total_flops: f64,
+    /// `total_flops / steps`.
+    pub flops_per_step: f64,
+    /// Seconds per training step in the last session, warm-up excluded.
+    pub step_seconds: Option<TimeSummary>,
+    /// `flops_per_step / median step seconds`.
+    pub achieved_flops_per_second: Option<f64>,
+    /// FLOP/s of a large matrix product on the same device, measured at the session's start.
+    pub matmul_peak_flops_per_second: f64,
+    /// `achieved / matmul peak`.
+    pub fraction_of_peak: Option<f64>,
+    /// Most heap bytes in use at once during a training step of the last session (needs the
+    /// `eft` binary's tracking allocator; `None` without it).
+    pub peak_step_heap_bytes: Option<u64>,
+    /// The price used, US dollars per hour.
+    pub usd_per_hour: f64,
+    /// Wall-clock training time priced at `usd_per_hour`.
+    pub cost_usd: f64,
+    /// Dollars per million training tokens at the run's tokens/s.
+    pub usd_per_million_tokens: f64,
+}
+
+/// FLOP/s of an `n × n` by `n × n` matrix product on `device`: the median of three after one
+/// warm-up, counting `2·n³` FLOPs.
+pub fn matmul_peak(device: &Device, n: usize) -> f64 {
+    let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let mut times: Vec<f64> = (0..4)
+        .map(|_| {
+            let started = Instant::now();
+            let c = a.clone().matmul(b.clone());
+            std::hint::black_box(c.into_data());
+            started.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    2.0 * (n as f64).powi(3) / times[1]
+}
