@@ -43,6 +43,10 @@ pub struct ReportArgs {
     /// Run folders (each holds a record.json), or folders of run folders.
     #[arg(value_name = "RUN_DIR", required = true)]
     pub runs: Vec<PathBuf>,
+    /// Also draw the accuracy / speed / memory bubble chart of the finished runs into this
+    /// folder (`bubbles.png`, `bubbles.svg`).
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
 }
 
 /// What `eft profile` measures.
@@ -98,9 +102,14 @@ pub struct SweepArgs {
         default_value = "1024,2048,4096,8192,16384"
     )]
     pub lens: Vec<usize>,
-    /// Skip a configuration whose estimated peak memory exceeds this many GiB.
+    /// Skip a configuration whose estimated peak memory exceeds this many GiB (recorded as out
+    /// of memory, like one whose process dies allocating).
     #[arg(long, default_value_t = 16.0)]
     pub max_gib: f64,
+    /// Stop a configuration that runs longer than this many seconds (recorded as over budget);
+    /// longer lengths of that mechanism are then not tried.
+    #[arg(long, default_value_t = 900.0)]
+    pub max_seconds: f64,
     /// Timed passes per configuration.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,

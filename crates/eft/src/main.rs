@@ -6,6 +6,7 @@
 mod args;
 mod attn;
 mod commands;
+mod plot;
 mod profile;
 mod report;
 

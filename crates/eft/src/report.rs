@@ -7,6 +7,7 @@ use anyhow::Context;
 use eft_train::{RECORD_FILE, RunRecord, RunStatus};
 
 use crate::args::ReportArgs;
+use crate::plot::Bubble;
 
 /// Runs the command.
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -27,7 +28,39 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     print!("{}", table(&records));
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let runs = bubbles(&records);
+        anyhow::ensure!(!runs.is_empty(), "no finished run to plot");
+        for path in crate::plot::bubbles(
+            &dir.join("bubbles"),
+            "Accuracy, speed and memory (bubble area: peak memory)",
+            "training tokens per second",
+            &runs,
+        )? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Finished runs as bubbles: test accuracy against tokens/s, area by peak memory.
+fn bubbles(records: &[RunRecord]) -> Vec<Bubble> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let test = r
+                .test
+                .as_ref()
+                .filter(|_| r.status == RunStatus::Finished)?;
+            Some(Bubble {
+                name: r.config.model.attention.name().to_string(),
+                speed: r.tokens_per_second,
+                accuracy: 100.0 * test.accuracy,
+                memory: r.peak_memory_bytes.unwrap_or(1) as f64,
+            })
+        })
+        .collect()
 }
 
 /// `path/record.json`, or the records of the run folders directly inside `path`.

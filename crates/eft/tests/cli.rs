@@ -389,4 +389,41 @@ fn profile_measures_one_call_and_a_sweep_writes_its_table() {
         table.contains("| full |") && table.contains("| local |"),
         "{table}"
     );
+    assert!(table.contains("LRA Table 2"), "{table}");
+    let csv = std::fs::read_to_string(dir.path().join("attention-cpu.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    for chart in ["attention-time.png", "attention-memory.svg"] {
+        let len = std::fs::metadata(dir.path().join(chart)).map_or(0, |m| m.len());
+        assert!(len > 1000, "{chart}: {len} bytes");
+    }
+
+    // A time budget stops a mechanism cleanly: recorded, and longer lengths not tried.
+    let budget = eft()
+        .args([
+            "profile",
+            "sweep",
+            "--mechanisms",
+            "full",
+            "--lens",
+            "256,512",
+            "--repeats",
+            "1",
+            "--max-seconds",
+            "0.001",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        budget.status.success(),
+        "{}",
+        String::from_utf8_lossy(&budget.stderr)
+    );
+    let table = std::fs::read_to_string(dir.path().join("attention-cpu.md")).unwrap();
+    assert!(
+        table.contains("over budget: more than 0.001 s")
+            && table.contains("over budget at a shorter length"),
+        "{table}"
+    );
 }
