@@ -87,6 +87,10 @@ pub struct AttentionProfileArgs {
     /// Timed passes after one warm-up pass; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Measure a whole training step (forward and backward) of this preset's model with the
+    /// mechanism, instead of the attention call alone: `quick` or `paper` (LRA's ListOps model).
+    #[arg(long, value_name = "PRESET")]
+    pub model: Option<String>,
 }
 
 /// Arguments of `eft profile sweep`.
@@ -113,6 +117,10 @@ pub struct SweepArgs {
     /// Timed passes per configuration.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Measure whole training steps of this preset's model (`quick` or `paper`) instead of single
+    /// attention calls; results go to <out>/model-PRESET-cpu.* instead of attention-cpu.*.
+    #[arg(long, value_name = "PRESET")]
+    pub model: Option<String>,
     /// A parameter given to every mechanism of this sweep, as NAME=VALUE (repeatable); the
     /// table labels such rows with their parameters.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]

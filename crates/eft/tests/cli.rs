@@ -333,6 +333,31 @@ fn profile_measures_one_call_and_a_sweep_writes_its_table() {
     assert!(m["seconds"].as_f64().unwrap() > 0.0);
     assert!(m["flops"].as_f64().unwrap() > 0.0);
 
+    // A whole training step of the quick model: more FLOPs than the attention call alone.
+    let model = run(&[
+        "profile",
+        "attention",
+        "--mechanism",
+        "sliding",
+        "--param",
+        "window=8",
+        "--len",
+        "64",
+        "--repeats",
+        "1",
+        "--model",
+        "quick",
+    ]);
+    assert!(
+        model.status.success(),
+        "{}",
+        String::from_utf8_lossy(&model.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&model.stdout).unwrap();
+    assert!(s["seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(s["head_dim"], 16, "the quick model's heads");
+    assert!(s["flops"].as_f64().unwrap() > m["flops"].as_f64().unwrap());
+
     let dir = tempfile::tempdir().unwrap();
     let sweep = eft()
         .args([

@@ -4,6 +4,7 @@
 //! measures that configuration alone; the tracking allocator gives the heap's peak as well. Times
 //! are medians of repeated passes after a warm-up.
 
+mod model;
 mod sweep;
 mod table;
 
@@ -112,6 +113,9 @@ fn analytic(args: &AttentionProfileArgs, config: &AttentionConfig) -> (f64, f64)
 fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
     let config = AttentionConfig::from_name_and_params(&args.mechanism, &args.params)?;
     config.check_causal(args.causal)?;
+    if let Some(preset) = &args.model {
+        return model::measure(args, preset, config);
+    }
     config.check_shape(args.len, args.heads)?;
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();

@@ -33,6 +33,11 @@ fn measure_in_child(one: &AttentionProfileArgs, budget: Duration) -> anyhow::Res
         .args(["--len", &one.len.to_string()])
         .args(["--repeats", &one.repeats.to_string()])
         .args(
+            one.model
+                .iter()
+                .flat_map(|p| ["--model".to_string(), p.clone()]),
+        )
+        .args(
             one.params
                 .iter()
                 .flat_map(|(k, v)| ["--param".to_string(), format!("{k}={v}")]),
@@ -93,6 +98,11 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
         args.mechanisms.clone()
     };
     let budget = Duration::from_secs_f64(args.max_seconds);
+    // A model holds every layer's attention for the backward pass.
+    let layers = match &args.model {
+        Some(p) => eft_train::preset("listops", p)?.model.n_layers as f64,
+        None => 1.0,
+    };
     let mut results = Vec::new();
     for name in &names {
         // Once a mechanism runs out of memory or time, longer lengths are not tried.
@@ -107,10 +117,11 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                 head_dim: 64,
                 causal: false,
                 repeats: args.repeats,
+                model: args.model.clone(),
             };
             let config = AttentionConfig::from_name_and_params(name, &args.params)?;
             let cost = analytic(&one, &config);
-            let estimate = PEAK_OVER_SAVED * cost.1 / f64::from(1u32 << 30);
+            let estimate = PEAK_OVER_SAVED * cost.1 * layers / f64::from(1u32 << 30);
             let m = if let Some(why) = &stopped {
                 Measurement::skipped(&one, cost, why.clone())
             } else if estimate > args.max_gib {
@@ -157,7 +168,17 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
 fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let path = args.out.join("attention-cpu.json");
+    let (stem, what) = match &args.model {
+        Some(p) => (
+            format!("model-{p}"),
+            format!("One training step (forward and backward) of the `{p}` ListOps model, B=1"),
+        ),
+        None => (
+            "attention".to_string(),
+            "Forward+backward of one attention call, B=1, H=4, D=64".to_string(),
+        ),
+    };
+    let path = args.out.join(format!("{stem}-cpu.json"));
     let earlier: Vec<Measurement> = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -179,11 +200,11 @@ fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> 
     let json = serde_json::to_string_pretty(&results)?;
     eft_train::write_atomic(&path, json.as_bytes())?;
     eft_train::write_atomic(
-        &args.out.join("attention-cpu.csv"),
+        &args.out.join(format!("{stem}-cpu.csv")),
         csv(&results).as_bytes(),
     )?;
-    let table = markdown(&results);
-    eft_train::write_atomic(&args.out.join("attention-cpu.md"), table.as_bytes())?;
+    let table = markdown(&results, &what);
+    eft_train::write_atomic(&args.out.join(format!("{stem}-cpu.md")), table.as_bytes())?;
     println!("{table}");
     let series = |value: fn(&Measurement) -> Option<f64>| -> Vec<Series> {
         let mut out: Vec<Series> = Vec::new();
@@ -201,37 +222,29 @@ fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> 
         out
     };
     let charts = [
+        ("time", "Time per pass", "seconds", series(|m| m.seconds)),
         (
-            "attention-time",
-            "Forward+backward time (B=1, H=4, D=64)",
-            "seconds",
-            series(|m| m.seconds),
-        ),
-        (
-            "attention-memory",
-            "Peak memory above baseline (B=1, H=4, D=64)",
+            "memory",
+            "Peak memory above baseline",
             "MiB",
             series(|m| m.peak_bytes.map(|b| b as f64 / f64::from(1u32 << 20))),
         ),
     ];
-    for (stem, title, unit, lines) in charts {
+    for (kind, title, unit, lines) in charts {
         if lines.is_empty() {
             continue;
         }
+        let chart = args.out.join(format!("{stem}-{kind}"));
         // A chart that cannot be drawn (no font) loses the picture, not the measurements.
-        if let Err(e) = log_log(
-            &args.out.join(stem),
-            title,
-            "sequence length N",
-            unit,
-            &lines,
-        ) {
-            eprintln!("warning: {stem} not drawn: {e:#}");
+        if let Err(e) = log_log(&chart, title, "sequence length N", unit, &lines) {
+            eprintln!("warning: {} not drawn: {e:#}", chart.display());
         }
     }
     eprintln!(
         "wrote {}",
-        args.out.join("attention-cpu.{json,csv,md}").display()
+        args.out
+            .join(format!("{stem}-cpu.{{json,csv,md}}"))
+            .display()
     );
     Ok(())
 }

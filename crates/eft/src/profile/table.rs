@@ -17,8 +17,8 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1u32 << 20)
 }
 
-/// Both Markdown tables.
-pub fn markdown(results: &[Measurement]) -> String {
+/// Both Markdown tables; `what` names what one measurement is.
+pub fn markdown(results: &[Measurement], what: &str) -> String {
     let mut lens: Vec<usize> = results.iter().map(|m| m.len).collect();
     lens.sort_unstable();
     lens.dedup();
@@ -35,9 +35,9 @@ pub fn markdown(results: &[Measurement]) -> String {
             *s += &format!(" N={len} |");
         }
     };
-    let mut s = String::from(
-        "Forward+backward of one attention call, B=1, H=4, D=64, default parameters unless the row\n\
-         names them, f32 on the CPU.\n\
+    let mut s = format!(
+        "{what}, default parameters unless the row names\n\
+         them, f32 on the CPU.\n\
          Each cell: median seconds / peak MiB above the process baseline; the last column is the\n\
          peak-memory ratio between the two longest measured lengths.\n\n",
     );
@@ -167,7 +167,10 @@ mod tests {
             m("local", 1024, Some(0.1), Some(25 * mib)),
             m("local", 2048, Some(0.2), Some(50 * mib)),
         ];
-        let md = markdown(&rows);
+        let md = markdown(
+            &rows,
+            "Forward+backward of one attention call, B=1, H=4, D=64",
+        );
         assert!(
             md.contains("| local | 0.100 s / 25 MiB | 0.200 s / 50 MiB | 2.00 |"),
             "{md}"

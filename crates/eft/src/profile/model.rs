@@ -1,0 +1,84 @@
+//! `eft profile attention --model PRESET`: a whole training step of a preset's model.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use eft_attention::AttentionConfig;
+use eft_model::TaskDims;
+use eft_train::params::materialize;
+use eft_train::seeding::with_seed;
+
+use super::Measurement;
+use crate::args::AttentionProfileArgs;
+
+/// Token ids and classes of the synthetic batches (ListOps-sized).
+const VOCAB: usize = 16;
+const CLASSES: usize = 10;
+
+/// Forward, loss and backward of `preset`'s ListOps model with `attention`, on random tokens of
+/// `[batch, len]` (no optimiser step): median seconds, peak memory, the model's FLOPs per step.
+pub fn measure(
+    args: &AttentionProfileArgs,
+    preset: &str,
+    attention: AttentionConfig,
+) -> anyhow::Result<Measurement> {
+    let mut run = eft_train::preset("listops", preset)?;
+    run.model.attention = attention;
+    run.model.dropout = 0.0;
+    let dims = TaskDims {
+        vocab_size: VOCAB,
+        max_len: args.len,
+        n_classes: CLASSES,
+    };
+    let before = eft_meter::rss_bytes().unwrap_or(0);
+    let device = Device::flex().autodiff();
+    let model = with_seed(&device, 0, || {
+        let m = run.model.init(dims, &device)?;
+        materialize(&m);
+        Ok::<_, eft_model::ModelError>(m)
+    })?;
+    let (tokens, labels) = with_seed(&device, 1, || {
+        let tokens = Tensor::<2>::random(
+            [args.batch, args.len],
+            Distribution::Uniform(1.0, VOCAB as f64),
+            &device,
+        )
+        .int();
+        let labels = Tensor::<1>::random(
+            [args.batch],
+            Distribution::Uniform(0.0, CLASSES as f64),
+            &device,
+        )
+        .int();
+        (tokens, labels)
+    });
+    let padding = Tensor::<2, Int>::zeros([args.batch, args.len], &device).bool();
+    let heap_before = eft_meter::reset_peak();
+    let mut times = Vec::new();
+    for pass in 0..=args.repeats {
+        let started = Instant::now();
+        let logits = model.forward(tokens.clone(), padding.clone());
+        let loss = eft_train::cross_entropy(logits, labels.clone());
+        std::hint::black_box(loss.backward());
+        if pass > 0 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let cost = model.cost(args.batch, args.len);
+    Ok(Measurement {
+        heads: run.model.n_heads,
+        head_dim: run.model.d_model / run.model.n_heads,
+        seconds: times.get(times.len() / 2).copied(),
+        seconds_range: times.first().zip(times.last()).map(|(a, b)| (*a, *b)),
+        peak_bytes: eft_meter::peak_rss_bytes().map(|peak| peak.saturating_sub(before)),
+        heap_peak_bytes: eft_meter::is_tracking()
+            .then(|| eft_meter::peak_allocated_bytes().saturating_sub(heap_before) as u64),
+        note: None,
+        ..Measurement::skipped(
+            args,
+            (cost.step_flops(), cost.attention_saved_bytes),
+            String::new(),
+        )
+    })
+}
