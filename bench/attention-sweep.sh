@@ -12,3 +12,7 @@ $eft profile sweep --out bench/results --max-gib 20 --repeats 1 \
 $eft profile sweep --out bench/results --max-gib 20 --repeats 1 \
   --mechanisms xl --param segment=512 --param mem_len=512 \
   --lens 1024,2048,4096,8192,16384,32768,65536
+# Whole training steps of the quick ListOps model, one mechanism per family.
+$eft profile sweep --out bench/results --max-gib 20 --repeats 1 --max-seconds 300 --model quick \
+  --mechanisms full,flash,local,bigbird,longformer,linear,performer,linformer,nystrom,lsh,sinkhorn \
+  --lens 1024,2048,4096,8192
