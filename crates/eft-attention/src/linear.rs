@@ -32,13 +32,14 @@ impl LinearAttention {
         kernel_attention(fq, fk, input.v, input.key_padding, input.causal)
     }
 
-    /// FLOPs and saved bytes of the non-causal form: two `N × D × D` products and the
-    /// normaliser; the feature maps and the `D × D` state are kept.
+    /// FLOPs and saved bytes of the non-causal form: the feature maps (3 per element: compare,
+    /// exponential, add), two `N × D × D` products, the key sum, the normaliser and the division;
+    /// the feature maps and the `D × D` state are kept.
     pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d) = (shape.len as f64, shape.head_dim as f64);
         AttentionCost {
-            forward_flops: bh * (4.0 * n * d * d + 6.0 * n * d),
+            forward_flops: bh * (4.0 * n * d * d + 10.0 * n * d),
             backward_flops: bh * (8.0 * n * d * d + 8.0 * n * d),
             saved_bytes: bh * (2.0 * n * d + d * d) * 4.0,
         }

@@ -152,7 +152,9 @@ impl PerformerAttention {
             self.features as f64,
         );
         AttentionCost {
-            forward_flops: bh * (4.0 * n * d * m + 4.0 * n * m * d + 8.0 * n * m),
+            // Per input (q, k): scaling, projection, squared norm, stabiliser, shift, exp and
+            // normalisation: 3ND + 2NDm + N + 5Nm; then kernel attention: 3Nm + 4NmD + ND.
+            forward_flops: bh * (8.0 * n * d * m + 13.0 * n * m + 7.0 * n * d + 2.0 * n),
             backward_flops: bh * (8.0 * n * d * m + 8.0 * n * m * d + 8.0 * n * m),
             saved_bytes: bh * (2.0 * n * m + m * d) * 4.0,
         }

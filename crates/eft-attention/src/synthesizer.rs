@@ -213,9 +213,14 @@ impl SynthesizerAttention {
             SynthesizerMode::Random => 0.0,
             SynthesizerMode::FactorizedRandom => 2.0 * n * n * self.first.dims()[2] as f64,
         };
-        let dot = if self.mix { 2.0 * n * n * d } else { 0.0 };
+        let dot = if self.mix {
+            2.0 * n * n * d + n * n
+        } else {
+            0.0
+        };
         AttentionCost {
-            forward_flops: bh * (logits + dot + 2.0 * n * n * d + 6.0 * n * n),
+            // Softmax: max, shift, exp, sum, divide; the dot product adds its scaling.
+            forward_flops: bh * (logits + dot + 2.0 * n * n * d + 5.0 * n * n),
             backward_flops: bh * (2.0 * (logits + dot) + 4.0 * n * n * d + 5.0 * n * n),
             saved_bytes: bh * n * n * 4.0,
         }
