@@ -110,14 +110,17 @@ impl NystromAttention {
             .conv
             .as_ref()
             .map_or(0.0, |c| 2.0 * n * d * c.weight.dims()[2] as f64);
-        let forward = 4.0 * m * n * d // landmarks
+        let forward = 4.0 * m * n * d // landmarks: the dense segment-mean products
             + 2.0 * (2.0 * n * m * d + 6.0 * n * m) // q·k̃ᵀ and q̃·kᵀ with softmax
             + 2.0 * m * m * d + 6.0 * m * m
-            + iters * 8.0 * m * m * m
+            + 3.0 * m * m + 2.0 * m + 1.0 // the pseudo-inverse's starting point
+            + iters * (8.0 * m * m * m + 7.0 * m * m)
             + 2.0 * m * n * d + 2.0 * m * m * d + 2.0 * n * m * d
             + conv;
+        // The segment-mean weights are built once per batch row, not per head.
+        let means = shape.batch as f64 * 3.0 * m * n;
         AttentionCost {
-            forward_flops: bh * forward,
+            forward_flops: bh * forward + means,
             backward_flops: bh * 2.0 * forward,
             saved_bytes: bh * (2.0 * n * m + (3.0 * iters + 2.0) * m * m + 2.0 * m * d) * 4.0,
         }

@@ -146,24 +146,29 @@ impl XlAttention {
         Tensor::cat(outs, 2)
     }
 
-    /// FLOPs and saved bytes of a call on `shape`: one segment of `N` queries over `N + mem_len`
-    /// keys, or, with `segment` set and shorter than `N`, the sum over the segments, each seeing
-    /// the memory available before it. Scores by content and by distance, the distance
+    /// FLOPs and saved bytes of a call on `shape`: one segment of `N` queries over its own keys,
+    /// or, with `segment` set and shorter than `N`, the sum over the segments, each seeing the
+    /// memory available before it. Scores by content and by distance, the distance
     /// encodings, softmax and the product with values; both score matrices are kept.
     pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let d = shape.head_dim as f64;
         let one = |queries: usize, memory: usize| {
             let (n, keys) = (queries as f64, (queries + memory) as f64);
-            let span = keys + n;
-            let forward = 4.0 * n * keys * d
+            let span = keys + n - 1.0;
+            // Biases added to q twice; content and position scores; the distance encodings'
+            // projection (once per batch); sum, scale, mask, softmax, visibility; values.
+            let forward = 2.0 * n * d
+                + 2.0 * n * keys * d
                 + 2.0 * n * span * d
                 + 2.0 * span * d * d / shape.batch as f64
-                + 7.0 * n * keys;
+                + 9.0 * n * keys
+                + 2.0 * n * keys * d;
             (forward, (2.0 * n * keys + n * span) * 4.0)
         };
+        // Memory exists only between segments: a single call attends to itself alone.
         let (forward, saved) = if self.segment == 0 || self.segment >= shape.len {
-            one(shape.len, self.mem_len)
+            one(shape.len, 0)
         } else {
             (0..shape.len)
                 .step_by(self.segment)

@@ -293,3 +293,155 @@ fn flash_performer_and_synthesizer_formulas_count_what_their_loops_do() {
         &out,
     );
 }
+
+/// `a·b` for row-major matrices, counted.
+fn matmul(c: &mut Count, a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    a.iter()
+        .map(|r| {
+            (0..b[0].len())
+                .map(|j| {
+                    let col: Vec<f64> = b.iter().map(|x| x[j]).collect();
+                    c.dot(r, &col)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Row-wise softmax of `a·bᵀ/√D`, counted: dot products, scale, then 5 per entry.
+fn kernel(c: &mut Count, a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let scale = 1.0 / (a[0].len() as f64).sqrt();
+    a.iter()
+        .map(|r| {
+            let s: Vec<f64> = b.iter().map(|k| c.dot(r, k) * scale).collect();
+            let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+            let z: f64 = e.iter().sum();
+            c.0 += 6.0 * s.len() as f64;
+            e.iter().map(|x| x / z).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn nystrom_formula_counts_what_its_loops_do() {
+    let device = Device::flex();
+    let (q, k, v, _) = random_qkv(DIMS, 4, &device);
+    let (qr, kr, vr) = (rows(&q), rows(&k), rows(&v));
+    let (n, m, iters) = (12usize, 4usize, 3usize);
+    let nystrom = build("nystrom", &[("landmarks", "4"), ("pinv_iters", "3")]);
+    let mut c = Count::default();
+    // Segment-mean weights (membership × real, count, divide), then dense products.
+    c.0 += 3.0 * (m * n) as f64;
+    let means: Vec<Vec<f64>> = (0..m)
+        .map(|l| {
+            (0..n)
+                .map(|j| if j * m / n == l { 1.0 / 3.0 } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    let (ql, kl) = (matmul(&mut c, &means, &qr), matmul(&mut c, &means, &kr));
+    let f = kernel(&mut c, &qr, &kl);
+    let a = kernel(&mut c, &ql, &kl);
+    let b = kernel(&mut c, &ql, &kr);
+    let bv = matmul(&mut c, &b, &vr);
+    // Newton–Schulz from Aᵀ / (‖A‖₁·‖A‖∞).
+    let col = (0..m)
+        .map(|j| (0..m).map(|i| a[i][j]).sum::<f64>())
+        .fold(0.0, f64::max);
+    let row = a.iter().map(|r| r.iter().sum::<f64>()).fold(0.0, f64::max);
+    c.0 += 3.0 * (m * m) as f64 + 2.0 * m as f64 + 1.0;
+    let mut z: Vec<Vec<f64>> = (0..m)
+        .map(|i| (0..m).map(|j| a[j][i] / (col * row)).collect())
+        .collect();
+    let less = |c: &mut Count, s: f64, x: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        c.0 += 2.0 * (m * m) as f64; // s·I, then the difference
+        (0..m)
+            .map(|i| {
+                (0..m)
+                    .map(|j| if i == j { s } else { 0.0 } - x[i][j])
+                    .collect()
+            })
+            .collect()
+    };
+    for _ in 0..iters {
+        let az = matmul(&mut c, &a, &z);
+        let inner = less(&mut c, 7.0, &az);
+        let t = matmul(&mut c, &az, &inner);
+        let inner = less(&mut c, 15.0, &t);
+        let t = matmul(&mut c, &az, &inner);
+        let inner = less(&mut c, 13.0, &t);
+        z = matmul(&mut c, &z, &inner);
+        c.0 += (m * m) as f64;
+        z.iter_mut().flatten().for_each(|x| *x *= 0.25);
+    }
+    let zbv = matmul(&mut c, &z, &bv);
+    let out = matmul(&mut c, &f, &zbv);
+    let got = nystrom.forward(AttentionInput::new(q, k, v));
+    check(
+        "nystrom",
+        nystrom.cost(shape()).forward_flops,
+        &c,
+        got,
+        &out,
+    );
+}
+
+#[test]
+fn xl_formula_counts_what_its_loops_do() {
+    let device = Device::flex();
+    let (q, k, v, _) = random_qkv(DIMS, 6, &device);
+    let (qr, kr, vr) = (rows(&q), rows(&k), rows(&v));
+    let xl = build("xl", &[]);
+    let eft_attention::Attention::Xl(m) = &xl else {
+        unreachable!()
+    };
+    let (n, d) = (12usize, 4usize);
+    let (u, pv, w) = (
+        to_f64(m.content_bias.val()),
+        to_f64(m.position_bias.val()),
+        to_f64(m.position_proj.val()),
+    );
+    let mut c = Count::default();
+    // Every distance i − j from −(N−1) to N−1, encoded (free: a table) and projected by W_r.
+    let span = 2 * n - 1;
+    let distances: Vec<f64> = (0..span).map(|x| x as f64 - (n as f64 - 1.0)).collect();
+    let enc = rows(&eft_attention::sinusoid(&distances, d, &device).reshape([1, 1, span, d]));
+    let wr: Vec<Vec<f64>> = (0..d).map(|e| w[e * d..(e + 1) * d].to_vec()).collect();
+    let r = matmul(&mut c, &enc, &wr);
+    c.0 += 2.0 * (n * d) as f64; // q + u, q + v
+    let qu: Vec<Vec<f64>> = qr
+        .iter()
+        .map(|x| x.iter().zip(&u).map(|(a, b)| a + b).collect())
+        .collect();
+    let qv: Vec<Vec<f64>> = qr
+        .iter()
+        .map(|x| x.iter().zip(&pv).map(|(a, b)| a + b).collect())
+        .collect();
+    let by_distance: Vec<Vec<f64>> = qv
+        .iter()
+        .map(|x| r.iter().map(|rr| c.dot(x, rr)).collect())
+        .collect();
+    let out: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let s: Vec<f64> = (0..n)
+                .map(|j| {
+                    (c.dot(&qu[i], &kr[j]) + by_distance[i][i + n - 1 - j]) / (d as f64).sqrt()
+                })
+                .collect();
+            // Sum and scale, mask, softmax (max, shift, exp, sum, divide), visibility.
+            c.0 += 9.0 * n as f64;
+            let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+            let z: f64 = e.iter().sum();
+            (0..d)
+                .map(|col| {
+                    c.0 += 2.0 * n as f64;
+                    (0..n).map(|j| e[j] / z * vr[j][col]).sum()
+                })
+                .collect()
+        })
+        .collect();
+    let got = xl.forward(AttentionInput::new(q, k, v));
+    check("xl", xl.cost(shape()).forward_flops, &c, got, &out);
+}
