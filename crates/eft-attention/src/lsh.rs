@@ -255,19 +255,35 @@ impl LshAttention {
         (undo_rows(out, dim), undo_rows(lse, 1))
     }
 
-    /// FLOPs and saved bytes per round: hashing (`N·D·buckets`), scores and products over
-    /// `2·chunk` keys per query; the chunked probabilities and sorted copies are kept.
+    /// FLOPs and saved bytes of a non-causal call (causal adds one comparison per scored pair
+    /// and round). Once: the key normalisation. Per round: hashing (projection, negation,
+    /// argmax), and over the `2·chunk` keys of each padded position: scores and scale, two
+    /// comparisons and two fills, the log-sum-exp and weights (8 per pair), the values; sorting
+    /// moves integers and is not counted. Rounds are then combined by a softmax over rounds.
+    /// The chunked probabilities and sorted copies are kept.
     pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d) = (shape.len as f64, shape.head_dim as f64);
-        let c = self.chunk.min(shape.len) as f64;
-        let r = self.hashes as f64;
-        let pairs = 2.0 * n * c;
-        let hash = n * d * self.buckets as f64;
+        let c = self.chunk.min(shape.len);
+        let padded = shape.len.div_ceil(c) * c;
+        let (np, r) = (padded as f64, self.hashes as f64);
+        let pairs = 2.0 * np * c as f64;
+        let hash = if self.buckets > 1 {
+            let b = self.buckets as f64;
+            n * d * b + 1.5 * n * b
+        } else {
+            0.0
+        };
+        let round = hash + pairs * (4.0 * d + 13.0) + 3.0 * np;
+        let combine = if self.hashes > 1 {
+            5.0 * r * n + (2.0 * r - 1.0) * n * d
+        } else {
+            0.0
+        };
         AttentionCost {
-            forward_flops: bh * r * (hash + 4.0 * pairs * d + 8.0 * pairs + n * n.log2().max(1.0)),
+            forward_flops: bh * (3.0 * n * d + 2.0 * n + r * round + combine),
             backward_flops: bh * r * (8.0 * pairs * d + 5.0 * pairs),
-            saved_bytes: bh * r * (pairs + 6.0 * n * d) * 4.0,
+            saved_bytes: bh * r * (pairs + 6.0 * np * d) * 4.0,
         }
     }
 }

@@ -246,8 +246,9 @@ impl SinkhornAttention {
         self.attend_sorted(input, p)
     }
 
-    /// FLOPs and saved bytes: block summaries, the sorting network and Sinkhorn on `n × n`, the
-    /// mixing `P·blocks`, and attention over `b + w` keys per query (`w` = b, or k·b with SortCut).
+    /// FLOPs and saved bytes of a non-causal call: block summaries, the sorting network and
+    /// Sinkhorn on `n × n` blocks, the mixing `P·blocks`, and attention over `b + w` keys per
+    /// query (`w` = b, or k·b with SortCut); causal adds the masking of the sorting scores.
     pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (b, nb) = self.blocks(shape.len);
@@ -258,15 +259,26 @@ impl SinkhornAttention {
             (self.sortcut.min(nb) * b) as f64
         };
         let keys = bf + width;
-        let forward = n * d
-            + 2.0 * nbf * d * (d + nbf)
-            + self.iters as f64 * 8.0 * nbf * nbf
-            + 2.0 * 2.0 * nbf * nbf * bf * d
-            + 4.0 * n * keys * d
-            + 6.0 * n * keys;
+        let pairs = n * keys;
+        // Sorting: masked key sums and means, the network, temperature, Sinkhorn iterations
+        // (two log-normalisations of 5 per entry and 2 per row each), the final exponential.
+        let sorting = 2.0 * n * d
+            + nbf * d
+            + 2.0 * nbf * d * d
+            + 2.0 * nbf * d
+            + 2.0 * nbf * nbf * d
+            + 2.0 * nbf * nbf
+            + self.iters as f64 * (10.0 * nbf * nbf + 4.0 * nbf)
+            + nbf * nbf;
+        // Attending: masked keys and values, mixing by P, real shares, their test and log,
+        // then per scored pair: score, scale, bias, fill, softmax, visibility, values.
+        let attending =
+            2.0 * n * d + 4.0 * nbf * n * d + 2.0 * nbf * n + 3.0 * n + pairs * (4.0 * d + 9.0);
+        // The real-token counts and their comparison are per batch row, not per head.
+        let per_row = 2.0 * n + nbf;
         AttentionCost {
-            forward_flops: bh * forward,
-            backward_flops: bh * 2.0 * forward,
+            forward_flops: bh * (sorting + attending) + shape.batch as f64 * per_row,
+            backward_flops: bh * 2.0 * (sorting + attending),
             saved_bytes: bh
                 * (n * keys + 2.0 * nbf * bf * d + (2.0 * self.iters as f64 + 1.0) * nbf * nbf)
                 * 4.0,

@@ -445,3 +445,232 @@ fn xl_formula_counts_what_its_loops_do() {
     let got = xl.forward(AttentionInput::new(q, k, v));
     check("xl", xl.cost(shape()).forward_flops, &c, got, &out);
 }
+
+#[test]
+fn lsh_formula_counts_what_its_loops_do() {
+    let device = Device::flex();
+    let (q, _, v, _) = random_qkv(DIMS, 7, &device);
+    let (qr, vr) = (rows(&q), rows(&v));
+    let (n, d, chunk, buckets, hashes) = (12usize, 4usize, 4usize, 4usize, 2usize);
+    let lsh = build("lsh", &[("buckets", "4"), ("chunk", "4"), ("hashes", "2")]);
+    let eft_attention::Attention::Lsh(m) = &lsh else {
+        unreachable!()
+    };
+    let rot = m.rotations(1, d); // [hashes, 1, D, buckets/2]
+    let mut c = Count::default();
+    // Keys: unit-normalised queries (square, sum, sqrt, clamp, divide).
+    c.0 += 3.0 * (n * d) as f64 + 2.0 * n as f64;
+    let keys: Vec<Vec<f64>> = qr
+        .iter()
+        .map(|x| {
+            let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-6);
+            x.iter().map(|v| v / norm).collect()
+        })
+        .collect();
+    let (mut outs, mut lses) = (Vec::new(), Vec::new());
+    for r in 0..hashes {
+        // Hash: x·R (N·D·b/2 multiply-adds), its negation, argmax over b.
+        c.0 += (n * d * buckets) as f64 + 1.5 * (n * buckets) as f64;
+        let bucket: Vec<usize> = qr
+            .iter()
+            .map(|x| {
+                let half = buckets / 2;
+                let p: Vec<f64> = (0..half)
+                    .map(|h| {
+                        (0..d)
+                            .map(|e| x[e] * rot[(r * d + e) * half + h] as f64)
+                            .sum()
+                    })
+                    .collect();
+                let all: Vec<f64> = p.iter().copied().chain(p.iter().map(|x| -x)).collect();
+                (0..buckets)
+                    .max_by(|&a, &b| all[a].total_cmp(&all[b]))
+                    .unwrap()
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&j| (bucket[j], j));
+        let mut out = vec![vec![0.0; d]; n];
+        let mut lse = vec![0.0; n];
+        for (rank, &i) in order.iter().enumerate() {
+            let ch = rank / chunk;
+            // Scored slots: own chunk, then the previous one (chunk 0's is a masked copy).
+            let slots: Vec<Option<usize>> = (0..2 * chunk)
+                .map(|s| {
+                    let from = if s < chunk {
+                        ch
+                    } else if ch == 0 {
+                        usize::MAX
+                    } else {
+                        ch - 1
+                    };
+                    (from != usize::MAX).then(|| order[from * chunk + s % chunk])
+                })
+                .collect();
+            // Per slot: score (2D) and scale, two comparisons, two fills, max, shift, exp,
+            // visibility, sum, and for the weights shift, exp, visibility; then the values.
+            c.0 += (2 * chunk) as f64 * (4.0 * d as f64 + 13.0) + 3.0;
+            let visible: Vec<(usize, f64)> = slots
+                .iter()
+                .flatten()
+                .filter(|&&j| bucket[j] == bucket[i] && j != i)
+                .map(|&j| {
+                    (
+                        j,
+                        keys[j].iter().zip(&qr[i]).map(|(a, b)| a * b).sum::<f64>() / 2.0,
+                    )
+                })
+                .collect();
+            let visible = if visible.is_empty() {
+                vec![(i, -1e5)]
+            } else {
+                visible
+            };
+            let top = visible
+                .iter()
+                .map(|x| x.1)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = visible.iter().map(|x| (x.1 - top).exp()).sum();
+            lse[i] = top + z.ln();
+            for (j, s) in visible {
+                for col in 0..d {
+                    out[i][col] += (s - lse[i]).exp() * vr[j][col];
+                }
+            }
+        }
+        outs.push(out);
+        lses.push(lse);
+    }
+    // Rounds by softmax of their log-sum-exp: 5 per round and query, then the weighted sum.
+    c.0 += 5.0 * (hashes * n) as f64 + ((2 * hashes - 1) * n * d) as f64;
+    let out: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let top = lses.iter().map(|l| l[i]).fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = lses.iter().map(|l| (l[i] - top).exp()).collect();
+            let z: f64 = w.iter().sum();
+            (0..d)
+                .map(|col| (0..hashes).map(|r| w[r] / z * outs[r][i][col]).sum())
+                .collect()
+        })
+        .collect();
+    let got = lsh.forward(AttentionInput::new(q.clone(), q, v));
+    check("lsh", lsh.cost(shape()).forward_flops, &c, got, &out);
+}
+
+#[test]
+fn sinkhorn_formula_counts_what_its_loops_do() {
+    let device = Device::flex();
+    let (q, k, v, _) = random_qkv(DIMS, 8, &device);
+    let (qr, kr, vr) = (rows(&q), rows(&k), rows(&v));
+    let (n, d, b, iters, tau) = (12usize, 4usize, 4usize, 3usize, 0.75);
+    let nb = n / b;
+    let sink = build("sinkhorn", &[("block", "4"), ("sinkhorn_iters", "3")]);
+    let eft_attention::Attention::Sinkhorn(m) = &sink else {
+        unreachable!()
+    };
+    let p = |t: &burn::module::Param<Tensor<2>>| {
+        let [r, cols] = t.dims();
+        let v = to_f64(t.val());
+        (0..r)
+            .map(|i| v[i * cols..(i + 1) * cols].to_vec())
+            .collect::<Vec<_>>()
+    };
+    let (w1, b1, w2, b2) = (p(&m.hidden), p(&m.hidden_bias), p(&m.out), p(&m.out_bias));
+    let mut c = Count::default();
+    // Per batch row: real counts (sum, clamp) and the own-block padding test.
+    c.0 += (2 * n + nb) as f64;
+    // Block means of the (real) keys: mask, sum, divide.
+    c.0 += (2 * n * d + nb * d) as f64;
+    let means: Vec<Vec<f64>> = (0..nb)
+        .map(|j| {
+            (0..d)
+                .map(|e| (0..b).map(|t| kr[j * b + t][e]).sum::<f64>() / b as f64)
+                .collect()
+        })
+        .collect();
+    let hidden = matmul(&mut c, &means, &w1);
+    c.0 += (2 * nb * d) as f64; // bias, ReLU
+    let hidden: Vec<Vec<f64>> = hidden
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&b1[0])
+                .map(|(x, y)| (x + y).max(0.0))
+                .collect()
+        })
+        .collect();
+    let scores = matmul(&mut c, &hidden, &w2);
+    c.0 += 2.0 * (nb * nb) as f64; // bias, temperature
+    let mut lp: Vec<Vec<f64>> = scores
+        .iter()
+        .map(|r| r.iter().zip(&b2[0]).map(|(x, y)| (x + y) / tau).collect())
+        .collect();
+    let lse = |xs: &[f64]| {
+        let top = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        top + xs.iter().map(|x| (x - top).exp()).sum::<f64>().ln()
+    };
+    for _ in 0..iters {
+        // Rows, then columns: max, shift, exp, sum per entry, log and add per row, subtract.
+        c.0 += 2.0 * (5.0 * (nb * nb) as f64 + 2.0 * nb as f64);
+        for r in lp.iter_mut() {
+            let l = lse(r);
+            r.iter_mut().for_each(|x| *x -= l);
+        }
+        for j in 0..nb {
+            let col: Vec<f64> = lp.iter().map(|r| r[j]).collect();
+            let l = lse(&col);
+            lp.iter_mut().for_each(|r| r[j] -= l);
+        }
+    }
+    c.0 += (nb * nb) as f64;
+    let pm: Vec<Vec<f64>> = lp
+        .iter()
+        .map(|r| r.iter().map(|x| x.exp()).collect())
+        .collect();
+    // Attending: masked keys and values, P·blocks for both, real shares, test, clamp and log.
+    c.0 += (2 * n * d) as f64;
+    let block_rows = |x: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        (0..nb)
+            .map(|j| x[j * b..(j + 1) * b].iter().flatten().copied().collect())
+            .collect()
+    };
+    let ks = matmul(&mut c, &pm, &block_rows(&kr));
+    let vs = matmul(&mut c, &pm, &block_rows(&vr));
+    let share = matmul(&mut c, &pm, &vec![vec![1.0; b]; nb]);
+    c.0 += 3.0 * n as f64;
+    let out: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let j = i / b;
+            let mut keys: Vec<(Vec<f64>, Vec<f64>, f64)> = (0..b)
+                .map(|t| (kr[j * b + t].clone(), vr[j * b + t].clone(), 0.0))
+                .collect();
+            keys.extend((0..b).map(|t| {
+                (
+                    ks[j][t * d..(t + 1) * d].to_vec(),
+                    vs[j][t * d..(t + 1) * d].to_vec(),
+                    share[j][t].ln(),
+                )
+            }));
+            // Score, scale, bias, fill, softmax (5), visibility, values.
+            c.0 += keys.len() as f64 * (4.0 * d as f64 + 9.0);
+            let s: Vec<f64> = keys
+                .iter()
+                .map(|(k, _, bias)| {
+                    k.iter().zip(&qr[i]).map(|(a, b)| a * b).sum::<f64>() / 2.0 + bias
+                })
+                .collect();
+            let top = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = s.iter().map(|x| (x - top).exp()).sum();
+            (0..d)
+                .map(|col| {
+                    keys.iter()
+                        .zip(&s)
+                        .map(|((_, v, _), x)| (x - top).exp() / z * v[col])
+                        .sum()
+                })
+                .collect()
+        })
+        .collect();
+    let got = sink.forward(AttentionInput::new(q, k, v));
+    check("sinkhorn", sink.cost(shape()).forward_flops, &c, got, &out);
+}
