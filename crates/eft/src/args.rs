@@ -96,16 +96,27 @@ pub struct AttentionProfileArgs {
 /// Arguments of `eft profile sweep`.
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Mechanisms to measure, comma-separated (default: all, with their default parameters).
+    /// Mechanisms to measure, comma-separated, or `all` (the default), each with its default
+    /// parameters unless --param says otherwise.
     #[arg(long, value_delimiter = ',')]
     pub mechanisms: Vec<String>,
     /// Sequence lengths, comma-separated.
     #[arg(
         long,
+        alias = "lengths",
         value_delimiter = ',',
         default_value = "1024,2048,4096,8192,16384"
     )]
     pub lens: Vec<usize>,
+    /// Batch size B.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Heads H (attention sweeps; a --model sweep uses the preset's).
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Head dimension D (attention sweeps).
+    #[arg(long, default_value_t = 64)]
+    pub head_dim: usize,
     /// Skip a configuration whose estimated peak memory exceeds this many GiB (recorded as out
     /// of memory, like one whose process dies allocating).
     #[arg(long, default_value_t = 16.0)]

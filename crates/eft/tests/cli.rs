@@ -422,6 +422,47 @@ fn profile_measures_one_call_and_a_sweep_writes_its_table() {
         assert!(len > 1000, "{chart}: {len} bytes");
     }
 
+    // `all` mechanisms at a chosen shape, with the spelling of the options.
+    let everything = tempfile::tempdir().unwrap();
+    let all = eft()
+        .args([
+            "profile",
+            "sweep",
+            "--mechanisms",
+            "all",
+            "--lengths",
+            "64",
+            "--batch",
+            "2",
+            "--heads",
+            "2",
+            "--head-dim",
+            "8",
+            "--repeats",
+            "1",
+            "--out",
+        ])
+        .arg(everything.path())
+        .output()
+        .unwrap();
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let csv = std::fs::read_to_string(everything.path().join("attention-cpu.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        1 + eft_attention::AttentionConfig::NAMES.len(),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(",2,2,64,8,")),
+        "{csv}"
+    );
+    let md = std::fs::read_to_string(everything.path().join("attention-cpu.md")).unwrap();
+    assert!(md.contains("B=2, H=2, D=8"), "{md}");
+
     // A time budget stops a mechanism cleanly: recorded, and longer lengths not tried.
     let budget = eft()
         .args([

@@ -31,6 +31,9 @@ fn measure_in_child(one: &AttentionProfileArgs, budget: Duration) -> anyhow::Res
     let mut child = Command::new(exe)
         .args(["profile", "attention", "--mechanism", &one.mechanism])
         .args(["--len", &one.len.to_string()])
+        .args(["--batch", &one.batch.to_string()])
+        .args(["--heads", &one.heads.to_string()])
+        .args(["--head-dim", &one.head_dim.to_string()])
         .args(["--repeats", &one.repeats.to_string()])
         .args(
             one.model
@@ -89,7 +92,7 @@ fn measure_in_child(one: &AttentionProfileArgs, budget: Duration) -> anyhow::Res
 
 /// Runs the sweep and writes its files.
 pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
-    let names: Vec<String> = if args.mechanisms.is_empty() {
+    let names: Vec<String> = if args.mechanisms.is_empty() || args.mechanisms == ["all"] {
         AttentionConfig::NAMES
             .iter()
             .map(|s| s.to_string())
@@ -112,9 +115,9 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                 mechanism: name.clone(),
                 params: args.params.clone(),
                 len,
-                batch: 1,
-                heads: 4,
-                head_dim: 64,
+                batch: args.batch,
+                heads: args.heads,
+                head_dim: args.head_dim,
                 causal: false,
                 repeats: args.repeats,
                 model: args.model.clone(),
@@ -171,11 +174,17 @@ fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> 
     let (stem, what) = match &args.model {
         Some(p) => (
             format!("model-{p}"),
-            format!("One training step (forward and backward) of the `{p}` ListOps model, B=1"),
+            format!(
+                "One training step (forward and backward) of the `{p}` ListOps model, B={}",
+                args.batch
+            ),
         ),
         None => (
             "attention".to_string(),
-            "Forward+backward of one attention call, B=1, H=4, D=64".to_string(),
+            format!(
+                "Forward+backward of one attention call, B={}, H={}, D={}",
+                args.batch, args.heads, args.head_dim
+            ),
         ),
     };
     let path = args.out.join(format!("{stem}-cpu.json"));
