@@ -16,6 +16,12 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train and evaluate mechanisms side by side on the arena's tasks; writes one run per
+    /// (task, mechanism) cell under <out>/<name>/ and the comparison in <out>/<name>/report.md.
+    ///
+    /// Rerunning skips finished cells and resumes an interrupted one; a cell that fails is
+    /// recorded and the others still run.
+    Arena(ArenaArgs),
     /// Train a model on a task; writes <out>/<name>/{config.toml, checkpoint.safetensors, record.json}.
     ///
     /// The config is built in layers: the preset, then --config FILE, then the flags below, then
@@ -35,6 +41,37 @@ pub enum Command {
     /// Measure mechanisms: time and peak memory of forward+backward passes.
     #[command(subcommand)]
     Profile(ProfileCommand),
+}
+
+/// Arguments of `eft arena`.
+#[derive(Debug, Args)]
+pub struct ArenaArgs {
+    /// `quick` (this CPU in minutes), `lite` (LRA's lengths with small models; hours on a CPU)
+    /// or `paper` (LRA's released configs; for a GPU).
+    #[arg(long, default_value = "quick")]
+    pub preset: String,
+    /// Mechanisms, comma-separated, each optionally with parameters as NAME:KEY=VALUE:KEY=VALUE
+    /// (default: the preset's set, one or more per family).
+    #[arg(long, value_delimiter = ',')]
+    pub mechanisms: Vec<String>,
+    /// Tasks, comma-separated (default: every task the preset has).
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// The arena's name: its folder under --out (default: the preset's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder that holds arenas.
+    #[arg(long, default_value = "arena")]
+    pub out: PathBuf,
+    /// Set any run-config field of every cell, e.g. `train.steps=100` (repeatable; applied last).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub sets: Vec<(String, String)>,
+    /// Hide the per-cell progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub device: Backend,
 }
 
 /// Arguments of `eft report`.

@@ -14,11 +14,12 @@ use eft_train::{
 use crate::args::{Backend, Cli, Command, EvalArgs, TrainArgs};
 
 /// Exit code of a run stopped by Ctrl-C or --stop-after (resumable).
-const INTERRUPTED: u8 = 130;
+pub const INTERRUPTED: u8 = 130;
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Arena(args) => crate::arena::run(args),
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
         Command::Attn(args) => crate::attn::run(args),
@@ -40,7 +41,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+/// A flag that the first Ctrl-C raises (the run stops after its current step, with a
+/// checkpoint); a second Ctrl-C exits at once.
+pub fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
@@ -51,6 +54,11 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         eprintln!("\nstopping after this step (Ctrl-C again to quit at once)…");
     })
     .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let stop = stop_on_ctrl_c()?;
     let options = TrainOptions {
         device: device(args.device)?,
         progress: !args.no_progress,
@@ -83,7 +91,7 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The device for `backend`, or an error saying how to get a build that has it.
-fn device(backend: Backend) -> anyhow::Result<Device> {
+pub fn device(backend: Backend) -> anyhow::Result<Device> {
     match backend {
         Backend::Cpu => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
@@ -140,7 +148,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
     Ok(layered(&base, args.config.as_deref(), &overrides)?)
 }
 
-fn report(record: &RunRecord) {
+pub fn report(record: &RunRecord) {
     let name = &record.config.name;
     match (record.status, &record.test) {
         (RunStatus::Finished, Some(test)) => {

@@ -3,6 +3,7 @@
 //! Arguments become a validated [`eft_train::RunConfig`] before anything runs; library errors
 //! are reported as one line and a non-zero exit code.
 
+mod arena;
 mod args;
 mod attn;
 mod commands;

@@ -493,3 +493,67 @@ fn profile_measures_one_call_and_a_sweep_writes_its_table() {
         "{table}"
     );
 }
+
+/// The arena runs every cell as its own run, records a failing cell without stopping the others,
+/// writes the report, and on a rerun keeps finished cells instead of training them again.
+#[test]
+fn arena_runs_cells_records_failures_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let arena = || {
+        eft()
+            .args([
+                "arena",
+                "--preset",
+                "quick",
+                "--mechanisms",
+                "full,local:block=500,linear",
+                "--set",
+                "train.steps=4",
+                "--set",
+                "train.schedule.warmup=1",
+                "--set",
+                "train.batch_size=8",
+                "--set",
+                "train.eval_every=2",
+                "--set",
+                "train.checkpoint_every=2",
+                "--set",
+                "task.train=64",
+                "--set",
+                "task.val=16",
+                "--set",
+                "task.test=16",
+                "--no-progress",
+                "--name",
+                "tiny",
+                "--out",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let first = arena();
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(1), "one cell fails: {err}");
+    assert!(
+        err.contains("[3/3] listops × linear"),
+        "the last cell still ran: {err}"
+    );
+    let root = dir.path().join("tiny");
+    let md = std::fs::read_to_string(root.join("report.md")).unwrap();
+    assert!(md.contains("| full |") && md.contains("| linear |"), "{md}");
+    assert!(
+        md.contains("failed") && md.contains("block"),
+        "the failure is explained: {md}"
+    );
+    assert!(md.contains("(36.4%)"), "LRA's figure beside full: {md}");
+    assert!(md.contains("majority class"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert!(root.join("listops-full").join("record.json").exists());
+
+    let again = arena();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(err.matches("finished earlier: kept").count(), 2, "{err}");
+}

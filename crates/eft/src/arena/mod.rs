@@ -1,0 +1,120 @@
+//! `eft arena`: every (task, mechanism) cell as its own resumable run, then one report.
+
+mod plan;
+mod report;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use eft_train::{CHECKPOINT_FILE, RECORD_FILE, RunRecord, RunStatus, TrainOptions};
+
+use crate::args::ArenaArgs;
+use crate::commands::{INTERRUPTED, device, stop_on_ctrl_c};
+use report::Outcome;
+
+/// Where a cell stands before this session touches it.
+enum State {
+    Finished(Box<RunRecord>),
+    Interrupted,
+    New,
+}
+
+fn state(dir: &Path) -> State {
+    let record = std::fs::read_to_string(dir.join(RECORD_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok());
+    match record {
+        Some(r) if r.status == RunStatus::Finished => State::Finished(Box::new(r)),
+        _ if dir.join(CHECKPOINT_FILE).exists() => State::Interrupted,
+        _ => State::New,
+    }
+}
+
+/// Runs the command.
+pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
+    let cells = plan::cells(&args.preset, &args.tasks, &args.mechanisms, &args.sets)?;
+    let name = args.name.clone().unwrap_or_else(|| args.preset.clone());
+    let dir = args.out.join(&name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let options = TrainOptions {
+        device: device(args.device)?,
+        progress: !args.no_progress,
+        stop: stop_on_ctrl_c()?,
+        stop_after: None,
+        git_commit: env!("EFT_GIT_COMMIT").to_string(),
+    };
+    eprintln!(
+        "arena {name}: {} cells ({} preset) → {}",
+        cells.len(),
+        args.preset,
+        dir.display()
+    );
+    let started = Instant::now();
+    let mut trained = 0usize;
+    let mut outcomes = Vec::with_capacity(cells.len());
+    for (i, cell) in cells.iter().enumerate() {
+        let run_dir = dir.join(&cell.name);
+        // Finished cells cost nothing; the ETA averages the cells trained in this session.
+        let remaining = cells.len() - i;
+        let eta = (trained > 0).then(|| {
+            let per_cell = started.elapsed().as_secs_f64() / trained as f64;
+            format!(", about {:.0} min left", per_cell * remaining as f64 / 60.0)
+        });
+        eprintln!(
+            "[{}/{}] {} × {}{}",
+            i + 1,
+            cells.len(),
+            cell.task,
+            cell.mechanism,
+            eta.unwrap_or_default()
+        );
+        let result = match state(&run_dir) {
+            State::Finished(record) => {
+                eprintln!("  finished earlier: kept");
+                Ok(*record)
+            }
+            State::Interrupted => {
+                trained += 1;
+                eft_train::resume(&run_dir, &options)
+            }
+            State::New => {
+                trained += 1;
+                eft_train::train(cell.config.clone(), &run_dir, &options)
+            }
+        };
+        match result {
+            Ok(record) if record.status == RunStatus::Finished => {
+                crate::commands::report(&record);
+                outcomes.push(Outcome {
+                    cell: cell.clone(),
+                    result: Ok(record),
+                });
+            }
+            Ok(_) => {
+                // Ctrl-C: the cell has a checkpoint; a rerun resumes it.
+                report::write(&dir, &outcomes)?;
+                eprintln!("arena interrupted; rerun the same command to continue");
+                return Ok(ExitCode::from(INTERRUPTED));
+            }
+            Err(e) => {
+                // One failing cell (out of memory, a bad parameter) must not stop the others.
+                eprintln!("  failed: {e:#}");
+                outcomes.push(Outcome {
+                    cell: cell.clone(),
+                    result: Err(format!("{e:#}")),
+                });
+            }
+        }
+    }
+    let md = report::write(&dir, &outcomes)?;
+    println!("{md}");
+    eprintln!("wrote {}", dir.join("report.{md,csv,json}").display());
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,210 @@
+//! What an arena preset runs: its tasks, its mechanisms (with parameters scaled to the task's
+//! lengths) and the run config of each (task, mechanism) cell.
+
+use anyhow::{Context, bail};
+use eft_attention::AttentionConfig;
+use eft_train::{RunConfig, layered, preset};
+
+/// One (task, mechanism) cell of an arena.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Task name, e.g. `listops`.
+    pub task: String,
+    /// Mechanism name, e.g. `linformer`.
+    pub mechanism: String,
+    /// The cell's folder name, `<task>-<mechanism>`.
+    pub name: String,
+    /// The run config.
+    pub config: RunConfig,
+}
+
+/// The tasks eft can run today, and those the arena will add (named in errors).
+const AVAILABLE: &[&str] = &["listops"];
+const PLANNED: &[&str] = &["text", "retrieval", "image", "pathfinder", "pathx", "mqar"];
+
+/// The quick preset's mechanisms: at least one per family, parameters scaled to 10–100 tokens.
+const QUICK: &[&str] = &[
+    "full",
+    "flash:tile=32",
+    "local:block=16",
+    "longformer:window=8",
+    "bigbird:block=8:random_blocks=2",
+    "linformer:k=16",
+    "nystrom:landmarks=16",
+    "linear",
+    "performer:features=64",
+    "lsh:buckets=4:chunk=16",
+    "sinkhorn:block=16",
+    "synthesizer",
+    "xl:segment=32:mem_len=32",
+];
+
+/// The lite and paper presets' mechanisms: LRA's families with their default parameters.
+const LRA: &[&str] = &[
+    "full",
+    "local",
+    "strided",
+    "longformer",
+    "bigbird",
+    "linformer",
+    "nystrom",
+    "linear",
+    "performer:kernel=relu",
+    "lsh",
+    "sinkhorn",
+    "synthesizer",
+];
+
+/// Splits `name:key=value:…` into the mechanism's name and parameters.
+pub fn parse_mechanism(spec: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
+    let mut parts = spec.split(':');
+    let name = parts.next().unwrap_or_default().trim().to_string();
+    let params = parts
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .with_context(|| format!("mechanism `{spec}`: `{p}` is not KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Checked now, so a typo stops the arena before hours of training, not in the middle.
+    AttentionConfig::from_name_and_params(&name, &params)?;
+    Ok((name, params))
+}
+
+/// The cells of `preset` for the chosen tasks and mechanisms, with `sets` applied last.
+pub fn cells(
+    preset_name: &str,
+    tasks: &[String],
+    mechanisms: &[String],
+    sets: &[(String, String)],
+) -> anyhow::Result<Vec<Cell>> {
+    let defaults: &[&str] = match preset_name {
+        "quick" => QUICK,
+        "lite" | "paper" => LRA,
+        other => bail!("unknown arena preset `{other}`; use quick, lite or paper"),
+    };
+    let tasks: Vec<String> = if tasks.is_empty() {
+        AVAILABLE.iter().map(|t| t.to_string()).collect()
+    } else {
+        tasks.to_vec()
+    };
+    for t in &tasks {
+        if PLANNED.contains(&t.as_str()) {
+            bail!(
+                "task `{t}` is not in eft yet (it is planned); available: {}",
+                AVAILABLE.join(", ")
+            );
+        }
+        if !AVAILABLE.contains(&t.as_str()) {
+            bail!("unknown task `{t}`; available: {}", AVAILABLE.join(", "));
+        }
+    }
+    let specs: Vec<String> = if mechanisms.is_empty() {
+        defaults.iter().map(|s| s.to_string()).collect()
+    } else {
+        mechanisms.to_vec()
+    };
+    let mut out = Vec::new();
+    for task in &tasks {
+        let base = task_base(task, preset_name)?;
+        for spec in &specs {
+            let (mechanism, params) = parse_mechanism(spec)?;
+            let name = format!("{task}-{mechanism}");
+            let mut overrides = vec![
+                ("name".to_string(), format!("{name:?}")),
+                (
+                    "model.attention".to_string(),
+                    format!("{{ kind = {mechanism:?} }}"),
+                ),
+            ];
+            overrides.extend(
+                params
+                    .iter()
+                    .map(|(k, v)| (format!("model.attention.{k}"), v.clone())),
+            );
+            if mechanism == "xl" && params.iter().any(|(k, _)| k == "segment") {
+                // A CLS token would only see the first segment.
+                overrides.push(("model.pool".into(), "\"mean\"".into()));
+            }
+            overrides.extend(sets.iter().cloned());
+            let config = layered(&base, None, &overrides)?;
+            out.push(Cell {
+                task: task.clone(),
+                mechanism,
+                name,
+                config,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The run config every cell of `task` starts from under arena preset `name`.
+fn task_base(task: &str, name: &str) -> anyhow::Result<RunConfig> {
+    Ok(match name {
+        // The quick ListOps training, shortened so the whole arena fits a laptop's minutes.
+        "quick" => {
+            let mut c = preset(task, "quick")?;
+            c.train.steps = 800;
+            c.train.eval_every = 200;
+            c.train.checkpoint_every = 200;
+            c
+        }
+        // LRA's task data and lengths, the quick model and a longer schedule.
+        "lite" => {
+            let paper = preset(task, "paper")?;
+            let mut c = preset(task, "quick")?;
+            c.task = paper.task;
+            c.train.steps = 5_000;
+            c.train.eval_every = 500;
+            c.train.checkpoint_every = 500;
+            c
+        }
+        _ => preset(task, "paper")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_carry_parameters_and_typos_are_caught_up_front() {
+        let (name, params) = parse_mechanism("bigbird:block=8:random_blocks=2").unwrap();
+        assert_eq!(name, "bigbird");
+        assert_eq!(params.len(), 2);
+        assert!(parse_mechanism("bigbrid").is_err());
+        assert!(
+            parse_mechanism("local:block")
+                .unwrap_err()
+                .to_string()
+                .contains("KEY=VALUE")
+        );
+    }
+
+    #[test]
+    fn the_quick_preset_has_every_family_and_valid_cells() {
+        let cells = cells("quick", &[], &[], &[]).unwrap();
+        assert_eq!(cells.len(), QUICK.len());
+        for family in [
+            "full",
+            "flash",
+            "local",
+            "lsh",
+            "linformer",
+            "performer",
+            "xl",
+            "sinkhorn",
+        ] {
+            assert!(cells.iter().any(|c| c.mechanism == family), "{family}");
+        }
+        let xl = cells.iter().find(|c| c.mechanism == "xl").unwrap();
+        assert_eq!(xl.config.model.pool, eft_model::Pool::Mean);
+        for cell in &cells {
+            cell.config.validate().unwrap();
+        }
+        let e = super::cells("quick", &["pathx".into()], &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("planned"), "{e}");
+        assert!(super::cells("huge", &[], &[], &[]).is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! The arena's report: accuracy per task in the form of LRA's Table 1 (with the majority-class
+//! baseline and LRA's published figure), cost per cell relative to `full`, as Markdown, CSV,
+//! JSON and the accuracy/speed/memory bubble chart.
+
+use std::path::Path;
+
+use eft_train::RunRecord;
+use serde::Serialize;
+
+use super::plan::Cell;
+use crate::plot::{Bubble, bubbles};
+
+/// How one cell ended.
+pub struct Outcome {
+    /// The cell.
+    pub cell: Cell,
+    /// Its finished record, or why there is none.
+    pub result: Result<RunRecord, String>,
+}
+
+/// LRA's Table 1 (accuracy %), by eft mechanism and task; `None` where LRA reports none.
+fn published(mechanism: &str, task: &str) -> Option<f64> {
+    let row: [f64; 5] = match mechanism {
+        "full" | "flash" => [36.37, 64.27, 57.46, 42.44, 71.40],
+        "local" => [15.82, 52.98, 53.39, 41.46, 66.63],
+        "strided" | "fixed" => [17.07, 63.58, 59.59, 44.24, 71.71],
+        "longformer" => [35.63, 62.85, 56.89, 42.22, 69.71],
+        "linformer" => [35.70, 53.94, 52.27, 38.56, 76.34],
+        "lsh" => [37.27, 56.10, 53.40, 38.07, 68.50],
+        "sinkhorn" => [33.67, 61.20, 53.83, 41.23, 67.45],
+        "synthesizer" => [36.99, 61.68, 54.67, 41.61, 69.45],
+        "bigbird" => [36.05, 64.02, 59.29, 40.83, 74.87],
+        "linear" => [16.13, 65.90, 53.09, 42.34, 75.30],
+        "performer" => [18.01, 65.40, 53.82, 42.77, 77.05],
+        _ => return None,
+    };
+    let column = ["listops", "text", "retrieval", "image", "pathfinder"]
+        .iter()
+        .position(|t| *t == task)?;
+    Some(row[column])
+}
+
+/// One cell in report.json and report.csv.
+#[derive(Debug, Serialize)]
+struct Row {
+    task: String,
+    mechanism: String,
+    status: String,
+    test_accuracy: Option<f64>,
+    majority_baseline: Option<f64>,
+    lra_published: Option<f64>,
+    flops_per_step: Option<f64>,
+    steps_per_second: Option<f64>,
+    peak_memory_bytes: Option<u64>,
+    cost_usd: Option<f64>,
+    error: Option<String>,
+}
+
+fn row(o: &Outcome) -> Row {
+    let r = o.result.as_ref().ok();
+    let meter = r.and_then(|r| r.meter.as_ref());
+    Row {
+        task: o.cell.task.clone(),
+        mechanism: o.cell.mechanism.clone(),
+        status: match &o.result {
+            Ok(_) => "finished".into(),
+            Err(_) => "failed".into(),
+        },
+        test_accuracy: r.and_then(|r| r.test.map(|t| 100.0 * t.accuracy)),
+        majority_baseline: r.map(|r| 100.0 * r.majority_baseline.test_accuracy),
+        lra_published: published(&o.cell.mechanism, &o.cell.task),
+        flops_per_step: meter.map(|m| m.flops_per_step),
+        steps_per_second: meter.and_then(|m| m.step_seconds).map(|t| 1.0 / t.median),
+        peak_memory_bytes: r.and_then(|r| r.peak_memory_bytes),
+        cost_usd: meter.map(|m| m.cost_usd),
+        error: o.result.as_ref().err().cloned(),
+    }
+}
+
+/// Writes report.md, report.csv, report.json and bubbles.{png,svg} into `dir`; returns the
+/// Markdown.
+pub fn write(dir: &Path, outcomes: &[Outcome]) -> anyhow::Result<String> {
+    let rows: Vec<Row> = outcomes.iter().map(row).collect();
+    let md = markdown(&rows);
+    eft_train::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    eft_train::write_atomic(
+        &dir.join("report.json"),
+        serde_json::to_string_pretty(&rows)?.as_bytes(),
+    )?;
+    eft_train::write_atomic(&dir.join("report.csv"), csv(&rows).as_bytes())?;
+    let runs: Vec<Bubble> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(Bubble {
+                name: r.mechanism.clone(),
+                speed: r.steps_per_second?,
+                accuracy: r.test_accuracy?,
+                memory: r.peak_memory_bytes? as f64,
+            })
+        })
+        .collect();
+    if !runs.is_empty()
+        && let Err(e) = bubbles(
+            &dir.join("bubbles"),
+            "Arena: accuracy, speed and memory (bubble area: peak memory)",
+            "training steps per second",
+            &runs,
+        )
+    {
+        eprintln!("warning: bubble chart not drawn: {e:#}");
+    }
+    Ok(md)
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "—".into(), |v| format!("{v:.1}%"))
+}
+
+fn markdown(rows: &[Row]) -> String {
+    let mut tasks: Vec<&str> = Vec::new();
+    let mut mechanisms: Vec<&str> = Vec::new();
+    for r in rows {
+        if !tasks.contains(&r.task.as_str()) {
+            tasks.push(&r.task);
+        }
+        if !mechanisms.contains(&r.mechanism.as_str()) {
+            mechanisms.push(&r.mechanism);
+        }
+    }
+    let find = |m: &str, t: &str| rows.iter().find(|r| r.mechanism == m && r.task == t);
+
+    let mut s = String::from(
+        "## Accuracy (LRA Table 1 form)\n\nTest accuracy; LRA's published figure for the same family in brackets \
+         (their full-size models and data, not comparable one to one).\n\n| mechanism |",
+    );
+    for t in &tasks {
+        s += &format!(" {t} |");
+    }
+    s += " average |\n|---|";
+    s += &"---|".repeat(tasks.len() + 1);
+    s += "\n";
+    for m in &mechanisms {
+        s += &format!("| {m} |");
+        let mut got = Vec::new();
+        for t in &tasks {
+            match find(m, t) {
+                Some(r) if r.status == "failed" => s += " failed |",
+                Some(r) => {
+                    got.extend(r.test_accuracy);
+                    let lra = r
+                        .lra_published
+                        .map_or_else(String::new, |p| format!(" ({p:.1}%)"));
+                    s += &format!(" {}{lra} |", pct(r.test_accuracy));
+                }
+                None => s += " — |",
+            }
+        }
+        let avg = (got.len() == tasks.len()).then(|| got.iter().sum::<f64>() / got.len() as f64);
+        s += &format!(" {} |\n", pct(avg));
+    }
+    s += "| majority class |";
+    for t in &tasks {
+        let b = rows
+            .iter()
+            .find(|r| r.task == *t)
+            .and_then(|r| r.majority_baseline);
+        s += &format!(" {} |", pct(b));
+    }
+    s += " — |\n";
+
+    s += "\n## Cost (relative to `full` on the same task)\n\nFLOPs per training step (analytic), steps per second \
+          (median, warm-up excluded), peak memory (resident) and the run's cost at its price per hour.\n\n\
+          | task | mechanism | GFLOP/step | steps/s | peak memory | cost |\n|---|---|---|---|---|---|\n";
+    for r in rows {
+        let full = find("full", &r.task);
+        let ratio = |x: Option<f64>, f: Option<f64>| match (x, f) {
+            (Some(x), Some(f)) if f > 0.0 && r.mechanism != "full" => format!(" ({:.2}×)", x / f),
+            _ => String::new(),
+        };
+        let flops = r.flops_per_step.map(|f| f / 1e9);
+        let mem = r
+            .peak_memory_bytes
+            .map(|b| b as f64 / f64::from(1u32 << 20));
+        let fmt = |x: Option<f64>, digits: usize| {
+            x.map_or_else(|| "—".into(), |v| format!("{v:.digits$}"))
+        };
+        s += &format!(
+            "| {} | {} | {}{} | {}{} | {} MiB{} | {} |\n",
+            r.task,
+            r.mechanism,
+            fmt(flops, 3),
+            ratio(flops, full.and_then(|f| f.flops_per_step.map(|x| x / 1e9))),
+            fmt(r.steps_per_second, 1),
+            ratio(r.steps_per_second, full.and_then(|f| f.steps_per_second)),
+            fmt(mem, 0),
+            ratio(
+                mem,
+                full.and_then(|f| f
+                    .peak_memory_bytes
+                    .map(|b| b as f64 / f64::from(1u32 << 20)))
+            ),
+            r.cost_usd
+                .map_or_else(|| "—".into(), |c| format!("${c:.4}")),
+        );
+    }
+    let failed: Vec<&Row> = rows.iter().filter(|r| r.status == "failed").collect();
+    if !failed.is_empty() {
+        s += "\n## Failed cells\n\n";
+        for r in failed {
+            s += &format!(
+                "- {} × {}: {}\n",
+                r.task,
+                r.mechanism,
+                r.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    s
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "task,mechanism,status,test_accuracy,majority_baseline,lra_published,flops_per_step,steps_per_second,peak_memory_bytes,cost_usd,error\n",
+    );
+    let o = |x: Option<f64>| x.map_or_else(String::new, |v| v.to_string());
+    for r in rows {
+        let error = r.error.as_deref().unwrap_or("").replace('"', "\"\"");
+        s += &format!(
+            "{},{},{},{},{},{},{},{},{},{},\"{error}\"\n",
+            r.task,
+            r.mechanism,
+            r.status,
+            o(r.test_accuracy),
+            o(r.majority_baseline),
+            o(r.lra_published),
+            o(r.flops_per_step),
+            o(r.steps_per_second),
+            r.peak_memory_bytes
+                .map_or_else(String::new, |b| b.to_string()),
+            o(r.cost_usd),
+        );
+    }
+    s
+}
