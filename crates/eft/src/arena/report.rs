@@ -71,7 +71,11 @@ fn row(o: &Outcome) -> Row {
         lra_published: published(&o.cell.mechanism, &o.cell.task),
         flops_per_step: meter.map(|m| m.flops_per_step),
         steps_per_second: meter.and_then(|m| m.step_seconds).map(|t| 1.0 / t.median),
-        peak_memory_bytes: r.and_then(|r| r.peak_memory_bytes),
+        // The arena trains every cell in one process, whose resident high-water mark only grows;
+        // the heap peak of a step is the cell's own.
+        peak_memory_bytes: meter
+            .and_then(|m| m.peak_step_heap_bytes)
+            .or_else(|| r.and_then(|r| r.peak_memory_bytes)),
         cost_usd: meter.map(|m| m.cost_usd),
         error: o.result.as_ref().err().cloned(),
     }
@@ -169,7 +173,7 @@ fn markdown(rows: &[Row]) -> String {
     s += " — |\n";
 
     s += "\n## Cost (relative to `full` on the same task)\n\nFLOPs per training step (analytic), steps per second \
-          (median, warm-up excluded), peak memory (resident) and the run's cost at its price per hour.\n\n\
+          (median, warm-up excluded), peak heap bytes during a training step and the run's cost at its price per hour.\n\n\
           | task | mechanism | GFLOP/step | steps/s | peak memory | cost |\n|---|---|---|---|---|---|\n";
     for r in rows {
         let full = find("full", &r.task);
