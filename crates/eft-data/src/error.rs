@@ -35,4 +35,24 @@ pub enum DataError {
         /// What was wrong there.
         problem: String,
     },
+    /// A package client the data needs is not installed.
+    #[error("`{client}` is needed to fetch {what} but is not installed; {fix}")]
+    MissingClient {
+        /// The client program, e.g. `npm`.
+        client: &'static str,
+        /// What it would fetch.
+        what: String,
+        /// How to install it.
+        fix: &'static str,
+    },
+    /// A download or a data file is missing, truncated or not what was pinned.
+    #[error("{path}: {problem}; {fix}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
 }

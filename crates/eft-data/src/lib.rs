@@ -7,6 +7,8 @@
 
 mod batch;
 mod error;
+pub mod fetch;
+pub mod image;
 pub mod listops;
 mod rng;
 mod task;

