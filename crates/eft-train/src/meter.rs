@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use eft_meter::TimeSummary;
 use serde::{Deserialize, Serialize};
 
@@ -56,9 +56,17 @@ pub struct MeterRecord {
 
 /// FLOP/s of an `n × n` by `n × n` matrix product on `device`: the median of three after one
 /// warm-up, counting `2·n³` FLOPs.
+///
+/// The operands are a fixed ramp, not random: drawing from burn's process-global generator here
+/// would interleave with another run's seeded draws and break its reproducibility.
 pub fn matmul_peak(device: &Device, n: usize) -> f64 {
-    let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
-    let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let ramp = || {
+        Tensor::<1, Int>::arange(0..(n * n) as i64, device)
+            .float()
+            .reshape([n, n])
+            / (n * n) as f64
+    };
+    let (a, b) = (ramp(), ramp().transpose());
     let mut times: Vec<f64> = (0..4)
         .map(|_| {
             let started = Instant::now();

@@ -1,7 +1,7 @@
 //! Named starting configurations: `quick` (a CPU in minutes) and `paper` (LRA's released config).
 
 use eft_attention::AttentionConfig;
-use eft_data::{TaskConfig, image::ImageConfig, listops::ListOpsConfig};
+use eft_data::{TaskConfig, image::ImageConfig, listops::ListOpsConfig, text::TextConfig};
 use eft_model::{ModelConfig, Pool, Positions};
 
 use crate::{OptimizerConfig, RunConfig, Schedule, TrainConfig, TrainError};
@@ -16,6 +16,8 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
         ("listops", "paper") => Ok(listops_paper()),
         ("image", "quick") => Ok(image_quick()),
         ("image", "paper") => Ok(image_paper()),
+        ("text", "quick") => Ok(text_quick()),
+        ("text", "paper") => Ok(text_paper()),
         (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
             "task",
             t,
@@ -157,6 +159,46 @@ fn image_paper() -> RunConfig {
         lr: 5e-4,
         warmup: 1_000,
         min_lr: 0.0,
+    };
+    c
+}
+
+/// Byte-level IMDb cut to the first 256 bytes, 5k reviews, the quick model.
+fn text_quick() -> RunConfig {
+    let mut c = listops_quick();
+    c.name = "text-quick".into();
+    c.task = TaskConfig::Text(TextConfig {
+        max_len: 256,
+        train: 5_000,
+        val: 500,
+        test: 1_000,
+    });
+    c.train.steps = 400;
+    c.train.eval_every = 100;
+    c.train.checkpoint_every = 100;
+    c
+}
+
+/// LRA's Text config: 4 layers, width 256, 4 heads, MLP 1024, 1000 bytes, batch 32, 20k steps,
+/// rsqrt 0.05 with 8000 warmup, weight decay 0.1, CLS.
+fn text_paper() -> RunConfig {
+    let mut c = listops_paper();
+    c.name = "text-paper".into();
+    c.task = TaskConfig::Text(TextConfig {
+        max_len: 1000,
+        train: 22_500,
+        val: 2_500,
+        test: 25_000,
+    });
+    c.model.d_model = 256;
+    c.model.n_heads = 4;
+    c.model.d_ff = 1024;
+    c.train.steps = 20_000;
+    c.train.eval_every = 1_000;
+    c.train.checkpoint_every = 1_000;
+    c.train.schedule = Schedule::Rsqrt {
+        lr: 0.05,
+        warmup: 8_000,
     };
     c
 }

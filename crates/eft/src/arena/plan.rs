@@ -19,8 +19,8 @@ pub struct Cell {
 }
 
 /// The tasks eft can run today, and those the arena will add (named in errors).
-const AVAILABLE: &[&str] = &["listops", "image"];
-const PLANNED: &[&str] = &["text", "retrieval", "pathfinder", "pathx", "mqar"];
+const AVAILABLE: &[&str] = &["listops", "image", "text"];
+const PLANNED: &[&str] = &["retrieval", "pathfinder", "pathx", "mqar"];
 
 /// The quick preset's mechanisms: at least one per family, parameters scaled to 10–100 tokens.
 const QUICK: &[&str] = &[
