@@ -100,9 +100,9 @@ mod tests {
     fn check(dims: [usize; 4], real: &[usize], causal: bool, seed: u64) {
         let [b, _, n, _] = dims;
         let device = Device::flex().autodiff();
-        device.seed(seed);
         let rand = || Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
-        let (q, k, v, w) = (rand(), rand(), rand(), rand());
+        let (q, k, v, w) =
+            crate::testing::with_seed(&device, seed, || (rand(), rand(), rand(), rand()));
         let pad = padding(b, n, real);
         let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, n]), &device);
         let (qf, kf, vf, wf) = (
@@ -164,9 +164,12 @@ mod tests {
     fn a_query_that_sees_nothing_outputs_zeros() {
         // Causal with the first key padded: query 0 sees no key at all.
         let device = Device::flex();
-        device.seed(5);
         let dims = [1, 1, 3, 2];
-        let rand = || Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+        let rand = || {
+            crate::testing::with_seed(&device, 5, || {
+                Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device)
+            })
+        };
         let mask = Tensor::<2, Bool>::from_data(
             TensorData::new(vec![true, false, false], [1, 3]),
             &device,
@@ -183,10 +186,9 @@ mod tests {
     #[test]
     fn padded_keys_change_nothing() {
         let device = Device::flex();
-        device.seed(4);
         let dims = [1, 2, 6, 4];
         let rand = || Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
-        let (q, k, v) = (rand(), rand(), rand());
+        let (q, k, v) = crate::testing::with_seed(&device, 4, || (rand(), rand(), rand()));
         let mask =
             Tensor::<2, Bool>::from_data(TensorData::new(padding(1, 6, &[4]), [1, 6]), &device);
         let run = |k: Tensor<4>, v: Tensor<4>| {
@@ -195,7 +197,9 @@ mod tests {
         };
         let before = run(k.clone(), v.clone());
         // Scramble the padded keys and values: real outputs must not move.
-        let noise = Tensor::<4>::random([1, 2, 2, 4], Distribution::Normal(5.0, 3.0), &device);
+        let noise = crate::testing::with_seed(&device, 6, || {
+            Tensor::<4>::random([1, 2, 2, 4], Distribution::Normal(5.0, 3.0), &device)
+        });
         let k2 = k.slice_assign([0..1, 0..2, 4..6, 0..4], noise.clone());
         let v2 = v.slice_assign([0..1, 0..2, 4..6, 0..4], noise);
         let after = run(k2, v2);

@@ -153,8 +153,9 @@ mod tests {
         let device = Device::flex().autodiff();
         let (q, k, v, w) = random_qkv([2, 2, 6, 3], 4, &device);
         for (per_head, share_kv) in [(true, false), (false, false), (false, true)] {
-            device.seed(7);
-            let m = LinformerAttention::new(3, 8, 2, per_head, share_kv, &device);
+            let m = crate::testing::seeded(&device, 7, || {
+                LinformerAttention::new(3, 8, 2, per_head, share_kv, &device)
+            });
             crate::testing::check_param_grads(
                 &format!("linformer per_head={per_head} share_kv={share_kv}"),
                 &m,
@@ -173,8 +174,9 @@ mod tests {
         let device = Device::flex();
         let dims = [2, 2, 10, 4];
         let (q, k, v, noise) = random_qkv(dims, 3, &device);
-        device.seed(1);
-        let m = LinformerAttention::new(4, 12, 2, true, false, &device);
+        let m = crate::testing::seeded(&device, 1, || {
+            LinformerAttention::new(4, 12, 2, true, false, &device)
+        });
         let pad: Vec<bool> = (0..20).map(|p| p % 10 >= [10, 6][p / 10]).collect();
         let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [2, 10]), &device);
         let keep = Tensor::<2, Bool>::from_data(TensorData::new(pad, [2, 10]), &device)

@@ -203,8 +203,9 @@ mod tests {
         let keep = mask.clone().bool_not().float().reshape([2, 1, 11, 1]);
         let scramble = |t: Tensor<4>| t * keep.clone() + noise.clone() * (-keep.clone() + 1.0);
         for conv in [None, Some(3)] {
-            device.seed(2);
-            let m = NystromAttention::new(4, 6, conv, 2, &device);
+            let m = crate::testing::seeded(&device, 2, || {
+                NystromAttention::new(4, 6, conv, 2, &device)
+            });
             let run = |k: Tensor<4>, v: Tensor<4>| {
                 to_f64(
                     m.forward(AttentionInput::new(q.clone(), k, v).with_key_padding(mask.clone())),
@@ -227,8 +228,9 @@ mod tests {
         let device = Device::flex().autodiff();
         let dims = [1, 2, 7, 3];
         let (q, k, v, w) = random_qkv(dims, 6, &device);
-        device.seed(3);
-        let with = NystromAttention::new(3, 8, Some(3), 2, &device);
+        let with = crate::testing::seeded(&device, 3, || {
+            NystromAttention::new(3, 8, Some(3), 2, &device)
+        });
         let without = NystromAttention::new(3, 8, None, 2, &device);
         let input = AttentionInput::new(q.clone(), k.clone(), v.clone());
         let added: Vec<f64> = to_f64(with.forward(input.clone()))

@@ -305,8 +305,9 @@ mod tests {
     };
 
     fn module(block: usize, sortcut: usize, device: &Device) -> SinkhornAttention {
-        device.seed(3);
-        SinkhornAttention::new(block, 8, 0.75, sortcut, 8, 4, device)
+        crate::testing::seeded(device, 3, || {
+            SinkhornAttention::new(block, 8, 0.75, sortcut, 8, 4, device)
+        })
     }
 
     fn padding(batch: usize, len: usize, real: &[usize]) -> Vec<bool> {

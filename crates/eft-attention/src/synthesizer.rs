@@ -347,8 +347,9 @@ mod tests {
         for (i, mode) in MODES.into_iter().enumerate() {
             for mix in [false, true] {
                 for causal in [false, true] {
-                    device.seed(i as u64);
-                    let m = SynthesizerAttention::new(mode, 3, mix, false, 9, 2, 4, &device);
+                    let m = crate::testing::seeded(&device, i as u64, || {
+                        SynthesizerAttention::new(mode, 3, mix, false, 9, 2, 4, &device)
+                    });
                     let input = AttentionInput::new(q.clone(), k.clone(), v.clone())
                         .with_key_padding(mask.clone())
                         .with_causal(causal);
@@ -373,8 +374,9 @@ mod tests {
         let dims = [1, 2, 5, 3];
         let (q, k, v, w) = random_qkv(dims, 2, &device);
         for (i, mode) in MODES.into_iter().enumerate() {
-            device.seed(20 + i as u64);
-            let m = SynthesizerAttention::new(mode, 2, true, false, 6, 2, 3, &device);
+            let m = crate::testing::seeded(&device, 20 + i as u64, || {
+                SynthesizerAttention::new(mode, 2, true, false, 6, 2, 3, &device)
+            });
             check_param_grads(
                 &format!("synthesizer {mode:?}"),
                 &m,

@@ -248,20 +248,20 @@ mod tests {
     }
 
     fn module(device: &Device) -> XlAttention {
-        device.seed(4);
-        let mut m = XlAttention::new(3, 0, 2, 4, device);
-        // Non-zero biases, so the test sees them.
-        m.content_bias = Param::from_tensor(Tensor::random(
-            [2, 4],
-            burn::tensor::Distribution::Normal(0.0, 0.5),
-            device,
-        ));
-        m.position_bias = Param::from_tensor(Tensor::random(
-            [2, 4],
-            burn::tensor::Distribution::Normal(0.0, 0.5),
-            device,
-        ));
-        m
+        crate::testing::seeded(device, 4, || {
+            let mut m = XlAttention::new(3, 0, 2, 4, device);
+            // Non-zero biases, so the test sees them.
+            let normal = || {
+                Param::from_tensor(Tensor::random(
+                    [2, 4],
+                    burn::tensor::Distribution::Normal(0.0, 0.5),
+                    device,
+                ))
+            };
+            m.content_bias = normal();
+            m.position_bias = normal();
+            m
+        })
     }
 
     /// Without memory: plain relative attention, by loops; with memory: the same loops over

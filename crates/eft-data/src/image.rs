@@ -30,6 +30,10 @@ pub struct ImageConfig {
     pub val: usize,
     /// Test examples, from MNIST's 10,000 test images.
     pub test: usize,
+    /// A folder with CIFAR-10's binary batches (`data_batch_1.bin` … `test_batch.bin`): when
+    /// given, grey CIFAR-10 (LRA's own Image data) replaces MNIST; `size` must then be 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cifar10: Option<PathBuf>,
 }
 
 fn thirty_two() -> usize {
@@ -133,6 +137,13 @@ impl ImageConfig {
                 "every split needs at least 1 example",
             );
         }
+        if self.cifar10.is_some() && self.size != 32 {
+            return bad(
+                "task.size",
+                self.size,
+                "CIFAR-10 images are 32×32; set task.size = 32",
+            );
+        }
         if self.train + self.val > 60_000 {
             return bad(
                 "task.train",
@@ -164,48 +175,68 @@ impl ImageConfig {
     /// Builds the splits from IDX files in `folder` (`train-images-idx3-ubyte` and friends).
     pub fn build_from(&self, folder: &Path, seed: u64) -> Result<Dataset, DataError> {
         self.validate()?;
-        let train = read_idx(
-            &folder.join("train-images-idx3-ubyte"),
-            &folder.join("train-labels-idx1-ubyte"),
-        )?;
-        let test = read_idx(
-            &folder.join("t10k-images-idx3-ubyte"),
-            &folder.join("t10k-labels-idx1-ubyte"),
-        )?;
-        let count = |idx: &Idx| idx.labels.len();
-        if self.train + self.val > count(&train) || self.test > count(&test) {
-            return Err(bad(folder, "holds fewer images than the splits ask for"));
+        if let Some(dir) = &self.cifar10 {
+            let (train, test) = (
+                crate::cifar::read_train(dir)?,
+                crate::cifar::read_test(dir)?,
+            );
+            return self.assemble(dir, seed, &train, &test);
+        }
+        let read = |prefix: &str| {
+            let idx = read_idx(
+                &folder.join(format!("{prefix}-images-idx3-ubyte")),
+                &folder.join(format!("{prefix}-labels-idx1-ubyte")),
+            )?;
+            Ok::<_, DataError>(Pool {
+                images: idx
+                    .images
+                    .chunks_exact(SIDE * SIDE)
+                    .map(|img| tokens(img, self.size))
+                    .collect(),
+                labels: idx.labels,
+            })
+        };
+        self.assemble(folder, seed, &read("train")?, &read("t10k")?)
+    }
+
+    /// Seeded splits: train and val drawn without overlap from `train`, test from `test`.
+    fn assemble(
+        &self,
+        from: &Path,
+        seed: u64,
+        train: &Pool,
+        test: &Pool,
+    ) -> Result<Dataset, DataError> {
+        if self.train + self.val > train.labels.len() || self.test > test.labels.len() {
+            return Err(bad(from, "holds fewer images than the splits ask for"));
         }
         let mut rng = seeded_rng(seed, IMAGE_STREAM);
-        let mut order: Vec<usize> = (0..count(&train)).collect();
+        let mut order: Vec<usize> = (0..train.labels.len()).collect();
         order.shuffle(&mut rng);
-        let mut test_order: Vec<usize> = (0..count(&test)).collect();
+        let mut test_order: Vec<usize> = (0..test.labels.len()).collect();
         test_order.shuffle(&mut rng);
-        let example = |idx: &Idx, i: usize| Example {
-            tokens: tokens(
-                &idx.images[i * SIDE * SIDE..(i + 1) * SIDE * SIDE],
-                self.size,
-            ),
-            label: u32::from(idx.labels[i]),
+        let example = |pool: &Pool, i: usize| Example {
+            tokens: pool.images[i].clone(),
+            label: u32::from(pool.labels[i]),
         };
+        let pick = |pool: &Pool, ids: &[usize]| ids.iter().map(|&i| example(pool, i)).collect();
         Ok(Dataset {
-            train: order[..self.train]
-                .iter()
-                .map(|&i| example(&train, i))
-                .collect(),
-            val: order[self.train..self.train + self.val]
-                .iter()
-                .map(|&i| example(&train, i))
-                .collect(),
-            test: test_order[..self.test]
-                .iter()
-                .map(|&i| example(&test, i))
-                .collect(),
+            train: pick(train, &order[..self.train]),
+            val: pick(train, &order[self.train..self.train + self.val]),
+            test: pick(test, &test_order[..self.test]),
             vocab_size: 257,
             n_classes: CLASSES,
             max_len: self.size * self.size,
         })
     }
+}
+
+/// Images already as tokens, with their labels.
+pub(crate) struct Pool {
+    /// One token sequence per image.
+    pub(crate) images: Vec<Vec<u32>>,
+    /// One label per image.
+    pub(crate) labels: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -263,6 +294,7 @@ mod tests {
             train: 40,
             val: 10,
             test: 20,
+            cifar10: None,
         };
         let a = config.build_from(dir.path(), 1).unwrap();
         let again = config.build_from(dir.path(), 1).unwrap();
@@ -300,6 +332,7 @@ mod tests {
             train: 1,
             val: 1,
             test: 1,
+            cifar10: None,
         };
         let e = config.build_from(dir.path(), 0).unwrap_err().to_string();
         assert!(e.contains("eft data fetch image"), "{e}");

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+pub mod cifar;
 mod error;
 pub mod fetch;
 pub mod image;

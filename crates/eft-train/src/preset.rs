@@ -129,6 +129,7 @@ fn image_quick() -> RunConfig {
         train: 5_000,
         val: 500,
         test: 1_000,
+        cifar10: None,
     });
     c.train.steps = 400;
     c.train.eval_every = 100;
@@ -146,6 +147,7 @@ fn image_paper() -> RunConfig {
         train: 55_000,
         val: 5_000,
         test: 10_000,
+        cifar10: None,
     });
     c.model.d_model = 128;
     c.model.n_heads = 8;
