@@ -173,6 +173,9 @@ struct Session<'a> {
     times: StepTimes,
     peak_heap: Option<u64>,
     matmul_peak: f64,
+    /// FLOPs per step by batch shape: the analytic count builds sparsity patterns, which is not
+    /// work to repeat every step.
+    step_flops: std::collections::HashMap<[usize; 2], f64>,
 }
 
 impl<'a> Session<'a> {
@@ -212,6 +215,7 @@ impl<'a> Session<'a> {
             times: StepTimes::new(STEP_WARMUP),
             peak_heap: None,
             matmul_peak: 0.0,
+            step_flops: Default::default(),
         })
     }
 
@@ -247,8 +251,12 @@ impl<'a> Session<'a> {
             );
             let batch = Batch::from_examples(indices.iter().map(|&i| &self.data.train[i]));
             let (tokens, padding, labels) = batch_tensors(&batch, &device);
-            let [rows, len] = tokens.dims();
-            self.state.flops += self.model.cost(rows, len).step_flops();
+            let shape = tokens.dims();
+            let model = &self.model;
+            self.state.flops += *self
+                .step_flops
+                .entry(shape)
+                .or_insert_with(|| model.cost(shape[0], shape[1]).step_flops());
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
             let logits = with_seed(&device, step_seed(self.config.seed, step), || {
                 self.model.forward(tokens, padding)
