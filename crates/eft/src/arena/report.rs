@@ -246,3 +246,56 @@ fn csv(rows: &[Row]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(task: &str, mechanism: &str, accuracy: Option<f64>, speed: f64) -> Row {
+        Row {
+            task: task.into(),
+            mechanism: mechanism.into(),
+            status: if accuracy.is_some() {
+                "finished"
+            } else {
+                "failed"
+            }
+            .into(),
+            test_accuracy: accuracy,
+            majority_baseline: Some(10.0),
+            lra_published: published(mechanism, task),
+            flops_per_step: Some(2e9),
+            steps_per_second: Some(speed),
+            peak_memory_bytes: Some(64 << 20),
+            cost_usd: Some(0.001),
+            error: accuracy.is_none().then(|| "out of memory".to_string()),
+        }
+    }
+
+    /// Table 1 averages a mechanism only over a complete row and puts LRA's figure beside ours;
+    /// Table 2 gives ratios to `full` on the same task; failures are listed with their reason.
+    #[test]
+    fn tables_average_complete_rows_and_relate_to_full() {
+        let rows = vec![
+            row("listops", "full", Some(36.0), 10.0),
+            row("image", "full", Some(80.0), 4.0),
+            row("listops", "linear", Some(30.0), 20.0),
+            row("image", "linear", None, 8.0),
+        ];
+        let md = markdown(&rows);
+        assert!(
+            md.contains("| full | 36.0% (36.4%) | 80.0% (42.4%) | 58.0% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| linear | 30.0% (16.1%) | failed | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| listops | linear | 2.000 (1.00×) | 20.0 (2.00×) |"),
+            "{md}"
+        );
+        assert!(md.contains("- image × linear: out of memory"), "{md}");
+        assert_eq!(csv(&rows).lines().count(), 5);
+    }
+}
