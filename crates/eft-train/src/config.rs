@@ -28,6 +28,15 @@ pub struct TrainConfig {
     pub schedule: Schedule,
 }
 
+impl TrainConfig {
+    /// Sets the step count, evaluating and checkpointing every `every` steps.
+    pub fn set_steps(&mut self, steps: usize, every: usize) {
+        self.steps = steps;
+        self.eval_every = every;
+        self.checkpoint_every = every;
+    }
+}
+
 /// Everything that determines a run. TOML: `name`, `seed`, then `[task]`, `[model]`, `[train]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -131,9 +131,7 @@ fn image_quick() -> RunConfig {
         test: 1_000,
         cifar10: None,
     });
-    c.train.steps = 400;
-    c.train.eval_every = 100;
-    c.train.checkpoint_every = 100;
+    c.train.set_steps(400, 100);
     c
 }
 
@@ -154,9 +152,7 @@ fn image_paper() -> RunConfig {
     c.model.n_layers = 1;
     c.model.d_ff = 128;
     c.train.batch_size = 256;
-    c.train.steps = 43_000;
-    c.train.eval_every = 1_000;
-    c.train.checkpoint_every = 1_000;
+    c.train.set_steps(43_000, 1_000);
     c.train.schedule = Schedule::Cosine {
         lr: 5e-4,
         warmup: 1_000,
@@ -175,9 +171,7 @@ fn text_quick() -> RunConfig {
         val: 500,
         test: 1_000,
     });
-    c.train.steps = 400;
-    c.train.eval_every = 100;
-    c.train.checkpoint_every = 100;
+    c.train.set_steps(400, 100);
     c
 }
 
@@ -195,9 +189,7 @@ fn text_paper() -> RunConfig {
     c.model.d_model = 256;
     c.model.n_heads = 4;
     c.model.d_ff = 1024;
-    c.train.steps = 20_000;
-    c.train.eval_every = 1_000;
-    c.train.checkpoint_every = 1_000;
+    c.train.set_steps(20_000, 1_000);
     c.train.schedule = Schedule::Rsqrt {
         lr: 0.05,
         warmup: 8_000,

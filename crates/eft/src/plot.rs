@@ -299,8 +299,9 @@ mod tests {
                 memory: 20.0,
             },
         ];
-        if let Ok(paths) = bubbles(&dir.path().join("bubbles"), "arena", "steps/s", &runs) {
-            non_empty(&paths);
+        match bubbles(&dir.path().join("bubbles"), "arena", "steps/s", &runs) {
+            Ok(paths) => non_empty(&paths),
+            Err(e) => assert!(e.to_string().contains("fonts-dejavu-core"), "{e}"),
         }
     }
 }

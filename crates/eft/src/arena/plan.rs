@@ -153,9 +153,7 @@ fn task_base(task: &str, name: &str) -> anyhow::Result<RunConfig> {
         "quick" => {
             let mut c = preset(task, "quick")?;
             if task == "listops" {
-                c.train.steps = 800;
-                c.train.eval_every = 200;
-                c.train.checkpoint_every = 200;
+                c.train.set_steps(800, 200);
             }
             c
         }
@@ -164,9 +162,7 @@ fn task_base(task: &str, name: &str) -> anyhow::Result<RunConfig> {
             let paper = preset(task, "paper")?;
             let mut c = preset(task, "quick")?;
             c.task = paper.task;
-            c.train.steps = 5_000;
-            c.train.eval_every = 500;
-            c.train.checkpoint_every = 500;
+            c.train.set_steps(5_000, 500);
             c
         }
         _ => preset(task, "paper")?,
