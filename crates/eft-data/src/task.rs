@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::DataError;
 use crate::image::ImageConfig;
 use crate::listops::ListOpsConfig;
+use crate::pathfinder::PathfinderConfig;
 use crate::text::TextConfig;
 
 /// One example: token ids (no padding) and its class.
@@ -62,11 +63,16 @@ pub enum TaskConfig {
     Image(ImageConfig),
     /// Byte-level IMDb sentiment.
     Text(TextConfig),
+    /// LRA Pathfinder: are two markers on one snake (32×32 by default)?
+    Pathfinder(PathfinderConfig),
+    /// LRA Path-X: Pathfinder at 128×128, 16,384 tokens.
+    #[serde(rename = "pathx")]
+    PathX(PathfinderConfig),
 }
 
 impl TaskConfig {
     /// The names accepted for `name`.
-    pub const NAMES: &'static [&'static str] = &["listops", "image", "text"];
+    pub const NAMES: &'static [&'static str] = &["listops", "image", "text", "pathfinder", "pathx"];
 
     /// The task's config name.
     pub fn name(&self) -> &'static str {
@@ -74,6 +80,8 @@ impl TaskConfig {
             TaskConfig::ListOps(_) => "listops",
             TaskConfig::Image(_) => "image",
             TaskConfig::Text(_) => "text",
+            TaskConfig::Pathfinder(_) => "pathfinder",
+            TaskConfig::PathX(_) => "pathx",
         }
     }
 
@@ -83,6 +91,7 @@ impl TaskConfig {
             TaskConfig::ListOps(c) => c.validate(),
             TaskConfig::Image(c) => c.validate(),
             TaskConfig::Text(c) => c.validate(),
+            TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.validate(),
         }
     }
 
@@ -93,6 +102,7 @@ impl TaskConfig {
             TaskConfig::ListOps(c) => c.build(seed),
             TaskConfig::Image(c) => c.build(seed),
             TaskConfig::Text(c) => c.build(seed),
+            TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.build(seed),
         }
     }
 }

@@ -55,6 +55,28 @@ pub enum DataCommand {
         /// Tasks, e.g. `image`.
         tasks: Vec<String>,
     },
+    /// Draw Pathfinder images and write them as PNG files a person can look at.
+    Pathfinder(PathfinderArgs),
+}
+
+/// Arguments of `eft data pathfinder`.
+#[derive(Debug, Args)]
+pub struct PathfinderArgs {
+    /// Folder to write `pathfinder-<i>-<label>.png` into (created if missing).
+    #[arg(long)]
+    pub png: PathBuf,
+    /// Images to draw; labels alternate connected / not connected.
+    #[arg(long, default_value_t = 8)]
+    pub count: usize,
+    /// Image side: 32 (Pathfinder) or 128 (Path-X); any 8–256 works.
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    /// Paddles per target snake: 6, 9 or 14.
+    #[arg(long, default_value_t = 14)]
+    pub contour_length: usize,
+    /// Seed of the drawing.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Arguments of `eft arena`.

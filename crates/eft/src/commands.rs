@@ -24,6 +24,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fetch_data(&tasks)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Data(crate::args::DataCommand::Pathfinder(args)) => {
+            for path in crate::plot::pathfinder_pngs(&args)? {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
         Command::Attn(args) => crate::attn::run(args),
