@@ -17,8 +17,11 @@ pub struct Batch {
     pub tokens: Vec<u32>,
     /// `true` at padding positions, `[batch, len]`.
     pub padding: Vec<bool>,
-    /// Class labels, `[batch]`.
+    /// Class labels: one per row, or one per graded position when `rows` is not empty.
     pub labels: Vec<u32>,
+    /// Flat indices `row · len + position` of the graded positions, in `labels`' order; empty
+    /// for tasks graded per sequence.
+    pub rows: Vec<usize>,
     /// Rows.
     pub batch: usize,
     /// Columns: the longest example in the batch.
@@ -37,10 +40,24 @@ impl Batch {
             tokens.resize(tokens.len() + len - e.tokens.len(), 0);
             padding.extend((0..len).map(|i| i >= e.tokens.len()));
         }
+        let (rows, labels) = if examples.iter().any(|e| !e.targets.is_empty()) {
+            examples
+                .iter()
+                .enumerate()
+                .flat_map(|(r, e)| {
+                    e.targets
+                        .iter()
+                        .map(move |&(p, l)| (r * len + p as usize, l))
+                })
+                .unzip()
+        } else {
+            (Vec::new(), examples.iter().map(|e| e.label).collect())
+        };
         Batch {
             tokens,
             padding,
-            labels: examples.iter().map(|e| e.label).collect(),
+            labels,
+            rows,
             batch: examples.len(),
             len,
         }
@@ -85,10 +102,7 @@ mod tests {
     use super::*;
 
     fn ex(tokens: &[u32], label: u32) -> Example {
-        Example {
-            tokens: tokens.to_vec(),
-            label,
-        }
+        Example::classified(tokens.to_vec(), label)
     }
 
     #[test]
@@ -99,6 +113,19 @@ mod tests {
         assert_eq!(b.padding, vec![false, false, false, false, true, true]);
         assert_eq!(b.labels, vec![1, 2]);
         assert_eq!(b.real_tokens(), 4);
+        assert!(b.rows.is_empty());
+    }
+
+    #[test]
+    fn graded_positions_index_the_padded_batch() {
+        let mut a = ex(&[3, 4, 5], 0);
+        a.targets = vec![(1, 9), (2, 8)];
+        let mut b = ex(&[7, 6], 0);
+        b.targets = vec![(0, 5)];
+        let batch = Batch::from_examples(&[a, b]);
+        assert_eq!(batch.rows, vec![1, 2, 3]);
+        assert_eq!(batch.labels, vec![9, 8, 5]);
+        assert_eq!(batch.tokens[batch.rows[2]], 7);
     }
 
     #[test]

@@ -218,6 +218,7 @@ impl ImageConfig {
         let example = |pool: &Pool, i: usize| Example {
             tokens: pool.images[i].clone(),
             label: u32::from(pool.labels[i]),
+            targets: Vec::new(),
         };
         let pick = |pool: &Pool, ids: &[usize]| ids.iter().map(|&i| example(pool, i)).collect();
         Ok(Dataset {

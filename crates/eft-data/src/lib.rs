@@ -11,6 +11,7 @@ mod error;
 pub mod fetch;
 pub mod image;
 pub mod listops;
+pub mod mqar;
 pub mod pathfinder;
 mod rng;
 mod task;

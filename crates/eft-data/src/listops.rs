@@ -170,7 +170,7 @@ impl ListOpsConfig {
                 && seen.insert(tokens.clone())
             {
                 let label = evaluate(&tokens).expect("generated trees are well formed");
-                examples.push(Example { tokens, label });
+                examples.push(Example::classified(tokens, label));
             }
         }
         let test = examples.split_off(self.train + self.val);

@@ -18,6 +18,8 @@ use crate::{DataError, Dataset, Example, seeded_rng};
 const PATHFINDER_STREAM: u64 = 0x9a7f;
 /// Tries for one paddle before the snake (and image) is started again.
 const PADDLE_TRIES: usize = 24;
+/// Tries for one snake from its start point before the image is started again.
+const SNAKE_TRIES: usize = 8;
 /// Fresh starts of one image before the geometry is declared not to fit.
 const IMAGE_TRIES: usize = 500;
 /// Turning angles are drawn from this many equally spaced directions.
@@ -241,6 +243,7 @@ impl PathfinderConfig {
                     Ok(Example {
                         tokens: image.grey.iter().map(|&g| u32::from(g) + 1).collect(),
                         label: u32::from(label),
+                        targets: Vec::new(),
                     })
                 })
                 .collect()
@@ -429,13 +432,12 @@ impl<'g> Canvas<'g> {
         paddles: usize,
     ) -> Option<[(f64, f64); 2]> {
         let g = self.g;
-        let mut at = start;
-        let mut heading = rng.random_range(0.0..std::f64::consts::TAU);
+        let (mut at, mut heading) = (start, 0.0);
         for k in 0..paddles {
             let mut placed = false;
             for _ in 0..PADDLE_TRIES {
                 let theta = if k == 0 {
-                    heading
+                    rng.random_range(0.0..std::f64::consts::TAU)
                 } else {
                     heading + turn(rng, g.continuity)
                 };
@@ -464,6 +466,24 @@ impl<'g> Canvas<'g> {
         Some([start, at])
     }
 
+    /// [`Self::snake`] tried up to `SNAKE_TRIES` times from the same start; a failed try is erased.
+    fn snake_retrying(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        id: u16,
+        start: (f64, f64),
+        paddles: usize,
+    ) -> Option<[(f64, f64); 2]> {
+        for _ in 0..SNAKE_TRIES {
+            let (light, owner) = (self.light.clone(), self.owner.clone());
+            if let Some(tips) = self.snake(rng, id, start, paddles) {
+                return Some(tips);
+            }
+            (self.light, self.owner) = (light, owner);
+        }
+        None
+    }
+
     fn marker(&mut self, centre: (f64, f64), snake: u16) -> Option<(usize, usize)> {
         let cov = self.disk(centre)?;
         if !self.free(&cov, snake, 0) {
@@ -480,14 +500,22 @@ impl<'g> Canvas<'g> {
             rng.random_range(inner.clone()),
             rng.random_range(inner.clone()),
         );
-        let angle = rng.random_range(0.0..std::f64::consts::TAU);
-        let second = (
-            first.0 + g.seed_distance * angle.cos(),
-            first.1 + g.seed_distance * angle.sin(),
-        );
-        let one = self.snake(rng, 0, first, contour)?;
-        let two = self.snake(rng, 1, second, contour)?;
+        let one = self.snake_retrying(rng, 0, first, contour)?;
+        // The first marker goes down before the second snake, which must then keep clear of it.
         let a = self.marker(one[0], 0)?;
+        let mut two = None;
+        for _ in 0..SNAKE_TRIES {
+            let angle = rng.random_range(0.0..std::f64::consts::TAU);
+            let second = (
+                first.0 + g.seed_distance * angle.cos(),
+                first.1 + g.seed_distance * angle.sin(),
+            );
+            two = self.snake_retrying(rng, 1, second, contour);
+            if two.is_some() {
+                break;
+            }
+        }
+        let two = two?;
         let b = if connected {
             self.marker(one[1], 0)?
         } else {
@@ -500,11 +528,8 @@ impl<'g> Canvas<'g> {
                 rng.random_range(inner.clone()),
                 rng.random_range(inner.clone()),
             );
-            // A distractor that does not fit is dropped; its half-drawn paddles are erased.
-            let (light, owner) = (self.light.clone(), self.owner.clone());
-            if self.snake(rng, id, start, short).is_none() {
-                (self.light, self.owner) = (light, owner);
-            }
+            // A distractor that does not fit is dropped.
+            let _ = self.snake_retrying(rng, id, start, short);
         }
         Some(Image {
             size: self.size,
@@ -632,6 +657,22 @@ mod tests {
         let lit = a.train[0].tokens.iter().filter(|&&t| t > 1).count();
         assert!((30..500).contains(&lit), "{lit} lit pixels");
         assert_eq!((a.vocab_size, a.n_classes, a.max_len), (257, 2, 1024));
+    }
+
+    #[test]
+    fn configs_name_their_task_and_reject_typos() {
+        let parse = |json: &str| serde_json::from_str::<crate::TaskConfig>(json);
+        let base = r#""size":128,"contour_length":14,"train":1,"val":1,"test":1"#;
+        let x = parse(&format!(r#"{{"name":"pathx",{base},"thickness":2.0}}"#)).unwrap();
+        let crate::TaskConfig::PathX(c) = &x else {
+            panic!("{x:?}")
+        };
+        assert_eq!(
+            (c.geometry().thickness, c.geometry().marker_radius),
+            (2.0, 3.0)
+        );
+        let e = parse(&format!(r#"{{"name":"pathfinder",{base},"thicknes":2.0}}"#)).unwrap_err();
+        assert!(e.to_string().contains("thicknes"), "{e}");
     }
 
     #[test]

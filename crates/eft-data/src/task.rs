@@ -5,16 +5,39 @@ use serde::{Deserialize, Serialize};
 use crate::DataError;
 use crate::image::ImageConfig;
 use crate::listops::ListOpsConfig;
+use crate::mqar::MqarConfig;
 use crate::pathfinder::PathfinderConfig;
 use crate::text::TextConfig;
 
-/// One example: token ids (no padding) and its class.
+/// One example: token ids (no padding) and its class, or classes at some positions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Example {
     /// Token ids; 0 is reserved for padding and never appears here.
     pub tokens: Vec<u32>,
-    /// Class label in `0..n_classes`.
+    /// Class label in `0..n_classes` of the whole sequence (unused when `targets` is not empty).
     pub label: u32,
+    /// (position, class) pairs for tasks graded per position (MQAR); empty for sequence tasks.
+    pub targets: Vec<(u32, u32)>,
+}
+
+impl Example {
+    /// A sequence with one class for the whole of it.
+    pub fn classified(tokens: Vec<u32>, label: u32) -> Self {
+        Example {
+            tokens,
+            label,
+            targets: Vec::new(),
+        }
+    }
+
+    /// The classes the example is graded on: its targets', or its label.
+    pub fn graded_labels(&self) -> Vec<u32> {
+        if self.targets.is_empty() {
+            vec![self.label]
+        } else {
+            self.targets.iter().map(|t| t.1).collect()
+        }
+    }
 }
 
 /// The three splits of a task with the sizes a model needs to read them.
@@ -35,17 +58,24 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// The most frequent training label, and the test accuracy of always predicting it.
+    /// The most frequent training label, and the test accuracy of always predicting it (per
+    /// graded position for tasks with targets).
     pub fn majority_baseline(&self) -> (u32, f64) {
         let mut counts = vec![0usize; self.n_classes];
-        for e in &self.train {
-            counts[e.label as usize] += 1;
+        for l in self.train.iter().flat_map(Example::graded_labels) {
+            counts[l as usize] += 1;
         }
         let majority = (0..self.n_classes)
             .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
             .unwrap_or(0) as u32;
-        let hits = self.test.iter().filter(|e| e.label == majority).count();
-        (majority, hits as f64 / self.test.len().max(1) as f64)
+        let test: Vec<u32> = self.test.iter().flat_map(Example::graded_labels).collect();
+        let hits = test.iter().filter(|&&l| l == majority).count();
+        (majority, hits as f64 / test.len().max(1) as f64)
+    }
+
+    /// Whether examples are graded per position (targets) rather than per sequence.
+    pub fn per_position(&self) -> bool {
+        self.train.first().is_some_and(|e| !e.targets.is_empty())
     }
 }
 
@@ -68,11 +98,14 @@ pub enum TaskConfig {
     /// LRA Path-X: Pathfinder at 128×128, 16,384 tokens.
     #[serde(rename = "pathx")]
     PathX(PathfinderConfig),
+    /// Multi-query associative recall, graded at each query position.
+    Mqar(MqarConfig),
 }
 
 impl TaskConfig {
     /// The names accepted for `name`.
-    pub const NAMES: &'static [&'static str] = &["listops", "image", "text", "pathfinder", "pathx"];
+    pub const NAMES: &'static [&'static str] =
+        &["listops", "image", "text", "pathfinder", "pathx", "mqar"];
 
     /// The task's config name.
     pub fn name(&self) -> &'static str {
@@ -82,6 +115,7 @@ impl TaskConfig {
             TaskConfig::Text(_) => "text",
             TaskConfig::Pathfinder(_) => "pathfinder",
             TaskConfig::PathX(_) => "pathx",
+            TaskConfig::Mqar(_) => "mqar",
         }
     }
 
@@ -92,6 +126,7 @@ impl TaskConfig {
             TaskConfig::Image(c) => c.validate(),
             TaskConfig::Text(c) => c.validate(),
             TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.validate(),
+            TaskConfig::Mqar(c) => c.validate(),
         }
     }
 
@@ -103,6 +138,7 @@ impl TaskConfig {
             TaskConfig::Image(c) => c.build(seed),
             TaskConfig::Text(c) => c.build(seed),
             TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.build(seed),
+            TaskConfig::Mqar(c) => c.build(seed),
         }
     }
 }

@@ -128,6 +128,7 @@ impl TextConfig {
                     .map(|&b| u32::from(b) + 1)
                     .collect(),
                 label: reviews[*i].s,
+                targets: Vec::new(),
             }
         };
         Ok(Dataset {

@@ -7,6 +7,7 @@
 
 mod allocator;
 mod cost;
+mod malloc;
 mod memory;
 mod throughput;
 mod timing;
@@ -17,6 +18,7 @@ pub use allocator::{
 pub use cost::{
     CPU_USD_PER_HOUR, H100_USD_PER_HOUR, H200_USD_PER_HOUR, dollars, dollars_per_million_tokens,
 };
+pub use malloc::reuse_freed_memory;
 pub use memory::{peak_rss_bytes, rss_bytes};
 pub use throughput::Throughput;
 pub use timing::{StepTimes, TimeSummary};

@@ -1,4 +1,5 @@
-//! The sequence classifier: embeddings → encoder → pooling → Dense→ReLU→Dense head.
+//! The classifier: embeddings → encoder → pooling → Dense→ReLU→Dense head (per sequence, or per
+//! position when pooling is `none`).
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
@@ -15,6 +16,7 @@ pub struct Classifier {
     head_activation: Relu,
     head_out: Linear,
     cls_pool: bool,
+    per_position: bool,
 }
 
 impl Classifier {
@@ -32,18 +34,25 @@ impl Classifier {
             head_activation: Relu::new(),
             head_out: linear(config.d_ff, dims.n_classes),
             cls_pool: config.pool == Pool::Cls,
+            per_position: config.pool == Pool::None,
         }
     }
 
-    /// Class logits for a padded batch.
+    /// Class logits for a padded batch: one row per sequence, or one per position (row-major)
+    /// when pooling is `none`.
     ///
     /// # Shapes
     /// - tokens: `[B, N]`; padding: `[B, N]`, `true` at padding
-    /// - output: `[B, C]`
+    /// - output: `[B, C]`, or `[B·N, C]` with pooling `none`
     pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
         let (x, padding) = self.embeddings.forward(tokens, padding); // [B, N', d]
         let x = self.encoder.forward(x, Some(padding.clone()));
-        let pooled = self.pool(x, padding); // [B, d]
+        let pooled = if self.per_position {
+            let [batch, len, d] = x.dims();
+            x.reshape([batch * len, d])
+        } else {
+            self.pool(x, padding) // [B, d]
+        };
         let h = self
             .head_activation
             .forward(self.head_hidden.forward(pooled));
@@ -76,6 +85,11 @@ impl Classifier {
     /// Number of classes.
     pub(crate) fn classes(&self) -> usize {
         self.head_out.weight.dims()[1]
+    }
+
+    /// Whether the head reads every position (pooling `none`).
+    pub fn per_position(&self) -> bool {
+        self.per_position
     }
 
     /// Whether the CLS token is pooled (and so prepended).
@@ -138,6 +152,33 @@ mod tests {
     }
 
     /// Padding positions change nothing: neither how much padding there is nor what it holds.
+    /// With pooling `none` every real position gets its own logits, unchanged by padding and by
+    /// the other sequences of the batch.
+    #[test]
+    fn per_position_logits_ignore_padding_and_neighbours() {
+        let device = Device::flex();
+        device.seed(4);
+        let model = config(Pool::None, Positions::Learned)
+            .init(DIMS, &device)
+            .unwrap();
+        let rows: [&[i64]; 2] = [&[3, 1, 4, 1, 5], &[9, 2, 6]];
+        let (t, p) = batch(&rows, 5, &device);
+        let both = to_f64(model.forward(t, p));
+        let classes = DIMS.n_classes;
+        assert_eq!(both.len(), 2 * 5 * classes, "one row per position");
+        let (t, p) = batch(&rows[1..], 9, &device);
+        let alone = to_f64(model.forward(t, p));
+        // Sequence 1's three real positions: rows 5..8 of the pair, rows 0..3 alone.
+        assert_close(
+            "per position",
+            &alone[..3 * classes],
+            &both[5 * classes..8 * classes],
+            1e-5,
+            1e-6,
+        );
+        assert!(model.per_position());
+    }
+
     #[test]
     fn padding_changes_nothing_for_every_pooling_and_position_kind() {
         for pool in [Pool::Cls, Pool::Mean] {

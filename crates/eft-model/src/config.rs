@@ -26,6 +26,8 @@ pub enum Pool {
     Cls,
     /// The mean of the final states of the real (non-padding) tokens.
     Mean,
+    /// No pooling: the head reads every position (tasks graded per position, such as MQAR).
+    None,
 }
 
 /// Sizes that come from the task, not from the user.

@@ -74,13 +74,20 @@ impl Classifier {
                 + rf * df; // residual
         }
         dense += layer_norm_flops(rows, d);
-        if !self.cls_pooled() {
-            dense += 2.0 * rf * df + batch as f64 * df; // mask, sum, divide
-        }
-        dense += linear_flops(batch, d, hidden, true)
-            + (batch * hidden) as f64 // ReLU
-            + linear_flops(batch, hidden, classes, true)
-            + batch as f64 * (4.0 * classes as f64 + 2.0); // log-softmax and the picked loss
+        // The head reads one pooled row per sequence, or every position; the loss is counted
+        // over the same rows (for per-position tasks that bounds the graded positions from above).
+        let heads = if self.per_position() {
+            rows
+        } else {
+            if !self.cls_pooled() {
+                dense += 2.0 * rf * df + batch as f64 * df; // mask, sum, divide
+            }
+            batch
+        };
+        dense += linear_flops(heads, d, hidden, true)
+            + (heads * hidden) as f64 // ReLU
+            + linear_flops(heads, hidden, classes, true)
+            + heads as f64 * (4.0 * classes as f64 + 2.0); // log-softmax and the picked loss
         ModelCost {
             forward_flops: dense + attention.0,
             backward_flops: 2.0 * dense + attention.1,

@@ -74,6 +74,20 @@ impl RunConfig {
         }
         self.task.validate()?;
         self.model.validate()?;
+        // MQAR is graded at its query positions: the head must read every position.
+        let per_position = matches!(self.task, eft_data::TaskConfig::Mqar(_));
+        if per_position != (self.model.pool == eft_model::Pool::None) {
+            let fix = if per_position {
+                "task mqar is graded per position: set model.pool = \"none\""
+            } else {
+                "pool none grades every position, which only mqar defines: use \"cls\" or \"mean\""
+            };
+            return Err(TrainError::config(
+                "model.pool",
+                format!("{:?}", self.model.pool).to_lowercase(),
+                fix,
+            ));
+        }
         let t = &self.train;
         for (field, v) in [
             ("train.steps", t.steps),

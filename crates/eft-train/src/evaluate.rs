@@ -6,19 +6,46 @@ use eft_model::Classifier;
 
 use crate::EvalResult;
 
-/// A batch as tensors: tokens `[B, N]`, padding `[B, N]` (`true` at padding), labels `[B]`.
-pub fn batch_tensors(
-    batch: &Batch,
-    device: &Device,
-) -> (Tensor<2, Int>, Tensor<2, Bool>, Tensor<1, Int>) {
+/// A batch as tensors.
+#[derive(Debug, Clone)]
+pub struct BatchTensors {
+    /// Token ids `[B, N]`.
+    pub tokens: Tensor<2, Int>,
+    /// `true` at padding, `[B, N]`.
+    pub padding: Tensor<2, Bool>,
+    /// Labels `[M]`: one per sequence, or one per graded position.
+    pub labels: Tensor<1, Int>,
+    /// Flat indices `[M]` of the graded positions in `[B·N]`, for per-position tasks.
+    pub rows: Option<Tensor<1, Int>>,
+}
+
+impl BatchTensors {
+    /// The logits the batch is graded on: per-sequence logits as they are, or the graded rows of
+    /// per-position logits `[B·N, C]`.
+    pub fn graded(&self, logits: Tensor<2>) -> Tensor<2> {
+        match &self.rows {
+            Some(rows) => logits.select(0, rows.clone()),
+            None => logits,
+        }
+    }
+}
+
+/// `batch` as tensors on `device`.
+pub fn batch_tensors(batch: &Batch, device: &Device) -> BatchTensors {
     let shape = [batch.batch, batch.len];
     let tokens: Vec<i64> = batch.tokens.iter().map(|&t| i64::from(t)).collect();
     let labels: Vec<i64> = batch.labels.iter().map(|&l| i64::from(l)).collect();
-    (
-        Tensor::from_data(TensorData::new(tokens, shape), device),
-        Tensor::from_data(TensorData::new(batch.padding.clone(), shape), device),
-        Tensor::from_data(TensorData::new(labels, [batch.batch]), device),
-    )
+    let index = |v: &[usize]| {
+        let v: Vec<i64> = v.iter().map(|&i| i as i64).collect();
+        let n = v.len();
+        Tensor::from_data(TensorData::new(v, [n]), device)
+    };
+    BatchTensors {
+        tokens: Tensor::from_data(TensorData::new(tokens, shape), device),
+        padding: Tensor::from_data(TensorData::new(batch.padding.clone(), shape), device),
+        labels: Tensor::from_data(TensorData::new(labels, [batch.labels.len()]), device),
+        rows: (!batch.rows.is_empty()).then(|| index(&batch.rows)),
+    }
 }
 
 /// Mean cross-entropy of `logits` `[B, C]` against `labels` `[B]`.
@@ -43,15 +70,17 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> EvalResult {
-    let (mut loss, mut hits) = (0.0, 0);
+    let (mut loss, mut hits, mut graded) = (0.0, 0, 0);
     for chunk in examples.chunks(batch_size.max(1)) {
         let batch = Batch::from_examples(chunk);
-        let (tokens, padding, labels) = batch_tensors(&batch, device);
-        let logits = model.forward(tokens, padding);
-        hits += correct(logits.clone(), labels.clone());
-        loss += cross_entropy(logits, labels).into_scalar::<f64>() * chunk.len() as f64;
+        let t = batch_tensors(&batch, device);
+        let logits = t.graded(model.forward(t.tokens.clone(), t.padding.clone()));
+        hits += correct(logits.clone(), t.labels.clone());
+        loss += cross_entropy(logits, t.labels).into_scalar::<f64>() * batch.labels.len() as f64;
+        graded += batch.labels.len();
     }
-    let n = examples.len().max(1) as f64;
+    // Accuracy and loss are per graded label: per sequence, or per query position (MQAR).
+    let n = graded.max(1) as f64;
     EvalResult {
         loss: loss / n,
         accuracy: hits as f64 / n,
@@ -62,6 +91,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Module;
 
     #[test]
     fn cross_entropy_matches_the_formula() {
@@ -76,5 +106,60 @@ mod tests {
         let got = cross_entropy(logits.clone(), labels.clone()).into_scalar::<f64>();
         assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
         assert_eq!(correct(logits, labels), 1);
+    }
+
+    /// Per-position tasks are graded at their query positions only: the batched evaluation
+    /// equals an argmax taken by hand over each sequence's own logits.
+    #[test]
+    fn mqar_is_graded_at_its_queries() {
+        let task = eft_data::mqar::MqarConfig {
+            len: 16,
+            pairs: 3,
+            vocab: 32,
+            train: 1,
+            val: 1,
+            test: 7,
+        };
+        let data = task.build(1).unwrap();
+        let device = Device::flex();
+        let dims = eft_model::TaskDims {
+            vocab_size: data.vocab_size,
+            max_len: data.max_len,
+            n_classes: data.n_classes,
+        };
+        let model = crate::seeding::with_seed(&device, 5, || {
+            let model = crate::preset("mqar", "quick")
+                .unwrap()
+                .model
+                .init(dims, &device)
+                .unwrap();
+            crate::params::materialize(&model);
+            model
+        })
+        .valid();
+        let (mut hits, mut total) = (0, 0);
+        for e in &data.test {
+            let t = batch_tensors(&Batch::from_examples([e]), &device);
+            let logits: Vec<f32> = model
+                .forward(t.tokens, t.padding)
+                .into_data()
+                .to_vec()
+                .unwrap();
+            let classes = data.n_classes;
+            for &(at, value) in &e.targets {
+                let row = &logits[at as usize * classes..(at as usize + 1) * classes];
+                let best = (0..classes)
+                    .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                    .unwrap();
+                hits += usize::from(best as u32 == value);
+                total += 1;
+            }
+        }
+        let r = evaluate(&model, &data.test, 3, &device);
+        assert_eq!(total, 21);
+        assert!(
+            (r.accuracy - hits as f64 / total as f64).abs() < 1e-12,
+            "{r:?}"
+        );
     }
 }

@@ -26,7 +26,7 @@ pub use atomic_file::write_atomic;
 pub use checkpoint::{Checkpoint, LoopState};
 pub use config::{RunConfig, TrainConfig};
 pub use error::TrainError;
-pub use evaluate::{batch_tensors, cross_entropy, evaluate};
+pub use evaluate::{BatchTensors, batch_tensors, cross_entropy, evaluate};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
 pub use overrides::{layered, merge, set};
 pub use preset::{PRESETS, preset};

@@ -1,6 +1,8 @@
 //! Named starting configurations: `quick` (a CPU in minutes) and `paper` (LRA's released config).
 
 use eft_attention::AttentionConfig;
+use eft_data::mqar::MqarConfig;
+use eft_data::pathfinder::PathfinderConfig;
 use eft_data::{TaskConfig, image::ImageConfig, listops::ListOpsConfig, text::TextConfig};
 use eft_model::{ModelConfig, Pool, Positions};
 
@@ -18,6 +20,12 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
         ("image", "paper") => Ok(image_paper()),
         ("text", "quick") => Ok(text_quick()),
         ("text", "paper") => Ok(text_paper()),
+        ("pathfinder", "quick") => Ok(pathfinder_quick()),
+        ("pathfinder", "paper") => Ok(pathfinder_paper()),
+        ("pathx", "quick") => Ok(pathx_quick()),
+        ("pathx", "paper") => Ok(pathx_paper()),
+        ("mqar", "quick") => Ok(mqar_quick()),
+        ("mqar", "paper") => Ok(mqar_paper()),
         (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
             "task",
             t,
@@ -197,6 +205,107 @@ fn text_paper() -> RunConfig {
     c
 }
 
+/// Pathfinder with `contour` paddles at `size` pixels; quick sizes close the gaps between paddles
+/// (margin 0) so two snakes still fit a small image.
+fn pathfinder_task(size: usize, contour: usize, train: usize, held_out: usize) -> PathfinderConfig {
+    let mut task = PathfinderConfig::lra32(contour, train, held_out, held_out);
+    task.size = size;
+    if size < 32 {
+        task.geometry.margin = Some(0.0);
+    }
+    task
+}
+
+/// Pathfinder at 16×16 (256 tokens), easy snakes of 6 paddles, the quick model with mean pooling.
+fn pathfinder_quick() -> RunConfig {
+    let mut c = listops_quick();
+    c.name = "pathfinder-quick".into();
+    c.task = TaskConfig::Pathfinder(pathfinder_task(16, 6, 5_000, 500));
+    c.model.pool = Pool::Mean;
+    c.train.set_steps(400, 100);
+    c
+}
+
+/// LRA's Pathfinder-32 config at the hard level (14 paddles): 4 layers, width 32, 4 heads, MLP 32,
+/// mean pooling, batch 512, cosine 1e-3, 200 epochs of 160k images.
+fn pathfinder_paper() -> RunConfig {
+    let mut c = listops_paper();
+    c.name = "pathfinder-paper".into();
+    c.task = TaskConfig::Pathfinder(pathfinder_task(32, 14, 160_000, 20_000));
+    c.model.d_model = 32;
+    c.model.n_heads = 4;
+    c.model.d_ff = 32;
+    c.model.pool = Pool::Mean;
+    c.train.batch_size = 512;
+    c.train.set_steps(62_500, 2_500);
+    c.train.schedule = Schedule::Cosine {
+        lr: 1e-3,
+        warmup: 1_000,
+        min_lr: 0.0,
+    };
+    c
+}
+
+/// Path-X scaled to a CPU: hard snakes (14 paddles) at 24×24 (576 tokens), the quick model.
+fn pathx_quick() -> RunConfig {
+    let mut c = pathfinder_quick();
+    c.name = "pathx-quick".into();
+    c.task = TaskConfig::PathX(pathfinder_task(24, 14, 5_000, 500));
+    c
+}
+
+/// LRA's Path-X config: 128×128 (16,384 tokens), 1 layer, width 32, 2 heads, MLP 32, batch 64,
+/// cosine 1e-3, gradient clipping 1.
+fn pathx_paper() -> RunConfig {
+    let mut c = pathfinder_paper();
+    c.name = "pathx-paper".into();
+    let task = pathfinder_task(128, 14, 160_000, 20_000);
+    c.task = TaskConfig::PathX(task);
+    c.model.n_layers = 1;
+    c.model.n_heads = 2;
+    c.train.batch_size = 64;
+    c.train.max_grad_norm = Some(1.0);
+    c.train.set_steps(500_000, 10_000);
+    c
+}
+
+/// MQAR with 8 pairs in 64 tokens (vocabulary 128), the quick model reading every position.
+fn mqar_quick() -> RunConfig {
+    let mut c = listops_quick();
+    c.name = "mqar-quick".into();
+    c.task = TaskConfig::Mqar(MqarConfig {
+        len: 64,
+        pairs: 8,
+        vocab: 128,
+        train: 5_000,
+        val: 200,
+        test: 500,
+    });
+    c.model.pool = Pool::None;
+    c.train.set_steps(400, 100);
+    c
+}
+
+/// A Zoology-sized MQAR: 64 pairs in 256 tokens from a vocabulary of 8192, 100k training
+/// sequences, 2 layers of width 128, batch 64, cosine 1e-3.
+fn mqar_paper() -> RunConfig {
+    let mut c = mqar_quick();
+    c.name = "mqar-paper".into();
+    c.task = TaskConfig::Mqar(MqarConfig {
+        len: 256,
+        pairs: 64,
+        vocab: 8_192,
+        train: 100_000,
+        val: 3_000,
+        test: 3_000,
+    });
+    c.model.d_model = 128;
+    c.model.d_ff = 256;
+    c.train.batch_size = 64;
+    c.train.set_steps(20_000, 1_000);
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +319,18 @@ mod tests {
                 assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
             }
         }
+    }
+
+    #[test]
+    fn mqar_needs_per_position_pooling_and_only_mqar_has_it() {
+        let mut c = preset("mqar", "quick").unwrap();
+        c.model.pool = Pool::Mean;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("model.pool") && e.contains("\"none\""), "{e}");
+        let mut c = preset("listops", "quick").unwrap();
+        c.model.pool = Pool::None;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("only mqar"), "{e}");
     }
 
     #[test]

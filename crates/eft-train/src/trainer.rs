@@ -250,7 +250,8 @@ impl<'a> Session<'a> {
                 step as u64,
             );
             let batch = Batch::from_examples(indices.iter().map(|&i| &self.data.train[i]));
-            let (tokens, padding, labels) = batch_tensors(&batch, &device);
+            let t_batch = batch_tensors(&batch, &device);
+            let (tokens, padding) = (t_batch.tokens.clone(), t_batch.padding.clone());
             let shape = tokens.dims();
             let model = &self.model;
             self.state.flops += *self
@@ -261,8 +262,10 @@ impl<'a> Session<'a> {
             let logits = with_seed(&device, step_seed(self.config.seed, step), || {
                 self.model.forward(tokens, padding)
             });
+            let logits = t_batch.graded(logits);
+            let labels = t_batch.labels;
             hits += correct(logits.clone().inner(), labels.clone().inner());
-            seen += batch.batch;
+            seen += batch.labels.len();
             let loss = cross_entropy(logits, labels);
             let loss_value = loss.clone().into_scalar::<f64>();
             let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);

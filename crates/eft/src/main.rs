@@ -20,6 +20,7 @@ use clap::Parser;
 static ALLOCATOR: eft_meter::TrackingAllocator = eft_meter::TrackingAllocator;
 
 fn main() -> ExitCode {
+    let _ = eft_meter::reuse_freed_memory();
     let cli = args::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

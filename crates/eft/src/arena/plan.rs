@@ -19,8 +19,8 @@ pub struct Cell {
 }
 
 /// The tasks eft can run today, and those the arena will add (named in errors).
-const AVAILABLE: &[&str] = &["listops", "image", "text"];
-const PLANNED: &[&str] = &["retrieval", "pathfinder", "pathx", "mqar"];
+const AVAILABLE: &[&str] = &["listops", "image", "text", "pathfinder", "pathx", "mqar"];
+const PLANNED: &[&str] = &["retrieval"];
 
 /// The quick preset's mechanisms: at least one per family, parameters scaled to 10–100 tokens.
 const QUICK: &[&str] = &[
@@ -129,7 +129,10 @@ pub fn cells(
                     .iter()
                     .map(|(k, v)| (format!("model.attention.{k}"), v.clone())),
             );
-            if mechanism == "xl" && params.iter().any(|(k, _)| k == "segment") {
+            if mechanism == "xl"
+                && params.iter().any(|(k, _)| k == "segment")
+                && base.model.pool == eft_model::Pool::Cls
+            {
                 // A CLS token would only see the first segment.
                 overrides.push(("model.pool".into(), "\"mean\"".into()));
             }
@@ -210,7 +213,7 @@ mod tests {
         }
         let image = super::cells("quick", &["image".into()], &["full".into()], &[]).unwrap();
         assert_eq!(image[0].config.task.name(), "image");
-        let e = super::cells("quick", &["pathx".into()], &[], &[]).unwrap_err();
+        let e = super::cells("quick", &["retrieval".into()], &[], &[]).unwrap_err();
         assert!(e.to_string().contains("planned"), "{e}");
         assert!(super::cells("huge", &[], &[], &[]).is_err());
     }
