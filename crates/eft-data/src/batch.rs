@@ -22,23 +22,28 @@ pub struct Batch {
     /// Flat indices `row · len + position` of the graded positions, in `labels`' order; empty
     /// for tasks graded per sequence.
     pub rows: Vec<usize>,
-    /// Rows.
+    /// Rows: one per example, two per example of a pair task.
     pub batch: usize,
     /// Columns: the longest example in the batch.
     pub len: usize,
 }
 
 impl Batch {
-    /// Pads `examples` to the longest of them.
+    /// Pads `examples` to the longest of them; a pair task's example becomes two consecutive
+    /// rows (its first and second passage).
     pub fn from_examples<'a>(examples: impl IntoIterator<Item = &'a Example>) -> Self {
         let examples: Vec<&Example> = examples.into_iter().collect();
-        let len = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(0);
-        let mut tokens = Vec::with_capacity(examples.len() * len);
-        let mut padding = Vec::with_capacity(examples.len() * len);
-        for e in &examples {
-            tokens.extend_from_slice(&e.tokens);
-            tokens.resize(tokens.len() + len - e.tokens.len(), 0);
-            padding.extend((0..len).map(|i| i >= e.tokens.len()));
+        let sequences: Vec<&[u32]> = examples
+            .iter()
+            .flat_map(|e| std::iter::once(e.tokens.as_slice()).chain(e.second.as_deref()))
+            .collect();
+        let len = sequences.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut tokens = Vec::with_capacity(sequences.len() * len);
+        let mut padding = Vec::with_capacity(sequences.len() * len);
+        for s in &sequences {
+            tokens.extend_from_slice(s);
+            tokens.resize(tokens.len() + len - s.len(), 0);
+            padding.extend((0..len).map(|i| i >= s.len()));
         }
         let (rows, labels) = if examples.iter().any(|e| !e.targets.is_empty()) {
             examples
@@ -58,7 +63,7 @@ impl Batch {
             padding,
             labels,
             rows,
-            batch: examples.len(),
+            batch: sequences.len(),
             len,
         }
     }
@@ -126,6 +131,18 @@ mod tests {
         assert_eq!(batch.rows, vec![1, 2, 3]);
         assert_eq!(batch.labels, vec![9, 8, 5]);
         assert_eq!(batch.tokens[batch.rows[2]], 7);
+    }
+
+    #[test]
+    fn pairs_become_consecutive_rows() {
+        let mut a = ex(&[3, 4], 1);
+        a.second = Some(vec![5, 6, 7]);
+        let mut b = ex(&[8], 0);
+        b.second = Some(vec![9]);
+        let batch = Batch::from_examples(&[a, b]);
+        assert_eq!((batch.batch, batch.len), (4, 3));
+        assert_eq!(batch.tokens, vec![3, 4, 0, 5, 6, 7, 8, 0, 0, 9, 0, 0]);
+        assert_eq!(batch.labels, vec![1, 0]);
     }
 
     #[test]

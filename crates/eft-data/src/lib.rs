@@ -13,6 +13,7 @@ pub mod image;
 pub mod listops;
 pub mod mqar;
 pub mod pathfinder;
+pub mod retrieval;
 mod rng;
 mod task;
 pub mod text;

@@ -143,6 +143,7 @@ impl MqarConfig {
             tokens,
             label: 0,
             targets,
+            second: None,
         }
     }
 }

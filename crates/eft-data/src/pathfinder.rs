@@ -244,6 +244,7 @@ impl PathfinderConfig {
                         tokens: image.grey.iter().map(|&g| u32::from(g) + 1).collect(),
                         label: u32::from(label),
                         targets: Vec::new(),
+                        second: None,
                     })
                 })
                 .collect()

@@ -7,6 +7,7 @@ use crate::image::ImageConfig;
 use crate::listops::ListOpsConfig;
 use crate::mqar::MqarConfig;
 use crate::pathfinder::PathfinderConfig;
+use crate::retrieval::RetrievalConfig;
 use crate::text::TextConfig;
 
 /// One example: token ids (no padding) and its class, or classes at some positions.
@@ -18,6 +19,8 @@ pub struct Example {
     pub label: u32,
     /// (position, class) pairs for tasks graded per position (MQAR); empty for sequence tasks.
     pub targets: Vec<(u32, u32)>,
+    /// The second passage of a pair task (retrieval): encoded by the same encoder on its own.
+    pub second: Option<Vec<u32>>,
 }
 
 impl Example {
@@ -27,6 +30,7 @@ impl Example {
             tokens,
             label,
             targets: Vec::new(),
+            second: None,
         }
     }
 
@@ -73,6 +77,11 @@ impl Dataset {
         (majority, hits as f64 / test.len().max(1) as f64)
     }
 
+    /// Whether examples are pairs of passages (two-tower tasks).
+    pub fn paired(&self) -> bool {
+        self.train.first().is_some_and(|e| e.second.is_some())
+    }
+
     /// Whether examples are graded per position (targets) rather than per sequence.
     pub fn per_position(&self) -> bool {
         self.train.first().is_some_and(|e| !e.targets.is_empty())
@@ -93,6 +102,8 @@ pub enum TaskConfig {
     Image(ImageConfig),
     /// Byte-level IMDb sentiment.
     Text(TextConfig),
+    /// Byte-level document matching with two towers (a substitute for LRA's AAN retrieval).
+    Retrieval(RetrievalConfig),
     /// LRA Pathfinder: are two markers on one snake (32×32 by default)?
     Pathfinder(PathfinderConfig),
     /// LRA Path-X: Pathfinder at 128×128, 16,384 tokens.
@@ -104,8 +115,15 @@ pub enum TaskConfig {
 
 impl TaskConfig {
     /// The names accepted for `name`.
-    pub const NAMES: &'static [&'static str] =
-        &["listops", "image", "text", "pathfinder", "pathx", "mqar"];
+    pub const NAMES: &'static [&'static str] = &[
+        "listops",
+        "image",
+        "text",
+        "retrieval",
+        "pathfinder",
+        "pathx",
+        "mqar",
+    ];
 
     /// The task's config name.
     pub fn name(&self) -> &'static str {
@@ -113,6 +131,7 @@ impl TaskConfig {
             TaskConfig::ListOps(_) => "listops",
             TaskConfig::Image(_) => "image",
             TaskConfig::Text(_) => "text",
+            TaskConfig::Retrieval(_) => "retrieval",
             TaskConfig::Pathfinder(_) => "pathfinder",
             TaskConfig::PathX(_) => "pathx",
             TaskConfig::Mqar(_) => "mqar",
@@ -125,6 +144,7 @@ impl TaskConfig {
             TaskConfig::ListOps(c) => c.validate(),
             TaskConfig::Image(c) => c.validate(),
             TaskConfig::Text(c) => c.validate(),
+            TaskConfig::Retrieval(c) => c.validate(),
             TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.validate(),
             TaskConfig::Mqar(c) => c.validate(),
         }
@@ -137,6 +157,7 @@ impl TaskConfig {
             TaskConfig::ListOps(c) => c.build(seed),
             TaskConfig::Image(c) => c.build(seed),
             TaskConfig::Text(c) => c.build(seed),
+            TaskConfig::Retrieval(c) => c.build(seed),
             TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.build(seed),
             TaskConfig::Mqar(c) => c.build(seed),
         }

@@ -129,6 +129,7 @@ impl TextConfig {
                     .collect(),
                 label: reviews[*i].s,
                 targets: Vec::new(),
+                second: None,
             }
         };
         Ok(Dataset {

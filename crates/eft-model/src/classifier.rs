@@ -17,6 +17,7 @@ pub struct Classifier {
     head_out: Linear,
     cls_pool: bool,
     per_position: bool,
+    paired: bool,
 }
 
 impl Classifier {
@@ -30,20 +31,25 @@ impl Classifier {
         Self {
             embeddings: Embeddings::new(config, dims, device),
             encoder: Encoder::new(config, config.positions_for(dims), device),
-            head_hidden: linear(config.d_model, config.d_ff),
+            // Two towers: the head reads [x₁, x₂, x₁∗x₂, x₁−x₂].
+            head_hidden: linear(
+                if dims.paired { 4 } else { 1 } * config.d_model,
+                config.d_ff,
+            ),
             head_activation: Relu::new(),
             head_out: linear(config.d_ff, dims.n_classes),
             cls_pool: config.pool == Pool::Cls,
             per_position: config.pool == Pool::None,
+            paired: dims.paired,
         }
     }
 
-    /// Class logits for a padded batch: one row per sequence, or one per position (row-major)
-    /// when pooling is `none`.
+    /// Class logits for a padded batch: one row per sequence, one per position (row-major)
+    /// when pooling is `none`, or one per pair of consecutive rows for a paired task.
     ///
     /// # Shapes
     /// - tokens: `[B, N]`; padding: `[B, N]`, `true` at padding
-    /// - output: `[B, C]`, or `[B·N, C]` with pooling `none`
+    /// - output: `[B, C]`; `[B·N, C]` with pooling `none`; `[B/2, C]` when paired
     pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
         let (x, padding) = self.embeddings.forward(tokens, padding); // [B, N', d]
         let x = self.encoder.forward(x, Some(padding.clone()));
@@ -53,10 +59,20 @@ impl Classifier {
         } else {
             self.pool(x, padding) // [B, d]
         };
+        let pooled = if self.paired {
+            compare_pairs(pooled)
+        } else {
+            pooled
+        };
         let h = self
             .head_activation
             .forward(self.head_hidden.forward(pooled));
         self.head_out.forward(h)
+    }
+
+    /// Whether rows come in pairs compared by the head.
+    pub fn paired(&self) -> bool {
+        self.paired
     }
 
     /// Reduces `[B, N, d]` to `[B, d]`: the CLS position, or the mean over real tokens.
@@ -103,6 +119,28 @@ impl Classifier {
     }
 }
 
+/// `[2P, d]` pooled rows, pairs consecutive, to `[P, 4d]`: `[x₁, x₂, x₁∗x₂, x₁−x₂]` per pair.
+fn compare_pairs(pooled: Tensor<2>) -> Tensor<2> {
+    let [rows, d] = pooled.dims();
+    let pairs = pooled.reshape([rows / 2, 2, d]);
+    let first = pairs
+        .clone()
+        .slice([0..rows / 2, 0..1, 0..d])
+        .reshape([rows / 2, d]);
+    let second = pairs
+        .slice([0..rows / 2, 1..2, 0..d])
+        .reshape([rows / 2, d]);
+    Tensor::cat(
+        vec![
+            first.clone(),
+            second.clone(),
+            first.clone() * second.clone(),
+            first - second,
+        ],
+        1,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +161,7 @@ mod tests {
         vocab_size: 12,
         max_len: 20,
         n_classes: 5,
+        paired: false,
     };
 
     fn batch(rows: &[&[i64]], len: usize, device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
@@ -152,6 +191,52 @@ mod tests {
     }
 
     /// Padding positions change nothing: neither how much padding there is nor what it holds.
+    #[test]
+    fn pairs_are_compared_as_both_their_products_and_differences() {
+        let device = Device::flex();
+        let rows = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 5.0, -1.0, 0.5, 2.0, 2.0], [4, 2]),
+            &device,
+        );
+        let got = to_f64(compare_pairs(rows));
+        let want = [
+            1.0, 2.0, 3.0, 5.0, 3.0, 10.0, -2.0, -3.0, // pair (1,2),(3,5)
+            -1.0, 0.5, 2.0, 2.0, -2.0, 1.0, -3.0, -1.5, // pair (-1,.5),(2,2)
+        ];
+        assert_close("pairs", &got, &want, 0.0, 1e-12);
+    }
+
+    /// A paired model gives each pair the same logits whatever else is in the batch and however
+    /// much padding its passages carry, and the second passage matters.
+    #[test]
+    fn paired_logits_depend_on_their_own_pair_only() {
+        let device = Device::flex();
+        device.seed(6);
+        let dims = TaskDims {
+            paired: true,
+            ..DIMS
+        };
+        let model = config(Pool::Cls, Positions::Learned)
+            .init(dims, &device)
+            .unwrap();
+        let rows: [&[i64]; 4] = [&[3, 1, 4], &[1, 5, 9, 2], &[6, 5], &[3, 5, 8, 9, 7]];
+        let (t, p) = batch(&rows, 5, &device);
+        let all = to_f64(model.forward(t, p));
+        assert_eq!(all.len(), 2 * DIMS.n_classes, "one row of logits per pair");
+        let (t, p) = batch(&rows[2..], 9, &device);
+        let second = to_f64(model.forward(t, p));
+        assert_close("pair 2", &second, &all[DIMS.n_classes..], 1e-5, 1e-6);
+        let (t, p) = batch(&[rows[0], rows[3]], 5, &device);
+        let swapped = to_f64(model.forward(t, p));
+        assert!(
+            swapped
+                .iter()
+                .zip(&all[..DIMS.n_classes])
+                .any(|(a, b)| (a - b).abs() > 1e-4),
+            "the second passage changes the logits"
+        );
+    }
+
     /// With pooling `none` every real position gets its own logits, unchanged by padding and by
     /// the other sequences of the batch.
     #[test]

@@ -39,6 +39,9 @@ pub struct TaskDims {
     pub max_len: usize,
     /// Number of output classes.
     pub n_classes: usize,
+    /// Whether each example is a pair of sequences in consecutive rows, encoded separately and
+    /// compared by the head (two towers, as in LRA's retrieval).
+    pub paired: bool,
 }
 
 /// The encoder classifier's configuration. TOML section `[model]`.

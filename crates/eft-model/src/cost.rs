@@ -49,7 +49,8 @@ impl Classifier {
     /// The analytic cost of one step on a batch of `batch` sequences of `len` tokens (before any
     /// CLS token).
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
-        let [d, hidden] = self.head_dims();
+        let [head_in, hidden] = self.head_dims();
+        let d = head_in / if self.paired() { 4 } else { 1 };
         let classes = self.classes();
         let n = len + usize::from(self.cls_pooled());
         let rows = batch * n;
@@ -84,7 +85,13 @@ impl Classifier {
             }
             batch
         };
-        dense += linear_flops(heads, d, hidden, true)
+        let heads = if self.paired() {
+            dense += 2.0 * (batch / 2 * d) as f64; // x₁∗x₂ and x₁−x₂; the cat is free
+            batch / 2
+        } else {
+            heads
+        };
+        dense += linear_flops(heads, head_in, hidden, true)
             + (heads * hidden) as f64 // ReLU
             + linear_flops(heads, hidden, classes, true)
             + heads as f64 * (4.0 * classes as f64 + 2.0); // log-softmax and the picked loss

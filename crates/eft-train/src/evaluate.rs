@@ -126,6 +126,7 @@ mod tests {
             vocab_size: data.vocab_size,
             max_len: data.max_len,
             n_classes: data.n_classes,
+            paired: false,
         };
         let model = crate::seeding::with_seed(&device, 5, || {
             let model = crate::preset("mqar", "quick")

@@ -3,6 +3,7 @@
 use eft_attention::AttentionConfig;
 use eft_data::mqar::MqarConfig;
 use eft_data::pathfinder::PathfinderConfig;
+use eft_data::retrieval::RetrievalConfig;
 use eft_data::{TaskConfig, image::ImageConfig, listops::ListOpsConfig, text::TextConfig};
 use eft_model::{ModelConfig, Pool, Positions};
 
@@ -24,6 +25,8 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
         ("pathfinder", "paper") => Ok(pathfinder_paper()),
         ("pathx", "quick") => Ok(pathx_quick()),
         ("pathx", "paper") => Ok(pathx_paper()),
+        ("retrieval", "quick") => Ok(retrieval_quick()),
+        ("retrieval", "paper") => Ok(retrieval_paper()),
         ("mqar", "quick") => Ok(mqar_quick()),
         ("mqar", "paper") => Ok(mqar_paper()),
         (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
@@ -202,6 +205,37 @@ fn text_paper() -> RunConfig {
         lr: 0.05,
         warmup: 8_000,
     };
+    c
+}
+
+/// Document matching on Brown passages of 128 bytes, 5k pairs, the quick model in two towers.
+fn retrieval_quick() -> RunConfig {
+    let mut c = listops_quick();
+    c.name = "retrieval-quick".into();
+    c.task = TaskConfig::Retrieval(RetrievalConfig {
+        passage_len: 128,
+        train: 5_000,
+        val: 500,
+        test: 1_000,
+    });
+    c.train.set_steps(400, 100);
+    c
+}
+
+/// LRA's Retrieval config on the Brown substitute: passages of 4000 bytes, 4 layers, width 128,
+/// 4 heads, MLP 512, batch 32, 5k steps, rsqrt 0.05, weight decay 0.1, CLS.
+fn retrieval_paper() -> RunConfig {
+    let mut c = listops_paper();
+    c.name = "retrieval-paper".into();
+    c.task = TaskConfig::Retrieval(RetrievalConfig {
+        passage_len: 4_000,
+        train: 147_086,
+        val: 18_090,
+        test: 17_437,
+    });
+    c.model.d_model = 128;
+    c.model.n_heads = 4;
+    c.model.d_ff = 512;
     c
 }
 

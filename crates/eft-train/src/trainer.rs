@@ -137,6 +137,7 @@ pub fn build_data_and_model(
         vocab_size: data.vocab_size,
         max_len: data.max_len,
         n_classes: data.n_classes,
+        paired: data.paired(),
     };
     let model = with_seed(device, config.seed, || {
         let model = config.model.init(dims, device)?;

@@ -136,6 +136,7 @@ fn loops_count_the_same_flops_as_the_formulas_and_compute_the_same_logits() {
         vocab_size: 12,
         max_len: 6,
         n_classes: 3,
+        paired: false,
     };
     let device = Device::flex();
     device.seed(3);

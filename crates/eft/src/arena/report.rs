@@ -18,8 +18,12 @@ pub struct Outcome {
     pub result: Result<RunRecord, String>,
 }
 
-/// LRA's Table 1 (accuracy %), by eft mechanism and task; `None` where LRA reports none.
+/// LRA's Table 1 (accuracy %), by eft mechanism and task; `None` where LRA reports none, and
+/// for retrieval, whose substitute data has nothing in common with AAN's.
 fn published(mechanism: &str, task: &str) -> Option<f64> {
+    if task == "retrieval" {
+        return None;
+    }
     let row: [f64; 5] = match mechanism {
         "full" | "flash" => [36.37, 64.27, 57.46, 42.44, 71.40],
         "local" => [15.82, 52.98, 53.39, 41.46, 66.63],
@@ -171,6 +175,15 @@ fn markdown(rows: &[Row]) -> String {
         s += &format!(" {} |", pct(b));
     }
     s += " — |\n";
+    if tasks.contains(&"retrieval") {
+        s += &format!("\nNote: {}.\n", eft_data::retrieval::SUBSTITUTE_NOTE);
+    }
+    if tasks.contains(&"image") {
+        s += "\nNote: image is MNIST (or CIFAR-10 when `task.cifar10` names its files), LRA's is grey CIFAR-10.\n";
+    }
+    if tasks.contains(&"pathx") {
+        s += "\nNote: every model of LRA's Table 1 failed Path-X (chance, 50%).\n";
+    }
 
     s += "\n## Cost (relative to `full` on the same task)\n\nFLOPs per training step (analytic), steps per second \
           (median, warm-up excluded), peak heap bytes during a training step and the run's cost at its price per hour.\n\n\

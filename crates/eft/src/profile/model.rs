@@ -29,6 +29,7 @@ pub fn measure(
         vocab_size: VOCAB,
         max_len: args.len,
         n_classes: CLASSES,
+        paired: false,
     };
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();

