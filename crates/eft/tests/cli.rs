@@ -499,16 +499,18 @@ fn profile_measures_one_call_and_a_sweep_writes_its_table() {
 #[test]
 fn arena_runs_cells_records_failures_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let arena = || {
+    let arena = |steps: &str| {
         eft()
             .args([
                 "arena",
                 "--preset",
                 "quick",
+                "--tasks",
+                "listops",
                 "--mechanisms",
                 "full,local:block=500,linear",
                 "--set",
-                "train.steps=4",
+                steps,
                 "--set",
                 "train.schedule.warmup=1",
                 "--set",
@@ -532,7 +534,7 @@ fn arena_runs_cells_records_failures_and_resumes() {
             .output()
             .unwrap()
     };
-    let first = arena();
+    let first = arena("train.steps=4");
     let err = String::from_utf8_lossy(&first.stderr);
     assert_eq!(first.status.code(), Some(1), "one cell fails: {err}");
     assert!(
@@ -553,9 +555,23 @@ fn arena_runs_cells_records_failures_and_resumes() {
     assert_eq!(json.as_array().unwrap().len(), 3);
     assert!(root.join("listops-full").join("record.json").exists());
 
-    let again = arena();
+    let again = arena("train.steps=4");
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(err.matches("finished earlier: kept").count(), 2, "{err}");
+
+    // Other settings under the same name: the old cells are neither reused nor overwritten.
+    let record = std::fs::read(root.join("listops-full").join("record.json")).unwrap();
+    let changed = arena("train.steps=6");
+    let err = String::from_utf8_lossy(&changed.stderr);
+    assert_eq!(changed.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("holds a run with other settings") && err.contains("steps = 4"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("listops-full").join("record.json")).unwrap(),
+        record
+    );
 }
 
 /// Without npm on the PATH, fetching the image data says what to install, in one line.

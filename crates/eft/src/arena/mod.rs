@@ -7,8 +7,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
-use eft_train::{CHECKPOINT_FILE, RECORD_FILE, RunRecord, RunStatus, TrainOptions};
+use anyhow::{Context, bail};
+use eft_train::{
+    CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, RunConfig, RunRecord, RunStatus, TrainOptions,
+};
 
 use crate::args::ArenaArgs;
 use crate::commands::{INTERRUPTED, device, stop_on_ctrl_c};
@@ -21,15 +23,47 @@ enum State {
     New,
 }
 
-fn state(dir: &Path) -> State {
+fn state(dir: &Path, planned: &RunConfig) -> anyhow::Result<State> {
     let record = std::fs::read_to_string(dir.join(RECORD_FILE))
         .ok()
         .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok());
-    match record {
+    let stored = match &record {
+        Some(r) => Some(r.config.clone()),
+        None => std::fs::read_to_string(dir.join(CONFIG_FILE))
+            .ok()
+            .and_then(|t| RunConfig::from_toml(&t).ok()),
+    };
+    // A cell trained under other settings must not pass for this one, nor be overwritten.
+    if let Some(stored) = stored.filter(|s| s != planned) {
+        bail!(
+            "{} holds a run with other settings ({}); delete that folder to train it again, or \
+             give this arena another --name",
+            dir.display(),
+            differences(&stored, planned)
+        );
+    }
+    Ok(match record {
         Some(r) if r.status == RunStatus::Finished => State::Finished(Box::new(r)),
         _ if dir.join(CHECKPOINT_FILE).exists() => State::Interrupted,
         _ => State::New,
+    })
+}
+
+/// The first few config lines that differ, as `stored → planned`.
+fn differences(stored: &RunConfig, planned: &RunConfig) -> String {
+    let (a, b) = (stored.to_toml(), planned.to_toml());
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let mut out: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x != y)
+        .take(3)
+        .map(|(x, y)| format!("`{x}` → `{y}`"))
+        .collect();
+    if out.is_empty() {
+        out.push("the config differs".into());
     }
+    out.join(", ")
 }
 
 /// Runs the command.
@@ -62,15 +96,20 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let started = Instant::now();
-    let mut trained = 0usize;
+    // The ETA scales the time per token trained so far in this session to the tokens left
+    // (finished cells cost nothing): cells of different tasks differ tenfold in work.
+    let work = |c: &plan::Cell| {
+        (c.config.train.steps * c.config.train.batch_size * c.config.task.tokens_per_example())
+            as f64
+    };
+    let mut done_work = 0.0;
     let mut outcomes = Vec::with_capacity(cells.len());
     for (i, cell) in cells.iter().enumerate() {
         let run_dir = dir.join(&cell.name);
-        // Finished cells cost nothing; the ETA averages the cells trained in this session.
-        let remaining = cells.len() - i;
-        let eta = (trained > 0).then(|| {
-            let per_cell = started.elapsed().as_secs_f64() / trained as f64;
-            format!(", about {:.0} min left", per_cell * remaining as f64 / 60.0)
+        let left: f64 = cells[i..].iter().map(work).sum();
+        let eta = (done_work > 0.0).then(|| {
+            let per_unit = started.elapsed().as_secs_f64() / done_work;
+            format!(", about {:.0} min left", per_unit * left / 60.0)
         });
         eprintln!(
             "[{}/{}] {} × {}{}",
@@ -87,18 +126,20 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
             });
             continue;
         }
-        let result = match state(&run_dir) {
-            State::Finished(record) => {
+        let result = match state(&run_dir, &cell.config) {
+            Err(e) => Err(e),
+            Ok(State::Finished(record)) => {
                 eprintln!("  finished earlier: kept");
                 Ok(*record)
             }
-            State::Interrupted => {
-                trained += 1;
-                eft_train::resume(&run_dir, &options)
+            Ok(State::Interrupted) => {
+                done_work += work(cell);
+                eft_train::resume(&run_dir, &options).map_err(anyhow::Error::from)
             }
-            State::New => {
-                trained += 1;
+            Ok(State::New) => {
+                done_work += work(cell);
                 eft_train::train(cell.config.clone(), &run_dir, &options)
+                    .map_err(anyhow::Error::from)
             }
         };
         match result {
