@@ -7,6 +7,7 @@
 
 mod batch;
 pub mod cifar;
+pub mod copying;
 mod error;
 pub mod fetch;
 pub mod image;

@@ -10,7 +10,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::{DataError, Dataset, Example, seeded_rng};
+use crate::{DataError, Dataset, Example};
 
 /// Random stream of the MQAR splits.
 const MQAR_STREAM: u64 = 0x3a9c;
@@ -86,18 +86,13 @@ impl MqarConfig {
     /// Draws the three splits from `seed`.
     pub fn build(&self, seed: u64) -> Result<Dataset, DataError> {
         self.validate()?;
-        let split = |stream: u64, n: usize| {
-            let mut rng = seeded_rng(seed, MQAR_STREAM + stream);
-            (0..n).map(|_| self.sequence(&mut rng)).collect()
-        };
-        Ok(Dataset {
-            train: split(0, self.train),
-            val: split(1, self.val),
-            test: split(2, self.test),
-            vocab_size: self.vocab + 1,
-            n_classes: self.vocab,
-            max_len: self.len,
-        })
+        Ok(crate::rng::generated(
+            seed,
+            MQAR_STREAM,
+            [self.train, self.val, self.test],
+            [self.vocab + 1, self.vocab, self.len],
+            |rng| self.sequence(rng),
+        ))
     }
 
     /// One sequence with its query targets.

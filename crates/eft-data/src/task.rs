@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::copying::{CopyingConfig, InductionConfig};
 use crate::image::ImageConfig;
 use crate::listops::ListOpsConfig;
 use crate::mqar::MqarConfig;
@@ -111,6 +112,10 @@ pub enum TaskConfig {
     PathX(PathfinderConfig),
     /// Multi-query associative recall, graded at each query position.
     Mqar(MqarConfig),
+    /// Selective copying (Mamba), graded at each marker.
+    Copying(CopyingConfig),
+    /// Induction heads (Mamba), graded at the last position.
+    Induction(InductionConfig),
 }
 
 impl TaskConfig {
@@ -123,6 +128,8 @@ impl TaskConfig {
         "pathfinder",
         "pathx",
         "mqar",
+        "copying",
+        "induction",
     ];
 
     /// The task's config name.
@@ -135,6 +142,8 @@ impl TaskConfig {
             TaskConfig::Pathfinder(_) => "pathfinder",
             TaskConfig::PathX(_) => "pathx",
             TaskConfig::Mqar(_) => "mqar",
+            TaskConfig::Copying(_) => "copying",
+            TaskConfig::Induction(_) => "induction",
         }
     }
 
@@ -148,7 +157,18 @@ impl TaskConfig {
             TaskConfig::Retrieval(c) => 2 * c.passage_len,
             TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.size * c.size,
             TaskConfig::Mqar(c) => c.len,
+            TaskConfig::Copying(c) => c.len,
+            TaskConfig::Induction(c) => c.len,
         }
+    }
+
+    /// Whether the task is graded per position (its examples carry targets), so the model's
+    /// head must read every position.
+    pub fn per_position(&self) -> bool {
+        matches!(
+            self,
+            TaskConfig::Mqar(_) | TaskConfig::Copying(_) | TaskConfig::Induction(_)
+        )
     }
 
     /// Checks every parameter; names the wrong one and what would do.
@@ -160,6 +180,8 @@ impl TaskConfig {
             TaskConfig::Retrieval(c) => c.validate(),
             TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.validate(),
             TaskConfig::Mqar(c) => c.validate(),
+            TaskConfig::Copying(c) => c.validate(),
+            TaskConfig::Induction(c) => c.validate(),
         }
     }
 
@@ -173,6 +195,8 @@ impl TaskConfig {
             TaskConfig::Retrieval(c) => c.build(seed),
             TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.build(seed),
             TaskConfig::Mqar(c) => c.build(seed),
+            TaskConfig::Copying(c) => c.build(seed),
+            TaskConfig::Induction(c) => c.build(seed),
         }
     }
 }

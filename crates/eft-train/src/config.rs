@@ -74,13 +74,18 @@ impl RunConfig {
         }
         self.task.validate()?;
         self.model.validate()?;
-        // MQAR is graded at its query positions: the head must read every position.
-        let per_position = matches!(self.task, eft_data::TaskConfig::Mqar(_));
+        // Recall tasks are graded at positions: the head must read every position.
+        let per_position = self.task.per_position();
         if per_position != (self.model.pool == eft_model::Pool::None) {
             let fix = if per_position {
-                "task mqar is graded per position: set model.pool = \"none\""
+                format!(
+                    "task {} is graded per position: set model.pool = \"none\"",
+                    self.task.name()
+                )
             } else {
-                "pool none grades every position, which only mqar defines: use \"cls\" or \"mean\""
+                "pool none grades every position, which only mqar, copying and induction define: \
+                 use \"cls\" or \"mean\""
+                    .to_string()
             };
             return Err(TrainError::config(
                 "model.pool",

@@ -1,6 +1,7 @@
 //! Named starting configurations: `quick` (a CPU in minutes) and `paper` (LRA's released config).
 
 use eft_attention::AttentionConfig;
+use eft_data::copying::{CopyingConfig, InductionConfig};
 use eft_data::mqar::MqarConfig;
 use eft_data::pathfinder::PathfinderConfig;
 use eft_data::retrieval::RetrievalConfig;
@@ -29,6 +30,10 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
         ("retrieval", "paper") => Ok(retrieval_paper()),
         ("mqar", "quick") => Ok(mqar_quick()),
         ("mqar", "paper") => Ok(mqar_paper()),
+        ("copying", "quick") => Ok(copying("quick", 64, 8, 2_000)),
+        ("copying", "paper") => Ok(copying("paper", 4_096, 16, 100_000)),
+        ("induction", "quick") => Ok(induction("quick", 64, 2_000)),
+        ("induction", "paper") => Ok(induction("paper", 256, 100_000)),
         (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
             "task",
             t,
@@ -337,6 +342,38 @@ fn mqar_paper() -> RunConfig {
     c.model.d_ff = 256;
     c.train.batch_size = 64;
     c.train.set_steps(20_000, 1_000);
+    c
+}
+
+/// Selective copying of `tokens` data tokens from a vocabulary of 16 in `len` positions (the
+/// Mamba paper's `paper` setting: 4096 and 16), the quick model reading every position.
+fn copying(preset: &str, len: usize, tokens: usize, steps: usize) -> RunConfig {
+    let mut c = mqar_quick();
+    c.name = format!("copying-{preset}");
+    c.task = TaskConfig::Copying(CopyingConfig {
+        len,
+        tokens,
+        vocab: 16,
+        train: 5_000,
+        val: 200,
+        test: 500,
+    });
+    c.train.set_steps(steps, steps / 4);
+    c
+}
+
+/// Induction heads over `len` tokens from a vocabulary of 16 (Mamba trains at 256).
+fn induction(preset: &str, len: usize, steps: usize) -> RunConfig {
+    let mut c = mqar_quick();
+    c.name = format!("induction-{preset}");
+    c.task = TaskConfig::Induction(InductionConfig {
+        len,
+        vocab: 16,
+        train: 5_000,
+        val: 200,
+        test: 500,
+    });
+    c.train.set_steps(steps, steps / 4);
     c
 }
 

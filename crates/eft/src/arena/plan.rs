@@ -27,6 +27,8 @@ const AVAILABLE: &[&str] = &[
     "pathfinder",
     "pathx",
     "mqar",
+    "copying",
+    "induction",
 ];
 
 /// The quick preset's mechanisms: one per family (exact, memory-efficient, sparse, LSH,
@@ -172,6 +174,14 @@ fn quick_cell(task: &str) -> anyhow::Result<RunConfig> {
         T::Mqar(t) => {
             (t.len, t.pairs, t.vocab, t.train, t.val, t.test) = (32, 4, 64, 5_000, 200, 500);
             (400, 32)
+        }
+        T::Copying(t) => {
+            (t.len, t.tokens, t.train, t.val, t.test) = (32, 4, 5_000, 200, 500);
+            (300, 32)
+        }
+        T::Induction(t) => {
+            (t.len, t.train, t.val, t.test) = (32, 5_000, 200, 500);
+            (300, 32)
         }
         other => bail!("no quick arena cell for task `{}`", other.name()),
     };

@@ -213,8 +213,15 @@ fn markdown(rows: &[Row]) -> String {
     if tasks.contains(&"image") {
         s += "\nNote: image is MNIST (or CIFAR-10 when `task.cifar10` names its files), LRA's is grey CIFAR-10.\n";
     }
-    if tasks.contains(&"mqar") {
-        s += "\nNote: mqar is graded at each query position (accuracy over all queries); its baseline always names the most frequent value.\n";
+    let graded: Vec<&str> = ["mqar", "copying", "induction"]
+        .into_iter()
+        .filter(|t| tasks.contains(t))
+        .collect();
+    if !graded.is_empty() {
+        s += &format!(
+            "\nNote: {} are graded at their answer positions (accuracy over all answers: queries, markers, the final trigger); the baseline always names the most frequent answer.\n",
+            graded.join(", ")
+        );
     }
     if tasks.contains(&"pathx") {
         s += "\nNote: every model of LRA's Table 1 failed Path-X (chance, 50%).\n";
