@@ -147,21 +147,6 @@ impl TaskConfig {
         }
     }
 
-    /// Tokens one example feeds the encoder at most (both passages of a pair), known without
-    /// building the data: a measure of the work per example.
-    pub fn tokens_per_example(&self) -> usize {
-        match self {
-            TaskConfig::ListOps(c) => c.max_len,
-            TaskConfig::Image(c) => c.size * c.size,
-            TaskConfig::Text(c) => c.max_len,
-            TaskConfig::Retrieval(c) => 2 * c.passage_len,
-            TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => c.size * c.size,
-            TaskConfig::Mqar(c) => c.len,
-            TaskConfig::Copying(c) => c.len,
-            TaskConfig::Induction(c) => c.len,
-        }
-    }
-
     /// Whether the task is graded per position (its examples carry targets), so the model's
     /// head must read every position.
     pub fn per_position(&self) -> bool {

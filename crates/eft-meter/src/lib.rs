@@ -19,6 +19,6 @@ pub use cost::{
     CPU_USD_PER_HOUR, H100_USD_PER_HOUR, H200_USD_PER_HOUR, dollars, dollars_per_million_tokens,
 };
 pub use malloc::reuse_freed_memory;
-pub use memory::{peak_rss_bytes, rss_bytes};
+pub use memory::{available_memory_bytes, peak_rss_bytes, rss_bytes};
 pub use throughput::Throughput;
 pub use timing::{StepTimes, TimeSummary};

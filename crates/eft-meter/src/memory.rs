@@ -14,6 +14,15 @@ pub fn rss_bytes() -> Option<u64> {
     status_bytes("VmRSS:")
 }
 
+/// Memory the kernel says can be given to programs without swapping (`MemAvailable`), or
+/// `None` off Linux.
+pub fn available_memory_bytes() -> Option<u64> {
+    parse_field(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )
+}
+
 fn status_bytes(field: &str) -> Option<u64> {
     parse_field(&std::fs::read_to_string("/proc/self/status").ok()?, field)
 }
@@ -34,6 +43,8 @@ mod tests {
         assert_eq!(parse_field(status, "VmHWM:"), Some(1234 * 1024));
         assert_eq!(parse_field(status, "VmRSS:"), Some(1000 * 1024));
         assert_eq!(parse_field("Name: x\n", "VmHWM:"), None);
+        let meminfo = "MemTotal:       24683892 kB\nMemAvailable:   23012345 kB\n";
+        assert_eq!(parse_field(meminfo, "MemAvailable:"), Some(23012345 * 1024));
     }
 
     #[test]

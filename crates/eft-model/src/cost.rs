@@ -25,12 +25,23 @@ pub struct ModelCost {
     pub attention_forward_flops: f64,
     /// Bytes the attention mechanisms hold for the backward pass.
     pub attention_saved_bytes: f64,
+    /// Bytes of f32 activations the other layers hold for the backward pass, at least: per
+    /// layer the LayerNorm inputs, Q, K, V, the attention output and the MLP's hidden layer
+    /// before and after GELU; the embeddings and the final LayerNorm.
+    #[serde(default)]
+    pub activation_bytes: f64,
 }
 
 impl ModelCost {
     /// Forward plus backward: one training step.
     pub fn step_flops(&self) -> f64 {
         self.forward_flops + self.backward_flops
+    }
+
+    /// A lower bound on the memory one training step needs: everything held for the backward
+    /// pass (parameters, optimiser state and temporaries come on top).
+    pub fn saved_bytes(&self) -> f64 {
+        self.attention_saved_bytes + self.activation_bytes
     }
 }
 
@@ -57,6 +68,7 @@ impl Classifier {
         let (rf, df) = (rows as f64, d as f64);
         let mut dense = rf * df; // positions added to the token vectors
         let mut attention = (0.0, 0.0, 0.0);
+        let mut activations = 2.0 * rf * df; // embeddings, final LayerNorm input
         for depth in 0..self.encoder().depth() {
             let block = self.encoder().block(depth);
             let a = block.self_attention().attention_cost(batch, n, d);
@@ -64,6 +76,7 @@ impl Classifier {
             attention.1 += a.backward_flops;
             attention.2 += a.saved_bytes;
             let ff = block.feed_forward_width();
+            activations += rf * (6.0 * df + 2.0 * ff as f64);
             dense += layer_norm_flops(rows, d)
                 + 3.0 * linear_flops(rows, d, d, false)
                 + linear_flops(rows, d, d, true)
@@ -100,6 +113,7 @@ impl Classifier {
             backward_flops: 2.0 * dense + attention.1,
             attention_forward_flops: attention.0,
             attention_saved_bytes: attention.2,
+            activation_bytes: 4.0 * activations,
         }
     }
 }

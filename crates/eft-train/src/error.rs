@@ -34,6 +34,18 @@ pub enum TrainError {
         /// What to do about it.
         fix: String,
     },
+    /// A training step would not fit in the machine's memory.
+    #[error(
+        "out of memory: a training step holds at least {:.1} GiB for the backward pass, but only {:.1} GiB is available; lower train.batch_size or the task's length, or pick a mechanism with less memory (eft profile sweep shows each one's)",
+        *needed as f64 / GIB,
+        *available as f64 / GIB
+    )]
+    OutOfMemory {
+        /// Bytes a step needs at least.
+        needed: u64,
+        /// Bytes the system has available.
+        available: u64,
+    },
     /// An I/O operation failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -43,6 +55,8 @@ pub enum TrainError {
         source: std::io::Error,
     },
 }
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 impl TrainError {
     pub(crate) fn config(field: &str, value: impl ToString, fix: impl ToString) -> Self {

@@ -188,6 +188,7 @@ impl<'a> Session<'a> {
     ) -> Result<Self, TrainError> {
         let device = options.device.clone().autodiff();
         let (data, model) = build_data_and_model(&config, &device)?;
+        check_memory(&model, &config, &data)?;
         let (model, adam, mut state) = match checkpoint {
             None => (model, AdamState::default(), LoopState::default()),
             Some(c) => {
@@ -450,5 +451,15 @@ impl<'a> Session<'a> {
         );
         bar.set_prefix(self.config.name.clone());
         bar
+    }
+}
+/// Refuses a run whose training step cannot fit in the memory the system has, before it
+/// starts: the allocator would abort the process mid-step (and an arena with it) otherwise.
+fn check_memory(model: &Classifier, config: &RunConfig, data: &Dataset) -> Result<(), TrainError> {
+    let rows = config.train.batch_size * if data.paired() { 2 } else { 1 };
+    let needed = model.cost(rows, data.max_len).saved_bytes() as u64;
+    match eft_meter::available_memory_bytes() {
+        Some(available) if needed > available => Err(TrainError::OutOfMemory { needed, available }),
+        _ => Ok(()),
     }
 }

@@ -1,5 +1,6 @@
 //! `eft arena`: every (task, mechanism) cell as its own resumable run, then one report.
 
+mod eta;
 mod plan;
 mod report;
 
@@ -95,22 +96,13 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
             unavailable.push((task.to_string(), format!("{e:#}")));
         }
     }
-    let started = Instant::now();
-    // The ETA scales the time per token trained so far in this session to the tokens left
-    // (finished cells cost nothing): cells of different tasks differ tenfold in work.
-    let work = |c: &plan::Cell| {
-        (c.config.train.steps * c.config.train.batch_size * c.config.task.tokens_per_example())
-            as f64
-    };
-    let mut done_work = 0.0;
+    // Seconds each cell trained in this session took, by task (finished cells cost nothing).
+    let mut timed: Vec<(String, f64)> = Vec::new();
     let mut outcomes = Vec::with_capacity(cells.len());
     for (i, cell) in cells.iter().enumerate() {
         let run_dir = dir.join(&cell.name);
-        let left: f64 = cells[i..].iter().map(work).sum();
-        let eta = (done_work > 0.0).then(|| {
-            let per_unit = started.elapsed().as_secs_f64() / done_work;
-            format!(", about {:.0} min left", per_unit * left / 60.0)
-        });
+        let eta = eta::minutes_left(&timed, cells[i..].iter().map(|c| c.task.as_str()))
+            .map(|m| format!(", about {m:.0} min left"));
         eprintln!(
             "[{}/{}] {} × {}{}",
             i + 1,
@@ -126,6 +118,7 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
             });
             continue;
         }
+        let started = Instant::now();
         let result = match state(&run_dir, &cell.config) {
             Err(e) => Err(e),
             Ok(State::Finished(record)) => {
@@ -133,13 +126,15 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
                 Ok(*record)
             }
             Ok(State::Interrupted) => {
-                done_work += work(cell);
-                eft_train::resume(&run_dir, &options).map_err(anyhow::Error::from)
+                let r = eft_train::resume(&run_dir, &options).map_err(anyhow::Error::from);
+                timed.push((cell.task.clone(), started.elapsed().as_secs_f64()));
+                r
             }
             Ok(State::New) => {
-                done_work += work(cell);
-                eft_train::train(cell.config.clone(), &run_dir, &options)
-                    .map_err(anyhow::Error::from)
+                let r = eft_train::train(cell.config.clone(), &run_dir, &options)
+                    .map_err(anyhow::Error::from);
+                timed.push((cell.task.clone(), started.elapsed().as_secs_f64()));
+                r
             }
         };
         match result {

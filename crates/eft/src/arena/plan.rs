@@ -202,6 +202,13 @@ fn task_base(task: &str, name: &str) -> anyhow::Result<RunConfig> {
             let paper = preset(task, "paper")?;
             let mut c = preset(task, "quick")?;
             c.task = paper.task;
+            // LRA's 200k snake images would take hours to draw and, at 16K tokens each, 10 GB
+            // to hold; 5k steps of batch 32 see 160k examples, so 20k images serve as well.
+            if let eft_data::TaskConfig::Pathfinder(t) | eft_data::TaskConfig::PathX(t) =
+                &mut c.task
+            {
+                (t.train, t.val, t.test) = (20_000, 2_000, 2_000);
+            }
             c.train.set_steps(5_000, 500);
             c
         }
