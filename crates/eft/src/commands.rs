@@ -61,6 +61,10 @@ pub fn fetch_data(tasks: &[String]) -> anyhow::Result<()> {
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<eft_attention::AttentionError>().is_some()
         || e.downcast_ref::<crate::attn::BadInput>().is_some()
+        || matches!(
+            e.downcast_ref::<eft_data::DataError>(),
+            Some(eft_data::DataError::Config { .. })
+        )
     {
         return 2;
     }

@@ -592,3 +592,54 @@ fn data_fetch_without_its_client_says_what_to_install() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `eft data pathfinder --png` writes images a person can open, labelled in their names, and a
+/// geometry that cannot fit is one line and a non-zero exit.
+#[test]
+fn pathfinder_pngs_are_written_for_people_to_look_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = eft()
+        .args([
+            "data",
+            "pathfinder",
+            "--count",
+            "3",
+            "--size",
+            "32",
+            "--png",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "pathfinder-0-connected.png",
+            "pathfinder-1-apart.png",
+            "pathfinder-2-connected.png"
+        ]
+    );
+    let png = std::fs::read(dir.path().join(&names[0])).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let bad = eft()
+        .args(["data", "pathfinder", "--size", "10", "--png"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "a parameter error: {err}");
+    assert!(
+        err.contains("do not fit") && !err.contains("panicked"),
+        "{err}"
+    );
+}
