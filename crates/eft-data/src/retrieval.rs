@@ -165,6 +165,12 @@ impl RetrievalConfig {
         }
         let mut rng = seeded_rng(seed, RETRIEVAL_STREAM);
         let [train, val, test] = split_documents(&docs, &mut rng);
+        if val.len() < 2 || test.len() < 2 {
+            return Err(missing(
+                folder,
+                "has no genre with the 6 documents needed to hold 2 out for validation and 2 for test",
+            ));
+        }
         Ok(Dataset {
             train: self.pairs(&docs, &train, self.train, &mut rng),
             val: self.pairs(&docs, &val, self.val, &mut rng),
@@ -214,8 +220,12 @@ impl RetrievalConfig {
                     }
                 } else {
                     let genre = &by_genre[&docs[first].genre];
-                    let others: Vec<usize> =
+                    let mut others: Vec<usize> =
                         genre.iter().copied().filter(|&i| i != first).collect();
+                    if others.is_empty() {
+                        // A genre with one document (none in Brown): any other document.
+                        others = ids.iter().copied().filter(|&i| i != first).collect();
+                    }
                     window(&docs[others[rng.random_range(0..others.len())]], rng).1
                 };
                 Example {

@@ -82,11 +82,6 @@ impl Dataset {
     pub fn paired(&self) -> bool {
         self.train.first().is_some_and(|e| e.second.is_some())
     }
-
-    /// Whether examples are graded per position (targets) rather than per sequence.
-    pub fn per_position(&self) -> bool {
-        self.train.first().is_some_and(|e| !e.targets.is_empty())
-    }
 }
 
 /// The task a run trains on, with its parameters.

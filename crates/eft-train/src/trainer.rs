@@ -252,9 +252,8 @@ impl<'a> Session<'a> {
                 step as u64,
             );
             let batch = Batch::from_examples(indices.iter().map(|&i| &self.data.train[i]));
-            let t_batch = batch_tensors(&batch, &device);
-            let (tokens, padding) = (t_batch.tokens.clone(), t_batch.padding.clone());
-            let shape = tokens.dims();
+            let tensors = batch_tensors(&batch, &device);
+            let shape = tensors.tokens.dims();
             let model = &self.model;
             self.state.flops += *self
                 .step_flops
@@ -262,10 +261,11 @@ impl<'a> Session<'a> {
                 .or_insert_with(|| model.cost(shape[0], shape[1]).step_flops());
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
             let logits = with_seed(&device, step_seed(self.config.seed, step), || {
-                self.model.forward(tokens, padding)
+                self.model
+                    .forward(tensors.tokens.clone(), tensors.padding.clone())
             });
-            let logits = t_batch.graded(logits);
-            let labels = t_batch.labels;
+            let logits = tensors.graded(logits);
+            let labels = tensors.labels;
             hits += correct(logits.clone().inner(), labels.clone().inner());
             seen += batch.labels.len();
             let loss = cross_entropy(logits, labels);
@@ -453,6 +453,7 @@ impl<'a> Session<'a> {
         bar
     }
 }
+
 /// Refuses a run whose training step cannot fit in the memory the system has, before it
 /// starts: the allocator would abort the process mid-step (and an arena with it) otherwise.
 fn check_memory(model: &Classifier, config: &RunConfig, data: &Dataset) -> Result<(), TrainError> {
