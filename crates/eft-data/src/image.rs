@@ -316,6 +316,7 @@ mod tests {
             cifar10: None,
         };
         let a = config.build_from(dir.path(), 1).unwrap();
+        assert_eq!(crate::TaskConfig::Image(config.clone()).shape(), a.shape());
         let again = config.build_from(dir.path(), 1).unwrap();
         assert_eq!(
             (&a.train, &a.val, &a.test),

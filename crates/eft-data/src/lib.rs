@@ -22,4 +22,4 @@ pub mod text;
 pub use batch::{Batch, epoch_order, train_batch_indices};
 pub use error::DataError;
 pub use rng::seeded_rng;
-pub use task::{Dataset, Example, TaskConfig};
+pub use task::{Dataset, Example, TaskConfig, TaskShape};

@@ -306,6 +306,10 @@ mod tests {
         };
         let data = config.build_from(dir.path(), 2).unwrap();
         assert_eq!(
+            crate::TaskConfig::Retrieval(config.clone()).shape(),
+            data.shape()
+        );
+        assert_eq!(
             data.train,
             config.build_from(dir.path(), 2).unwrap().train,
             "same seed, same pairs"

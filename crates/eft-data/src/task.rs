@@ -45,6 +45,19 @@ impl Example {
     }
 }
 
+/// The sizes a model needs to read a task's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskShape {
+    /// Number of token ids, padding included.
+    pub vocab_size: usize,
+    /// Number of classes.
+    pub n_classes: usize,
+    /// Longest sequence any split may hold.
+    pub max_len: usize,
+    /// Whether examples are pairs of sequences.
+    pub paired: bool,
+}
+
 /// The three splits of a task with the sizes a model needs to read them.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -76,6 +89,16 @@ impl Dataset {
         let test: Vec<u32> = self.test.iter().flat_map(Example::graded_labels).collect();
         let hits = test.iter().filter(|&&l| l == majority).count();
         (majority, hits as f64 / test.len().max(1) as f64)
+    }
+
+    /// The sizes a model needs to read these splits.
+    pub fn shape(&self) -> TaskShape {
+        TaskShape {
+            vocab_size: self.vocab_size,
+            n_classes: self.n_classes,
+            max_len: self.max_len,
+            paired: self.paired(),
+        }
     }
 
     /// Whether examples are pairs of passages (two-tower tasks).
@@ -142,6 +165,31 @@ impl TaskConfig {
         }
     }
 
+    /// The sizes its data will have, known without building it (what [`Dataset::shape`] of
+    /// the built splits says).
+    pub fn shape(&self) -> TaskShape {
+        let (vocab_size, n_classes, max_len) = match self {
+            TaskConfig::ListOps(c) => (
+                crate::listops::VOCAB_SIZE,
+                crate::listops::N_CLASSES,
+                c.max_len - 1,
+            ),
+            TaskConfig::Image(c) => (257, 10, c.size * c.size),
+            TaskConfig::Text(c) => (257, 2, c.max_len),
+            TaskConfig::Retrieval(c) => (257, 2, c.passage_len),
+            TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => (257, 2, c.size * c.size),
+            TaskConfig::Mqar(c) => (c.vocab + 1, c.vocab, c.len),
+            TaskConfig::Copying(c) => (c.vocab + 3, c.vocab + 1, c.len),
+            TaskConfig::Induction(c) => (c.vocab + 2, c.vocab + 1, c.len),
+        };
+        TaskShape {
+            vocab_size,
+            n_classes,
+            max_len,
+            paired: matches!(self, TaskConfig::Retrieval(_)),
+        }
+    }
+
     /// Whether the task is graded per position (its examples carry targets), so the model's
     /// head must read every position.
     pub fn per_position(&self) -> bool {
@@ -177,6 +225,62 @@ impl TaskConfig {
             TaskConfig::Mqar(c) => c.build(seed),
             TaskConfig::Copying(c) => c.build(seed),
             TaskConfig::Induction(c) => c.build(seed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copying::{CopyingConfig, InductionConfig};
+    use crate::pathfinder::PathfinderConfig;
+
+    /// What a config promises about its data is what building it gives (the file-backed tasks
+    /// check the same in their loaders' tests).
+    #[test]
+    fn generated_tasks_have_the_shape_their_config_promises() {
+        let pathfinder = PathfinderConfig::lra32(6, 2, 1, 1);
+        let mut small = pathfinder.clone();
+        small.size = 24;
+        let configs = [
+            TaskConfig::ListOps(ListOpsConfig {
+                min_len: 5,
+                max_len: 30,
+                max_depth: 3,
+                max_args: 3,
+                train: 4,
+                val: 2,
+                test: 2,
+            }),
+            TaskConfig::Pathfinder(pathfinder),
+            TaskConfig::PathX(small),
+            TaskConfig::Mqar(MqarConfig {
+                len: 32,
+                pairs: 4,
+                vocab: 64,
+                train: 2,
+                val: 1,
+                test: 1,
+            }),
+            TaskConfig::Copying(CopyingConfig {
+                len: 24,
+                tokens: 4,
+                vocab: 6,
+                train: 2,
+                val: 1,
+                test: 1,
+            }),
+            TaskConfig::Induction(InductionConfig {
+                len: 16,
+                vocab: 5,
+                train: 2,
+                val: 1,
+                test: 1,
+            }),
+        ];
+        for c in configs {
+            let data = c.build(0).unwrap();
+            assert_eq!(c.shape(), data.shape(), "{}", c.name());
         }
     }
 }

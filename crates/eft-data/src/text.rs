@@ -194,6 +194,7 @@ mod tests {
         let pos = d.test.iter().filter(|e| e.label == 1).count();
         assert_eq!(pos, 10, "the whole test half is balanced");
         assert_eq!(d.vocab_size, 257);
+        assert_eq!(crate::TaskConfig::Text(c.clone()).shape(), d.shape());
         let again = c.build_from(&path, 3).unwrap();
         assert_eq!(d.train, again.train, "seeded");
     }

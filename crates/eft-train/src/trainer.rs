@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use eft_data::{Batch, Dataset, train_batch_indices};
+use eft_data::{Batch, Dataset, TaskShape, train_batch_indices};
 use eft_meter::{StepTimes, Throughput, peak_rss_bytes};
 use eft_model::{Classifier, TaskDims};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -133,14 +133,8 @@ pub fn build_data_and_model(
             format!("exceeds the {} training examples", data.train.len()),
         ));
     }
-    let dims = TaskDims {
-        vocab_size: data.vocab_size,
-        max_len: data.max_len,
-        n_classes: data.n_classes,
-        paired: data.paired(),
-    };
     let model = with_seed(device, config.seed, || {
-        let model = config.model.init(dims, device)?;
+        let model = config.model.init(dims(data.shape()), device)?;
         crate::params::materialize(&model);
         Ok::<_, eft_model::ModelError>(model)
     })?;
@@ -187,8 +181,8 @@ impl<'a> Session<'a> {
         options: &'a TrainOptions,
     ) -> Result<Self, TrainError> {
         let device = options.device.clone().autodiff();
+        check_memory(&config, &device)?;
         let (data, model) = build_data_and_model(&config, &device)?;
-        check_memory(&model, &config, &data)?;
         let (model, adam, mut state) = match checkpoint {
             None => (model, AdamState::default(), LoopState::default()),
             Some(c) => {
@@ -454,13 +448,33 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Refuses a run whose training step cannot fit in the memory the system has, before it
-/// starts: the allocator would abort the process mid-step (and an arena with it) otherwise.
-fn check_memory(model: &Classifier, config: &RunConfig, data: &Dataset) -> Result<(), TrainError> {
-    let rows = config.train.batch_size * if data.paired() { 2 } else { 1 };
-    let needed = model.cost(rows, data.max_len).saved_bytes() as u64;
-    match eft_meter::available_memory_bytes() {
-        Some(available) if needed > available => Err(TrainError::OutOfMemory { needed, available }),
-        _ => Ok(()),
+/// The model's view of a task's sizes.
+fn dims(shape: TaskShape) -> TaskDims {
+    TaskDims {
+        vocab_size: shape.vocab_size,
+        max_len: shape.max_len,
+        n_classes: shape.n_classes,
+        paired: shape.paired,
     }
+}
+
+/// Refuses a run whose training step cannot fit in the memory the system has, before its data
+/// is drawn (minutes for Path-X): the allocator would abort the process mid-step (and an arena
+/// with it) otherwise.
+fn check_memory(config: &RunConfig, device: &Device) -> Result<(), TrainError> {
+    let Some(available) = eft_meter::available_memory_bytes() else {
+        return Ok(());
+    };
+    config.validate()?;
+    let shape = config.task.shape();
+    // Under the run's seed lock: reading a lazily built parameter's size draws it.
+    let needed = with_seed(device, config.seed, || {
+        let model = config.model.init(dims(shape), device)?;
+        let rows = config.train.batch_size * if shape.paired { 2 } else { 1 };
+        Ok::<_, eft_model::ModelError>(model.cost(rows, shape.max_len).saved_bytes() as u64)
+    })?;
+    if needed > available {
+        return Err(TrainError::OutOfMemory { needed, available });
+    }
+    Ok(())
 }
