@@ -137,12 +137,12 @@ pub enum TaskConfig {
 }
 
 impl TaskConfig {
-    /// The names accepted for `name`.
+    /// The names accepted for `name`: LRA's Table 1 order, then the recall diagnostics.
     pub const NAMES: &'static [&'static str] = &[
         "listops",
-        "image",
         "text",
         "retrieval",
+        "image",
         "pathfinder",
         "pathx",
         "mqar",

@@ -19,17 +19,7 @@ pub struct Cell {
 }
 
 /// Every task the arena runs, in the order of LRA's Table 1 and then the diagnostics.
-const AVAILABLE: &[&str] = &[
-    "listops",
-    "text",
-    "retrieval",
-    "image",
-    "pathfinder",
-    "pathx",
-    "mqar",
-    "copying",
-    "induction",
-];
+const AVAILABLE: &[&str] = eft_data::TaskConfig::NAMES;
 
 /// The quick preset's mechanisms: one per family (exact, memory-efficient, sparse, LSH,
 /// low-rank, kernel, recurrence), parameters scaled to 32–576 tokens.
