@@ -53,27 +53,15 @@ pub struct InductionConfig {
 }
 
 fn bad(field: &'static str, value: usize, fix: String) -> Result<(), DataError> {
-    Err(DataError::Config {
-        field,
-        value: value.to_string(),
-        fix,
-    })
+    Err(DataError::config(field, value, fix))
 }
 
 /// The vocabulary and split sizes both tasks check.
-fn check_vocab_and_splits(vocab: usize, sizes: [usize; 3]) -> Result<(), DataError> {
+fn check_vocab_and_splits(vocab: usize, [train, val, test]: [usize; 3]) -> Result<(), DataError> {
     if vocab < 2 {
         return bad("task.vocab", vocab, "must be at least 2".into());
     }
-    for (field, n) in ["task.train", "task.val", "task.test"]
-        .into_iter()
-        .zip(sizes)
-    {
-        if n == 0 {
-            return bad(field, n, "every split needs at least 1 sequence".into());
-        }
-    }
-    Ok(())
+    crate::check_splits(train, val, test)
 }
 
 impl CopyingConfig {

@@ -56,3 +56,57 @@ pub enum DataError {
         fix: String,
     },
 }
+
+impl DataError {
+    /// Task parameter `field` is `value`, and `fix` says what would do.
+    pub(crate) fn config(
+        field: &'static str,
+        value: impl ToString,
+        fix: impl Into<String>,
+    ) -> Self {
+        DataError::Config {
+            field,
+            value: value.to_string(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Refuses an empty split, naming the first one that is.
+pub(crate) fn check_splits(train: usize, val: usize, test: usize) -> Result<(), DataError> {
+    for (field, n) in [
+        ("task.train", train),
+        ("task.val", val),
+        ("task.test", test),
+    ] {
+        if n == 0 {
+            return Err(DataError::config(
+                field,
+                n,
+                "every split needs at least 1 example",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_split_is_named() {
+        assert!(check_splits(1, 1, 1).is_ok());
+        let e = check_splits(5, 0, 0).unwrap_err().to_string();
+        assert!(e.contains("task.val") && e.contains("at least 1"), "{e}");
+        let image = crate::TaskConfig::Image(crate::image::ImageConfig {
+            size: 32,
+            train: 1,
+            val: 1,
+            test: 0,
+            cifar10: None,
+        });
+        let e = image.validate().unwrap_err().to_string();
+        assert!(e.contains("task.test"), "{e}");
+    }
+}

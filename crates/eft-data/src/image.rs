@@ -128,23 +128,11 @@ pub fn tokens(pixels: &[u8], size: usize) -> Vec<u32> {
 impl ImageConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad = |field, value: usize, fix: &str| {
-            Err(DataError::Config {
-                field,
-                value: value.to_string(),
-                fix: fix.into(),
-            })
-        };
+        let bad = |field, value: usize, fix: &str| Err(DataError::config(field, value, fix));
         if ![7, 14, 28, 32].contains(&self.size) {
             return bad("task.size", self.size, "must be 7, 14, 28 or 32");
         }
-        if self.train == 0 || self.val == 0 || self.test == 0 {
-            return bad(
-                "task.train",
-                self.train.min(self.val).min(self.test),
-                "every split needs at least 1 example",
-            );
-        }
+        crate::check_splits(self.train, self.val, self.test)?;
         if self.cifar10.is_some() && self.size != 32 {
             return bad(
                 "task.size",

@@ -21,5 +21,6 @@ pub mod text;
 
 pub use batch::{Batch, epoch_order, train_batch_indices};
 pub use error::DataError;
+pub(crate) use error::check_splits;
 pub use rng::seeded_rng;
 pub use task::{Dataset, Example, TaskConfig, TaskShape};

@@ -108,13 +108,7 @@ impl Default for ListOpsConfig {
 impl ListOpsConfig {
     /// Checks every field; names the wrong one and what would do.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad = |field, value: usize, fix: &str| {
-            Err(DataError::Config {
-                field,
-                value: value.to_string(),
-                fix: fix.to_string(),
-            })
-        };
+        let bad = |field, value: usize, fix: &str| Err(DataError::config(field, value, fix));
         if self.max_depth < 2 {
             return bad(
                 "task.max_depth",
@@ -135,16 +129,7 @@ impl ListOpsConfig {
                 ),
             );
         }
-        for (field, n) in [
-            ("task.train", self.train),
-            ("task.val", self.val),
-            ("task.test", self.test),
-        ] {
-            if n == 0 {
-                return bad(field, n, "must be at least 1");
-            }
-        }
-        Ok(())
+        crate::check_splits(self.train, self.val, self.test)
     }
 
     /// Draws distinct trees until every split is full.

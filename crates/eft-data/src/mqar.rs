@@ -37,13 +37,7 @@ pub struct MqarConfig {
 impl MqarConfig {
     /// Checks Zoology's constraints and the split sizes.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad = |field, value: usize, fix: String| {
-            Err(DataError::Config {
-                field,
-                value: value.to_string(),
-                fix,
-            })
-        };
+        let bad = |field, value: usize, fix: String| Err(DataError::config(field, value, fix));
         if self.pairs == 0 {
             return bad("task.pairs", 0, "must be at least 1".into());
         }
@@ -71,16 +65,7 @@ impl MqarConfig {
                 format!("holds fewer than {} distinct keys", self.pairs),
             );
         }
-        for (field, n) in [
-            ("task.train", self.train),
-            ("task.val", self.val),
-            ("task.test", self.test),
-        ] {
-            if n == 0 {
-                return bad(field, n, "every split needs at least 1 sequence".into());
-            }
-        }
-        Ok(())
+        crate::check_splits(self.train, self.val, self.test)
     }
 
     /// Draws the three splits from `seed`.

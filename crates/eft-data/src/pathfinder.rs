@@ -172,13 +172,7 @@ impl PathfinderConfig {
 
     /// Checks every field.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad = |field, value: String, fix: &str| {
-            Err(DataError::Config {
-                field,
-                value,
-                fix: fix.into(),
-            })
-        };
+        let bad = |field, value: String, fix: &str| Err(DataError::config(field, value, fix));
         if !(8..=256).contains(&self.size) {
             return bad(
                 "task.size",
@@ -193,15 +187,7 @@ impl PathfinderConfig {
                 "must be at least 2 paddles (LRA: 6, 9 or 14)",
             );
         }
-        for (field, n) in [
-            ("task.train", self.train),
-            ("task.val", self.val),
-            ("task.test", self.test),
-        ] {
-            if n == 0 {
-                return bad(field, n.to_string(), "every split needs at least 1 example");
-            }
-        }
+        crate::check_splits(self.train, self.val, self.test)?;
         let g = self.geometry();
         for (field, v) in [
             ("task.paddle_length", g.paddle_length),
@@ -269,14 +255,14 @@ impl PathfinderConfig {
                 return Ok(image);
             }
         }
-        Err(DataError::Config {
-            field: "task.contour_length",
-            value: self.contour_length.to_string(),
-            fix: format!(
+        Err(DataError::config(
+            "task.contour_length",
+            self.contour_length,
+            format!(
                 "two snakes of {} paddles of {} px do not fit a {}-pixel image {IMAGE_TRIES} times in a row; use a larger size or shorter snakes",
                 self.contour_length, g.paddle_length, self.size
             ),
-        })
+        ))
     }
 }
 

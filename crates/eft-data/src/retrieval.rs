@@ -111,13 +111,7 @@ pub fn read_corpus(folder: &Path) -> Result<Vec<Document>, DataError> {
 impl RetrievalConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad = |field, value: usize, fix: &str| {
-            Err(DataError::Config {
-                field,
-                value: value.to_string(),
-                fix: fix.into(),
-            })
-        };
+        let bad = |field, value: usize, fix: &str| Err(DataError::config(field, value, fix));
         if !(1..=5_000).contains(&self.passage_len) {
             return bad(
                 "task.passage_len",
@@ -125,16 +119,7 @@ impl RetrievalConfig {
                 "must be 1 to 5000 bytes (two passages must fit the shortest document; LRA: 4000)",
             );
         }
-        for (field, n) in [
-            ("task.train", self.train),
-            ("task.val", self.val),
-            ("task.test", self.test),
-        ] {
-            if n == 0 {
-                return bad(field, n, "every split needs at least 1 pair");
-            }
-        }
-        Ok(())
+        crate::check_splits(self.train, self.val, self.test)
     }
 
     /// The unpacked Brown corpus under the default data directory.
@@ -152,16 +137,16 @@ impl RetrievalConfig {
         self.validate()?;
         let docs = read_corpus(folder)?;
         if let Some(short) = docs.iter().find(|d| d.text.len() < 2 * self.passage_len) {
-            return Err(DataError::Config {
-                field: "task.passage_len",
-                value: self.passage_len.to_string(),
-                fix: format!(
+            return Err(DataError::config(
+                "task.passage_len",
+                self.passage_len,
+                format!(
                     "document {} has {} bytes, fewer than two passages; use at most {}",
                     short.name,
                     short.text.len(),
                     short.text.len() / 2
                 ),
-            });
+            ));
         }
         let mut rng = seeded_rng(seed, RETRIEVAL_STREAM);
         let [train, val, test] = split_documents(&docs, &mut rng);

@@ -43,23 +43,11 @@ struct Review {
 impl TextConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad = |field, value: usize, fix: &str| {
-            Err(DataError::Config {
-                field,
-                value: value.to_string(),
-                fix: fix.into(),
-            })
-        };
+        let bad = |field, value: usize, fix: &str| Err(DataError::config(field, value, fix));
         if self.max_len == 0 {
             return bad("task.max_len", 0, "must be at least 1");
         }
-        if self.train == 0 || self.val == 0 || self.test == 0 {
-            return bad(
-                "task.train",
-                self.train.min(self.val).min(self.test),
-                "every split needs at least 1 review",
-            );
-        }
+        crate::check_splits(self.train, self.val, self.test)?;
         if self.train + self.val > 25_000 || self.test > 25_000 {
             return bad(
                 "task.train",

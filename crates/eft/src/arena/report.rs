@@ -120,7 +120,6 @@ fn mechanism_bubbles(rows: &[Row]) -> Vec<Bubble> {
             .and_then(|r| Some((r.steps_per_second?, r.peak_memory_bytes? as f64)))
     };
     let mut names: Vec<&str> = rows.iter().map(|r| r.mechanism.as_str()).collect();
-    names.dedup();
     names.sort_unstable();
     names.dedup();
     names
