@@ -7,7 +7,39 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use crate::{AttentionCost, AttentionInput, AttentionShape};
+use crate::mechanism::at_least;
+use crate::{
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
+    MechanismConfig,
+};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+/// Parameters of `flash`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlashConfig {
+    /// Rows and columns per tile. Default 128.
+    pub tile: usize,
+}
+
+impl Default for FlashConfig {
+    fn default() -> Self {
+        Self { tile: 128 }
+    }
+}
+
+impl MechanismConfig for FlashConfig {
+    type Module = FlashAttention;
+
+    fn init(&self, _: AttentionLayout, _: &Device) -> FlashAttention {
+        FlashAttention { tile: self.tile }
+    }
+
+    fn validate(&self) -> Result<(), AttentionError> {
+        at_least("tile", self.tile, 1)
+    }
+}
 
 /// Tiled exact attention with its own backward pass; never allocates an `N × N` buffer.
 #[derive(Module, Debug)]
@@ -16,13 +48,13 @@ pub struct FlashAttention {
     pub tile: usize,
 }
 
-impl FlashAttention {
+impl Mechanism for FlashAttention {
     /// Attends every query to every unmasked key, tile by tile.
     ///
     /// # Shapes
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let padding = input.key_padding.map(|m| m.float());
         eft_kernels::flash_attention(input.q, input.k, input.v, padding, input.causal, self.tile)
     }
@@ -31,7 +63,7 @@ impl FlashAttention {
     ///
     /// Forward as `full`; backward adds the recomputed scores (`2·N²·D`) and exponentials.
     /// Saved: the output and one log-sum-exp per query, in f32.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d) = (shape.len as f64, shape.head_dim as f64);
         AttentionCost {

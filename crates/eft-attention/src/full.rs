@@ -7,19 +7,37 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use crate::{AttentionCost, AttentionInput, AttentionShape, blocked_positions, dense_reference};
+use crate::{
+    AttentionCost, AttentionInput, AttentionLayout, AttentionShape, Mechanism, MechanismConfig,
+    blocked_positions, dense_reference,
+};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+/// Parameters of `full`: it has none.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullConfig {}
+
+impl MechanismConfig for FullConfig {
+    type Module = FullAttention;
+
+    fn init(&self, _: AttentionLayout, _: &Device) -> FullAttention {
+        FullAttention
+    }
+}
 
 /// Full softmax attention; it has no parameters.
 #[derive(Module, Debug, Default)]
 pub struct FullAttention;
 
-impl FullAttention {
+impl Mechanism for FullAttention {
     /// Attends every query to every unmasked key.
     ///
     /// # Shapes
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let [_, _, len, _] = input.q.dims();
         let device = input.q.device();
         let blocked = blocked_positions(input.key_padding, input.causal, len, &device);
@@ -31,7 +49,7 @@ impl FullAttention {
     /// Forward: two `N×N×D` matmuls (`4·N²·D`) plus scale, mask and softmax (`6·N²`) per head.
     /// Backward: four matmuls (`8·N²·D`) plus the softmax gradient (`5·N²`). Saved: the `N×N`
     /// probabilities in f32.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let n2 = (shape.len * shape.len) as f64;
         let d = shape.head_dim as f64;

@@ -6,6 +6,10 @@
 //! backward pass. A mechanism is chosen by name and parameters in a config ([`AttentionConfig`]),
 //! checked once by [`AttentionConfig::validate`], and built with [`AttentionConfig::init`].
 //!
+//! Each mechanism is one file: its config (a [`MechanismConfig`], defaults through `Default`),
+//! its module (a [`Mechanism`]), its cost formula and its tests. The registry lists each
+//! mechanism once and generates [`AttentionConfig`], [`Attention`] and their dispatch.
+//!
 //! The dense reference ([`dense_reference`]) builds the full `N × N` score matrix under an explicit
 //! mask; it is slow and obviously right, and every fast path is tested against it.
 //!
@@ -19,7 +23,6 @@
 #![warn(missing_docs)]
 
 mod block_sparse;
-mod config;
 mod cost;
 mod error;
 mod flash;
@@ -34,42 +37,44 @@ mod mask;
 mod mechanism;
 mod nystrom;
 mod performer;
+mod random;
 mod reference;
+mod registry;
 mod sinkhorn;
 mod sinusoid;
 mod sparse;
 mod sparse_plan;
 mod synthesizer;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod xl;
 
 pub use block_sparse::{BlockPattern, ElementRule, block_sparse, dense_blocked};
-pub use config::{
-    AttentionConfig, LinformerConfig, LinformerShare, LshConfig, NystromConfig, PerformerKernel,
-    SinkhornConfig, SynthesizerConfig, XlConfig, toml_scalar,
-};
 pub use cost::{AttentionCost, AttentionShape};
 pub use error::AttentionError;
-pub use flash::FlashAttention;
-pub use full::FullAttention;
+pub use flash::{FlashAttention, FlashConfig};
+pub use full::{FullAttention, FullConfig};
 pub use input::{AttentionInput, Memory};
 pub use layout::AttentionLayout;
-pub use linear::{LinearAttention, LinearState};
-pub use linformer::LinformerAttention;
-pub use lsh::{LshAttention, SELF_SCORE};
+pub use linear::{LinearAttention, LinearConfig, LinearState};
+pub use linformer::{LinformerAttention, LinformerConfig, LinformerShare};
+pub use lsh::{LshAttention, LshConfig, SELF_SCORE};
 pub use mask::{blocked_positions, causal_blocked, padding_blocked};
-pub use mechanism::{Attention, Mechanism};
-pub use nystrom::{NystromAttention, pinv};
-pub use performer::{PerformerAttention, orthogonal_features};
+pub use mechanism::{Mechanism, MechanismConfig, Recurrence};
+pub use nystrom::{NystromAttention, NystromConfig, pinv};
+pub use performer::{PerformerAttention, PerformerConfig, PerformerKernel, orthogonal_features};
+pub use random::random_qkv;
 pub use reference::{attend_scores, dense_reference};
-pub use sinkhorn::{SinkhornAttention, sinkhorn};
+pub use registry::{Attention, AttentionConfig, toml_scalar};
+pub use sinkhorn::{SinkhornAttention, SinkhornConfig, sinkhorn};
 pub use sinusoid::sinusoid;
 pub use sparse::{
-    BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
-    Patterned, SlidingAttention, StridedAttention,
+    BigBirdAttention, BigBirdConfig, BlockBertAttention, BlockBertConfig, CascadeConfig,
+    FixedAttention, FixedConfig, LocalAttention, LocalConfig, LongformerAttention,
+    LongformerConfig, Patterned, SlidingAttention, SlidingConfig, StridedAttention, StridedConfig,
 };
 pub use sparse_plan::{HeadGroup, SparsePlan};
-pub use synthesizer::{SynthesizerAttention, SynthesizerMode, factor_lengths};
+pub use synthesizer::{SynthesizerAttention, SynthesizerConfig, SynthesizerMode, factor_lengths};
 
 pub use eft_kernels::BLOCKED_SCORE;
-pub use xl::XlAttention;
+pub use xl::{XlAttention, XlConfig};

@@ -9,24 +9,41 @@ use burn::module::Module;
 use burn::tensor::{Tensor, activation::elu};
 
 use crate::kernel::{EMPTY_ROW_GUARD, kernel_attention};
-use crate::{AttentionCost, AttentionInput, AttentionShape};
+use crate::{
+    AttentionCost, AttentionInput, AttentionLayout, AttentionShape, Mechanism, MechanismConfig,
+};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
 
 /// `φ(x) = elu(x) + 1`.
 fn feature_map<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     elu(x, 1.0) + 1.0
 }
 
+/// Parameters of `linear`: it has none.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearConfig {}
+
+impl MechanismConfig for LinearConfig {
+    type Module = LinearAttention;
+
+    fn init(&self, _: AttentionLayout, _: &Device) -> LinearAttention {
+        LinearAttention
+    }
+}
+
 /// Linear attention; no parameters.
 #[derive(Module, Debug, Default)]
 pub struct LinearAttention;
 
-impl LinearAttention {
+impl Mechanism for LinearAttention {
     /// The parallel form, causal by prefix sums.
     ///
     /// # Shapes
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let fq = feature_map(input.q);
         let fk = feature_map(input.k);
         kernel_attention(fq, fk, input.v, input.key_padding, input.causal)
@@ -35,7 +52,7 @@ impl LinearAttention {
     /// FLOPs and saved bytes of the non-causal form: the feature maps (3 per element: compare,
     /// exponential, add), two `N × D × D` products, the key sum, the normaliser and the division;
     /// the feature maps and the `D × D` state are kept.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d) = (shape.len as f64, shape.head_dim as f64);
         AttentionCost {

@@ -10,7 +10,86 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
 
-use crate::{AttentionCost, AttentionInput, AttentionShape, dense_reference};
+use crate::mechanism::{at_least, out_of_range, spans};
+use crate::{
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
+    MechanismConfig, dense_reference,
+};
+use serde::{Deserialize, Serialize};
+
+/// How Linformer shares its length projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LinformerShare {
+    /// Every head has its own `E` and `F`.
+    None,
+    /// All heads share one `E` and one `F`.
+    Headwise,
+    /// All heads share one matrix used as both `E` and `F` (LRA's setting).
+    #[default]
+    Kv,
+    /// One matrix for every layer: not available yet (it needs parameters tied across layers).
+    Layerwise,
+}
+
+/// Parameters of `linformer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinformerConfig {
+    /// Projected length `k`. Default 16 (LRA).
+    pub k: usize,
+    /// `none`, `headwise` or `kv`. Default `kv`.
+    pub share: LinformerShare,
+    /// Longest sequence the projections span. Default: the model's (task's) longest input.
+    pub max_len: Option<usize>,
+}
+
+impl Default for LinformerConfig {
+    fn default() -> Self {
+        Self {
+            k: 16,
+            share: LinformerShare::Kv,
+            max_len: None,
+        }
+    }
+}
+
+impl MechanismConfig for LinformerConfig {
+    type Module = LinformerAttention;
+
+    fn init(&self, layout: AttentionLayout, device: &Device) -> LinformerAttention {
+        LinformerAttention::new(
+            self.k,
+            self.max_len.unwrap_or(layout.max_len),
+            layout.heads,
+            self.share == LinformerShare::None,
+            self.share == LinformerShare::Kv,
+            device,
+        )
+    }
+
+    fn validate(&self) -> Result<(), AttentionError> {
+        at_least("k", self.k, 1)?;
+        at_least("max_len", self.max_len.unwrap_or(1), 1)?;
+        if self.share == LinformerShare::Layerwise {
+            return Err(out_of_range(
+                "share",
+                "layerwise",
+                "sharing one projection across layers needs parameters tied across layers, \
+                 which eft does not have yet; use none, headwise or kv",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_shape(&self, len: usize, _heads: usize) -> Result<(), AttentionError> {
+        spans("linformer", self.max_len, len)
+    }
+
+    fn supports_causal(&self) -> bool {
+        false
+    }
+}
 
 /// Linformer attention with length projections `E` (keys) and `F` (values).
 #[derive(Module, Debug)]
@@ -63,7 +142,9 @@ impl LinformerAttention {
             values: values.map(Param::from_tensor),
         }
     }
+}
 
+impl Mechanism for LinformerAttention {
     /// Projects and attends.
     ///
     /// # Shapes
@@ -72,7 +153,7 @@ impl LinformerAttention {
     ///
     /// # Panics
     /// Panics when `N` exceeds `max_len`; configs check this before a model is built.
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let [batch, heads, len, dim] = input.q.dims();
         crate::layout::assert_fits("linformer", len, self.max_len);
         let (mut k, mut v) = (input.k, input.v);
@@ -99,7 +180,7 @@ impl LinformerAttention {
 
     /// FLOPs and saved bytes: two `k × N × D` projections and attention over `k` keys; the
     /// `N × k` probabilities and the projected keys and values are kept.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d, k) = (shape.len as f64, shape.head_dim as f64, self.k as f64);
         AttentionCost {

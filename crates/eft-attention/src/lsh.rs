@@ -16,11 +16,73 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-use crate::{AttentionCost, AttentionInput, AttentionShape, BLOCKED_SCORE};
+use crate::mechanism::{at_least, fits, out_of_range};
+use crate::{
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, BLOCKED_SCORE,
+    Mechanism, MechanismConfig,
+};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
 
 /// The score a token gives itself: far below any real score, far above a blocked one, so
 /// self-attention wins only when nothing else is visible.
 pub const SELF_SCORE: f64 = -1e5;
+
+/// Parameters of `lsh`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LshConfig {
+    /// Buckets per round: 1 or an even number. Default 8.
+    pub buckets: usize,
+    /// Hashing rounds. Default 2.
+    pub hashes: usize,
+    /// Tokens per chunk of the sorted sequence. Default 32.
+    pub chunk: usize,
+    /// Seed of the random rotations. Default 0.
+    pub seed: u64,
+}
+
+impl Default for LshConfig {
+    fn default() -> Self {
+        Self {
+            buckets: 8,
+            hashes: 2,
+            chunk: 32,
+            seed: 0,
+        }
+    }
+}
+
+impl MechanismConfig for LshConfig {
+    type Module = LshAttention;
+
+    fn init(&self, _: AttentionLayout, _: &Device) -> LshAttention {
+        LshAttention {
+            buckets: self.buckets,
+            hashes: self.hashes,
+            chunk: self.chunk,
+            seed: self.seed,
+        }
+    }
+
+    fn validate(&self) -> Result<(), AttentionError> {
+        at_least("buckets", self.buckets, 1)?;
+        at_least("hashes", self.hashes, 1)?;
+        at_least("chunk", self.chunk, 1)?;
+        if self.buckets > 1 && !self.buckets.is_multiple_of(2) {
+            return Err(out_of_range(
+                "buckets",
+                self.buckets,
+                "must be 1 or even: the hash picks the largest of x·R and −x·R",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_shape(&self, len: usize, _heads: usize) -> Result<(), AttentionError> {
+        fits("chunk", self.chunk, len).and(fits("buckets", self.buckets, len))
+    }
+}
 
 /// LSH attention with `hashes` rounds of `buckets` buckets and chunks of `chunk`.
 #[derive(Module, Debug)]
@@ -77,86 +139,6 @@ impl LshAttention {
                     .reshape([batch, heads, len])
             })
             .collect()
-    }
-
-    /// Hashes, sorts, attends in chunks and combines the rounds.
-    ///
-    /// # Shapes
-    /// - input: see [`AttentionInput`]; `k` is not read (keys are the normalised queries)
-    /// - output: `[B, H, N, D]`
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        let [batch, heads, len, dim] = input.q.dims();
-        let device = input.q.device();
-        let chunk = self.chunk.min(len);
-        let padded = len.div_ceil(chunk) * chunk;
-        let extend = |t: Tensor<4>| {
-            if padded == len {
-                return t;
-            }
-            let zeros = Tensor::<4>::zeros([batch, heads, padded - len, dim], &device);
-            Tensor::cat(vec![t, zeros], 2)
-        };
-        let norm = (input.q.clone() * input.q.clone())
-            .sum_dim(3)
-            .sqrt()
-            .clamp_min(1e-6);
-        let keys = extend(input.q.clone() / norm);
-        let (q, v) = (extend(input.q.clone()), extend(input.v));
-        // Tokens never seen as keys: padding and the filler tail.
-        let hidden: Tensor<2, Bool> = {
-            let pad = match input.key_padding {
-                Some(m) => m,
-                None => Tensor::<2, Int>::zeros([batch, len], &device).bool(),
-            };
-            if padded == len {
-                pad
-            } else {
-                let tail = Tensor::<2, Int>::ones([batch, padded - len], &device).bool();
-                Tensor::cat(vec![pad, tail], 1)
-            }
-        };
-        let hidden = hidden
-            .reshape([batch, 1, padded])
-            .expand([batch, heads, padded]);
-        let positions = Tensor::<1, Int>::arange(0..padded as i64, &device)
-            .reshape([1, 1, padded])
-            .expand([batch, heads, padded]);
-
-        let mut outs = Vec::with_capacity(self.hashes);
-        let mut lses = Vec::with_capacity(self.hashes);
-        for buckets in self.buckets_of(&input.q) {
-            // The filler tail sorts after every real bucket; padding keeps its hash (it is only
-            // masked as a key, so padded queries attend like everyone else).
-            let buckets = if padded == len {
-                buckets
-            } else {
-                let tail = Tensor::<3, Int>::full(
-                    [batch, heads, padded - len],
-                    self.buckets as i64,
-                    &device,
-                );
-                Tensor::cat(vec![buckets, tail], 2)
-            };
-            let (out, lse) = self.round(
-                [q.clone(), keys.clone(), v.clone()],
-                buckets,
-                positions.clone(),
-                hidden.clone(),
-                input.causal,
-                chunk,
-            );
-            outs.push(out.slice(s![.., .., 0..len, ..]));
-            lses.push(lse.slice(s![.., .., 0..len, ..]));
-        }
-        if self.hashes == 1 {
-            return outs.pop().expect("one round");
-        }
-        let weights = burn::tensor::activation::softmax(Tensor::cat(lses, 3), 3); // [B, H, N, R]
-        outs.into_iter()
-            .enumerate()
-            .map(|(r, out)| out * weights.clone().slice(s![.., .., .., r..r + 1]))
-            .reduce(|a, b| a + b)
-            .expect("at least one round")
     }
 
     /// One round: sort by (bucket, position), attend in chunks, unsort. Returns the output
@@ -254,6 +236,88 @@ impl LshAttention {
         };
         (undo_rows(out, dim), undo_rows(lse, 1))
     }
+}
+
+impl Mechanism for LshAttention {
+    /// Hashes, sorts, attends in chunks and combines the rounds.
+    ///
+    /// # Shapes
+    /// - input: see [`AttentionInput`]; `k` is not read (keys are the normalised queries)
+    /// - output: `[B, H, N, D]`
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        let [batch, heads, len, dim] = input.q.dims();
+        let device = input.q.device();
+        let chunk = self.chunk.min(len);
+        let padded = len.div_ceil(chunk) * chunk;
+        let extend = |t: Tensor<4>| {
+            if padded == len {
+                return t;
+            }
+            let zeros = Tensor::<4>::zeros([batch, heads, padded - len, dim], &device);
+            Tensor::cat(vec![t, zeros], 2)
+        };
+        let norm = (input.q.clone() * input.q.clone())
+            .sum_dim(3)
+            .sqrt()
+            .clamp_min(1e-6);
+        let keys = extend(input.q.clone() / norm);
+        let (q, v) = (extend(input.q.clone()), extend(input.v));
+        // Tokens never seen as keys: padding and the filler tail.
+        let hidden: Tensor<2, Bool> = {
+            let pad = match input.key_padding {
+                Some(m) => m,
+                None => Tensor::<2, Int>::zeros([batch, len], &device).bool(),
+            };
+            if padded == len {
+                pad
+            } else {
+                let tail = Tensor::<2, Int>::ones([batch, padded - len], &device).bool();
+                Tensor::cat(vec![pad, tail], 1)
+            }
+        };
+        let hidden = hidden
+            .reshape([batch, 1, padded])
+            .expand([batch, heads, padded]);
+        let positions = Tensor::<1, Int>::arange(0..padded as i64, &device)
+            .reshape([1, 1, padded])
+            .expand([batch, heads, padded]);
+
+        let mut outs = Vec::with_capacity(self.hashes);
+        let mut lses = Vec::with_capacity(self.hashes);
+        for buckets in self.buckets_of(&input.q) {
+            // The filler tail sorts after every real bucket; padding keeps its hash (it is only
+            // masked as a key, so padded queries attend like everyone else).
+            let buckets = if padded == len {
+                buckets
+            } else {
+                let tail = Tensor::<3, Int>::full(
+                    [batch, heads, padded - len],
+                    self.buckets as i64,
+                    &device,
+                );
+                Tensor::cat(vec![buckets, tail], 2)
+            };
+            let (out, lse) = self.round(
+                [q.clone(), keys.clone(), v.clone()],
+                buckets,
+                positions.clone(),
+                hidden.clone(),
+                input.causal,
+                chunk,
+            );
+            outs.push(out.slice(s![.., .., 0..len, ..]));
+            lses.push(lse.slice(s![.., .., 0..len, ..]));
+        }
+        if self.hashes == 1 {
+            return outs.pop().expect("one round");
+        }
+        let weights = burn::tensor::activation::softmax(Tensor::cat(lses, 3), 3); // [B, H, N, R]
+        outs.into_iter()
+            .enumerate()
+            .map(|(r, out)| out * weights.clone().slice(s![.., .., .., r..r + 1]))
+            .reduce(|a, b| a + b)
+            .expect("at least one round")
+    }
 
     /// FLOPs and saved bytes of a non-causal call (causal adds one comparison per scored pair
     /// and round). Once: the key normalisation. Per round: hashing (projection, negation,
@@ -261,7 +325,7 @@ impl LshAttention {
     /// comparisons and two fills, the log-sum-exp and weights (8 per pair), the values; sorting
     /// moves integers and is not counted. Rounds are then combined by a softmax over rounds.
     /// The chunked probabilities and sorted copies are kept.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d) = (shape.len as f64, shape.head_dim as f64);
         let c = self.chunk.min(shape.len);

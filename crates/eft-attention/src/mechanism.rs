@@ -1,91 +1,27 @@
-//! The attention module the model holds: one variant per mechanism, one `forward` for all.
+//! What every mechanism is: a config that checks and builds itself, and a module that attends and
+//! states its cost. Capabilities that only some mechanisms have (causal form, per-step updates,
+//! segment recurrence, memory) are trait methods with defaults, so nothing above this crate asks
+//! which mechanism runs.
 
-use burn::module::Module;
-use burn::tensor::Tensor;
+use std::fmt::Debug;
 
-use crate::sparse::{
-    BigBirdAttention, BlockBertAttention, FixedAttention, LocalAttention, LongformerAttention,
-    Patterned, SlidingAttention, StridedAttention,
-};
-use crate::{
-    AttentionCost, AttentionInput, AttentionShape, FlashAttention, FullAttention, LinearAttention,
-    LinformerAttention, LshAttention, NystromAttention, PerformerAttention, SinkhornAttention,
-    SynthesizerAttention, XlAttention,
-};
+use burn::tensor::{Device, Tensor};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-/// An initialised attention mechanism; built from an [`AttentionConfig`](crate::AttentionConfig).
-///
-/// Nothing above this type knows which mechanism runs: the model calls [`Attention::forward`]
-/// and the meter calls [`Attention::cost`].
-// One value per layer, built once: the size gap between variants costs nothing worth boxing for.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-#[non_exhaustive]
-pub enum Attention {
-    /// Full softmax attention.
-    Full(FullAttention),
-    /// Exact attention in tiles, O(N) memory.
-    Flash(FlashAttention),
-    /// Non-overlapping blocks.
-    Local(LocalAttention),
-    /// Sliding window.
-    Sliding(SlidingAttention),
-    /// Sparse Transformer, strided.
-    Strided(StridedAttention),
-    /// Sparse Transformer, fixed.
-    Fixed(FixedAttention),
-    /// One layer of a cascade: a sliding window of that layer's width.
-    Cascade(SlidingAttention),
-    /// Per-head block permutations.
-    BlockBert(BlockBertAttention),
-    /// Dilated window plus global positions.
-    Longformer(LongformerAttention),
-    /// Window, global and random blocks.
-    BigBird(BigBirdAttention),
-    /// Kernel attention with `elu + 1` features.
-    Linear(LinearAttention),
-    /// FAVOR+ random-feature attention.
-    Performer(PerformerAttention),
-    /// Length-projected keys and values.
-    Linformer(LinformerAttention),
-    /// Synthesised attention weights.
-    Synthesizer(SynthesizerAttention),
-    /// Landmark (Nyström) approximation of softmax attention.
-    Nystrom(NystromAttention),
-    /// Reformer's locality-sensitive-hashing attention.
-    Lsh(LshAttention),
-    /// Learned block sorting.
-    Sinkhorn(SinkhornAttention),
-    /// Relative attention with segment memory.
-    Xl(XlAttention),
+use crate::{AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape};
+
+/// Segment recurrence: the encoder cuts each sequence into segments of `segment` positions and
+/// every layer also sees its last `mem_len` inputs, without gradient (Transformer-XL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recurrence {
+    /// Positions per segment.
+    pub segment: usize,
+    /// Positions each layer remembers from earlier segments.
+    pub mem_len: usize,
 }
 
-impl Attention {
-    /// The sparse mechanisms' common interface; `None` for the dense ones.
-    pub fn patterned(&self) -> Option<&dyn Patterned> {
-        Some(match self {
-            Attention::Full(_)
-            | Attention::Flash(_)
-            | Attention::Linear(_)
-            | Attention::Performer(_)
-            | Attention::Linformer(_)
-            | Attention::Synthesizer(_)
-            | Attention::Nystrom(_)
-            | Attention::Lsh(_)
-            | Attention::Sinkhorn(_)
-            | Attention::Xl(_) => return None,
-            Attention::Local(m) => m,
-            Attention::Sliding(m) | Attention::Cascade(m) => m,
-            Attention::Strided(m) => m,
-            Attention::Fixed(m) => m,
-            Attention::BlockBert(m) => m,
-            Attention::Longformer(m) => m,
-            Attention::BigBird(m) => m,
-        })
-    }
-}
-
-/// What every mechanism does: attend, and say what that costs.
+/// What every mechanism module does: attend, and say what that costs.
 pub trait Mechanism {
     /// Runs the mechanism.
     ///
@@ -96,119 +32,130 @@ pub trait Mechanism {
 
     /// Analytic FLOPs and saved bytes for one call at `shape`.
     fn cost(&self, shape: AttentionShape) -> AttentionCost;
-}
 
-impl<T: Patterned> Mechanism for T {
-    fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        Patterned::forward(self, input)
+    /// The module as it should be at training step `step`; most mechanisms do not change.
+    fn at_step(self, _step: usize) -> Self
+    where
+        Self: Sized,
+    {
+        self
     }
 
-    fn cost(&self, shape: AttentionShape) -> AttentionCost {
-        Patterned::cost(self, shape)
-    }
-}
-
-/// Mechanisms that are not sparsity patterns forward to their own `forward` and `cost`.
-macro_rules! dense_mechanism {
-    ($($t:ty),*) => {$(
-        impl Mechanism for $t {
-            fn forward(&self, input: AttentionInput) -> Tensor<4> {
-                <$t>::forward(self, input)
-            }
-
-            fn cost(&self, shape: AttentionShape) -> AttentionCost {
-                <$t>::cost(self, shape)
-            }
-        }
-    )*};
-}
-
-dense_mechanism!(
-    FullAttention,
-    FlashAttention,
-    LinearAttention,
-    PerformerAttention,
-    LinformerAttention,
-    SynthesizerAttention,
-    NystromAttention,
-    LshAttention,
-    SinkhornAttention
-);
-
-/// Given memory, `xl` attends one segment; without, it cuts the input into its own segments.
-impl Mechanism for XlAttention {
-    fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        if input.memory.is_some() {
-            XlAttention::forward(self, input)
-        } else {
-            self.forward_segmented(input)
-        }
+    /// The segment recurrence the encoder must run this layer under, if any.
+    fn recurrence(&self) -> Option<Recurrence> {
+        None
     }
 
-    fn cost(&self, shape: AttentionShape) -> AttentionCost {
-        XlAttention::cost(self, shape)
+    /// Whether [`AttentionInput::memory`] is read; the model passes memory only to such layers.
+    fn reads_memory(&self) -> bool {
+        false
+    }
+
+    /// The sparsity pattern, for the mechanisms defined by one.
+    fn patterned(&self) -> Option<&dyn crate::Patterned> {
+        None
     }
 }
 
-impl Attention {
-    /// The running mechanism, whichever it is.
-    pub fn mechanism(&self) -> &dyn Mechanism {
-        match self {
-            Attention::Full(m) => m,
-            Attention::Flash(m) => m,
-            Attention::Linear(m) => m,
-            Attention::Performer(m) => m,
-            Attention::Linformer(m) => m,
-            Attention::Synthesizer(m) => m,
-            Attention::Nystrom(m) => m,
-            Attention::Lsh(m) => m,
-            Attention::Sinkhorn(m) => m,
-            Attention::Xl(m) => m,
-            Attention::Local(m) => m,
-            Attention::Sliding(m) | Attention::Cascade(m) => m,
-            Attention::Strided(m) => m,
-            Attention::Fixed(m) => m,
-            Attention::BlockBert(m) => m,
-            Attention::Longformer(m) => m,
-            Attention::BigBird(m) => m,
-        }
+/// A mechanism's parameters: serde defaults through `Default`, checks, and the module they build.
+///
+/// The defaults say "nothing to check" and "causal form exists", so a mechanism states only what
+/// is particular to it.
+pub trait MechanismConfig:
+    Debug + Clone + PartialEq + Default + Serialize + DeserializeOwned
+{
+    /// The module this config builds.
+    type Module: Mechanism;
+
+    /// Builds the module for one layer; learned parameters are drawn from `device`'s generator.
+    fn init(&self, layout: AttentionLayout, device: &Device) -> Self::Module;
+
+    /// Checks every parameter against its range.
+    fn validate(&self) -> Result<(), AttentionError> {
+        Ok(())
     }
 
-    /// Runs the mechanism.
-    ///
-    /// # Shapes
-    /// - input: see [`AttentionInput`]
-    /// - output: `[B, H, N, D]`
-    ///
-    /// # Panics
-    /// Panics when `input` carries memory and the mechanism is not `xl`: the model only builds
-    /// memory for `xl` layers, so anything else is a caller's bug.
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        assert!(
-            input.memory.is_none() || matches!(self, Attention::Xl(_)),
-            "only xl attention reads memory; do not pass memory to other mechanisms"
-        );
-        self.mechanism().forward(input)
+    /// Checks the parameters against a concrete length and head count, strictly (a window or block
+    /// longer than the sequence is an error here; at run time it is capped instead).
+    fn check_shape(&self, _len: usize, _heads: usize) -> Result<(), AttentionError> {
+        Ok(())
     }
 
-    /// The mechanism as it should be at training step `step` (Performer redraws its features).
-    pub fn at_step(self, step: usize) -> Self {
-        match self {
-            Attention::Performer(m) => Attention::Performer(m.at_step(step)),
-            other => other,
-        }
+    /// Whether the mechanism defines a causal form.
+    fn supports_causal(&self) -> bool {
+        true
     }
 
-    /// Segment length and memory length when this is `xl` cutting sequences into segments.
-    pub fn segments(&self) -> Option<(usize, usize)> {
-        match self {
-            Attention::Xl(m) if m.segment > 0 => Some((m.segment, m.mem_len)),
-            _ => None,
-        }
+    /// The segment recurrence these parameters ask the encoder for, if any.
+    fn recurrence(&self) -> Option<Recurrence> {
+        None
     }
+}
 
-    /// Analytic FLOPs and saved bytes for one call at `shape`.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
-        self.mechanism().cost(shape)
+/// A parameter outside its range, with what would do.
+pub(crate) fn out_of_range(
+    field: &'static str,
+    value: impl ToString,
+    fix: impl ToString,
+) -> AttentionError {
+    AttentionError::OutOfRange {
+        field,
+        value: value.to_string(),
+        fix: fix.to_string(),
     }
+}
+
+/// `value ≥ min`, or an error naming `field`.
+pub(crate) fn at_least(
+    field: &'static str,
+    value: usize,
+    min: usize,
+) -> Result<(), AttentionError> {
+    if value < min {
+        return Err(out_of_range(
+            field,
+            value,
+            format!("must be at least {min}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `value ≤ len`, or an error naming `field` and the sequence length.
+pub(crate) fn fits(field: &'static str, value: usize, len: usize) -> Result<(), AttentionError> {
+    if value > len {
+        return Err(out_of_range(
+            field,
+            value,
+            format!("must not exceed the sequence length {len}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A learned mechanism built for `max_len` positions cannot take `len`.
+pub(crate) fn spans(name: &str, max_len: Option<usize>, len: usize) -> Result<(), AttentionError> {
+    match max_len {
+        Some(m) if m < len => Err(out_of_range(
+            "max_len",
+            m,
+            format!(
+                "`{name}` is built for sequences up to {m} tokens but is given {len}; raise \
+                 max_len or leave it out to use the longest input"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Mechanisms that split heads into two sets need two heads.
+pub(crate) fn two_head_sets(heads: usize) -> Result<(), AttentionError> {
+    if heads < 2 {
+        return Err(out_of_range(
+            "heads",
+            heads,
+            "this mechanism splits heads into two sets; use at least 2 heads",
+        ));
+    }
+    Ok(())
 }

@@ -13,7 +13,69 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor, TensorData, activation::softmax};
 
-use crate::{AttentionCost, AttentionInput, AttentionShape, attend_scores, padding_blocked};
+use crate::mechanism::{at_least, fits, out_of_range};
+use crate::{
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
+    MechanismConfig, attend_scores, padding_blocked,
+};
+use serde::{Deserialize, Serialize};
+
+/// Parameters of `nystrom`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NystromConfig {
+    /// Landmarks `m`. Default 64.
+    pub landmarks: usize,
+    /// Newton–Schulz iterations of the pseudo-inverse. Default 6.
+    pub pinv_iters: usize,
+    /// Odd kernel size of the depthwise value convolution; none by default.
+    pub conv_kernel: Option<usize>,
+}
+
+impl Default for NystromConfig {
+    fn default() -> Self {
+        Self {
+            landmarks: 64,
+            pinv_iters: 6,
+            conv_kernel: None,
+        }
+    }
+}
+
+impl MechanismConfig for NystromConfig {
+    type Module = NystromAttention;
+
+    fn init(&self, layout: AttentionLayout, device: &Device) -> NystromAttention {
+        NystromAttention::new(
+            self.landmarks,
+            self.pinv_iters,
+            self.conv_kernel,
+            layout.heads,
+            device,
+        )
+    }
+
+    fn validate(&self) -> Result<(), AttentionError> {
+        at_least("landmarks", self.landmarks, 1)?;
+        at_least("pinv_iters", self.pinv_iters, 1)?;
+        match self.conv_kernel {
+            Some(k) if k.is_multiple_of(2) => Err(out_of_range(
+                "conv_kernel",
+                k,
+                "must be odd, so the convolution is centred on each token",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_shape(&self, len: usize, _heads: usize) -> Result<(), AttentionError> {
+        fits("landmarks", self.landmarks, len)
+    }
+
+    fn supports_causal(&self) -> bool {
+        false
+    }
+}
 
 /// Nyström attention with `landmarks` landmarks.
 #[derive(Module, Debug)]
@@ -63,13 +125,15 @@ impl NystromAttention {
         let counts = weights.clone().sum_dim(3).clamp_min(1.0);
         weights / counts
     }
+}
 
+impl Mechanism for NystromAttention {
     /// Attends through the landmarks.
     ///
     /// # Shapes
     /// - input: see [`AttentionInput`] (not causal)
     /// - output: `[B, H, N, D]`
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let [batch, heads, len, dim] = input.q.dims();
         let device = input.q.device();
         let m = self.landmarks.min(len);
@@ -101,7 +165,7 @@ impl NystromAttention {
 
     /// FLOPs and saved bytes: landmarks, the three kernels, the Newton–Schulz iterations and the
     /// products; the `N × m` and `m × N` kernels and the iterates are kept.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d) = (shape.len as f64, shape.head_dim as f64);
         let m = self.landmarks.min(shape.len) as f64;

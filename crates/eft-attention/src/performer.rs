@@ -14,10 +14,70 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
 use crate::kernel::kernel_attention;
-use crate::{AttentionCost, AttentionInput, AttentionShape};
+use crate::mechanism::at_least;
+use crate::{
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
+    MechanismConfig,
+};
+use serde::{Deserialize, Serialize};
 
 /// Keeps ReLU features strictly positive, so no query's normaliser vanishes by chance.
 const RELU_FLOOR: f64 = 1e-3;
+
+/// The feature map of `performer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PerformerKernel {
+    /// Positive random features for the softmax kernel (FAVOR+).
+    #[default]
+    Softmax,
+    /// ReLU random features (LRA's setting).
+    Relu,
+}
+
+/// Parameters of `performer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerformerConfig {
+    /// Random features `m`. Default 256 (LRA).
+    pub features: usize,
+    /// `softmax` or `relu`. Default `softmax`.
+    pub kernel: PerformerKernel,
+    /// Seed of the random features. Default 0.
+    pub seed: u64,
+    /// Redraw the features every this many training steps; 0 (default) never redraws.
+    pub redraw: usize,
+}
+
+impl Default for PerformerConfig {
+    fn default() -> Self {
+        Self {
+            features: 256,
+            kernel: PerformerKernel::Softmax,
+            seed: 0,
+            redraw: 0,
+        }
+    }
+}
+
+impl MechanismConfig for PerformerConfig {
+    type Module = PerformerAttention;
+
+    fn init(&self, layout: AttentionLayout, device: &Device) -> PerformerAttention {
+        PerformerAttention::new(
+            self.features,
+            self.kernel == PerformerKernel::Relu,
+            self.seed,
+            self.redraw,
+            layout.head_dim,
+            device,
+        )
+    }
+
+    fn validate(&self) -> Result<(), AttentionError> {
+        at_least("features", self.features, 1)
+    }
+}
 
 /// FAVOR+ attention with `features` random features.
 #[derive(Module, Debug)]
@@ -96,18 +156,6 @@ impl PerformerAttention {
         )
     }
 
-    /// The layer as it should be at training step `step`: with `redraw = r`, steps that are
-    /// positive multiples of `r` get draw `step / r`; other steps change nothing.
-    pub fn at_step(mut self, step: usize) -> Self {
-        if self.redraw > 0 && step > 0 && step.is_multiple_of(self.redraw) {
-            let [m, d] = self.omega.dims();
-            let seed = draw_seed(self.seed, (step / self.redraw) as u64);
-            let device = self.omega.val().device();
-            self.omega = Param::from_tensor(Self::directions(m, d, seed, &device));
-        }
-        self
-    }
-
     /// The feature map of queries (`query = true`) or keys, `[B, H, N, D] → [B, H, N, m]`.
     ///
     /// The softmax kernel subtracts a stabiliser before `exp` (per query row, one for all keys);
@@ -130,13 +178,27 @@ impl PerformerAttention {
         };
         (proj - half_sq - shift).exp() * norm
     }
+}
+
+impl Mechanism for PerformerAttention {
+    /// The layer as it should be at training step `step`: with `redraw = r`, steps that are
+    /// positive multiples of `r` get draw `step / r`; other steps change nothing.
+    fn at_step(mut self, step: usize) -> Self {
+        if self.redraw > 0 && step > 0 && step.is_multiple_of(self.redraw) {
+            let [m, d] = self.omega.dims();
+            let seed = draw_seed(self.seed, (step / self.redraw) as u64);
+            let device = self.omega.val().device();
+            self.omega = Param::from_tensor(Self::directions(m, d, seed, &device));
+        }
+        self
+    }
 
     /// FAVOR+ attention, causal by prefix sums.
     ///
     /// # Shapes
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let fq = self.features_of(input.q, true);
         let fk = self.features_of(input.k, false);
         kernel_attention(fq, fk, input.v, input.key_padding, input.causal)
@@ -144,7 +206,7 @@ impl PerformerAttention {
 
     /// FLOPs and saved bytes: two `N × D × m` projections and kernelised attention with `m`
     /// features; the features are kept for the backward pass.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d, m) = (
             shape.len as f64,

@@ -16,7 +16,85 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Bool, Device, Tensor, TensorData, activation::relu, s};
 
-use crate::{AttentionCost, AttentionInput, AttentionShape, BLOCKED_SCORE};
+use crate::mechanism::{at_least, fits, out_of_range};
+use crate::{
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, BLOCKED_SCORE,
+    Mechanism, MechanismConfig,
+};
+use serde::{Deserialize, Serialize};
+
+/// Parameters of `sinkhorn`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkhornConfig {
+    /// Block size. Default 32.
+    pub block: usize,
+    /// Sinkhorn iterations. Default 8.
+    pub sinkhorn_iters: usize,
+    /// Temperature dividing the sorting scores, > 0. Default 0.75.
+    pub temperature: f64,
+    /// SortCut: every query sees the first `sortcut` sorted blocks. Default none.
+    pub sortcut: Option<usize>,
+}
+
+impl Default for SinkhornConfig {
+    fn default() -> Self {
+        Self {
+            block: 32,
+            sinkhorn_iters: 8,
+            temperature: 0.75,
+            sortcut: None,
+        }
+    }
+}
+
+impl MechanismConfig for SinkhornConfig {
+    type Module = SinkhornAttention;
+
+    fn init(&self, layout: AttentionLayout, device: &Device) -> SinkhornAttention {
+        SinkhornAttention::new(
+            self.block,
+            self.sinkhorn_iters,
+            self.temperature,
+            self.sortcut.unwrap_or(0),
+            layout.max_len.div_ceil(self.block).max(1),
+            layout.head_dim,
+            device,
+        )
+    }
+
+    fn validate(&self) -> Result<(), AttentionError> {
+        at_least("block", self.block, 1)?;
+        at_least("sinkhorn_iters", self.sinkhorn_iters, 1)?;
+        at_least("sortcut", self.sortcut.unwrap_or(1), 1)?;
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(out_of_range(
+                "temperature",
+                self.temperature,
+                "must be a number > 0",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_shape(&self, len: usize, _heads: usize) -> Result<(), AttentionError> {
+        fits("block", self.block, len)?;
+        let blocks = len.div_ceil(self.block);
+        match self.sortcut {
+            Some(k) if k > blocks => Err(out_of_range(
+                "sortcut",
+                k,
+                format!("must not exceed the {blocks} blocks of the sequence"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// SortCut's first blocks are shared by every query, later ones included.
+    fn supports_causal(&self) -> bool {
+        self.sortcut.is_none()
+    }
+}
 
 /// Sinkhorn attention with its sorting network.
 #[derive(Module, Debug)]
@@ -235,13 +313,15 @@ impl SinkhornAttention {
             .reshape([batch, heads, nb * b, dim])
             .slice(s![.., .., 0..len, ..])
     }
+}
 
+impl Mechanism for SinkhornAttention {
     /// Sorts and attends.
     ///
     /// # Shapes
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let p = self.sort_matrix(&input);
         self.attend_sorted(input, p)
     }
@@ -249,7 +329,7 @@ impl SinkhornAttention {
     /// FLOPs and saved bytes of a non-causal call: block summaries, the sorting network and
     /// Sinkhorn on `n × n` blocks, the mixing `P·blocks`, and attention over `b + w` keys per
     /// query (`w` = b, or k·b with SortCut); causal adds the masking of the sorting scores.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (b, nb) = self.blocks(shape.len);
         let (n, d, bf, nbf) = ((nb * b) as f64, shape.head_dim as f64, b as f64, nb as f64);

@@ -18,7 +18,11 @@ use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor, activation::relu};
 use serde::{Deserialize, Serialize};
 
-use crate::{AttentionCost, AttentionInput, AttentionShape, attend_scores, blocked_positions};
+use crate::mechanism::{at_least, out_of_range, spans};
+use crate::{
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
+    MechanismConfig, attend_scores, blocked_positions,
+};
 
 /// How Synthesizer makes its logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -33,6 +37,64 @@ pub enum SynthesizerMode {
     FactorizedDense,
     /// A learned low-rank logit matrix per head.
     FactorizedRandom,
+}
+
+/// Parameters of `synthesizer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynthesizerConfig {
+    /// `dense`, `random`, `factorized-dense` or `factorized-random`. Default `dense`.
+    pub mode: SynthesizerMode,
+    /// Add dot-product scores to the synthesised logits. Default false.
+    pub mix: bool,
+    /// Keep the random matrices fixed (random modes). Default false.
+    pub frozen: bool,
+    /// Rank of factorized-random. Default 8.
+    pub rank: usize,
+    /// Longest sequence the parameters span. Default: the model's (task's) longest input.
+    pub max_len: Option<usize>,
+}
+
+impl Default for SynthesizerConfig {
+    fn default() -> Self {
+        Self {
+            mode: SynthesizerMode::Dense,
+            mix: false,
+            frozen: false,
+            rank: 8,
+            max_len: None,
+        }
+    }
+}
+
+impl MechanismConfig for SynthesizerConfig {
+    type Module = SynthesizerAttention;
+
+    fn init(&self, layout: AttentionLayout, device: &Device) -> SynthesizerAttention {
+        SynthesizerAttention::new(self, layout, device)
+    }
+
+    fn validate(&self) -> Result<(), AttentionError> {
+        at_least("rank", self.rank, 1)?;
+        at_least("max_len", self.max_len.unwrap_or(1), 1)?;
+        let random = matches!(
+            self.mode,
+            SynthesizerMode::Random | SynthesizerMode::FactorizedRandom
+        );
+        if self.frozen && !random {
+            return Err(out_of_range(
+                "frozen",
+                true,
+                "only the random modes have a matrix to freeze; use mode = random or \
+                 factorized-random",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_shape(&self, len: usize, _heads: usize) -> Result<(), AttentionError> {
+        spans("synthesizer", self.max_len, len)
+    }
 }
 
 /// Synthesizer attention: learned logits, optionally plus dot-product scores.
@@ -65,19 +127,13 @@ pub fn factor_lengths(n: usize) -> (usize, usize) {
 }
 
 impl SynthesizerAttention {
-    /// Draws the parameters of `mode` for `heads` heads of dimension `dim` and sequences up to
-    /// `max_len`, from `device`'s generator (Xavier-uniform weights, zero biases).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        mode: SynthesizerMode,
-        rank: usize,
-        mix: bool,
-        frozen: bool,
-        max_len: usize,
-        heads: usize,
-        dim: usize,
-        device: &Device,
-    ) -> Self {
+    /// Draws the parameters of `config.mode` for `layout`'s heads and head dimension and sequences
+    /// up to `config.max_len` (default `layout.max_len`), from `device`'s generator
+    /// (Xavier-uniform weights, zero biases).
+    pub fn new(config: &SynthesizerConfig, layout: AttentionLayout, device: &Device) -> Self {
+        let (mode, rank, mix, frozen) = (config.mode, config.rank, config.mix, config.frozen);
+        let max_len = config.max_len.unwrap_or(layout.max_len);
+        let (heads, dim) = (layout.heads, layout.head_dim);
         let weight = |rows: usize, cols: usize| {
             Initializer::XavierUniform { gain: 1.0 }.init_with(
                 [heads, rows, cols],
@@ -179,7 +235,9 @@ impl SynthesizerAttention {
             }
         }
     }
+}
 
+impl Mechanism for SynthesizerAttention {
     /// Attends with the synthesised (and, with `mix`, dot-product) logits.
     ///
     /// # Shapes
@@ -188,7 +246,7 @@ impl SynthesizerAttention {
     ///
     /// # Panics
     /// Panics when `N` exceeds `max_len`; configs check this before a model is built.
-    pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let [batch, heads, len, dim] = input.q.dims();
         crate::layout::assert_fits("synthesizer", len, self.max_len);
         let mut scores = self.logits(&input.q).expand([batch, heads, len, len]);
@@ -201,7 +259,7 @@ impl SynthesizerAttention {
 
     /// FLOPs and saved bytes: the logits (network or matrix), the optional dot product, softmax
     /// and the product with `v`; the `N × N` probabilities are kept.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d) = (shape.len as f64, shape.head_dim as f64);
         let logits = match self.mode() {
@@ -348,7 +406,22 @@ mod tests {
             for mix in [false, true] {
                 for causal in [false, true] {
                     let m = crate::testing::seeded(&device, i as u64, || {
-                        SynthesizerAttention::new(mode, 3, mix, false, 9, 2, 4, &device)
+                        SynthesizerAttention::new(
+                            &SynthesizerConfig {
+                                mode,
+                                rank: 3,
+                                mix,
+                                frozen: false,
+                                max_len: Some(9),
+                            },
+                            AttentionLayout {
+                                layer: 0,
+                                max_len: 9,
+                                heads: 2,
+                                head_dim: 4,
+                            },
+                            &device,
+                        )
                     });
                     let input = AttentionInput::new(q.clone(), k.clone(), v.clone())
                         .with_key_padding(mask.clone())
@@ -375,7 +448,22 @@ mod tests {
         let (q, k, v, w) = random_qkv(dims, 2, &device);
         for (i, mode) in MODES.into_iter().enumerate() {
             let m = crate::testing::seeded(&device, 20 + i as u64, || {
-                SynthesizerAttention::new(mode, 2, true, false, 6, 2, 3, &device)
+                SynthesizerAttention::new(
+                    &SynthesizerConfig {
+                        mode,
+                        rank: 2,
+                        mix: true,
+                        frozen: false,
+                        max_len: Some(6),
+                    },
+                    AttentionLayout {
+                        layer: 0,
+                        max_len: 6,
+                        heads: 2,
+                        head_dim: 3,
+                    },
+                    &device,
+                )
             });
             check_param_grads(
                 &format!("synthesizer {mode:?}"),
@@ -389,8 +477,22 @@ mod tests {
                 4,
             );
         }
-        let frozen =
-            SynthesizerAttention::new(SynthesizerMode::Random, 2, false, true, 6, 2, 3, &device);
+        let frozen = SynthesizerAttention::new(
+            &SynthesizerConfig {
+                mode: SynthesizerMode::Random,
+                rank: 2,
+                mix: false,
+                frozen: true,
+                max_len: Some(6),
+            },
+            AttentionLayout {
+                layer: 0,
+                max_len: 6,
+                heads: 2,
+                head_dim: 3,
+            },
+            &device,
+        );
         let loss = (frozen.forward(AttentionInput::new(q.clone(), k, v)) * w).sum();
         let grads = loss.backward();
         assert!(

@@ -1,7 +1,59 @@
 //! Helpers for checking mechanisms against the dense reference: seeded random inputs, a
 //! comparison that names the worst element, and one tester every mechanism runs through.
+//! Built for this crate's tests and, through the `testing` feature, for other crates' tests.
 
 use burn::tensor::Tensor;
+
+use crate::AttentionConfig;
+pub use crate::random_qkv;
+
+/// Parameters that fit each mechanism to the short inputs of unit tests (10 tokens, 4 heads);
+/// one line per mechanism that needs any. [`small_configs`] gives every registered mechanism
+/// with these, so a new mechanism is covered by the shared tests through one line here.
+pub const SMALL: &[(&str, &[(&str, &str)])] = &[
+    ("local", &[("block", "4")]),
+    ("sliding", &[("window", "3")]),
+    ("strided", &[("stride", "3")]),
+    ("fixed", &[("block", "4"), ("summary", "2")]),
+    ("cascade", &[("window", "2")]),
+    ("longformer", &[("window", "2")]),
+    ("bigbird", &[("block", "4"), ("random_blocks", "1")]),
+    ("performer", &[("features", "8"), ("redraw", "2")]),
+    ("linformer", &[("k", "4")]),
+    ("nystrom", &[("landmarks", "4"), ("conv_kernel", "3")]),
+    ("synthesizer", &[("mix", "true")]),
+    ("sinkhorn", &[("block", "4")]),
+    ("lsh", &[("buckets", "2"), ("chunk", "4")]),
+    ("xl", &[("segment", "4"), ("mem_len", "4")]),
+];
+
+/// Every registered mechanism, in registry order, with the parameters of [`SMALL`].
+///
+/// # Panics
+/// Panics when [`SMALL`] names a mechanism the registry does not have or a parameter it
+/// rejects, so the table cannot go stale.
+pub fn small_configs() -> Vec<AttentionConfig> {
+    for (name, _) in SMALL {
+        assert!(
+            AttentionConfig::NAMES.contains(name),
+            "testing::SMALL names `{name}`, which is not registered"
+        );
+    }
+    AttentionConfig::NAMES
+        .iter()
+        .map(|name| {
+            let params: Vec<(String, String)> = SMALL
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(&[][..], |(_, p)| *p)
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            AttentionConfig::from_name_and_params(name, &params)
+                .unwrap_or_else(|e| panic!("testing::SMALL for `{name}`: {e}"))
+        })
+        .collect()
+}
 
 /// Asserts `|actual − expected| ≤ atol + rtol·|expected|` element-wise.
 ///
@@ -101,36 +153,6 @@ pub fn to_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
         .convert::<f64>()
         .try_to_vec::<f64>()
         .expect("a float tensor converts to f64")
-}
-
-/// Four `[B, H, N, D]` standard-normal tensors (q, k, v and an output weighting) from `seed`,
-/// drawn on the host with ChaCha so that concurrent callers cannot disturb each other's draws
-/// (burn's CPU generator is process-global).
-pub fn random_qkv(
-    dims: [usize; 4],
-    seed: u64,
-    device: &burn::tensor::Device,
-) -> (
-    burn::tensor::Tensor<4>,
-    burn::tensor::Tensor<4>,
-    burn::tensor::Tensor<4>,
-    burn::tensor::Tensor<4>,
-) {
-    use rand::Rng;
-    use rand_chacha::rand_core::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let n: usize = dims.iter().product();
-    let mut draw = || {
-        // Box–Muller: two uniforms to one standard normal.
-        let values: Vec<f32> = (0..n)
-            .map(|_| {
-                let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
-                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-            })
-            .collect();
-        burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(values, dims), device)
-    };
-    (draw(), draw(), draw(), draw())
 }
 
 /// Every float parameter of `module` as f64 values, in visiting order.

@@ -10,8 +10,58 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData, s};
 
+use crate::mechanism::at_least;
 use crate::sinusoid::sinusoid;
-use crate::{AttentionCost, AttentionInput, AttentionShape, Memory, attend_scores};
+use crate::{
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
+    MechanismConfig, Memory, Recurrence, attend_scores,
+};
+use serde::{Deserialize, Serialize};
+
+/// Parameters of `xl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct XlConfig {
+    /// Positions remembered from earlier segments, per layer. Default 64.
+    pub mem_len: usize,
+    /// Segment length the model cuts each sequence into; default: the whole sequence is one
+    /// segment (no memory is used then).
+    pub segment: Option<usize>,
+}
+
+impl Default for XlConfig {
+    fn default() -> Self {
+        Self {
+            mem_len: 64,
+            segment: None,
+        }
+    }
+}
+
+impl MechanismConfig for XlConfig {
+    type Module = XlAttention;
+
+    fn init(&self, layout: AttentionLayout, device: &Device) -> XlAttention {
+        XlAttention::new(
+            self.mem_len,
+            self.segment.unwrap_or(0),
+            layout.heads,
+            layout.head_dim,
+            device,
+        )
+    }
+
+    fn validate(&self) -> Result<(), AttentionError> {
+        at_least("segment", self.segment.unwrap_or(1), 1)
+    }
+
+    fn recurrence(&self) -> Option<Recurrence> {
+        self.segment.map(|segment| Recurrence {
+            segment,
+            mem_len: self.mem_len,
+        })
+    }
+}
 
 /// Relative-position attention with learned biases `u`, `v` and distance projection `W_r`.
 #[derive(Module, Debug)]
@@ -145,12 +195,34 @@ impl XlAttention {
             .collect();
         Tensor::cat(outs, 2)
     }
+}
+
+/// Given memory, `xl` attends one segment; without, it cuts the input into its own segments.
+impl Mechanism for XlAttention {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        if input.memory.is_some() {
+            XlAttention::forward(self, input)
+        } else {
+            self.forward_segmented(input)
+        }
+    }
+
+    fn recurrence(&self) -> Option<Recurrence> {
+        (self.segment > 0).then_some(Recurrence {
+            segment: self.segment,
+            mem_len: self.mem_len,
+        })
+    }
+
+    fn reads_memory(&self) -> bool {
+        true
+    }
 
     /// FLOPs and saved bytes of a call on `shape`: one segment of `N` queries over its own keys,
     /// or, with `segment` set and shorter than `N`, the sum over the segments, each seeing the
     /// memory available before it. Scores by content and by distance, the distance
     /// encodings, softmax and the product with values; both score matrices are kept.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let d = shape.head_dim as f64;
         let one = |queries: usize, memory: usize| {

@@ -4,6 +4,7 @@
 //! also reproduce the mechanism's output, so the count is of the same computation.
 
 use burn::tensor::{Device, Tensor};
+use eft_attention::Mechanism;
 use eft_attention::testing::{assert_close, random_qkv, to_f64};
 use eft_attention::{
     AttentionConfig, AttentionInput, AttentionLayout, AttentionShape, LinformerAttention,

@@ -302,7 +302,7 @@ mod tests {
         assert_ne!(data.train, config.build_from(dir.path(), 3).unwrap().train);
         let ones = data.train.iter().filter(|e| e.label == 1).count();
         assert!((160..=240).contains(&ones), "{ones} of 400 positive");
-        let mut docs_of = |split: &[Example]| {
+        let docs_of = |split: &[Example]| {
             let mut seen = std::collections::HashSet::new();
             for e in split {
                 let (a, b) = (doc_of(&e.tokens), doc_of(e.second.as_ref().unwrap()));

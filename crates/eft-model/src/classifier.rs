@@ -326,32 +326,8 @@ mod tests {
     /// gradients for every parameter, causal too where the mechanism has a causal form.
     #[test]
     fn every_mechanism_trains_in_the_model() {
-        let small: &[(&str, &[(&str, &str)])] = &[
-            ("local", &[("block", "4")]),
-            ("sliding", &[("window", "3")]),
-            ("strided", &[("stride", "3")]),
-            ("fixed", &[("block", "4"), ("summary", "2")]),
-            ("cascade", &[("window", "2")]),
-            ("longformer", &[("window", "2")]),
-            ("bigbird", &[("block", "4"), ("random_blocks", "1")]),
-            ("performer", &[("features", "8"), ("redraw", "2")]),
-            ("linformer", &[("k", "4")]),
-            ("nystrom", &[("landmarks", "4"), ("conv_kernel", "3")]),
-            ("synthesizer", &[("mix", "true")]),
-            ("sinkhorn", &[("block", "4")]),
-            ("lsh", &[("buckets", "2"), ("chunk", "4")]),
-            ("xl", &[("segment", "4"), ("mem_len", "4")]),
-        ];
-        for name in eft_attention::AttentionConfig::NAMES {
-            let params: Vec<(String, String)> = small
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or(&[][..], |(_, p)| *p)
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let attention =
-                eft_attention::AttentionConfig::from_name_and_params(name, &params).unwrap();
+        for attention in eft_attention::testing::small_configs() {
+            let name = attention.name();
             for causal in [false, true] {
                 if causal && !attention.supports_causal() {
                     continue;
@@ -361,7 +337,12 @@ mod tests {
                 let config = ModelConfig {
                     attention: attention.clone(),
                     causal,
-                    pool: if *name == "xl" { Pool::Mean } else { Pool::Cls },
+                    // A CLS token would only see the first segment.
+                    pool: if attention.recurrence().is_some() {
+                        Pool::Mean
+                    } else {
+                        Pool::Cls
+                    },
                     ..crate::config::tests::small()
                 };
                 let model = config.init(DIMS, &device).unwrap().at_step(2);

@@ -140,16 +140,11 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// `xl` segments are a property of the whole encoder: every layer must be `xl` with the same
-    /// segment and memory, and the pooled vector must not be a CLS token that only the first
-    /// segment sees.
+    /// Segment recurrence is a property of the whole encoder: every layer must recur alike, and
+    /// the pooled vector must not be a CLS token that only the first segment sees.
     fn validate_segments(&self) -> Result<(), ModelError> {
-        let segmented = |a: &AttentionConfig| match a {
-            AttentionConfig::Xl(c) if c.segment.is_some() => Some((c.segment, c.mem_len)),
-            _ => None,
-        };
         let layers: Vec<_> = (0..self.n_layers)
-            .map(|l| segmented(self.attention_at(l)))
+            .map(|l| self.attention_at(l).recurrence())
             .collect();
         if layers.iter().all(Option::is_none) {
             return Ok(());
@@ -163,14 +158,14 @@ impl ModelConfig {
         };
         if layers.iter().any(|l| *l != layers[0]) {
             return bad(
-                "xl with segments in some layers".into(),
-                "segment recurrence runs the whole encoder per segment: give every layer xl with \
-                 the same segment and mem_len",
+                "segment recurrence in some layers".into(),
+                "segment recurrence runs the whole encoder per segment: give every layer the \
+                 same mechanism with the same segment and mem_len",
             );
         }
         if self.pool == Pool::Cls {
             return bad(
-                "xl with segments and pool = cls".into(),
+                "segment recurrence and pool = cls".into(),
                 "the CLS token sits in the first segment and would only see it; set model.pool = \
                  \"mean\"",
             );

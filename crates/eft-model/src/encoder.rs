@@ -4,6 +4,8 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Bool, Device, Int, Tensor, s};
 
+use eft_attention::Recurrence;
+
 use crate::{Block, ModelConfig};
 
 /// `n_layers` blocks applied in order, then a LayerNorm.
@@ -58,14 +60,22 @@ impl Encoder {
         self.final_norm.forward(x)
     }
 
-    /// Every layer, then the final LayerNorm. With `xl` segments, the sequence is processed one
-    /// segment at a time, each layer remembering (without gradient) its last inputs.
+    /// The segment recurrence the layers run under, if any layer recurs (the model config makes
+    /// every layer agree).
+    pub fn recurrence(&self) -> Option<Recurrence> {
+        self.blocks
+            .iter()
+            .find_map(|b| b.self_attention().mechanism().recurrence())
+    }
+
+    /// Every layer, then the final LayerNorm. Under segment recurrence the sequence is processed
+    /// one segment at a time, each layer remembering (without gradient) its last inputs.
     ///
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        if let Some((segment, mem_len)) = self.blocks[0].self_attention().mechanism().segments() {
-            return self.finish(self.recurrent(x, padding, segment, mem_len));
+        if let Some(r) = self.recurrence() {
+            return self.finish(self.recurrent(x, padding, r.segment, r.mem_len));
         }
         let x = (0..self.depth()).fold(x, |x, depth| self.layer(depth, x, padding.clone()));
         self.finish(x)

@@ -144,7 +144,7 @@ mod tests {
             let logits: Vec<f32> = model
                 .forward(t.tokens, t.padding)
                 .into_data()
-                .to_vec()
+                .to_vec::<f32>()
                 .unwrap();
             let classes = data.n_classes;
             for &(at, value) in &e.targets {

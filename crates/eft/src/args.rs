@@ -86,12 +86,14 @@ pub struct ArenaArgs {
     /// or `paper` (LRA's released configs; for a GPU).
     #[arg(long, default_value = "quick")]
     pub preset: String,
-    /// Mechanisms, comma-separated, each optionally with parameters as NAME:KEY=VALUE:KEY=VALUE
-    /// (default: the preset's set, one or more per family).
-    #[arg(long, value_delimiter = ',')]
+    /// Mechanisms, comma-separated, each optionally with parameters.
+    #[arg(long, value_delimiter = ',', help = mechanism_help(
+        "Mechanisms, comma-separated, each optionally with parameters as NAME:KEY=VALUE:KEY=VALUE \
+         (default: the preset's set, one or more per family)"
+    ))]
     pub mechanisms: Vec<String>,
-    /// Tasks, comma-separated (default: every task the preset has).
-    #[arg(long, value_delimiter = ',')]
+    /// Tasks, comma-separated.
+    #[arg(long, value_delimiter = ',', help = task_help_with("Tasks, comma-separated (default: every task)"))]
     pub tasks: Vec<String>,
     /// The arena's name: its folder under --out (default: the preset's name).
     #[arg(long)]
@@ -217,8 +219,8 @@ pub struct SweepArgs {
 /// Arguments of `eft attn`.
 #[derive(Debug, Args)]
 pub struct AttnArgs {
-    /// Mechanism [possible values: full, flash, local, sliding, strided, fixed, cascade, blockbert, longformer, bigbird, linear, performer, linformer, synthesizer, nystrom, lsh, sinkhorn, xl].
-    #[arg(long)]
+    /// Mechanism.
+    #[arg(long, help = mechanism_help("Mechanism"))]
     pub mechanism: String,
     /// A parameter of the mechanism, as NAME=VALUE (repeatable); seed=S draws learned parameters and sampled patterns.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
@@ -237,18 +239,17 @@ pub struct AttnArgs {
 /// Arguments of `eft train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Task to train on [possible values: listops, image, text].
-    #[arg(long, default_value = "listops", conflicts_with = "resume")]
+    /// Task to train on.
+    #[arg(long, default_value = "listops", conflicts_with = "resume", help = task_help())]
     pub task: String,
-    /// Starting config: `quick` (a CPU in minutes) or `paper` (LRA's released settings).
-    #[arg(long, default_value = "quick", conflicts_with = "resume")]
+    /// Starting config.
+    #[arg(long, default_value = "quick", conflicts_with = "resume", help = preset_help())]
     pub preset: String,
     /// A TOML file layered over the preset (same fields as the `config.toml` a run writes).
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub config: Option<PathBuf>,
-    /// Attention mechanism of every layer [possible values: full, flash, local, sliding, strided,
-    /// fixed, cascade, blockbert, longformer, bigbird].
-    #[arg(long, conflicts_with = "resume")]
+    /// Attention mechanism of every layer.
+    #[arg(long, conflicts_with = "resume", help = mechanism_help("Attention mechanism of every layer"))]
     pub attention: Option<String>,
     /// A parameter of the attention mechanism, as NAME=VALUE (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair, conflicts_with = "resume")]
@@ -316,6 +317,35 @@ pub struct EvalArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub device: Backend,
+}
+
+/// `what`, then the mechanisms of the registry, so the help never lists fewer than exist.
+fn mechanism_help(what: &str) -> String {
+    format!(
+        "{what} [possible values: {}]",
+        eft_attention::AttentionConfig::NAMES.join(", ")
+    )
+}
+
+/// `what`, then the tasks of the registry.
+fn task_help_with(what: &str) -> String {
+    format!(
+        "{what} [possible values: {}]",
+        eft_data::TaskConfig::NAMES.join(", ")
+    )
+}
+
+fn task_help() -> String {
+    task_help_with("Task to train on")
+}
+
+/// The run presets of the registry.
+fn preset_help() -> String {
+    format!(
+        "Starting config: `quick` (a CPU in minutes) or `paper` (LRA's released settings) \
+         [possible values: {}]",
+        eft_train::PRESETS.join(", ")
+    )
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

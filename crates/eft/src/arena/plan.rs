@@ -110,10 +110,10 @@ pub fn cells(
                     .iter()
                     .map(|(k, v)| (format!("model.attention.{k}"), v.clone())),
             );
-            if mechanism == "xl"
-                && params.iter().any(|(k, _)| k == "segment")
-                && base.model.pool == eft_model::Pool::Cls
-            {
+            let recurs = AttentionConfig::from_name_and_params(&mechanism, &params)?
+                .recurrence()
+                .is_some();
+            if recurs && base.model.pool == eft_model::Pool::Cls {
                 // A CLS token would only see the first segment.
                 overrides.push(("model.pool".into(), "\"mean\"".into()));
             }

@@ -125,7 +125,7 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
         a
     });
     let dims = [args.batch, args.heads, args.len, args.head_dim];
-    let (q, k, v, w) = eft_attention::testing::random_qkv(dims, 0, &device);
+    let (q, k, v, w) = eft_attention::random_qkv(dims, 0, &device);
     let heap_before = eft_meter::reset_peak();
     let mut times = Vec::new();
     for pass in 0..=args.repeats {

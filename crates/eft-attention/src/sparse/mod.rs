@@ -17,14 +17,28 @@
 //! strictly against the length they are given. Lengths that are not a multiple of a block are
 //! padded internally and the padding is masked.
 
-use burn::module::Module;
+mod bigbird;
+mod blockbert;
+mod cascade;
+mod fixed;
+mod local;
+mod longformer;
+mod sliding;
+mod strided;
+
 use burn::tensor::Tensor;
-use rand::seq::index::sample;
-use rand_chacha::ChaCha8Rng;
-use rand_chacha::rand_core::SeedableRng;
+
+pub use bigbird::{BigBirdAttention, BigBirdConfig};
+pub use blockbert::{BlockBertAttention, BlockBertConfig};
+pub use cascade::CascadeConfig;
+pub use fixed::{FixedAttention, FixedConfig};
+pub use local::{LocalAttention, LocalConfig};
+pub use longformer::{LongformerAttention, LongformerConfig};
+pub use sliding::{SlidingAttention, SlidingConfig};
+pub use strided::{StridedAttention, StridedConfig};
 
 use crate::block_sparse::{BlockPattern, ElementRule};
-use crate::{AttentionCost, AttentionInput, AttentionShape, HeadGroup, SparsePlan};
+use crate::{AttentionCost, AttentionInput, AttentionShape, Mechanism, SparsePlan};
 
 /// A pattern over all heads: each query block gathers `neighbours` (offsets from its own block).
 fn banded(len: usize, block: usize, offsets: &[isize], rule: ElementRule) -> BlockPattern {
@@ -65,67 +79,6 @@ fn window_pattern(len: usize, window: usize, dilation: usize, causal: bool) -> B
     )
 }
 
-/// Local attention: non-overlapping blocks (Parmar et al. 2018; LRA's `local`).
-#[derive(Module, Debug)]
-pub struct LocalAttention {
-    /// Block size.
-    pub block: usize,
-}
-
-/// Sliding-window attention: each query sees the keys within `window` positions.
-#[derive(Module, Debug)]
-pub struct SlidingAttention {
-    /// Largest distance seen.
-    pub window: usize,
-}
-
-/// Sparse Transformer's strided pattern (Child et al. 2019).
-#[derive(Module, Debug)]
-pub struct StridedAttention {
-    /// Stride `l`.
-    pub stride: usize,
-}
-
-/// Sparse Transformer's fixed pattern (Child et al. 2019).
-#[derive(Module, Debug)]
-pub struct FixedAttention {
-    /// Block size `l`.
-    pub block: usize,
-    /// Summary columns `c` at the end of each block.
-    pub summary: usize,
-}
-
-/// BlockBERT (Qiu et al. 2019): per-head block permutations.
-#[derive(Module, Debug)]
-pub struct BlockBertAttention {
-    /// Number of blocks.
-    pub blocks: usize,
-}
-
-/// Longformer (Beltagy et al. 2020): dilated sliding window plus global positions.
-#[derive(Module, Debug)]
-pub struct LongformerAttention {
-    /// Keys seen on each side.
-    pub window: usize,
-    /// Gap between the keys of the window.
-    pub dilation: usize,
-    /// Positions that see, and are seen by, every position.
-    pub global: Vec<usize>,
-}
-
-/// BigBird (Zaheer et al. 2020): window, global and random blocks.
-#[derive(Module, Debug)]
-pub struct BigBirdAttention {
-    /// Block size.
-    pub block: usize,
-    /// Leading blocks that are global.
-    pub global_blocks: usize,
-    /// Random blocks per query block and head.
-    pub random_blocks: usize,
-    /// Seed of the random blocks.
-    pub seed: u64,
-}
-
 /// A mechanism defined by a sparsity plan.
 pub trait Patterned {
     /// The plan for a sequence of `len` with `heads` heads.
@@ -143,15 +96,17 @@ pub trait Patterned {
     }
 }
 
-impl Patterned for LocalAttention {
-    fn plan(&self, len: usize, heads: usize, _causal: bool) -> SparsePlan {
-        SparsePlan::uniform(banded(len, self.block, &[0], ElementRule::All), heads)
+impl<T: Patterned> Mechanism for T {
+    fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        Patterned::forward(self, input)
     }
-}
 
-impl Patterned for SlidingAttention {
-    fn plan(&self, len: usize, heads: usize, causal: bool) -> SparsePlan {
-        SparsePlan::uniform(window_pattern(len, self.window, 1, causal), heads)
+    fn cost(&self, shape: AttentionShape) -> AttentionCost {
+        Patterned::cost(self, shape)
+    }
+
+    fn patterned(&self) -> Option<&dyn Patterned> {
+        Some(self)
     }
 }
 
@@ -159,118 +114,6 @@ impl Patterned for SlidingAttention {
 fn halves(heads: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
     let a = heads.div_ceil(2);
     (0..a, a..heads)
-}
-
-impl Patterned for StridedAttention {
-    fn plan(&self, len: usize, heads: usize, causal: bool) -> SparsePlan {
-        let l = self.stride.clamp(1, len.max(1));
-        let (a, b) = halves(heads);
-        // Head set B: group positions by residue mod l; each group is one block of ⌈N/l⌉.
-        let per = len.div_ceil(l);
-        let order: Vec<usize> = (0..l)
-            .flat_map(|r| (0..per).map(move |t| r + l * t))
-            .collect();
-        let residue = banded(order.len(), per, &[0], ElementRule::All);
-        SparsePlan {
-            groups: vec![
-                HeadGroup {
-                    heads: a,
-                    pattern: window_pattern(len, l - 1, 1, causal),
-                    order: None,
-                },
-                HeadGroup {
-                    heads: b,
-                    pattern: residue,
-                    order: Some(order),
-                },
-            ],
-        }
-    }
-}
-
-impl Patterned for FixedAttention {
-    fn plan(&self, len: usize, heads: usize, _causal: bool) -> SparsePlan {
-        let l = self.block.clamp(1, len.max(1));
-        let c = self.summary.min(l);
-        let (a, b) = halves(heads);
-        let mut summary = banded(len, l, &[0], ElementRule::All);
-        summary.key_blocks.iter_mut().for_each(|s| *s = None);
-        summary.global_keys = (0..len).filter(|j| j % l >= l - c).collect();
-        SparsePlan {
-            groups: vec![
-                HeadGroup {
-                    heads: a,
-                    pattern: banded(len, l, &[0], ElementRule::All),
-                    order: None,
-                },
-                HeadGroup {
-                    heads: b,
-                    pattern: summary,
-                    order: None,
-                },
-            ],
-        }
-    }
-}
-
-impl Patterned for BlockBertAttention {
-    fn plan(&self, len: usize, heads: usize, _causal: bool) -> SparsePlan {
-        let block = len.div_ceil(self.blocks.clamp(1, len.max(1)));
-        let mut pattern = banded(len, block, &[0], ElementRule::All);
-        let nb = pattern.n_blocks();
-        pattern.heads = heads;
-        pattern.key_blocks = (0..heads)
-            .flat_map(|h| (0..nb).map(move |i| Some((i + h) % nb)))
-            .collect();
-        SparsePlan::uniform(pattern, heads)
-    }
-}
-
-impl Patterned for LongformerAttention {
-    fn plan(&self, len: usize, heads: usize, causal: bool) -> SparsePlan {
-        let mut pattern = window_pattern(len, self.window, self.dilation, causal);
-        let mut global: Vec<usize> = self.global.iter().copied().filter(|&g| g < len).collect();
-        global.sort_unstable();
-        global.dedup();
-        pattern.global_keys = global.clone();
-        pattern.global_queries = global;
-        SparsePlan::uniform(pattern, heads)
-    }
-}
-
-impl Patterned for BigBirdAttention {
-    fn plan(&self, len: usize, heads: usize, _causal: bool) -> SparsePlan {
-        let block = self.block.clamp(1, len.max(1));
-        let nb = len.div_ceil(block);
-        let g = self.global_blocks.min(nb);
-        let per_query = 3 + g + self.random_blocks;
-        let mut key_blocks = Vec::with_capacity(heads * nb * per_query);
-        for h in 0..heads {
-            for i in 0..nb {
-                let mut chosen: Vec<usize> = (i.saturating_sub(1)..=(i + 1).min(nb - 1)).collect();
-                chosen.extend((0..g).filter(|b| !chosen.contains(b)).collect::<Vec<_>>());
-                let rest: Vec<usize> = (0..nb).filter(|b| !chosen.contains(b)).collect();
-                let seed = self.seed ^ ((len as u64) << 40) ^ ((h as u64) << 20) ^ i as u64;
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let r = self.random_blocks.min(rest.len());
-                chosen.extend(sample(&mut rng, rest.len(), r).into_iter().map(|x| rest[x]));
-                let slots = chosen.len();
-                key_blocks.extend(chosen.into_iter().map(Some));
-                key_blocks.extend(std::iter::repeat_n(None, per_query - slots));
-            }
-        }
-        let pattern = BlockPattern {
-            len,
-            block,
-            heads,
-            per_query,
-            key_blocks,
-            global_keys: vec![],
-            global_queries: (0..(g * block).min(len)).collect(),
-            rule: ElementRule::All,
-        };
-        SparsePlan::uniform(pattern, heads)
-    }
 }
 
 #[cfg(test)]
