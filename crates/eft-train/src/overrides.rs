@@ -67,21 +67,43 @@ pub fn layered(
     overrides: &[(String, String)],
 ) -> Result<RunConfig, TrainError> {
     let mut value = toml::Value::try_from(base).expect("a run config always serialises");
+    let mut schedule_set = false;
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
         let overlay: toml::Value = toml::from_str(&text).map_err(|e| {
             TrainError::file(path, e.message().trim(), "fix the TOML syntax at that line")
         })?;
+        schedule_set |= overlay
+            .get("train")
+            .is_some_and(|t| !t.is_table() || t.get("schedule").is_some());
         merge(&mut value, overlay);
     }
     for (key, raw) in overrides {
+        schedule_set |= key == "train" || key.starts_with("train.schedule");
         set(&mut value, key, raw)?;
     }
-    let config: RunConfig = value
+    let mut config: RunConfig = value
         .try_into()
         .map_err(|e: toml::de::Error| toml_error(&e))?;
+    if !schedule_set {
+        scale_warmup(&mut config.train, base.train.steps);
+    }
     config.validate()?;
     Ok(config)
+}
+
+/// A run shortened below its preset's warmup keeps the preset's shape: the warmup shrinks in
+/// proportion to the steps (100 of 1500 becomes 4 of 60), so `--steps 60` just works. Only a
+/// warmup nobody set and that no longer fits is changed.
+fn scale_warmup(train: &mut crate::TrainConfig, base_steps: usize) {
+    let steps = train.steps;
+    if let crate::Schedule::Cosine { warmup, .. } = &mut train.schedule
+        && *warmup >= steps
+        && steps > 0
+    {
+        let scaled = (*warmup as u128 * steps as u128 / base_steps.max(1) as u128) as usize;
+        *warmup = scaled.min(steps - 1);
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +172,40 @@ mod tests {
         std::fs::write(&path, "seed = [\n").unwrap();
         let e = layered(&quick(), Some(&path), &[]).unwrap_err();
         assert!(e.to_string().contains("run.toml"), "{e}");
+    }
+
+    /// A run shorter than the preset's warmup scales the warmup it did not set, and an explicit
+    /// warmup that does not fit is still refused, naming the flag that fixes it.
+    #[test]
+    fn short_runs_scale_the_warmup_they_did_not_set() {
+        let base = quick();
+        let crate::Schedule::Cosine { warmup, .. } = base.train.schedule else {
+            panic!("the quick preset warms up a cosine schedule")
+        };
+        assert!(warmup >= 60, "the test needs a warmup of at least 60 steps");
+        let c = layered(&base, None, &[("train.steps".into(), "60".into())]).unwrap();
+        let crate::Schedule::Cosine { warmup: w, .. } = c.train.schedule else {
+            panic!("still cosine")
+        };
+        assert_eq!(w, warmup * 60 / base.train.steps);
+        let same = layered(&base, None, &[("train.steps".into(), "2000".into())]).unwrap();
+        assert_eq!(
+            same.train.schedule, base.train.schedule,
+            "a warmup that fits is kept"
+        );
+        let e = layered(
+            &base,
+            None,
+            &[
+                ("train.steps".into(), "60".into()),
+                ("train.schedule.warmup".into(), "100".into()),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("--set train.schedule.warmup="),
+            "{e}"
+        );
     }
 
     #[test]

@@ -92,7 +92,11 @@ impl Schedule {
             return Err(TrainError::config(
                 "train.schedule.warmup",
                 w,
-                format!("must be below train.steps = {total}"),
+                format!(
+                    "must be below train.steps = {total}; lower it with \
+                     --set train.schedule.warmup={}",
+                    total / 10
+                ),
             ));
         }
         Ok(())

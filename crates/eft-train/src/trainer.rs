@@ -6,6 +6,7 @@
 //! moments and the loop state in the checkpoint, a resumed run takes the very same steps as one
 //! that never stopped.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +41,8 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub struct TrainOptions {
     /// Where tensors live; autodiff is switched on for training.
     pub device: Device,
-    /// Draw a progress bar on stderr (hidden anyway when stderr is not a terminal).
+    /// Show progress on stderr: a bar on a terminal, otherwise a plain line every twentieth of
+    /// the run.
     pub progress: bool,
     /// Set (e.g. by Ctrl-C) to stop after the current step, checkpoint, and return.
     pub stop: Arc<AtomicBool>,
@@ -64,6 +66,9 @@ impl Default for TrainOptions {
 
 /// Steps of each session left out of the time statistics (first-call setup, allocator growth).
 const STEP_WARMUP: usize = 5;
+
+/// Progress lines a run prints when stderr is not a terminal.
+const PLAIN_PROGRESS_LINES: usize = 20;
 
 /// Side of the square matrices whose product measures the device's FLOP/s.
 const MATMUL_PEAK_SIZE: usize = 1024;
@@ -221,6 +226,10 @@ impl<'a> Session<'a> {
         let steps = self.config.train.steps;
         let mut meter = Throughput::resume(self.state.tokens, self.state.seconds);
         let bar = self.progress_bar();
+        // Not on a terminal the bar is hidden; a plain line every twentieth of the run keeps a
+        // log or a pipe informed without ANSI codes.
+        let plain_every = (self.options.progress && !std::io::stderr().is_terminal())
+            .then(|| steps.div_ceil(PLAIN_PROGRESS_LINES).max(1));
         let t = self.config.train.clone();
         let mut hits = 0usize;
         let mut seen = 0usize;
@@ -289,13 +298,22 @@ impl<'a> Session<'a> {
             self.state.loss_sum += loss_value;
             self.state.loss_count += 1;
             meter.add(batch.real_tokens() as u64);
-            bar.set_position(self.state.step as u64);
-            bar.set_message(format!(
+            let status = format!(
                 "loss {:.3} acc {:.1}% {:.0} tok/s",
                 self.state.loss_sum / self.state.loss_count as f64,
                 100.0 * hits as f64 / seen.max(1) as f64,
                 meter.tokens_per_second()
-            ));
+            );
+            if plain_every.is_some_and(|k| self.state.step.is_multiple_of(k)) {
+                let done = self.state.step as f64;
+                let eta = meter.seconds() / done.max(1.0) * (steps as f64 - done);
+                eprintln!(
+                    "{} step {}/{steps}  {status}  ETA {eta:.0} s",
+                    self.config.name, self.state.step
+                );
+            }
+            bar.set_position(self.state.step as u64);
+            bar.set_message(status);
             let done = self.state.step == steps;
             if self.state.step.is_multiple_of(t.eval_every) || done {
                 let point = self.validate(lr, &meter);

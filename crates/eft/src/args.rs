@@ -305,15 +305,26 @@ pub enum Backend {
     Wgpu,
 }
 
+/// A task's data split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// The training split.
+    Train,
+    /// The validation split.
+    Val,
+    /// The test split.
+    Test,
+}
+
 /// Arguments of `eft eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// The run folder (holds checkpoint.safetensors).
     #[arg(value_name = "RUN_DIR")]
     pub run: PathBuf,
-    /// Split to evaluate [possible values: train, val, test].
-    #[arg(long, default_value = "test")]
-    pub split: String,
+    /// Split to evaluate.
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub device: Backend,

@@ -11,7 +11,7 @@ use eft_train::{
     build_data_and_model, evaluate, layered, load_weights, preset,
 };
 
-use crate::args::{Backend, Cli, Command, EvalArgs, TrainArgs};
+use crate::args::{Backend, Cli, Command, EvalArgs, Split, TrainArgs};
 
 /// Exit code of a run stopped by Ctrl-C or --stop-after (resumable).
 pub const INTERRUPTED: u8 = 130;
@@ -91,23 +91,25 @@ pub fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let stop = stop_on_ctrl_c()?;
+    // A dry run computes nothing: it needs neither a device nor a Ctrl-C handler.
+    let config = args.resume.is_none().then(|| resolve(&args)).transpose()?;
+    if let Some(config) = &config
+        && args.dry_run
+    {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
     let options = TrainOptions {
         device: device(args.device)?,
         progress: !args.no_progress,
-        stop,
+        stop: stop_on_ctrl_c()?,
         stop_after: args.stop_after,
         git_commit: env!("EFT_GIT_COMMIT").to_string(),
     };
-    let record = match &args.resume {
-        Some(dir) => eft_train::resume(dir, &options)?,
-        None => {
-            let config = resolve(&args)?;
-            if args.dry_run {
-                print!("{}", config.to_toml());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut config = config;
+    let record = match (config, &args.resume) {
+        (None, Some(dir)) => eft_train::resume(dir, &options)?,
+        (None, None) => unreachable!("a config is resolved unless resuming"),
+        (Some(mut config), _) => {
             if args.name.is_none() {
                 config.name = free_name(&args.out, &config.name);
             }
@@ -154,11 +156,15 @@ fn free_name(out: &std::path::Path, name: &str) -> String {
 /// Preset → --config file → named flags → --set, then validation.
 fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
     let mut base = preset(&args.task, &args.preset)?;
-    let attention = args
-        .attention
-        .clone()
-        .unwrap_or_else(|| base.model.attention.name().into());
-    base.name = format!("{}-{attention}-{}", args.task, args.preset);
+    let default_name = |c: &eft_train::RunConfig| {
+        format!(
+            "{}-{}-{}",
+            c.task.name(),
+            c.model.attention.name(),
+            args.preset
+        )
+    };
+    base.name = default_name(&base);
     let mut overrides: Vec<(String, String)> = Vec::new();
     if let Some(name) = &args.attention {
         overrides.push(("model.attention".into(), format!("{{ kind = {name:?} }}")));
@@ -178,7 +184,13 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
             .filter_map(|(k, v)| Some((k.to_string(), v?))),
     );
     overrides.extend(args.sets.iter().cloned());
-    Ok(layered(&base, args.config.as_deref(), &overrides)?)
+    let mut config = layered(&base, args.config.as_deref(), &overrides)?;
+    // Unless a name was given, the run is named for what it resolved to, wherever the mechanism
+    // was chosen (--attention, --config or --set).
+    if config.name == base.name {
+        config.name = default_name(&config);
+    }
+    Ok(config)
 }
 
 pub fn report(record: &RunRecord) {
@@ -225,11 +237,10 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let device = device(args.device)?;
     let (data, model) = build_data_and_model(&checkpoint.config, &device)?;
     let model = load_weights(model, &checkpoint, &path)?;
-    let examples = match args.split.as_str() {
-        "train" => &data.train,
-        "val" => &data.val,
-        "test" => &data.test,
-        other => bail!("--split {other}: choose train, val or test"),
+    let (split, examples) = match args.split {
+        Split::Train => ("train", &data.train),
+        Split::Val => ("val", &data.val),
+        Split::Test => ("test", &data.test),
     };
     let result = evaluate(
         &model,
@@ -240,7 +251,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     println!(
         "{} {} after {} steps: accuracy {:.2}%, loss {:.4} ({} examples)",
         checkpoint.config.name,
-        args.split,
+        split,
         checkpoint.state.step,
         100.0 * result.accuracy,
         result.loss,

@@ -122,6 +122,57 @@ fn dry_run_prints_the_resolved_config() {
     assert_eq!(config.name, "listops-full-quick");
 }
 
+/// What a new user tries first: a short run, a mechanism chosen through --set, a dry run on a
+/// device this build lacks, a misspelt split, and a log that is not a terminal.
+#[test]
+fn first_commands_just_work() {
+    let dry = |extra: &[&str]| {
+        let out = run(&[&["train", "--dry-run"], extra].concat());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{extra:?}: {err}");
+        eft_train::RunConfig::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap()
+    };
+    // The quick preset warms up for 100 steps; a 60-step run scales that instead of failing.
+    let short = dry(&["--task", "listops", "--preset", "quick", "--steps", "60"]);
+    assert!(
+        matches!(short.train.schedule, eft_train::Schedule::Cosine { warmup, .. } if warmup < 60),
+        "{:?}",
+        short.train.schedule
+    );
+    let local = dry(&["--set", "model.attention={ kind = \"local\", block = 8 }"]);
+    assert_eq!(
+        local.name, "listops-local-quick",
+        "the run is named for its mechanism"
+    );
+    dry(&["--device", "wgpu"]);
+    let split = run(&["eval", "no-such-run", "--split", "valid"]);
+    assert_eq!(split.status.code(), Some(2), "a bad split is a usage error");
+    assert!(String::from_utf8_lossy(&split.stderr).contains("valid"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let out = eft()
+        .args(["train", "--steps", "40", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("runs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().filter(|l| l.contains("step 2/40")).count() == 1
+            && err.contains("step 40/40")
+            && err.contains("tok/s")
+            && err.contains("ETA"),
+        "plain progress lines: {err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "no terminal codes into a pipe: {err}"
+    );
+}
+
 #[test]
 fn repeating_a_command_never_overwrites_a_run() {
     let dir = tempfile::tempdir().unwrap();
