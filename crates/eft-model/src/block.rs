@@ -1,12 +1,16 @@
-//! One pre-LayerNorm transformer block, exposed as its two residual branches.
+//! One transformer block, assembled from its parts and exposed as its two residual branches.
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Bool, Device, Tensor};
 
-use crate::{FeedForward, ModelConfig, SelfAttention, StateMemory};
+use crate::{
+    FeedForward, ModelConfig, ModelCost, Residual, SelfAttention, StateMemory, layer_norm_flops,
+};
 
-/// `y = x + f(x)`, `z = y + g(y)` with `f = dropout∘attention∘norm` and `g = dropout∘mlp∘norm`.
+/// A block assembled from parts: an attention branch `f = dropout∘attention∘norm` (any mechanism),
+/// a feed-forward branch `g = dropout∘feed_forward∘norm` ([`crate::FeedForwardConfig`]) and a
+/// residual form joining them ([`Residual`]; pre-LN: `y = x + f(x)`, `z = y + g(y)`).
 ///
 /// The branches are public so other residual forms can reuse them: a reversible block computes
 /// `y₁ = x₁ + f(x₂)`, `y₂ = x₂ + g(y₁)` from the very same `f` and `g`.
@@ -17,6 +21,8 @@ pub struct Block {
     feed_forward_norm: LayerNorm,
     feed_forward: FeedForward,
     dropout: Dropout,
+    #[module(skip)]
+    residual: Residual,
 }
 
 impl Block {
@@ -33,6 +39,7 @@ impl Block {
             feed_forward_norm: norm(),
             feed_forward: FeedForward::new(config, device),
             dropout: DropoutConfig::new(config.dropout).init(),
+            residual: config.residual,
         }
     }
 
@@ -68,7 +75,7 @@ impl Block {
         self.dropout.forward(h)
     }
 
-    /// The plain residual form: `x + f(x)`, then `+ g(·)`.
+    /// The block's residual form over its two branches (pre-LN: `x + f(x)`, then `+ g(·)`).
     ///
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
@@ -76,7 +83,7 @@ impl Block {
         self.forward_with_memory(x, padding, None)
     }
 
-    /// The plain residual form with remembered states for attention (see
+    /// The residual form with remembered states for attention (see
     /// [`Block::attention_branch_with_memory`]).
     ///
     /// # Shapes
@@ -87,8 +94,11 @@ impl Block {
         padding: Option<Tensor<2, Bool>>,
         memory: Option<StateMemory>,
     ) -> Tensor<3> {
-        let y = x.clone() + self.attention_branch_with_memory(x, padding, memory);
-        y.clone() + self.feed_forward_branch(y)
+        self.residual.apply(
+            x,
+            |x| self.attention_branch_with_memory(x, padding, memory),
+            |y| self.feed_forward_branch(y),
+        )
     }
 
     /// The block as it should be at training step `step` (Performer redraws its features).
@@ -97,9 +107,15 @@ impl Block {
         self
     }
 
-    /// Hidden width of the feed-forward branch.
-    pub fn feed_forward_width(&self) -> usize {
-        self.feed_forward.width()
+    /// The block's cost for a `[batch, len]` input: its two LayerNorms (inputs kept) and residual
+    /// additions, plus what its attention and feed-forward parts state.
+    pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
+        let rows = batch * len;
+        let d = self.attention_norm.gamma.dims()[0];
+        let own = 2.0 * layer_norm_flops(rows, d) + 2.0 * (rows * d) as f64;
+        ModelCost::layer(own, 2.0 * (rows * d) as f64)
+            + self.attention.cost(batch, len)
+            + self.feed_forward.cost(rows)
     }
 
     /// The attention sub-layer, for cost accounting.

@@ -5,7 +5,9 @@ use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-use crate::{Embeddings, Encoder, ModelConfig, Pool, TaskDims};
+use crate::{
+    Embeddings, Encoder, ModelConfig, ModelCost, ModelOutput, Pool, TaskDims, linear_flops,
+};
 
 /// LRA's encoder classifier with a pluggable attention mechanism.
 #[derive(Module, Debug)]
@@ -44,13 +46,14 @@ impl Classifier {
         }
     }
 
-    /// Class logits for a padded batch: one row per sequence, one per position (row-major)
-    /// when pooling is `none`, or one per pair of consecutive rows for a paired task.
+    /// Class logits for a padded batch (one row per sequence, one per position (row-major)
+    /// when pooling is `none`, or one per pair of consecutive rows for a paired task), with the
+    /// auxiliary losses and per-layer statistics of the parts that report any.
     ///
     /// # Shapes
     /// - tokens: `[B, N]`; padding: `[B, N]`, `true` at padding
-    /// - output: `[B, C]`; `[B·N, C]` with pooling `none`; `[B/2, C]` when paired
-    pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
+    /// - logits: `[B, C]`; `[B·N, C]` with pooling `none`; `[B/2, C]` when paired
+    pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> ModelOutput {
         let (x, padding) = self.embeddings.forward(tokens, padding); // [B, N', d]
         let x = self.encoder.forward(x, Some(padding.clone()));
         let pooled = if self.per_position {
@@ -67,7 +70,7 @@ impl Classifier {
         let h = self
             .head_activation
             .forward(self.head_hidden.forward(pooled));
-        self.head_out.forward(h)
+        ModelOutput::new(self.head_out.forward(h))
     }
 
     /// Whether rows come in pairs compared by the head.
@@ -93,11 +96,6 @@ impl Classifier {
         self
     }
 
-    /// Widths of the head: `[d_model, hidden]`.
-    pub(crate) fn head_dims(&self) -> [usize; 2] {
-        self.head_hidden.weight.dims()
-    }
-
     /// Number of classes.
     pub(crate) fn classes(&self) -> usize {
         self.head_out.weight.dims()[1]
@@ -108,9 +106,41 @@ impl Classifier {
         self.per_position
     }
 
-    /// Whether the CLS token is pooled (and so prepended).
-    pub(crate) fn cls_pooled(&self) -> bool {
-        self.cls_pool
+    /// The analytic cost of one step on a batch of `batch` sequences of `len` tokens (before any
+    /// CLS token): what the embeddings and the encoder state, plus pooling, the head and the loss.
+    pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
+        let n = len + usize::from(self.cls_pool);
+        self.embeddings.cost(batch, n) + self.encoder.cost(batch, n) + self.head_cost(batch, n)
+    }
+
+    /// Pooling, the head and the loss. The head reads one pooled row per sequence, or every
+    /// position; the loss is counted over the same rows (for per-position tasks that bounds the
+    /// graded positions from above).
+    fn head_cost(&self, batch: usize, n: usize) -> ModelCost {
+        let [head_in, hidden] = self.head_hidden.weight.dims();
+        let d = head_in / if self.paired { 4 } else { 1 };
+        let classes = self.classes();
+        let (rows, df) = ((batch * n) as f64, d as f64);
+        let mut flops = 0.0;
+        let heads = if self.per_position {
+            batch * n
+        } else {
+            if !self.cls_pool {
+                flops += 2.0 * rows * df + batch as f64 * df; // mask, sum, divide
+            }
+            batch
+        };
+        let heads = if self.paired {
+            flops += 2.0 * (batch / 2 * d) as f64; // x₁∗x₂ and x₁−x₂; the cat is free
+            batch / 2
+        } else {
+            heads
+        };
+        flops += linear_flops(heads, head_in, hidden, true)
+            + (heads * hidden) as f64 // ReLU
+            + linear_flops(heads, hidden, classes, true)
+            + heads as f64 * (4.0 * classes as f64 + 2.0); // log-softmax and the picked loss
+        ModelCost::layer(flops, 0.0)
     }
 
     /// The encoder, for cost accounting and per-layer access.
@@ -187,7 +217,7 @@ mod tests {
             .init(DIMS, &device)
             .unwrap();
         let (t, p) = batch(&[&[1, 2, 3], &[4, 5]], 3, &device);
-        assert_eq!(model.forward(t, p).dims(), [2, 5]);
+        assert_eq!(model.forward(t, p).logits.dims(), [2, 5]);
     }
 
     /// Padding positions change nothing: neither how much padding there is nor what it holds.
@@ -221,13 +251,13 @@ mod tests {
             .unwrap();
         let rows: [&[i64]; 4] = [&[3, 1, 4], &[1, 5, 9, 2], &[6, 5], &[3, 5, 8, 9, 7]];
         let (t, p) = batch(&rows, 5, &device);
-        let all = to_f64(model.forward(t, p));
+        let all = to_f64(model.forward(t, p).logits);
         assert_eq!(all.len(), 2 * DIMS.n_classes, "one row of logits per pair");
         let (t, p) = batch(&rows[2..], 9, &device);
-        let second = to_f64(model.forward(t, p));
+        let second = to_f64(model.forward(t, p).logits);
         assert_close("pair 2", &second, &all[DIMS.n_classes..], 1e-5, 1e-6);
         let (t, p) = batch(&[rows[0], rows[3]], 5, &device);
-        let swapped = to_f64(model.forward(t, p));
+        let swapped = to_f64(model.forward(t, p).logits);
         assert!(
             swapped
                 .iter()
@@ -248,11 +278,11 @@ mod tests {
             .unwrap();
         let rows: [&[i64]; 2] = [&[3, 1, 4, 1, 5], &[9, 2, 6]];
         let (t, p) = batch(&rows, 5, &device);
-        let both = to_f64(model.forward(t, p));
+        let both = to_f64(model.forward(t, p).logits);
         let classes = DIMS.n_classes;
         assert_eq!(both.len(), 2 * 5 * classes, "one row per position");
         let (t, p) = batch(&rows[1..], 9, &device);
-        let alone = to_f64(model.forward(t, p));
+        let alone = to_f64(model.forward(t, p).logits);
         // Sequence 1's three real positions: rows 5..8 of the pair, rows 0..3 alone.
         assert_close(
             "per position",
@@ -273,13 +303,13 @@ mod tests {
                 let model = config(pool, positions).init(DIMS, &device).unwrap();
                 let rows: [&[i64]; 2] = [&[3, 1, 4, 1, 5], &[9, 2, 6]];
                 let (t, p) = batch(&rows, 5, &device);
-                let short = model.forward(t, p);
+                let short = model.forward(t, p).logits;
                 let (t, p) = batch(&rows, 12, &device);
                 // Fill the padding with real-looking tokens: they must still be ignored.
                 let noise =
                     Tensor::<2, Int>::random([2, 12], Distribution::Uniform(1.0, 11.0), &device);
                 let t = t.clone().mask_where(p.clone(), noise);
-                let long = model.forward(t, p);
+                let long = model.forward(t, p).logits;
                 assert_close(
                     &format!("{pool:?}/{positions:?}"),
                     &to_f64(long),
@@ -300,7 +330,7 @@ mod tests {
             .unwrap();
         let (t1, p1) = batch(&[&[3, 1, 4]], 3, &device);
         let (t2, p2) = batch(&[&[3, 1, 5]], 3, &device);
-        let diff = (model.forward(t1, p1) - model.forward(t2, p2))
+        let diff = (model.forward(t1, p1).logits - model.forward(t2, p2).logits)
             .abs()
             .max()
             .into_scalar::<f32>();
@@ -347,7 +377,7 @@ mod tests {
                 };
                 let model = config.init(DIMS, &device).unwrap().at_step(2);
                 let (t, p) = batch(&[&[3, 1, 4, 1, 5, 9, 2, 6, 5, 3], &[2, 7, 1]], 10, &device);
-                let logits = model.forward(t, p);
+                let logits = model.forward(t, p).logits;
                 let values = to_f64(logits.clone());
                 assert!(values.iter().all(|v| v.is_finite()), "{name}: {values:?}");
                 let grads = GradientsParams::from_grads(logits.square().sum().backward(), &model);

@@ -4,7 +4,7 @@ use burn::tensor::Device;
 use eft_attention::{AttentionConfig, AttentionLayout};
 use serde::{Deserialize, Serialize};
 
-use crate::{Classifier, ModelError};
+use crate::{Classifier, FeedForwardConfig, ModelError, Residual};
 
 /// How positions are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -67,6 +67,12 @@ pub struct ModelConfig {
     /// Whether queries only see earlier keys. Default `false` (an encoder).
     #[serde(default)]
     pub causal: bool,
+    /// How each block joins its branches to the residual stream. Default `pre_norm`.
+    #[serde(default)]
+    pub residual: Residual,
+    /// The feed-forward branch of every block. Default `{ kind = "dense" }`.
+    #[serde(default)]
+    pub feed_forward: FeedForwardConfig,
     /// The attention mechanism used by every block. Default `{ kind = "full" }`.
     #[serde(default)]
     pub attention: AttentionConfig,
@@ -227,6 +233,8 @@ pub(crate) mod tests {
             positions: Positions::Learned,
             pool: Pool::Cls,
             causal: false,
+            residual: Residual::PreNorm,
+            feed_forward: FeedForwardConfig::Dense,
             attention: AttentionConfig::default(),
             layer_attention: vec![],
         }

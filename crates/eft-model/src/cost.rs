@@ -1,4 +1,6 @@
-//! Analytic FLOPs of the classifier: every layer's formula, summed per training step.
+//! Analytic FLOPs of the classifier: every part states its own cost beside its code
+//! (`Embeddings::cost`, `SelfAttention::cost`, `FeedForward::cost`, `Block::cost`, …), and the
+//! model's cost is their sum, so a new part cannot be left out of a hand-written total.
 //!
 //! Conventions (the same as the attention mechanisms'): a multiply–add is two FLOPs; an
 //! exponential, division, square root or comparison is one; table lookups and dropout are free.
@@ -9,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Classifier;
+use eft_attention::AttentionCost;
 
 /// FLOPs per element of the exact GELU, `x·Φ(x)`, by the convention above.
 pub const GELU_FLOPS: f64 = 8.0;
@@ -33,6 +35,28 @@ pub struct ModelCost {
 }
 
 impl ModelCost {
+    /// A non-attention layer of `forward_flops` that keeps `saved_floats` f32 values for the
+    /// backward pass; its backward costs twice its forward (input and weight gradients).
+    pub fn layer(forward_flops: f64, saved_floats: f64) -> Self {
+        Self {
+            forward_flops,
+            backward_flops: 2.0 * forward_flops,
+            activation_bytes: 4.0 * saved_floats,
+            ..Self::default()
+        }
+    }
+
+    /// An attention mechanism's own cost.
+    pub fn attention(cost: AttentionCost) -> Self {
+        Self {
+            forward_flops: cost.forward_flops,
+            backward_flops: cost.backward_flops,
+            attention_forward_flops: cost.forward_flops,
+            attention_saved_bytes: cost.saved_bytes,
+            activation_bytes: 0.0,
+        }
+    }
+
     /// Forward plus backward: one training step.
     pub fn step_flops(&self) -> f64 {
         self.forward_flops + self.backward_flops
@@ -56,64 +80,22 @@ pub fn layer_norm_flops(rows: usize, width: usize) -> f64 {
     rows as f64 * (7.0 * width as f64 + 4.0)
 }
 
-impl Classifier {
-    /// The analytic cost of one step on a batch of `batch` sequences of `len` tokens (before any
-    /// CLS token).
-    pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
-        let [head_in, hidden] = self.head_dims();
-        let d = head_in / if self.paired() { 4 } else { 1 };
-        let classes = self.classes();
-        let n = len + usize::from(self.cls_pooled());
-        let rows = batch * n;
-        let (rf, df) = (rows as f64, d as f64);
-        let mut dense = rf * df; // positions added to the token vectors
-        let mut attention = (0.0, 0.0, 0.0);
-        let mut activations = 2.0 * rf * df; // embeddings, final LayerNorm input
-        for depth in 0..self.encoder().depth() {
-            let block = self.encoder().block(depth);
-            let a = block.self_attention().attention_cost(batch, n, d);
-            attention.0 += a.forward_flops;
-            attention.1 += a.backward_flops;
-            attention.2 += a.saved_bytes;
-            let ff = block.feed_forward_width();
-            activations += rf * (6.0 * df + 2.0 * ff as f64);
-            dense += layer_norm_flops(rows, d)
-                + 3.0 * linear_flops(rows, d, d, false)
-                + linear_flops(rows, d, d, true)
-                + rf * df // residual
-                + layer_norm_flops(rows, d)
-                + linear_flops(rows, d, ff, true)
-                + GELU_FLOPS * rf * ff as f64
-                + linear_flops(rows, ff, d, true)
-                + rf * df; // residual
+impl std::ops::Add for ModelCost {
+    type Output = Self;
+
+    fn add(self, o: Self) -> Self {
+        Self {
+            forward_flops: self.forward_flops + o.forward_flops,
+            backward_flops: self.backward_flops + o.backward_flops,
+            attention_forward_flops: self.attention_forward_flops + o.attention_forward_flops,
+            attention_saved_bytes: self.attention_saved_bytes + o.attention_saved_bytes,
+            activation_bytes: self.activation_bytes + o.activation_bytes,
         }
-        dense += layer_norm_flops(rows, d);
-        // The head reads one pooled row per sequence, or every position; the loss is counted
-        // over the same rows (for per-position tasks that bounds the graded positions from above).
-        let heads = if self.per_position() {
-            rows
-        } else {
-            if !self.cls_pooled() {
-                dense += 2.0 * rf * df + batch as f64 * df; // mask, sum, divide
-            }
-            batch
-        };
-        let heads = if self.paired() {
-            dense += 2.0 * (batch / 2 * d) as f64; // x₁∗x₂ and x₁−x₂; the cat is free
-            batch / 2
-        } else {
-            heads
-        };
-        dense += linear_flops(heads, head_in, hidden, true)
-            + (heads * hidden) as f64 // ReLU
-            + linear_flops(heads, hidden, classes, true)
-            + heads as f64 * (4.0 * classes as f64 + 2.0); // log-softmax and the picked loss
-        ModelCost {
-            forward_flops: dense + attention.0,
-            backward_flops: 2.0 * dense + attention.1,
-            attention_forward_flops: attention.0,
-            attention_saved_bytes: attention.2,
-            activation_bytes: 4.0 * activations,
-        }
+    }
+}
+
+impl std::iter::Sum for ModelCost {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| a + b)
     }
 }

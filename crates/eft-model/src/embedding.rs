@@ -4,7 +4,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-use crate::{ModelConfig, Pool, Positions, TaskDims};
+use crate::{ModelConfig, ModelCost, Pool, Positions, TaskDims};
 
 /// Maps tokens to vectors: token embedding + position encoding, CLS prepended when pooling by it.
 #[derive(Module, Debug)]
@@ -81,6 +81,15 @@ impl Embeddings {
             None => sinusoidal_table(len, self.d_model, &device).reshape([1, len, self.d_model]),
         };
         (self.dropout.forward(x + pos), padding)
+    }
+}
+
+impl Embeddings {
+    /// Adding positions to `[batch, len]` token vectors (CLS included); lookups are free, the
+    /// sum is kept for the backward pass.
+    pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
+        let values = (batch * len * self.d_model) as f64;
+        ModelCost::layer(values, values)
     }
 }
 

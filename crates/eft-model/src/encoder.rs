@@ -6,7 +6,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, s};
 
 use eft_attention::Recurrence;
 
-use crate::{Block, ModelConfig};
+use crate::{Block, ModelConfig, ModelCost, layer_norm_flops};
 
 /// `n_layers` blocks applied in order, then a LayerNorm.
 ///
@@ -53,6 +53,14 @@ impl Encoder {
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
     pub fn layer(&self, depth: usize, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
         self.blocks[depth].forward(x, padding)
+    }
+
+    /// Every block's cost plus the final LayerNorm's (its input kept), for `[batch, len]`.
+    pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
+        let rows = batch * len;
+        let d = self.final_norm.gamma.dims()[0];
+        let blocks: ModelCost = self.blocks.iter().map(|b| b.cost(batch, len)).sum();
+        blocks + ModelCost::layer(layer_norm_flops(rows, d), (rows * d) as f64)
     }
 
     /// The final LayerNorm.

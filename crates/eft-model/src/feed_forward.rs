@@ -4,7 +4,18 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Gelu, Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::{GELU_FLOPS, ModelConfig, ModelCost, linear_flops};
+
+/// The feed-forward branch of every block. TOML: `model.feed_forward = { kind = "dense" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FeedForwardConfig {
+    /// Linear → GELU → dropout → Linear with hidden width `model.d_ff` (LRA's MLP).
+    #[default]
+    Dense,
+}
 
 /// `W₂·dropout(GELU(W₁x + b₁)) + b₂`, hidden width `d_ff`.
 #[derive(Module, Debug)]
@@ -16,8 +27,15 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    /// Builds the MLP for `config`.
+    /// Builds the feed-forward branch `config.feed_forward` names.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        match config.feed_forward {
+            FeedForwardConfig::Dense => Self::dense(config, device),
+        }
+    }
+
+    /// The MLP of width `config.d_ff`.
+    fn dense(config: &ModelConfig, device: &Device) -> Self {
         let linear = |i, o| {
             LinearConfig::new(i, o)
                 .with_initializer(Initializer::XavierUniform { gain: 1.0 })
@@ -34,6 +52,16 @@ impl FeedForward {
     /// Hidden width.
     pub fn width(&self) -> usize {
         self.up.weight.dims()[1]
+    }
+
+    /// FLOPs for `rows` positions: both linear layers and GELU; the hidden layer is kept before
+    /// and after GELU for the backward pass.
+    pub fn cost(&self, rows: usize) -> ModelCost {
+        let [d, ff] = self.up.weight.dims();
+        let flops = linear_flops(rows, d, ff, true)
+            + GELU_FLOPS * (rows * ff) as f64
+            + linear_flops(rows, ff, d, true);
+        ModelCost::layer(flops, 2.0 * (rows * ff) as f64)
     }
 
     /// # Shapes

@@ -22,6 +22,8 @@ mod embedding;
 mod encoder;
 mod error;
 mod feed_forward;
+mod output;
+mod residual;
 mod self_attention;
 
 pub use block::Block;
@@ -31,5 +33,7 @@ pub use cost::{GELU_FLOPS, ModelCost, layer_norm_flops, linear_flops};
 pub use embedding::{Embeddings, sinusoidal_table};
 pub use encoder::Encoder;
 pub use error::ModelError;
-pub use feed_forward::FeedForward;
+pub use feed_forward::{FeedForward, FeedForwardConfig};
+pub use output::ModelOutput;
+pub use residual::Residual;
 pub use self_attention::{SelfAttention, StateMemory};

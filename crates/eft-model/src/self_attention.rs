@@ -5,6 +5,8 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use eft_attention::{Attention, AttentionCost, AttentionInput, AttentionShape, Memory};
 
+use crate::{ModelCost, linear_flops};
+
 use crate::ModelConfig;
 
 /// Remembered hidden states `[B, M, d]` and their padding `[B, M]` (Transformer-XL memory).
@@ -102,6 +104,16 @@ impl SelfAttention {
     /// The mechanism this layer runs.
     pub fn mechanism(&self) -> &Attention {
         &self.mechanism
+    }
+
+    /// The layer's cost for a `[batch, len]` input: the Q/K/V and output projections (Q, K, V and
+    /// the merged heads kept for the backward pass) plus the mechanism's own cost.
+    pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
+        let d = self.query.weight.dims()[0];
+        let rows = batch * len;
+        let projections = 3.0 * linear_flops(rows, d, d, false) + linear_flops(rows, d, d, true);
+        ModelCost::layer(projections, 4.0 * (rows * d) as f64)
+            + ModelCost::attention(self.attention_cost(batch, len, d))
     }
 
     /// The mechanism's analytic cost for a `[batch, len]` input.

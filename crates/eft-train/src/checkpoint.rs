@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::params::NamedArray;
 use crate::safetensors_file::{decode_f32, encode_f32};
-use crate::{EvalPoint, RunConfig, TrainError, write_atomic};
+use crate::{EvalPoint, ExtraSums, RunConfig, TrainError, write_atomic};
 
 /// Version of the checkpoint layout; bumped when it changes incompatibly.
 const FORMAT: &str = "1";
@@ -37,6 +37,9 @@ pub struct LoopState {
     /// Analytic FLOPs of the steps completed.
     #[serde(default)]
     pub flops: f64,
+    /// Auxiliary losses and per-layer statistics since the last evaluation.
+    #[serde(default, skip_serializing_if = "ExtraSums::is_empty")]
+    pub extras: ExtraSums,
 }
 
 /// Everything needed to continue a run exactly where it stopped.
@@ -165,6 +168,7 @@ mod tests {
                 evals: vec![],
                 sessions: 1,
                 flops: 7.0,
+                extras: ExtraSums::default(),
             },
             adam_steps: 12,
             model: BTreeMap::from([("a.weight".to_string(), array(0.1))]),

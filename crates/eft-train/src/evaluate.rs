@@ -74,7 +74,7 @@ pub fn evaluate(
     for chunk in examples.chunks(batch_size.max(1)) {
         let batch = Batch::from_examples(chunk);
         let t = batch_tensors(&batch, device);
-        let logits = t.graded(model.forward(t.tokens.clone(), t.padding.clone()));
+        let logits = t.graded(model.forward(t.tokens.clone(), t.padding.clone()).logits);
         hits += correct(logits.clone(), t.labels.clone());
         loss += cross_entropy(logits, t.labels).into_scalar::<f64>() * batch.labels.len() as f64;
         graded += batch.labels.len();
@@ -143,8 +143,9 @@ mod tests {
             let t = batch_tensors(&Batch::from_examples([e]), &device);
             let logits: Vec<f32> = model
                 .forward(t.tokens, t.padding)
+                .logits
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap();
             let classes = data.n_classes;
             for &(at, value) in &e.targets {

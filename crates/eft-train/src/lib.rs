@@ -30,7 +30,7 @@ pub use evaluate::{BatchTensors, batch_tensors, cross_entropy, evaluate};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
 pub use overrides::{layered, merge, set};
 pub use preset::{PRESETS, preset};
-pub use record::{Baseline, EvalPoint, EvalResult, RunRecord, RunStatus};
+pub use record::{Baseline, EvalPoint, EvalResult, ExtraSums, RunRecord, RunStatus};
 pub use schedule::Schedule;
 pub use trainer::{
     CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, TrainOptions, build_data_and_model, load_weights,

@@ -6,7 +6,7 @@ use eft_data::mqar::MqarConfig;
 use eft_data::pathfinder::PathfinderConfig;
 use eft_data::retrieval::RetrievalConfig;
 use eft_data::{TaskConfig, image::ImageConfig, listops::ListOpsConfig, text::TextConfig};
-use eft_model::{ModelConfig, Pool, Positions};
+use eft_model::{FeedForwardConfig, ModelConfig, Pool, Positions, Residual};
 
 use crate::{OptimizerConfig, RunConfig, Schedule, TrainConfig, TrainError};
 
@@ -74,6 +74,8 @@ fn listops_quick() -> RunConfig {
             positions: Positions::Learned,
             pool: Pool::Cls,
             causal: false,
+            residual: Residual::default(),
+            feed_forward: FeedForwardConfig::default(),
             attention: AttentionConfig::default(),
             layer_attention: vec![],
         },
@@ -113,6 +115,8 @@ fn listops_paper() -> RunConfig {
             positions: Positions::Learned,
             pool: Pool::Cls,
             causal: false,
+            residual: Residual::default(),
+            feed_forward: FeedForwardConfig::default(),
             attention: AttentionConfig::default(),
             layer_attention: vec![],
         },

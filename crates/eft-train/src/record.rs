@@ -1,5 +1,8 @@
 //! The run record: what a run was, what it measured, and how it ended, as `record.json`.
 
+use std::collections::BTreeMap;
+
+use eft_model::ModelOutput;
 use serde::{Deserialize, Serialize};
 
 use crate::RunConfig;
@@ -19,6 +22,63 @@ pub struct EvalPoint {
     pub lr: f64,
     /// Wall-clock training seconds so far.
     pub seconds: f64,
+    /// Mean of each auxiliary loss since the previous evaluation (none for a dense model).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_losses: BTreeMap<String, f64>,
+    /// Mean of each per-layer statistic since the previous evaluation, one value per layer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub layer_stats: BTreeMap<String, Vec<f64>>,
+}
+
+/// Sums of what a model reported beside its logits ([`ModelOutput`]) since the last evaluation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ExtraSums {
+    /// Steps summed.
+    pub steps: usize,
+    /// Sum of each auxiliary loss.
+    pub aux_losses: BTreeMap<String, f64>,
+    /// Sum of each per-layer statistic, per layer.
+    pub layer_stats: BTreeMap<String, Vec<f64>>,
+}
+
+impl ExtraSums {
+    /// Adds one step's auxiliary losses and statistics; a step that reports none costs nothing.
+    pub fn add(&mut self, output: &ModelOutput) {
+        if output.aux_losses.is_empty() && output.layer_stats.is_empty() {
+            return;
+        }
+        self.steps += 1;
+        for (name, loss) in &output.aux_losses {
+            *self.aux_losses.entry(name.clone()).or_default() += loss.clone().into_scalar::<f64>();
+        }
+        for (name, values) in &output.layer_stats {
+            let sums = self.layer_stats.entry(name.clone()).or_default();
+            sums.resize(sums.len().max(values.len()), 0.0);
+            sums.iter_mut().zip(values).for_each(|(s, v)| *s += v);
+        }
+    }
+
+    /// Whether nothing was summed.
+    pub fn is_empty(&self) -> bool {
+        self.steps == 0
+    }
+
+    /// The means of everything summed, leaving the sums empty.
+    pub fn take_means(&mut self) -> (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>) {
+        let n = self.steps.max(1) as f64;
+        let sums = std::mem::take(self);
+        let aux = sums
+            .aux_losses
+            .into_iter()
+            .map(|(k, v)| (k, v / n))
+            .collect();
+        let stats = sums
+            .layer_stats
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().map(|x| x / n).collect()))
+            .collect();
+        (aux, stats)
+    }
 }
 
 /// Loss and accuracy over a whole split.
@@ -89,4 +149,30 @@ pub struct RunRecord {
     /// FLOPs, time per step, memory and cost (absent in records of older eft versions).
     #[serde(default)]
     pub meter: Option<crate::meter::MeterRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    /// Auxiliary losses and per-layer statistics are averaged over the steps that reported them.
+    #[test]
+    fn extras_are_averaged_per_evaluation_window() {
+        let device = Device::flex();
+        let mut sums = ExtraSums::default();
+        sums.add(&ModelOutput::new(Tensor::zeros([1, 2], &device)));
+        assert!(sums.is_empty(), "a dense model reports nothing");
+        for (loss, dropped) in [(0.5f32, [1.0, 3.0]), (1.5, [3.0, 5.0])] {
+            let mut out = ModelOutput::new(Tensor::zeros([1, 2], &device));
+            let t = Tensor::<1>::from_data(TensorData::new(vec![loss], [1]), &device);
+            out.aux_losses.push(("balance".into(), t));
+            out.layer_stats.push(("dropped".into(), dropped.to_vec()));
+            sums.add(&out);
+        }
+        let (aux, stats) = sums.take_means();
+        assert_eq!(aux["balance"], 1.0);
+        assert_eq!(stats["dropped"], vec![2.0, 4.0]);
+        assert!(sums.is_empty(), "taking the means starts a new window");
+    }
 }

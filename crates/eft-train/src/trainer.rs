@@ -263,16 +263,18 @@ impl<'a> Session<'a> {
                 .entry(shape)
                 .or_insert_with(|| model.cost(shape[0], shape[1]).step_flops());
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
-            let logits = with_seed(&device, step_seed(self.config.seed, step), || {
+            let output = with_seed(&device, step_seed(self.config.seed, step), || {
                 self.model
                     .forward(tensors.tokens.clone(), tensors.padding.clone())
             });
-            let logits = tensors.graded(logits);
+            let logits = tensors.graded(output.logits.clone());
             let labels = tensors.labels;
             hits += correct(logits.clone().inner(), labels.clone().inner());
             seen += batch.labels.len();
-            let loss = cross_entropy(logits, labels);
-            let loss_value = loss.clone().into_scalar::<f64>();
+            let task_loss = cross_entropy(logits, labels);
+            let loss_value = task_loss.clone().into_scalar::<f64>();
+            let loss = output.total_loss(task_loss);
+            self.state.extras.add(&output);
             let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
             let scale = match t.max_grad_norm {
                 Some(max) => {
@@ -343,6 +345,7 @@ impl<'a> Session<'a> {
             self.config.train.batch_size,
             &self.options.device,
         );
+        let (aux_losses, layer_stats) = self.state.extras.take_means();
         let point = EvalPoint {
             step: self.state.step,
             train_loss: self.state.loss_sum / self.state.loss_count.max(1) as f64,
@@ -350,6 +353,8 @@ impl<'a> Session<'a> {
             val_accuracy: result.accuracy,
             lr,
             seconds: meter.seconds(),
+            aux_losses,
+            layer_stats,
         };
         self.state.evals.push(point.clone());
         self.state.loss_sum = 0.0;

@@ -129,6 +129,8 @@ fn loops_count_the_same_flops_as_the_formulas_and_compute_the_same_logits() {
         positions: Positions::Learned,
         pool: Pool::Cls,
         causal: false,
+        residual: Default::default(),
+        feed_forward: Default::default(),
         attention: Default::default(),
         layer_attention: vec![],
     };
@@ -149,6 +151,7 @@ fn loops_count_the_same_flops_as_the_formulas_and_compute_the_same_logits() {
     let padding = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 12], [2, 6]), &device);
     let logits: Vec<f64> = model
         .forward(tokens, padding)
+        .logits
         .into_data()
         .convert::<f64>()
         .try_to_vec::<f64>()

@@ -58,8 +58,11 @@ pub fn measure(
     let mut times = Vec::new();
     for pass in 0..=args.repeats {
         let started = Instant::now();
-        let logits = model.forward(tokens.clone(), padding.clone());
-        let loss = eft_train::cross_entropy(logits, labels.clone());
+        let output = model.forward(tokens.clone(), padding.clone());
+        let loss = output.total_loss(eft_train::cross_entropy(
+            output.logits.clone(),
+            labels.clone(),
+        ));
         std::hint::black_box(loss.backward());
         if pass > 0 {
             times.push(started.elapsed().as_secs_f64());
