@@ -13,7 +13,4 @@ pub enum AttentionError {
         /// What would be accepted.
         fix: String,
     },
-    /// Tensors given to the mechanism do not have matching shapes.
-    #[error("attention input shapes do not match: {0}")]
-    Shape(String),
 }

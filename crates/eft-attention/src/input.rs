@@ -2,8 +2,6 @@
 
 use burn::tensor::{Bool, Tensor};
 
-use crate::AttentionError;
-
 /// Keys and values of earlier positions that queries may also see (Transformer-XL's memory).
 ///
 /// Only `xl` reads it; the memory is placed before the current keys, so query `i` of the
@@ -71,26 +69,5 @@ impl AttentionInput {
     pub fn with_causal(mut self, causal: bool) -> Self {
         self.causal = causal;
         self
-    }
-
-    /// Checks that q, k, v and the mask agree in shape; returns `[B, H, N, D]`.
-    pub fn check(&self) -> Result<[usize; 4], AttentionError> {
-        let q = self.q.dims();
-        let (k, v) = (self.k.dims(), self.v.dims());
-        if k != q || v != q {
-            return Err(AttentionError::Shape(format!(
-                "q is {q:?}, k is {k:?}, v is {v:?}; all three must be [B, H, N, D] alike"
-            )));
-        }
-        if let Some(mask) = &self.key_padding {
-            let m = mask.dims();
-            if m != [q[0], q[2]] {
-                return Err(AttentionError::Shape(format!(
-                    "padding mask is {m:?} but q is {q:?}; the mask must be [B, N] = [{}, {}]",
-                    q[0], q[2]
-                )));
-            }
-        }
-        Ok(q)
     }
 }

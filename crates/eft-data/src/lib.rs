@@ -11,6 +11,7 @@ pub mod copying;
 mod error;
 pub mod fetch;
 pub mod image;
+mod image_pool;
 pub mod listops;
 pub mod mqar;
 pub mod pathfinder;

@@ -45,16 +45,17 @@ impl Example {
     }
 }
 
-/// The sizes a model needs to read a task's data.
+/// The sizes a model needs to read a task's data: they come from the task, not from the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskShape {
-    /// Number of token ids, padding included.
+    /// Number of token ids, padding (id 0) included.
     pub vocab_size: usize,
-    /// Number of classes.
+    /// Number of output classes.
     pub n_classes: usize,
-    /// Longest sequence any split may hold.
+    /// Longest sequence any split may hold, in tokens.
     pub max_len: usize,
-    /// Whether examples are pairs of sequences.
+    /// Whether each example is a pair of sequences in consecutive rows, encoded separately and
+    /// compared by the head (two towers, as in LRA's retrieval).
     pub paired: bool,
 }
 

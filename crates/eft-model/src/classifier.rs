@@ -6,7 +6,7 @@ use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::{
-    Embeddings, Encoder, ModelConfig, ModelCost, ModelOutput, Pool, TaskDims, linear_flops,
+    Embeddings, Encoder, ModelConfig, ModelCost, ModelOutput, Pool, TaskShape, linear_flops,
 };
 
 /// LRA's encoder classifier with a pluggable attention mechanism.
@@ -24,7 +24,7 @@ pub struct Classifier {
 
 impl Classifier {
     /// Builds the model; use [`ModelConfig::init`], which validates first.
-    pub(crate) fn new(config: &ModelConfig, dims: TaskDims, device: &Device) -> Self {
+    pub(crate) fn new(config: &ModelConfig, dims: TaskShape, device: &Device) -> Self {
         let linear = |i, o| {
             LinearConfig::new(i, o)
                 .with_initializer(Initializer::XavierUniform { gain: 1.0 })
@@ -174,7 +174,7 @@ fn compare_pairs(pooled: Tensor<2>) -> Tensor<2> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Positions, TaskDims};
+    use crate::{Positions, TaskShape};
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, TensorData};
     use eft_attention::testing::{assert_close, to_f64};
@@ -187,7 +187,7 @@ mod tests {
         }
     }
 
-    const DIMS: TaskDims = TaskDims {
+    const DIMS: TaskShape = TaskShape {
         vocab_size: 12,
         max_len: 20,
         n_classes: 5,
@@ -242,7 +242,7 @@ mod tests {
     fn paired_logits_depend_on_their_own_pair_only() {
         let device = Device::flex();
         device.seed(6);
-        let dims = TaskDims {
+        let dims = TaskShape {
             paired: true,
             ..DIMS
         };
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn too_few_classes_is_an_error() {
-        let dims = TaskDims {
+        let dims = TaskShape {
             n_classes: 1,
             ..DIMS
         };

@@ -4,7 +4,7 @@ use burn::tensor::Device;
 use eft_attention::{AttentionConfig, AttentionLayout};
 use serde::{Deserialize, Serialize};
 
-use crate::{Classifier, FeedForwardConfig, ModelError, Residual};
+use crate::{Classifier, FeedForwardConfig, ModelError, Residual, TaskShape};
 
 /// How positions are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -28,20 +28,6 @@ pub enum Pool {
     Mean,
     /// No pooling: the head reads every position (tasks graded per position, such as MQAR).
     None,
-}
-
-/// Sizes that come from the task, not from the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskDims {
-    /// Number of token ids, padding (id 0) included.
-    pub vocab_size: usize,
-    /// Longest input sequence, in tokens.
-    pub max_len: usize,
-    /// Number of output classes.
-    pub n_classes: usize,
-    /// Whether each example is a pair of sequences in consecutive rows, encoded separately and
-    /// compared by the head (two towers, as in LRA's retrieval).
-    pub paired: bool,
 }
 
 /// The encoder classifier's configuration. TOML section `[model]`.
@@ -185,7 +171,7 @@ impl ModelConfig {
     }
 
     /// Positions the encoder sees for a task: its longest input, plus one for a CLS token.
-    pub fn positions_for(&self, dims: TaskDims) -> usize {
+    pub fn positions_for(&self, dims: TaskShape) -> usize {
         dims.max_len + usize::from(self.pool == Pool::Cls)
     }
 
@@ -200,7 +186,7 @@ impl ModelConfig {
     }
 
     /// Validates the config, then builds the model with parameters drawn from the device's RNG.
-    pub fn init(&self, dims: TaskDims, device: &Device) -> Result<Classifier, ModelError> {
+    pub fn init(&self, dims: TaskShape, device: &Device) -> Result<Classifier, ModelError> {
         self.validate()?;
         if dims.vocab_size < 2 || dims.n_classes < 2 || dims.max_len == 0 {
             return Err(ModelError::Config {

@@ -4,7 +4,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-use crate::{ModelConfig, ModelCost, Pool, Positions, TaskDims};
+use crate::{ModelConfig, ModelCost, Pool, Positions, TaskShape};
 
 /// Maps tokens to vectors: token embedding + position encoding, CLS prepended when pooling by it.
 #[derive(Module, Debug)]
@@ -21,7 +21,7 @@ pub struct Embeddings {
 
 impl Embeddings {
     /// Builds the embeddings; small normal initialisation (std 0.02) as in GPT-2.
-    pub fn new(config: &ModelConfig, dims: TaskDims, device: &Device) -> Self {
+    pub fn new(config: &ModelConfig, dims: TaskShape, device: &Device) -> Self {
         let init = Initializer::Normal {
             mean: 0.0,
             std: 0.02,

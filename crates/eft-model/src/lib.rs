@@ -28,8 +28,9 @@ mod self_attention;
 
 pub use block::Block;
 pub use classifier::Classifier;
-pub use config::{ModelConfig, Pool, Positions, TaskDims};
+pub use config::{ModelConfig, Pool, Positions};
 pub use cost::{GELU_FLOPS, ModelCost, layer_norm_flops, linear_flops};
+pub use eft_data::TaskShape;
 pub use embedding::{Embeddings, sinusoidal_table};
 pub use encoder::Encoder;
 pub use error::ModelError;

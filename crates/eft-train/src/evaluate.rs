@@ -122,7 +122,7 @@ mod tests {
         };
         let data = task.build(1).unwrap();
         let device = Device::flex();
-        let dims = eft_model::TaskDims {
+        let dims = eft_model::TaskShape {
             vocab_size: data.vocab_size,
             max_len: data.max_len,
             n_classes: data.n_classes,

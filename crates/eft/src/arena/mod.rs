@@ -14,7 +14,8 @@ use eft_train::{
 };
 
 use crate::args::ArenaArgs;
-use crate::commands::{INTERRUPTED, device, stop_on_ctrl_c};
+use crate::device::device;
+use crate::interrupt::{INTERRUPTED, stop_on_ctrl_c};
 use report::Outcome;
 
 /// Where a cell stands before this session touches it.
@@ -91,7 +92,7 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
     let mut tasks: Vec<&str> = cells.iter().map(|c| c.task.as_str()).collect();
     tasks.dedup();
     for task in tasks {
-        if let Err(e) = crate::commands::fetch_data(&[task.to_string()]) {
+        if let Err(e) = crate::fetch::fetch_data(&[task.to_string()]) {
             eprintln!("  data for {task} unavailable: {e:#}");
             unavailable.push((task.to_string(), format!("{e:#}")));
         }
@@ -139,7 +140,7 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
         };
         match result {
             Ok(record) if record.status == RunStatus::Finished => {
-                crate::commands::report(&record);
+                crate::report::print_record(&record);
                 outcomes.push(Outcome {
                     cell: cell.clone(),
                     result: Ok(record),

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use eft_attention::AttentionConfig;
-use eft_model::TaskDims;
+use eft_model::TaskShape;
 use eft_train::params::materialize;
 use eft_train::seeding::with_seed;
 
@@ -25,7 +25,7 @@ pub fn measure(
     let mut run = eft_train::preset("listops", preset)?;
     run.model.attention = attention;
     run.model.dropout = 0.0;
-    let dims = TaskDims {
+    let dims = TaskShape {
         vocab_size: VOCAB,
         max_len: args.len,
         n_classes: CLASSES,
