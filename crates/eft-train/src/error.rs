@@ -16,7 +16,7 @@ pub enum TrainError {
         fix: String,
     },
     /// The config does not parse into the fields a run has (wrong type, unknown or missing field).
-    #[error("config: {0}; `eft train --help` lists the fields")]
+    #[error("config: {0}; `eft train --list-fields` lists every field")]
     Invalid(String),
     /// The model's config is wrong.
     #[error(transparent)]

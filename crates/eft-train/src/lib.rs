@@ -11,6 +11,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod evaluate;
+pub mod fields;
 pub mod meter;
 mod optimizer;
 mod overrides;

@@ -115,12 +115,27 @@ pub fn resume(run_dir: &Path, options: &TrainOptions) -> Result<RunRecord, Train
     Session::new(config, Some(checkpoint), run_dir, options)?.run()
 }
 
-/// Builds the task's splits and the model for `config`; shared by training and evaluation.
+/// Builds the task's splits and the model for `config`; what evaluation needs.
 pub fn build_data_and_model(
     config: &RunConfig,
     device: &Device,
 ) -> Result<(Dataset, Classifier), TrainError> {
     config.validate()?;
+    let model = build_model(config, device)?;
+    Ok((build_data(config)?, model))
+}
+
+/// The model for `config`, its parameters drawn under the run's seed.
+fn build_model(config: &RunConfig, device: &Device) -> Result<Classifier, TrainError> {
+    Ok(with_seed(device, config.seed, || {
+        let model = config.model.init(config.task.shape(), device)?;
+        crate::params::materialize(&model);
+        Ok::<_, eft_model::ModelError>(model)
+    })?)
+}
+
+/// The task's splits for `config`, checked against the batch size.
+fn build_data(config: &RunConfig) -> Result<Dataset, TrainError> {
     let started = std::time::Instant::now();
     let data = config.task.build(config.seed)?;
     tracing::info!(
@@ -138,12 +153,7 @@ pub fn build_data_and_model(
             format!("exceeds the {} training examples", data.train.len()),
         ));
     }
-    let model = with_seed(device, config.seed, || {
-        let model = config.model.init(data.shape(), device)?;
-        crate::params::materialize(&model);
-        Ok::<_, eft_model::ModelError>(model)
-    })?;
-    Ok((data, model))
+    Ok(data)
 }
 
 /// Loads a checkpoint's weights into `model`, naming what does not fit.
@@ -186,8 +196,11 @@ impl<'a> Session<'a> {
         options: &'a TrainOptions,
     ) -> Result<Self, TrainError> {
         let device = options.device.clone().autodiff();
-        check_memory(&config, &device)?;
-        let (data, model) = build_data_and_model(&config, &device)?;
+        // The model first: its cost decides whether a step fits before the data is drawn
+        // (minutes for Path-X).
+        let model = build_model(&config, &device)?;
+        check_memory(&config, &model)?;
+        let data = build_data(&config)?;
         let (model, adam, mut state) = match checkpoint {
             None => (model, AdamState::default(), LoopState::default()),
             Some(c) => {
@@ -471,21 +484,15 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Refuses a run whose training step cannot fit in the memory the system has, before its data
-/// is drawn (minutes for Path-X): the allocator would abort the process mid-step (and an arena
-/// with it) otherwise.
-fn check_memory(config: &RunConfig, device: &Device) -> Result<(), TrainError> {
+/// Refuses a run whose training step cannot fit in the memory the system has: the allocator
+/// would abort the process mid-step (and an arena with it) otherwise.
+fn check_memory(config: &RunConfig, model: &Classifier) -> Result<(), TrainError> {
     let Some(available) = eft_meter::available_memory_bytes() else {
         return Ok(());
     };
-    config.validate()?;
     let shape = config.task.shape();
-    // Under the run's seed lock: reading a lazily built parameter's size draws it.
-    let needed = with_seed(device, config.seed, || {
-        let model = config.model.init(shape, device)?;
-        let rows = config.train.batch_size * if shape.paired { 2 } else { 1 };
-        Ok::<_, eft_model::ModelError>(model.cost(rows, shape.max_len).saved_bytes() as u64)
-    })?;
+    let rows = config.train.batch_size * if shape.paired { 2 } else { 1 };
+    let needed = model.cost(rows, shape.max_len).saved_bytes() as u64;
     if needed > available {
         return Err(TrainError::OutOfMemory { needed, available });
     }

@@ -288,6 +288,10 @@ pub struct TrainArgs {
     /// Print the resolved config and exit without training.
     #[arg(long, conflicts_with = "resume")]
     pub dry_run: bool,
+    /// Print every config field (dotted path for --set, type, value in the resolved config) and
+    /// every mechanism's parameters with their defaults, then exit; --task picks the task's fields.
+    #[arg(long, conflicts_with = "resume")]
+    pub list_fields: bool,
     /// Hide the progress bar.
     #[arg(long)]
     pub no_progress: bool,

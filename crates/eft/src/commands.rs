@@ -54,6 +54,12 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     // A dry run computes nothing: it needs neither a device nor a Ctrl-C handler.
     let config = args.resume.is_none().then(|| resolve(&args)).transpose()?;
     if let Some(config) = &config
+        && args.list_fields
+    {
+        print!("{}", list_fields(config));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(config) = &config
         && args.dry_run
     {
         print!("{}", config.to_toml());
@@ -83,6 +89,28 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         RunStatus::Finished => ExitCode::SUCCESS,
         _ => ExitCode::from(INTERRUPTED),
     })
+}
+
+/// The table `--list-fields` prints: the resolved config's fields, then each mechanism's.
+fn list_fields(config: &eft_train::RunConfig) -> String {
+    use std::fmt::Write;
+    let row = |f: &eft_train::fields::Field| format!("{:<36} {:<9} {}\n", f.path, f.kind, f.value);
+    let mut out = format!(
+        "Fields of `{}` (set any with --set PATH=VALUE; another task's with --task):\n\n",
+        config.name
+    );
+    out.extend(eft_train::fields::fields(config).iter().map(row));
+    out.push_str(
+        "\nAttention parameters and their defaults (model.attention.PATH with kind = NAME):\n",
+    );
+    for (name, fields) in eft_train::fields::mechanism_fields() {
+        let _ = writeln!(out, "\n{name}:");
+        if fields.is_empty() {
+            out.push_str("  (no parameters)\n");
+        }
+        out.extend(fields.iter().map(|f| format!("  {}", row(f))));
+    }
+    out
 }
 
 /// `name`, or `name-2`, `name-3`, … : the first that names no existing folder under `out`, so

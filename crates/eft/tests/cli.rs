@@ -145,6 +145,13 @@ fn first_commands_just_work() {
         "the run is named for its mechanism"
     );
     dry(&["--device", "wgpu"]);
+    let listed = run(&["train", "--list-fields", "--task", "mqar"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    for field in ["model.d_model", "task.pairs", "linformer:", "model.attention.max_len"] {
+        assert!(listed.contains(field), "{field} not listed: {listed}");
+    }
+    let typo = run(&["train", "--dry-run", "--set", "model.widht=3"]);
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("--list-fields"));
     let split = run(&["eval", "no-such-run", "--split", "valid"]);
     assert_eq!(split.status.code(), Some(2), "a bad split is a usage error");
     assert!(String::from_utf8_lossy(&split.stderr).contains("valid"));
