@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod block_sparse;
+mod cosformer;
 mod cost;
 mod error;
 mod flash;
@@ -50,6 +51,7 @@ pub mod testing;
 mod xl;
 
 pub use block_sparse::{BlockPattern, ElementRule, block_sparse, dense_blocked};
+pub use cosformer::{CosformerAttention, CosformerConfig};
 pub use cost::{AttentionCost, AttentionShape};
 pub use error::AttentionError;
 pub use flash::{FlashAttention, FlashConfig};

@@ -125,6 +125,8 @@ mechanisms! {
     Sinkhorn = "sinkhorn", SinkhornConfig => SinkhornAttention;
     /// Relative attention with segment memory.
     Xl = "xl", XlConfig => XlAttention;
+    /// Linear attention with ReLU features and cosine re-weighting (cosFormer).
+    Cosformer = "cosformer", CosformerConfig => CosformerAttention;
 }
 
 impl Default for AttentionConfig {

@@ -147,7 +147,12 @@ fn first_commands_just_work() {
     dry(&["--device", "wgpu"]);
     let listed = run(&["train", "--list-fields", "--task", "mqar"]);
     let listed = String::from_utf8(listed.stdout).unwrap();
-    for field in ["model.d_model", "task.pairs", "linformer:", "model.attention.max_len"] {
+    for field in [
+        "model.d_model",
+        "task.pairs",
+        "linformer:",
+        "model.attention.max_len",
+    ] {
         assert!(listed.contains(field), "{field} not listed: {listed}");
     }
     let typo = run(&["train", "--dry-run", "--set", "model.widht=3"]);
