@@ -84,7 +84,8 @@ impl Mechanism for CosformerAttention {
 
     /// FLOPs and saved bytes of the non-causal form with `F = 2D` features: ReLU (1) and the two
     /// re-weightings (2) per query and key element, two `N × F × D` products, the key sum, the
-    /// normaliser and the division; the features and the `F × D` state are kept.
+    /// normaliser and the division (the angle table is drawn once per length on the host, not
+    /// counted); the features and the `F × D` state are kept.
     fn cost(&self, shape: AttentionShape) -> AttentionCost {
         let bh = (shape.batch * shape.heads) as f64;
         let (n, d) = (shape.len as f64, shape.head_dim as f64);

@@ -161,6 +161,39 @@ fn full_local_and_linear_formulas_count_what_their_loops_do() {
     );
 }
 
+/// cosFormer: ReLU (1 per element), then each feature times cos a_i and sin a_i (2 per element);
+/// the angle table is drawn once per length on the host and not counted.
+#[test]
+fn cosformer_formula_counts_what_its_loops_do() {
+    let device = Device::flex();
+    let (q, k, v, _) = random_qkv(DIMS, 4, &device);
+    let (qr, kr, vr) = (rows(&q), rows(&k), rows(&v));
+    let m = build("cosformer", &[("max_len", "20")]);
+    let mut c = Count::default();
+    let mut phi = |rows: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let a = std::f64::consts::FRAC_PI_2 * i as f64 / 20.0;
+                let relu: Vec<f64> = r.iter().map(|x| x.max(0.0)).collect();
+                c.0 += 3.0 * r.len() as f64;
+                let cos = relu.iter().map(|x| x * a.cos());
+                cos.chain(relu.iter().map(|x| x * a.sin())).collect()
+            })
+            .collect()
+    };
+    let (fq, fk) = (phi(&qr), phi(&kr));
+    let out = c.kernel_attend(&fq, &fk, &vr);
+    let input = AttentionInput::new(q.clone(), k.clone(), v.clone());
+    check(
+        "cosformer",
+        m.cost(shape()).forward_flops,
+        &c,
+        m.forward(input),
+        &out,
+    );
+}
+
 #[test]
 fn linformer_formula_counts_what_its_loops_do() {
     let device = Device::flex();
