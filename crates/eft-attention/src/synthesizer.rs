@@ -291,6 +291,14 @@ mod tests {
     use crate::testing::{assert_close, check_param_grads, random_qkv, to_f64};
     use burn::tensor::{Bool, TensorData};
 
+    /// Sequences of up to 6 tokens, 2 heads of 3.
+    const SIX_BY_TWO_HEADS: AttentionLayout = AttentionLayout {
+        layer: 0,
+        max_len: 6,
+        heads: 2,
+        head_dim: 3,
+    };
+
     /// softmax over the visible logits of each row, times v; zeros where nothing is visible.
     fn naive(
         logits: &[f64],
@@ -456,12 +464,7 @@ mod tests {
                         frozen: false,
                         max_len: Some(6),
                     },
-                    AttentionLayout {
-                        layer: 0,
-                        max_len: 6,
-                        heads: 2,
-                        head_dim: 3,
-                    },
+                    SIX_BY_TWO_HEADS,
                     &device,
                 )
             });
@@ -485,12 +488,7 @@ mod tests {
                 frozen: true,
                 max_len: Some(6),
             },
-            AttentionLayout {
-                layer: 0,
-                max_len: 6,
-                heads: 2,
-                head_dim: 3,
-            },
+            SIX_BY_TWO_HEADS,
             &device,
         );
         let loss = (frozen.forward(AttentionInput::new(q.clone(), k, v)) * w).sum();
