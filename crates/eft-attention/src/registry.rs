@@ -165,6 +165,21 @@ impl AttentionConfig {
         Ok(config)
     }
 
+    /// Mechanism `name` with the given parameters, checked, as a TOML table holding `kind` and
+    /// those parameters only (typed), for layering over a config without resetting the others.
+    pub fn named_table(
+        name: &str,
+        params: &[(String, String)],
+    ) -> Result<toml::Value, AttentionError> {
+        let config = Self::from_name_and_params(name, params)?;
+        let mut table = match toml::Value::try_from(config) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => unreachable!("a mechanism config serialises to a table"),
+        };
+        table.retain(|k, _| k == "kind" || params.iter().any(|(p, _)| p == k));
+        Ok(toml::Value::Table(table))
+    }
+
     /// Whether mechanism `name` takes a parameter called `key` (e.g. `seed`).
     pub fn has_param(name: &str, key: &str) -> bool {
         Self::from_name_and_params(name, &[])
@@ -271,6 +286,18 @@ mod tests {
         slots.sort_unstable();
         slots.dedup();
         assert_eq!(slots, (0..AttentionConfig::NAMES.len()).collect::<Vec<_>>());
+    }
+
+    /// The table a chosen mechanism is layered with holds its kind and the given parameters,
+    /// typed, and nothing else, so parameters set elsewhere for the same kind survive.
+    #[test]
+    fn named_tables_hold_kind_and_given_parameters_typed() {
+        let t = AttentionConfig::named_table("lsh", &[("chunk".into(), "8".into())]).unwrap();
+        let t = t.as_table().unwrap();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(t["kind"].as_str(), Some("lsh"));
+        assert_eq!(t["chunk"].as_integer(), Some(8));
+        assert!(AttentionConfig::named_table("lsh", &[("buckets".into(), "3".into())]).is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use config::{RunConfig, TrainConfig};
 pub use error::TrainError;
 pub use evaluate::{BatchTensors, batch_tensors, cross_entropy, evaluate};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
-pub use overrides::{layered, merge, set};
+pub use overrides::{layered, layered_with, merge, set, set_value};
 pub use preset::{PRESETS, preset};
 pub use record::{Baseline, EvalPoint, EvalResult, ExtraSums, RunRecord, RunStatus};
 pub use schedule::Schedule;

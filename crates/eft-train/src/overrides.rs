@@ -42,12 +42,21 @@ fn merge_at(base: &mut toml::Value, overlay: toml::Value, root: bool) {
 /// Sets the dotted `key` (e.g. `model.d_model`) to `raw`, read as a TOML value when it parses as
 /// one and as a string otherwise.
 pub fn set(config: &mut toml::Value, key: &str, raw: &str) -> Result<(), TrainError> {
-    let mut nested = eft_attention::toml_scalar(raw);
+    set_value(config, key, eft_attention::toml_scalar(raw))
+}
+
+/// Sets the dotted `key` to a typed `value`, merged like a table from a file.
+pub fn set_value(
+    config: &mut toml::Value,
+    key: &str,
+    value: toml::Value,
+) -> Result<(), TrainError> {
+    let mut nested = value;
     for part in key.split('.').rev() {
         if part.is_empty() {
             return Err(TrainError::config(
                 key,
-                raw,
+                nested,
                 "keys are dotted field paths such as model.d_model",
             ));
         }
@@ -66,6 +75,17 @@ pub fn layered(
     file: Option<&Path>,
     overrides: &[(String, String)],
 ) -> Result<RunConfig, TrainError> {
+    layered_with(base, file, &[], overrides)
+}
+
+/// [`layered`] with typed `values` (named command-line flags, a chosen mechanism) set between
+/// the file and the `key=value` overrides, so nothing is turned into TOML text to be re-read.
+pub fn layered_with(
+    base: &RunConfig,
+    file: Option<&Path>,
+    values: &[(String, toml::Value)],
+    overrides: &[(String, String)],
+) -> Result<RunConfig, TrainError> {
     let mut value = toml::Value::try_from(base).expect("a run config always serialises");
     let mut schedule_set = false;
     if let Some(path) = file {
@@ -78,8 +98,13 @@ pub fn layered(
             .is_some_and(|t| !t.is_table() || t.get("schedule").is_some());
         merge(&mut value, overlay);
     }
+    let touches_schedule = |key: &str| key == "train" || key.starts_with("train.schedule");
+    for (key, typed) in values {
+        schedule_set |= touches_schedule(key);
+        set_value(&mut value, key, typed.clone())?;
+    }
     for (key, raw) in overrides {
-        schedule_set |= key == "train" || key.starts_with("train.schedule");
+        schedule_set |= touches_schedule(key);
         set(&mut value, key, raw)?;
     }
     let mut config: RunConfig = value

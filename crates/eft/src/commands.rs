@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use eft_train::{
     CHECKPOINT_FILE, Checkpoint, RunStatus, TrainError, TrainOptions, build_data_and_model,
-    evaluate, layered, load_weights, preset,
+    evaluate, layered_with, load_weights, preset,
 };
 
 use crate::args::{Cli, Command, EvalArgs, Split, TrainArgs};
@@ -140,26 +140,34 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
         )
     };
     base.name = default_name(&base);
+    // Named flags as typed values; --param and --set stay text, read as TOML by the layering.
+    let mut values: Vec<(String, toml::Value)> = Vec::new();
     let mut overrides: Vec<(String, String)> = Vec::new();
-    if let Some(name) = &args.attention {
-        overrides.push(("model.attention".into(), format!("{{ kind = {name:?} }}")));
+    match &args.attention {
+        Some(name) => values.push((
+            "model.attention".into(),
+            eft_attention::AttentionConfig::named_table(name, &args.params)?,
+        )),
+        None => overrides.extend(
+            args.params
+                .iter()
+                .map(|(k, v)| (format!("model.attention.{k}"), v.clone())),
+        ),
     }
-    for (k, v) in &args.params {
-        overrides.push((format!("model.attention.{k}"), v.clone()));
-    }
+    let count = |n: usize| toml::Value::Integer(n as i64);
     let flags = [
-        ("train.steps", args.steps.map(|v| v.to_string())),
-        ("seed", args.seed.map(|v| v.to_string())),
-        ("train.batch_size", args.batch_size.map(|v| v.to_string())),
-        ("name", args.name.as_ref().map(|v| format!("{v:?}"))),
+        ("train.steps", args.steps.map(count)),
+        ("seed", args.seed.map(|s| toml::Value::Integer(s as i64))),
+        ("train.batch_size", args.batch_size.map(count)),
+        ("name", args.name.clone().map(toml::Value::String)),
     ];
-    overrides.extend(
+    values.extend(
         flags
             .into_iter()
             .filter_map(|(k, v)| Some((k.to_string(), v?))),
     );
     overrides.extend(args.sets.iter().cloned());
-    let mut config = layered(&base, args.config.as_deref(), &overrides)?;
+    let mut config = layered_with(&base, args.config.as_deref(), &values, &overrides)?;
     // Unless a name was given, the run is named for what it resolved to, wherever the mechanism
     // was chosen (--attention, --config or --set).
     if config.name == base.name {

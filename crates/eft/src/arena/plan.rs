@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use eft_attention::AttentionConfig;
-use eft_train::{RunConfig, layered, preset};
+use eft_train::{RunConfig, layered_with, preset};
 
 /// One (task, mechanism) cell of an arena.
 #[derive(Debug, Clone)]
@@ -98,27 +98,19 @@ pub fn cells(
         for spec in &specs {
             let (mechanism, params) = parse_mechanism(spec)?;
             let name = format!("{task}-{mechanism}");
-            let mut overrides = vec![
-                ("name".to_string(), format!("{name:?}")),
+            let attention = AttentionConfig::from_name_and_params(&mechanism, &params)?;
+            let mut values = vec![
+                ("name".to_string(), toml::Value::String(name.clone())),
                 (
                     "model.attention".to_string(),
-                    format!("{{ kind = {mechanism:?} }}"),
+                    AttentionConfig::named_table(&mechanism, &params)?,
                 ),
             ];
-            overrides.extend(
-                params
-                    .iter()
-                    .map(|(k, v)| (format!("model.attention.{k}"), v.clone())),
-            );
-            let recurs = AttentionConfig::from_name_and_params(&mechanism, &params)?
-                .recurrence()
-                .is_some();
-            if recurs && base.model.pool == eft_model::Pool::Cls {
+            if attention.recurrence().is_some() && base.model.pool == eft_model::Pool::Cls {
                 // A CLS token would only see the first segment.
-                overrides.push(("model.pool".into(), "\"mean\"".into()));
+                values.push(("model.pool".into(), toml::Value::String("mean".into())));
             }
-            overrides.extend(sets.iter().cloned());
-            let config = layered(&base, None, &overrides)?;
+            let config = layered_with(&base, None, &values, sets)?;
             out.push(Cell {
                 task: task.clone(),
                 mechanism,
