@@ -62,8 +62,7 @@ impl MechanismConfig for LinformerConfig {
             self.k,
             self.max_len.unwrap_or(layout.max_len),
             layout.heads,
-            self.share == LinformerShare::None,
-            self.share == LinformerShare::Kv,
+            self.share,
             device,
         )
     }
@@ -105,17 +104,23 @@ pub struct LinformerAttention {
 }
 
 impl LinformerAttention {
-    /// Draws `E` (and `F` unless `share_kv`) from `device`'s generator, Xavier-uniform with fan-in
-    /// `max_len` and fan-out `k`; `per_head` gives each head its own.
+    /// Draws `E` (and `F` unless `share` is `kv`) from `device`'s generator, Xavier-uniform with
+    /// fan-in `max_len` and fan-out `k`; `share = none` gives each head its own.
     pub fn new(
         k: usize,
         max_len: usize,
         heads: usize,
-        per_head: bool,
-        share_kv: bool,
+        share: LinformerShare,
         device: &Device,
     ) -> Self {
-        let p = if per_head { heads } else { 1 };
+        let (p, share_kv) = match share {
+            LinformerShare::None => (heads, false),
+            LinformerShare::Headwise => (1, false),
+            LinformerShare::Kv => (1, true),
+            LinformerShare::Layerwise => {
+                unreachable!("LinformerConfig::validate refuses layerwise sharing")
+            }
+        };
         let draw = || {
             Initializer::XavierUniform { gain: 1.0 }.init_with(
                 [p, k, max_len],
@@ -233,12 +238,16 @@ mod tests {
     fn projection_gradients_match_differences() {
         let device = Device::flex().autodiff();
         let (q, k, v, w) = random_qkv([2, 2, 6, 3], 4, &device);
-        for (per_head, share_kv) in [(true, false), (false, false), (false, true)] {
+        for share in [
+            LinformerShare::None,
+            LinformerShare::Headwise,
+            LinformerShare::Kv,
+        ] {
             let m = crate::testing::seeded(&device, 7, || {
-                LinformerAttention::new(3, 8, 2, per_head, share_kv, &device)
+                LinformerAttention::new(3, 8, 2, share, &device)
             });
             crate::testing::check_param_grads(
-                &format!("linformer per_head={per_head} share_kv={share_kv}"),
+                &format!("linformer share={share:?}"),
                 &m,
                 |m| {
                     (m.forward(AttentionInput::new(q.clone(), k.clone(), v.clone())) * w.clone())
@@ -256,7 +265,7 @@ mod tests {
         let dims = [2, 2, 10, 4];
         let (q, k, v, noise) = random_qkv(dims, 3, &device);
         let m = crate::testing::seeded(&device, 1, || {
-            LinformerAttention::new(4, 12, 2, true, false, &device)
+            LinformerAttention::new(4, 12, 2, LinformerShare::None, &device)
         });
         let pad: Vec<bool> = (0..20).map(|p| p % 10 >= [10, 6][p / 10]).collect();
         let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [2, 10]), &device);

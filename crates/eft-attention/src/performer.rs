@@ -66,7 +66,7 @@ impl MechanismConfig for PerformerConfig {
     fn init(&self, layout: AttentionLayout, device: &Device) -> PerformerAttention {
         PerformerAttention::new(
             self.features,
-            self.kernel == PerformerKernel::Relu,
+            self.kernel,
             self.seed,
             self.redraw,
             layout.head_dim,
@@ -131,10 +131,10 @@ fn draw_seed(seed: u64, draw: u64) -> u64 {
 }
 
 impl PerformerAttention {
-    /// Draws the first features for head dimension `dim` from `seed`.
+    /// Draws the first features of `kernel` for head dimension `dim` from `seed`.
     pub fn new(
         features: usize,
-        relu: bool,
+        kernel: PerformerKernel,
         seed: u64,
         redraw: usize,
         dim: usize,
@@ -142,7 +142,7 @@ impl PerformerAttention {
     ) -> Self {
         Self {
             features,
-            relu,
+            relu: kernel == PerformerKernel::Relu,
             seed,
             redraw,
             omega: Param::from_tensor(Self::directions(features, dim, seed, device)),
@@ -231,22 +231,29 @@ mod tests {
     use crate::{AttentionInput, FullAttention};
 
     fn performer(features: usize, relu: bool, dim: usize, device: &Device) -> PerformerAttention {
-        PerformerAttention::new(features, relu, 5, 0, dim, device)
+        let kernel = if relu {
+            PerformerKernel::Relu
+        } else {
+            PerformerKernel::Softmax
+        };
+        PerformerAttention::new(features, kernel, 5, 0, dim, device)
     }
 
     #[test]
     fn features_are_redrawn_every_redraw_steps_and_only_then() {
         let device = Device::flex();
-        let m = PerformerAttention::new(8, false, 3, 10, 4, &device);
+        let m = PerformerAttention::new(8, PerformerKernel::Softmax, 3, 10, 4, &device);
         let first = crate::testing::to_f64(m.omega.val());
         let m = m.at_step(7);
         assert_eq!(crate::testing::to_f64(m.omega.val()), first, "step 7");
         let m = m.at_step(10);
         let second = crate::testing::to_f64(m.omega.val());
         assert_ne!(second, first, "step 10 redraws");
-        let again = PerformerAttention::new(8, false, 3, 10, 4, &device).at_step(10);
+        let again =
+            PerformerAttention::new(8, PerformerKernel::Softmax, 3, 10, 4, &device).at_step(10);
         assert_eq!(crate::testing::to_f64(again.omega.val()), second, "seeded");
-        let never = PerformerAttention::new(8, false, 3, 0, 4, &device).at_step(10);
+        let never =
+            PerformerAttention::new(8, PerformerKernel::Softmax, 3, 0, 4, &device).at_step(10);
         assert_eq!(
             crate::testing::to_f64(never.omega.val()),
             first,
