@@ -49,11 +49,6 @@ impl FeedForward {
         }
     }
 
-    /// Hidden width.
-    pub fn width(&self) -> usize {
-        self.up.weight.dims()[1]
-    }
-
     /// FLOPs for `rows` positions: both linear layers and GELU; the hidden layer is kept before
     /// and after GELU for the backward pass.
     pub fn cost(&self, rows: usize) -> ModelCost {
