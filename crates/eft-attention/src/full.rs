@@ -81,7 +81,7 @@ mod tests {
             for hi in 0..h {
                 let base = (bi * h + hi) * n * d;
                 for i in 0..n {
-                    let visible = |j: usize| !pad[bi * n + j] && !(causal && j > i);
+                    let visible = |j: usize| !(pad[bi * n + j] || (causal && j > i));
                     if !(0..n).any(visible) {
                         continue; // a query that sees nothing outputs zeros
                     }

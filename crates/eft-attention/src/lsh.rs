@@ -423,7 +423,7 @@ mod tests {
             let mut blocked = Vec::with_capacity(b * n * n);
             for bi in 0..b {
                 for i in 0..n {
-                    let sees = |j: usize| !pad[bi * n + j] && !(causal && j > i);
+                    let sees = |j: usize| !(pad[bi * n + j] || (causal && j > i));
                     let others = (0..n).any(|j| j != i && sees(j));
                     blocked.extend((0..n).map(|j| !sees(j) || (j == i && others)));
                 }

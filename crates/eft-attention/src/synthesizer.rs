@@ -312,7 +312,7 @@ mod tests {
             let bi = bh / h;
             for i in 0..n {
                 let seen: Vec<usize> = (0..n)
-                    .filter(|&j| !pad[bi * n + j] && !(causal && j > i))
+                    .filter(|&j| !(pad[bi * n + j] || (causal && j > i)))
                     .collect();
                 let row = |j: usize| logits[(bh * n + i) * n + j];
                 let max = seen

@@ -291,7 +291,7 @@ mod tests {
             for hh in 0..h {
                 for i in 0..n {
                     let seen: Vec<usize> = (0..keys)
-                        .filter(|&j| !pad[bi * keys + j] && !(causal && j > mem + i))
+                        .filter(|&j| !(pad[bi * keys + j] || (causal && j > mem + i)))
                         .collect();
                     let qi = |c: usize| q[((bi * h + hh) * n + i) * d + c];
                     let score = |j: usize| {

@@ -186,7 +186,7 @@ mod tests {
             s![.., 0..5, ..],
             Tensor::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &device),
         );
-        let (a, b) = (to_f64(second(x.inner().into())), to_f64(second(moved)));
+        let (a, b) = (to_f64(second(x.inner())), to_f64(second(moved)));
         assert!(
             a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-4),
             "memory was not used"

@@ -301,8 +301,10 @@ mod tests {
     #[test]
     fn state_round_trips_through_arrays() {
         let device = Device::flex();
-        let mut state = AdamState::default();
-        state.steps = 4;
+        let mut state = AdamState {
+            steps: 4,
+            ..AdamState::default()
+        };
         let t = |v: f32| Tensor::<1>::from_data(TensorData::new(vec![v, v + 1.0], [2]), &device);
         state.moments.insert("a.weight".into(), (t(1.0), t(2.0)));
         let arrays = state.export();
