@@ -55,21 +55,24 @@ pub struct CosformerAttention {
 }
 
 impl CosformerAttention {
-    /// `[relu(x)·cos a_i, relu(x)·sin a_i]`, `a_i = π i / 2M`.
+    /// `cos a_i` and `sin a_i`, `a_i = π i / 2M`, each `[1, 1, N, 1]`: drawn once per call and
+    /// shared by queries and keys.
+    fn angles(&self, len: usize, device: &Device) -> [Tensor<4>; 2] {
+        assert_fits("cosformer", len, self.horizon);
+        let angle = |i: usize| std::f64::consts::FRAC_PI_2 * i as f64 / self.horizon as f64;
+        [f64::cos, f64::sin].map(|f| {
+            let values: Vec<f32> = (0..len).map(|i| f(angle(i)) as f32).collect();
+            Tensor::<4>::from_data(TensorData::new(values, [1, 1, len, 1]), device)
+        })
+    }
+
+    /// `[relu(x)·cos a_i, relu(x)·sin a_i]`.
     ///
     /// # Shapes
     /// - x: `[B, H, N, D]` → `[B, H, N, 2D]`
-    pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
-        let len = x.dims()[2];
-        assert_fits("cosformer", len, self.horizon);
-        let angle = |i: usize| std::f64::consts::FRAC_PI_2 * i as f64 / self.horizon as f64;
-        let device = x.device();
-        let table = |f: fn(f64) -> f64| {
-            let values: Vec<f32> = (0..len).map(|i| f(angle(i)) as f32).collect();
-            Tensor::<4>::from_data(TensorData::new(values, [1, 1, len, 1]), &device)
-        };
+    fn features(x: Tensor<4>, [cos, sin]: &[Tensor<4>; 2]) -> Tensor<4> {
         let r = relu(x);
-        Tensor::cat(vec![r.clone() * table(f64::cos), r * table(f64::sin)], 3)
+        Tensor::cat(vec![r.clone() * cos.clone(), r * sin.clone()], 3)
     }
 }
 
@@ -78,7 +81,11 @@ impl Mechanism for CosformerAttention {
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
     fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        let (fq, fk) = (self.features(input.q), self.features(input.k));
+        let angles = self.angles(input.q.dims()[2], &input.q.device());
+        let (fq, fk) = (
+            Self::features(input.q, &angles),
+            Self::features(input.k, &angles),
+        );
         kernel_attention(fq, fk, input.v, input.key_padding, input.causal)
     }
 

@@ -171,13 +171,18 @@ impl AttentionConfig {
         name: &str,
         params: &[(String, String)],
     ) -> Result<toml::Value, AttentionError> {
-        let config = Self::from_name_and_params(name, params)?;
-        let mut table = match toml::Value::try_from(config) {
+        Ok(Self::from_name_and_params(name, params)?.given_table(params))
+    }
+
+    /// This config as a TOML table of `kind` and the parameters named in `params` (see
+    /// [`AttentionConfig::named_table`]).
+    pub fn given_table(&self, params: &[(String, String)]) -> toml::Value {
+        let mut table = match toml::Value::try_from(self) {
             Ok(toml::Value::Table(t)) => t,
             _ => unreachable!("a mechanism config serialises to a table"),
         };
         table.retain(|k, _| k == "kind" || params.iter().any(|(p, _)| p == k));
-        Ok(toml::Value::Table(table))
+        toml::Value::Table(table)
     }
 
     /// Whether mechanism `name` takes a parameter called `key` (e.g. `seed`).

@@ -27,6 +27,14 @@ pub const SMALL: &[(&str, &[(&str, &str)])] = &[
     ("xl", &[("segment", "4"), ("mem_len", "4")]),
 ];
 
+/// `key=value` pairs as [`AttentionConfig::from_name_and_params`] takes them.
+pub fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Every registered mechanism, in registry order, with the parameters of [`SMALL`].
 ///
 /// # Panics
@@ -42,13 +50,12 @@ pub fn small_configs() -> Vec<AttentionConfig> {
     AttentionConfig::NAMES
         .iter()
         .map(|name| {
-            let params: Vec<(String, String)> = SMALL
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or(&[][..], |(_, p)| *p)
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            let params = params(
+                SMALL
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(&[], |(_, p)| *p),
+            );
             AttentionConfig::from_name_and_params(name, &params)
                 .unwrap_or_else(|e| panic!("testing::SMALL for `{name}`: {e}"))
         })

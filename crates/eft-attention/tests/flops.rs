@@ -93,11 +93,7 @@ fn shape() -> AttentionShape {
 }
 
 fn build(name: &str, params: &[(&str, &str)]) -> eft_attention::Attention {
-    let params: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    AttentionConfig::from_name_and_params(name, &params)
+    AttentionConfig::from_name_and_params(name, &eft_attention::testing::params(params))
         .unwrap()
         .init(AttentionLayout::for_shape(shape()), &Device::flex())
 }

@@ -115,14 +115,9 @@ fn outputs_and_gradients_match_the_dense_reference() {
         );
 
         // The same computation here, through the dense reference and the mechanism's own pattern.
-        let config = AttentionConfig::from_name_and_params(
-            name,
-            &params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let config =
+            AttentionConfig::from_name_and_params(name, &eft_attention::testing::params(params))
+                .unwrap();
         let [b, h, n, _] = DIMS;
         let device = q.device();
         let pad: Vec<bool> = (0..b * n).map(|p| p % n >= [13, 9][p / n]).collect();

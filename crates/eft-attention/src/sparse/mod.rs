@@ -124,11 +124,7 @@ mod tests {
     use burn::tensor::Device;
 
     fn mechanism(name: &str, params: &[(&str, &str)]) -> Attention {
-        let params: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        AttentionConfig::from_name_and_params(name, &params)
+        AttentionConfig::from_name_and_params(name, &crate::testing::params(params))
             .unwrap()
             .init(crate::testing::layout(1), &Device::flex())
     }

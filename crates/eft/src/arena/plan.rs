@@ -49,8 +49,19 @@ const LRA: &[&str] = &[
     "synthesizer",
 ];
 
-/// Splits `name:key=value:…` into the mechanism's name and parameters.
-pub fn parse_mechanism(spec: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
+/// A mechanism as an arena names it: `name:key=value:…`, read and checked.
+#[derive(Debug, Clone)]
+pub struct MechanismSpec {
+    /// The mechanism's name.
+    pub name: String,
+    /// The parameters given, as text.
+    pub params: Vec<(String, String)>,
+    /// The checked config they make.
+    pub config: AttentionConfig,
+}
+
+/// Splits `name:key=value:…` into the mechanism's name and parameters, and checks them.
+pub fn parse_mechanism(spec: &str) -> anyhow::Result<MechanismSpec> {
     let mut parts = spec.split(':');
     let name = parts.next().unwrap_or_default().trim().to_string();
     let params = parts
@@ -61,8 +72,12 @@ pub fn parse_mechanism(spec: &str) -> anyhow::Result<(String, Vec<(String, Strin
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Checked now, so a typo stops the arena before hours of training, not in the middle.
-    AttentionConfig::from_name_and_params(&name, &params)?;
-    Ok((name, params))
+    let config = AttentionConfig::from_name_and_params(&name, &params)?;
+    Ok(MechanismSpec {
+        name,
+        params,
+        config,
+    })
 }
 
 /// The cells of `preset` for the chosen tasks and mechanisms, with `sets` applied last.
@@ -96,14 +111,17 @@ pub fn cells(
     for task in &tasks {
         let base = task_base(task, preset_name)?;
         for spec in &specs {
-            let (mechanism, params) = parse_mechanism(spec)?;
+            let MechanismSpec {
+                name: mechanism,
+                params,
+                config: attention,
+            } = parse_mechanism(spec)?;
             let name = format!("{task}-{mechanism}");
-            let attention = AttentionConfig::from_name_and_params(&mechanism, &params)?;
             let mut values = vec![
                 ("name".to_string(), toml::Value::String(name.clone())),
                 (
                     "model.attention".to_string(),
-                    AttentionConfig::named_table(&mechanism, &params)?,
+                    attention.given_table(&params),
                 ),
             ];
             if attention.recurrence().is_some() && base.model.pool == eft_model::Pool::Cls {
@@ -204,7 +222,8 @@ mod tests {
 
     #[test]
     fn specs_carry_parameters_and_typos_are_caught_up_front() {
-        let (name, params) = parse_mechanism("bigbird:block=8:random_blocks=2").unwrap();
+        let MechanismSpec { name, params, .. } =
+            parse_mechanism("bigbird:block=8:random_blocks=2").unwrap();
         assert_eq!(name, "bigbird");
         assert_eq!(params.len(), 2);
         assert!(parse_mechanism("bigbrid").is_err());
