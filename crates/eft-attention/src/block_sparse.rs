@@ -7,7 +7,7 @@
 //! O(N²). Inside the gathered blocks an [`ElementRule`] (window, dilation) refines the pattern;
 //! causal and padding masks apply everywhere. A query that sees no key outputs zeros.
 
-use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData, activation::softmax};
+use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::{AttentionCost, AttentionInput, AttentionShape, BLOCKED_SCORE, dense_reference};
 
@@ -244,7 +244,7 @@ pub fn block_sparse(input: AttentionInput, pattern: &BlockPattern) -> Tensor<4> 
     }
 
     let visible = blocked.clone().bool_not().float();
-    let weights = softmax(scores.mask_fill(blocked, BLOCKED_SCORE), 4) * visible;
+    let weights = eft_kernels::softmax(scores.mask_fill(blocked, BLOCKED_SCORE)) * visible;
     let local_w = weights
         .clone()
         .slice([0..batch, 0..heads, 0..nb, 0..b, 0..kcat]);

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 
 use crate::{
     AttentionCost, AttentionInput, AttentionLayout, AttentionShape, Mechanism, MechanismConfig,
-    blocked_positions, dense_reference,
+    blocked_positions, dense_attention,
 };
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,7 @@ impl Mechanism for FullAttention {
         let [_, _, len, _] = input.q.dims();
         let device = input.q.device();
         let blocked = blocked_positions(input.key_padding, input.causal, len, &device);
-        dense_reference(input.q, input.k, input.v, blocked)
+        dense_attention(input.q, input.k, input.v, blocked)
     }
 
     /// FLOPs and saved bytes of one call.

@@ -66,7 +66,7 @@ pub use mechanism::{Mechanism, MechanismConfig, Recurrence};
 pub use nystrom::{NystromAttention, NystromConfig, pinv};
 pub use performer::{PerformerAttention, PerformerConfig, PerformerKernel, orthogonal_features};
 pub use random::random_qkv;
-pub use reference::{attend_scores, dense_reference};
+pub use reference::{attend, attend_scores, dense_attention, dense_reference};
 pub use registry::{Attention, AttentionConfig, toml_scalar};
 pub use sinkhorn::{SinkhornAttention, SinkhornConfig, sinkhorn};
 pub use sinusoid::sinusoid;

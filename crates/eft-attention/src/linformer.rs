@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor};
 use crate::mechanism::{at_least, out_of_range, spans};
 use crate::{
     AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
-    MechanismConfig, dense_reference,
+    MechanismConfig, dense_attention,
 };
 use serde::{Deserialize, Serialize};
 
@@ -178,7 +178,7 @@ impl Mechanism for LinformerAttention {
         };
         let kp = project(&self.keys, k);
         let vp = project(self.values.as_ref().unwrap_or(&self.keys), v);
-        let out = dense_reference(input.q, kp, vp, None);
+        let out = dense_attention(input.q, kp, vp, None);
         debug_assert_eq!(out.dims(), [batch, heads, len, dim]);
         out
     }

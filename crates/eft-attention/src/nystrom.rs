@@ -11,12 +11,12 @@
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::{Device, Tensor, TensorData, activation::softmax};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::mechanism::{at_least, fits, out_of_range};
 use crate::{
     AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
-    MechanismConfig, attend_scores, padding_blocked,
+    MechanismConfig, attend, padding_blocked,
 };
 use serde::{Deserialize, Serialize};
 
@@ -147,11 +147,12 @@ impl Mechanism for NystromAttention {
             .expand([batch, heads, m, len]);
         let q_land = means.clone().matmul(input.q.clone()); // [B, H, m, D]
         let k_land = means.matmul(input.k.clone());
-        let kernel = |a: Tensor<4>, b: Tensor<4>| softmax(a.matmul(b.transpose()) * scale, 3);
+        let kernel =
+            |a: Tensor<4>, b: Tensor<4>| eft_kernels::softmax(a.matmul(b.transpose()) * scale);
         let to_landmarks = kernel(input.q, k_land.clone()); // [B, H, N, m]
         let among = kernel(q_land.clone(), k_land); // [B, H, m, m]
         let blocked = input.key_padding.map(padding_blocked);
-        let from_keys = attend_scores(
+        let from_keys = attend(
             q_land.matmul(input.k.transpose()) * scale,
             input.v.clone(),
             blocked,
@@ -216,6 +217,7 @@ mod tests {
     use crate::testing::{assert_close, check_param_grads, output_and_grads, random_qkv, to_f64};
     use crate::{FullAttention, Mechanism};
     use burn::tensor::Bool;
+    use burn::tensor::activation::softmax;
 
     /// With one token per landmark the three kernels are the same softmax matrix `S` and
     /// `S·pinv(S)·S·v = S·v`: full attention, forward and dq, dk, dv, to the pinv's tolerance.

@@ -20,9 +20,28 @@ pub fn dense_reference(
     v: Tensor<4>,
     blocked: Option<Tensor<4, Bool>>,
 ) -> Tensor<4> {
+    attend_with(scaled_scores(q, k), v, blocked, reference_softmax)
+}
+
+/// [`dense_reference`] on the fused softmax of `eft-kernels`: what `full` and the mechanisms that
+/// attend densely over a few keys run (the reference keeps burn's composed softmax).
+pub fn dense_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    blocked: Option<Tensor<4, Bool>>,
+) -> Tensor<4> {
+    attend_with(scaled_scores(q, k), v, blocked, eft_kernels::softmax)
+}
+
+/// `q·kᵀ/√D`: `[B, H, Nq, Nk]`.
+fn scaled_scores(q: Tensor<4>, k: Tensor<4>) -> Tensor<4> {
     let head_dim = q.dims()[3];
-    let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt(); // [B, H, Nq, Nk]
-    attend_scores(scores, v, blocked)
+    q.matmul(k.transpose()) / (head_dim as f64).sqrt()
+}
+
+fn reference_softmax(x: Tensor<4>) -> Tensor<4> {
+    softmax(x, 3)
 }
 
 /// `softmax(scores, blocked → −∞)·v` for scores from anywhere (a learned matrix, a sum of terms),
@@ -37,11 +56,25 @@ pub fn attend_scores(
     v: Tensor<4>,
     blocked: Option<Tensor<4, Bool>>,
 ) -> Tensor<4> {
+    attend_with(scores, v, blocked, reference_softmax)
+}
+
+/// [`attend_scores`] on the fused softmax of `eft-kernels`.
+pub fn attend(scores: Tensor<4>, v: Tensor<4>, blocked: Option<Tensor<4, Bool>>) -> Tensor<4> {
+    attend_with(scores, v, blocked, eft_kernels::softmax)
+}
+
+fn attend_with(
+    scores: Tensor<4>,
+    v: Tensor<4>,
+    blocked: Option<Tensor<4, Bool>>,
+    softmax: fn(Tensor<4>) -> Tensor<4>,
+) -> Tensor<4> {
     let Some(mask) = blocked else {
-        return softmax(scores, 3).matmul(v);
+        return softmax(scores).matmul(v);
     };
     let mask = mask.expand(scores.dims());
     let visible = mask.clone().bool_not().float(); // zeroes rows with nothing visible
-    let weights = softmax(scores.mask_fill(mask, BLOCKED_SCORE), 3) * visible;
+    let weights = softmax(scores.mask_fill(mask, BLOCKED_SCORE)) * visible;
     weights.matmul(v)
 }

@@ -306,7 +306,7 @@ impl SinkhornAttention {
             4,
         );
         let scores = (scores + bias).mask_fill(blocked.clone(), BLOCKED_SCORE);
-        let weights = burn::tensor::activation::softmax(scores, 4) * blocked.bool_not().float();
+        let weights = eft_kernels::softmax(scores) * blocked.bool_not().float();
         debug_assert_eq!(weights.dims(), shape);
         weights
             .matmul(values)

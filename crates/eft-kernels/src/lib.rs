@@ -4,9 +4,21 @@
 //! [`flash_attention`] is exact softmax attention in tiles with an online softmax: the forward
 //! pass keeps only the output and one log-sum-exp per query, and the backward pass recomputes
 //! each tile, so training never holds an `N × N` buffer (Dao et al. 2022; Rabe & Staats 2021).
-//! The tiles are computed with the backend's own matmul, so the kernel runs at its speed.
+//! On burn's Flex backend it runs a fused kernel on the raw `f32` storage (threads over heads and
+//! query tiles, SIMD row operations, GEMM micro-kernels per tile); every other backend runs the
+//! same algorithm from tensor ops, which is also what the fused kernel is tested against.
 #![warn(missing_docs)]
 
+mod cpu;
 mod flash;
+mod flash_reference;
+mod gelu;
+mod layer_norm;
+mod softmax;
+#[cfg(test)]
+mod test_util;
 
 pub use flash::{BLOCKED_SCORE, FlashBackend, flash_attention};
+pub use gelu::{GeluBackend, gelu};
+pub use layer_norm::{LayerNormBackend, layer_norm};
+pub use softmax::{SoftmaxBackend, softmax};

@@ -1,9 +1,10 @@
 //! One transformer block, assembled from its parts and exposed as its two residual branches.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm};
 use burn::tensor::{Bool, Device, Tensor};
 
+use crate::norm::{new_norm, normalise};
 use crate::{
     FeedForward, ModelConfig, ModelCost, Residual, SelfAttention, StateMemory, layer_norm_flops,
 };
@@ -28,11 +29,7 @@ pub struct Block {
 impl Block {
     /// Builds block `layer` (counting from 0).
     pub fn new(config: &ModelConfig, layer: usize, max_len: usize, device: &Device) -> Self {
-        let norm = || {
-            LayerNormConfig::new(config.d_model)
-                .with_epsilon(1e-6)
-                .init(device)
-        };
+        let norm = || new_norm(config.d_model, device);
         Self {
             attention_norm: norm(),
             attention: SelfAttention::new(config, layer, max_len, device),
@@ -59,10 +56,10 @@ impl Block {
         padding: Option<Tensor<2, Bool>>,
         memory: Option<StateMemory>,
     ) -> Tensor<3> {
-        let memory = memory.map(|(m, p)| (self.attention_norm.forward(m), p));
-        let h = self
-            .attention
-            .forward_with_memory(self.attention_norm.forward(x), padding, memory);
+        let memory = memory.map(|(m, p)| (normalise(&self.attention_norm, m), p));
+        let h =
+            self.attention
+                .forward_with_memory(normalise(&self.attention_norm, x), padding, memory);
         self.dropout.forward(h)
     }
 
@@ -71,7 +68,9 @@ impl Block {
     /// # Shapes
     /// - x: `[B, N, d]` → `[B, N, d]`
     pub fn feed_forward_branch(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.feed_forward.forward(self.feed_forward_norm.forward(x));
+        let h = self
+            .feed_forward
+            .forward(normalise(&self.feed_forward_norm, x));
         self.dropout.forward(h)
     }
 

@@ -1,11 +1,12 @@
 //! The stack of blocks and the final LayerNorm.
 
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::nn::LayerNorm;
 use burn::tensor::{Bool, Device, Int, Tensor, s};
 
 use eft_attention::Recurrence;
 
+use crate::norm::{new_norm, normalise};
 use crate::{Block, ModelConfig, ModelCost, layer_norm_flops};
 
 /// `n_layers` blocks applied in order, then a LayerNorm.
@@ -25,9 +26,7 @@ impl Encoder {
             blocks: (0..config.n_layers)
                 .map(|layer| Block::new(config, layer, max_len, device))
                 .collect(),
-            final_norm: LayerNormConfig::new(config.d_model)
-                .with_epsilon(1e-6)
-                .init(device),
+            final_norm: new_norm(config.d_model, device),
         }
     }
 
@@ -65,7 +64,7 @@ impl Encoder {
 
     /// The final LayerNorm.
     pub fn finish(&self, x: Tensor<3>) -> Tensor<3> {
-        self.final_norm.forward(x)
+        normalise(&self.final_norm, x)
     }
 
     /// The segment recurrence the layers run under, if any layer recurs (the model config makes
@@ -172,7 +171,9 @@ mod tests {
         let x = Tensor::<3>::random([2, 10, 16], Distribution::Normal(0.0, 1.0), &device);
         let second = |x: Tensor<3>| encoder.forward(x, None).slice(s![.., 5..10, ..]);
         let x = x.require_grad();
-        let grads = second(x.clone()).sum().backward();
+        // Weighted, because the plain sum of layer-normalised rows has zero gradient exactly.
+        let w = Tensor::<3>::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &device);
+        let grads = (second(x.clone()) * w).sum().backward();
         let g = to_f64(x.grad(&grads).unwrap());
         let (first_half, second_half): (Vec<_>, Vec<_>) =
             g.iter().enumerate().partition(|(i, _)| (i / 16) % 10 < 5);

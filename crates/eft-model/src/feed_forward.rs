@@ -1,7 +1,7 @@
 //! The position-wise MLP of a block: Linear → GELU → dropout → Linear.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Gelu, Initializer, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,6 @@ pub enum FeedForwardConfig {
 pub struct FeedForward {
     up: Linear,
     down: Linear,
-    activation: Gelu,
     dropout: Dropout,
 }
 
@@ -44,7 +43,6 @@ impl FeedForward {
         Self {
             up: linear(config.d_model, config.d_ff),
             down: linear(config.d_ff, config.d_model),
-            activation: Gelu::new(),
             dropout: DropoutConfig::new(config.dropout).init(),
         }
     }
@@ -62,7 +60,7 @@ impl FeedForward {
     /// # Shapes
     /// - x: `[B, N, d]` → `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.activation.forward(self.up.forward(x)); // [B, N, d_ff]
+        let h = eft_kernels::gelu(self.up.forward(x)); // [B, N, d_ff]
         self.down.forward(self.dropout.forward(h))
     }
 }

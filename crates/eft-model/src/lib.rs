@@ -22,6 +22,7 @@ mod embedding;
 mod encoder;
 mod error;
 mod feed_forward;
+mod norm;
 mod output;
 mod residual;
 mod self_attention;

@@ -133,6 +133,20 @@ pub enum ProfileCommand {
     /// writes <out>/attention-cpu.json and <out>/attention-cpu.md, keeping earlier results of
     /// configurations it does not repeat.
     Sweep(SweepArgs),
+    /// The backend's f32 matrix product `[n, n]·[n, n]` (no autodiff): the GEMM rate that the
+    /// attention kernels are measured against; prints one JSON line.
+    Matmul(MatmulArgs),
+}
+
+/// Arguments of `eft profile matmul`.
+#[derive(Debug, Args)]
+pub struct MatmulArgs {
+    /// Rows, columns and inner dimension of the square product.
+    #[arg(long, default_value_t = 2048)]
+    pub size: usize,
+    /// Timed products after one warm-up; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
 }
 
 /// Arguments of `eft profile attention`.

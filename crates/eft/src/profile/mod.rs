@@ -4,6 +4,7 @@
 //! measures that configuration alone; the tracking allocator gives the heap's peak as well. Times
 //! are medians of repeated passes after a warm-up.
 
+mod matmul;
 mod model;
 mod sweep;
 mod table;
@@ -88,6 +89,7 @@ pub fn run(what: ProfileCommand) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&m)?);
         }
         ProfileCommand::Sweep(args) => sweep::sweep(&args)?,
+        ProfileCommand::Matmul(args) => println!("{}", matmul::measure(&args)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,29 @@
+//! Fused CPU kernels on burn Flex's `f32` storage, each tested against the portable tensor-op
+//! version of the same operation.
+
+pub(crate) mod flash;
+mod matmul;
+mod rows;
+pub(crate) mod rowwise;
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::{Bytes, DType, Shape};
+
+/// The tensor's elements in row-major order, copied only when it is strided; `None` unless f32.
+pub(crate) fn contiguous_f32(t: &FlexTensor) -> Option<FlexTensor> {
+    (t.dtype() == DType::F32).then(|| t.to_contiguous())
+}
+
+/// The elements of a tensor [`contiguous_f32`] returned.
+pub(crate) fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+/// A contiguous f32 tensor of `shape` holding `data`.
+pub(crate) fn tensor(data: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(shape.into()),
+        DType::F32,
+    )
+}

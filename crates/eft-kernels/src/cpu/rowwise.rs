@@ -1,0 +1,121 @@
+//! Fused row-wise kernels on contiguous `[rows, d]` f32 slices: softmax, exact GELU and layer
+//! normalisation, forward and backward, threaded over fixed chunks of rows so that every sum is
+//! taken in the same order whatever the thread count.
+
+use rayon::prelude::*;
+
+use super::rows::best;
+
+/// Rows per parallel task; fixed, so the layer-norm parameter gradients reproduce bit for bit.
+const CHUNK_ROWS: usize = 64;
+/// Elements per parallel task of the element-wise kernels.
+const CHUNK_ELEMS: usize = 16 * 1024;
+
+/// `softmax` of each row of length `d`.
+pub(crate) fn softmax(x: &[f32], d: usize) -> Vec<f32> {
+    let ops = best();
+    let mut y = x.to_vec();
+    y.par_chunks_mut(d * CHUNK_ROWS).for_each(|rows| {
+        for row in rows.chunks_exact_mut(d) {
+            let m = (ops.max)(row);
+            let sum = (ops.exp_sub_sum)(row, m);
+            (ops.scale)(row, 1.0 / sum);
+        }
+    });
+    y
+}
+
+/// `dx = y ∘ (dy − Σ dy∘y)` per row, from the softmax's output `y`.
+pub(crate) fn softmax_backward(y: &[f32], dy: &[f32], d: usize) -> Vec<f32> {
+    let ops = best();
+    let mut dx = dy.to_vec();
+    dx.par_chunks_mut(d * CHUNK_ROWS)
+        .zip(y.par_chunks(d * CHUNK_ROWS))
+        .for_each(|(dx, y)| {
+            for (g, y) in dx.chunks_exact_mut(d).zip(y.chunks_exact(d)) {
+                let delta = (ops.dot)(g, y);
+                (ops.softmax_grad)(g, y, delta, 1.0);
+            }
+        });
+    dx
+}
+
+/// Exact GELU, element-wise.
+pub(crate) fn gelu(x: &[f32]) -> Vec<f32> {
+    let ops = best();
+    let mut y = vec![0.0; x.len()];
+    y.par_chunks_mut(CHUNK_ELEMS)
+        .zip(x.par_chunks(CHUNK_ELEMS))
+        .for_each(|(y, x)| (ops.gelu)(x, y));
+    y
+}
+
+/// `dy · gelu′(x)`, element-wise.
+pub(crate) fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let ops = best();
+    let mut dx = vec![0.0; x.len()];
+    dx.par_chunks_mut(CHUNK_ELEMS)
+        .zip(x.par_chunks(CHUNK_ELEMS).zip(dy.par_chunks(CHUNK_ELEMS)))
+        .for_each(|(dx, (x, dy))| (ops.gelu_grad)(x, dy, dx));
+    dx
+}
+
+/// Layer normalisation of each row: the output and, per row, `(μ, 1/σ)` interleaved.
+pub(crate) fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let ops = best();
+    let d = gamma.len();
+    let mut y = vec![0.0; x.len()];
+    let mut stats = vec![0.0; 2 * (x.len() / d.max(1))];
+    y.par_chunks_mut(d * CHUNK_ROWS)
+        .zip(x.par_chunks(d * CHUNK_ROWS))
+        .zip(stats.par_chunks_mut(2 * CHUNK_ROWS))
+        .for_each(|((y, x), stats)| {
+            for ((y, x), s) in y
+                .chunks_exact_mut(d)
+                .zip(x.chunks_exact(d))
+                .zip(stats.chunks_exact_mut(2))
+            {
+                let (mean, rstd) = (ops.layer_norm)(x, gamma, beta, eps, y);
+                s[0] = mean;
+                s[1] = rstd;
+            }
+        });
+    (y, stats)
+}
+
+/// Layer normalisation's backward pass: `(dx, dγ, dβ)`.
+pub(crate) fn layer_norm_backward(
+    x: &[f32],
+    gamma: &[f32],
+    stats: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let ops = best();
+    let d = gamma.len();
+    let mut dx = vec![0.0; x.len()];
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(d * CHUNK_ROWS)
+        .zip(x.par_chunks(d * CHUNK_ROWS))
+        .zip(
+            dy.par_chunks(d * CHUNK_ROWS)
+                .zip(stats.par_chunks(2 * CHUNK_ROWS)),
+        )
+        .map(|((dx, x), (dy, stats))| {
+            let (mut dg, mut db) = (vec![0.0; d], vec![0.0; d]);
+            let rows = dx.chunks_exact_mut(d).zip(x.chunks_exact(d));
+            for ((dx, x), (dy, s)) in rows.zip(dy.chunks_exact(d).zip(stats.chunks_exact(2))) {
+                (ops.layer_norm_grad)(x, gamma, dy, (s[0], s[1]), dx, &mut dg, &mut db);
+            }
+            (dg, db)
+        })
+        .collect();
+    // Chunk partials are added in chunk order: the same sum on any number of threads.
+    let (mut dg, mut db) = (vec![0.0; d], vec![0.0; d]);
+    for (pg, pb) in partials {
+        for ((g, b), (x, y)) in dg.iter_mut().zip(db.iter_mut()).zip(pg.iter().zip(&pb)) {
+            *g += x;
+            *b += y;
+        }
+    }
+    (dx, dg, db)
+}
