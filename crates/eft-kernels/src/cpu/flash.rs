@@ -2,6 +2,8 @@
 //! softmax, backward recomputing probabilities from the saved log-sum-exp (FlashAttention-2
 //! order), threads over batch × heads (× query tiles forward), scratch allocated once per task.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use burn::backend::flex::FlexTensor;
@@ -10,6 +12,7 @@ use super::matmul::{Mat, matmul};
 use super::rows::{RowOps, best};
 use super::{contiguous_f32, tensor, values};
 use crate::BLOCKED_SCORE;
+use burn::tensor::DType;
 
 /// The shape `[batch, heads, len, dim]` of q, k, v and the output.
 #[derive(Clone, Copy, Debug)]
@@ -20,11 +23,52 @@ pub(crate) struct Dims {
     pub dim: usize,
 }
 
-/// One attention call's inputs: `q`, `k`, `v` contiguous `[B, H, N, D]`, `bias` `[B, N]`.
+/// A `[B, H, N, D]` tensor in a slice, contiguous along D, any non-negative strides otherwise:
+/// the heads split out of `[B, N, H·D]` projections are read where they lie, without a copy.
+#[derive(Clone, Copy)]
+pub(crate) struct Heads<'a> {
+    data: &'a [f32],
+    offset: usize,
+    /// Strides of B, H and N.
+    strides: [usize; 3],
+    dim: usize,
+}
+
+impl<'a> Heads<'a> {
+    /// A contiguous `[B, H, N, D]` slice.
+    #[cfg(test)]
+    pub fn contiguous(data: &'a [f32], d: Dims) -> Self {
+        Self {
+            data,
+            offset: 0,
+            strides: [d.heads * d.len * d.dim, d.len * d.dim, d.dim],
+            dim: d.dim,
+        }
+    }
+
+    /// Query or key rows `r` of head `h` of batch row `b`, as a `len × D` matrix.
+    fn rows(&self, b: usize, h: usize, r: &Range<usize>) -> Mat<'a> {
+        let [sb, sh, sn] = self.strides;
+        let start = self.offset + b * sb + h * sh + r.start * sn;
+        Mat::strided(&self.data[start..], r.len(), self.dim, sn)
+    }
+
+    /// The same rows copied out contiguously.
+    fn copy_rows(&self, b: usize, h: usize, r: &Range<usize>) -> Vec<f32> {
+        let [sb, sh, sn] = self.strides;
+        let start = self.offset + b * sb + h * sh;
+        r.clone()
+            .flat_map(|i| &self.data[start + i * sn..start + i * sn + self.dim])
+            .copied()
+            .collect()
+    }
+}
+
+/// One attention call's inputs: `q`, `k`, `v` `[B, H, N, D]`, `bias` `[B, N]`.
 pub(crate) struct Inputs<'a> {
-    pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub q: Heads<'a>,
+    pub k: Heads<'a>,
+    pub v: Heads<'a>,
     pub bias: &'a [f32],
     pub dims: Dims,
     pub causal: bool,
@@ -64,14 +108,7 @@ impl Visibility {
     }
 
     /// Whether query rows `rows` of batch row `b` need key tile `t` starting at `start`.
-    fn needs(
-        &self,
-        b: usize,
-        t: usize,
-        start: usize,
-        rows: &std::ops::Range<usize>,
-        causal: bool,
-    ) -> bool {
+    fn needs(&self, b: usize, t: usize, start: usize, rows: &Range<usize>, causal: bool) -> bool {
         self.tile_used[b][t] && (!causal || start < rows.end)
     }
 }
@@ -80,24 +117,18 @@ impl Visibility {
 #[allow(clippy::too_many_arguments)]
 fn scores(
     s: &mut [f32],
-    q_i: &[f32],
-    k_j: &[f32],
+    q_i: Mat,
+    k_j: Mat,
     bias_j: &[f32],
-    rows: &std::ops::Range<usize>,
-    cols: &std::ops::Range<usize>,
+    rows: &Range<usize>,
+    cols: &Range<usize>,
     d: usize,
     causal: bool,
 ) {
     let (br, bc) = (rows.len(), cols.len());
     let s = &mut s[..br * bc];
     let scale = 1.0 / (d as f32).sqrt();
-    matmul(
-        s,
-        Mat::rows(q_i, br, d),
-        Mat::rows(k_j, bc, d).t(),
-        scale,
-        false,
-    );
+    matmul(s, q_i, k_j.t(), scale, false);
     for (r, row) in s.chunks_exact_mut(bc).enumerate() {
         for (x, b) in row.iter_mut().zip(bias_j) {
             *x += b;
@@ -136,11 +167,10 @@ pub(crate) fn forward_with(x: &Inputs, ops: RowOps) -> (Vec<f32>, Vec<f32>) {
     tasks.into_par_iter().for_each_init(
         || (vec![0.0f32; tile * tile], vec![0.0f32; tile * d]),
         |(s, acc), (bh, r0, out, lse)| {
-            let b = bh / heads;
+            let (b, h) = (bh / heads, bh % heads);
             let rows = r0..r0 + lse.len();
             let br = rows.len();
-            let head = bh * n * d;
-            let q_i = &x.q[head + r0 * d..head + rows.end * d];
+            let q_i = x.q.rows(b, h, &rows);
             let (mut m, mut l) = (vec![f32::NEG_INFINITY; br], vec![0.0f32; br]);
             acc[..br * d].fill(0.0);
             for (t, c0) in (0..n).step_by(tile).enumerate() {
@@ -149,8 +179,7 @@ pub(crate) fn forward_with(x: &Inputs, ops: RowOps) -> (Vec<f32>, Vec<f32>) {
                 }
                 let cols = c0..(c0 + tile).min(n);
                 let bc = cols.len();
-                let k_j = &x.k[head + c0 * d..head + cols.end * d];
-                let v_j = &x.v[head + c0 * d..head + cols.end * d];
+                let (k_j, v_j) = (x.k.rows(b, h, &cols), x.v.rows(b, h, &cols));
                 scores(
                     s,
                     q_i,
@@ -177,7 +206,7 @@ pub(crate) fn forward_with(x: &Inputs, ops: RowOps) -> (Vec<f32>, Vec<f32>) {
                 matmul(
                     &mut acc[..br * d],
                     Mat::rows(&s[..br * bc], br, bc),
-                    Mat::rows(v_j, bc, d),
+                    v_j,
                     1.0,
                     true,
                 );
@@ -200,7 +229,7 @@ pub(crate) fn forward_with(x: &Inputs, ops: RowOps) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// The backward pass: `(dq, dk, dv)`, each `[B, H, N, D]`, from the saved output and log-sum-exp.
-pub(crate) fn backward(x: &Inputs, out: &[f32], lse: &[f32], d_out: &[f32]) -> [Vec<f32>; 3] {
+pub(crate) fn backward(x: &Inputs, out: &[f32], lse: &[f32], d_out: Heads) -> [Vec<f32>; 3] {
     backward_with(x, out, lse, d_out, best())
 }
 
@@ -208,18 +237,18 @@ pub(crate) fn backward_with(
     x: &Inputs,
     out: &[f32],
     lse: &[f32],
-    d_out: &[f32],
+    d_out: Heads,
     ops: RowOps,
 ) -> [Vec<f32>; 3] {
     let Dims {
-        batch: _,
+        batch,
         heads,
         len: n,
         dim: d,
     } = x.dims;
     let tile = x.tile.clamp(1, n.max(1));
     let seen = Visibility::new(x.bias, x.dims, tile);
-    let size = x.q.len();
+    let size = batch * heads * n * d;
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; size], vec![0.0f32; size], vec![0.0f32; size]);
     let scale = 1.0 / (d as f32).sqrt();
     let head_size = n * d;
@@ -228,10 +257,10 @@ pub(crate) fn backward_with(
         .zip(dv.par_chunks_mut(head_size))
         .enumerate()
         .for_each(|(bh, ((dq, dk), dv))| {
-            let b = bh / heads;
+            let (b, h) = (bh / heads, bh % heads);
             let head = bh * head_size;
             // Rows that see no key output zeros, so their gradient is dropped here.
-            let mut g = d_out[head..head + head_size].to_vec();
+            let mut g = d_out.copy_rows(b, h, &(0..n));
             for (i, row) in g.chunks_exact_mut(d).enumerate() {
                 if !seen.sees_any(b, i, x.causal) {
                     row.fill(0.0);
@@ -244,17 +273,13 @@ pub(crate) fn backward_with(
                 .map(|(g, o)| (ops.dot)(g, o))
                 .collect();
             let lse = &lse[bh * n..(bh + 1) * n];
-            let (q, k, v) = (
-                &x.q[head..head + head_size],
-                &x.k[head..head + head_size],
-                &x.v[head..head + head_size],
-            );
+            let (q, k, v) = (x.q, x.k, x.v);
             let mut p = vec![0.0f32; tile * tile];
             let mut ds = vec![0.0f32; tile * tile];
             for (t, c0) in (0..n).step_by(tile).enumerate() {
                 let cols = c0..(c0 + tile).min(n);
                 let bc = cols.len();
-                let (k_j, v_j) = (&k[c0 * d..cols.end * d], &v[c0 * d..cols.end * d]);
+                let (k_j, v_j) = (k.rows(b, h, &cols), v.rows(b, h, &cols));
                 let bias_j = &x.bias[b * n + c0..b * n + cols.end];
                 for r0 in (0..n).step_by(tile) {
                     let rows = r0..(r0 + tile).min(n);
@@ -262,7 +287,7 @@ pub(crate) fn backward_with(
                         continue;
                     }
                     let br = rows.len();
-                    let (q_i, g_i) = (&q[r0 * d..rows.end * d], &g[r0 * d..rows.end * d]);
+                    let (q_i, g_i) = (q.rows(b, h, &rows), &g[r0 * d..rows.end * d]);
                     scores(&mut p, q_i, k_j, bias_j, &rows, &cols, d, x.causal);
                     let p = &mut p[..br * bc];
                     for (r, row) in p.chunks_exact_mut(bc).enumerate() {
@@ -276,13 +301,7 @@ pub(crate) fn backward_with(
                         1.0,
                         true,
                     );
-                    matmul(
-                        ds,
-                        Mat::rows(g_i, br, d),
-                        Mat::rows(v_j, bc, d).t(),
-                        1.0,
-                        false,
-                    );
+                    matmul(ds, Mat::rows(g_i, br, d), v_j.t(), 1.0, false);
                     for (r, (ds_row, p_row)) in
                         ds.chunks_exact_mut(bc).zip(p.chunks_exact(bc)).enumerate()
                     {
@@ -291,14 +310,14 @@ pub(crate) fn backward_with(
                     matmul(
                         &mut dq[r0 * d..rows.end * d],
                         Mat::rows(ds, br, bc),
-                        Mat::rows(k_j, bc, d),
+                        k_j,
                         1.0,
                         true,
                     );
                     matmul(
                         &mut dk[c0 * d..cols.end * d],
                         Mat::rows(ds, br, bc).t(),
-                        Mat::rows(q_i, br, d),
+                        q_i,
                         1.0,
                         true,
                     );
@@ -308,13 +327,41 @@ pub(crate) fn backward_with(
     [dq, dk, dv]
 }
 
-/// Flex tensors made contiguous for the kernel; `None` (use the portable path) unless all are f32.
+/// Flex tensors as the kernel reads them; `None` (use the portable path) unless all are f32.
 pub(crate) struct FlexInputs {
     q: FlexTensor,
     k: FlexTensor,
     v: FlexTensor,
     bias: FlexTensor,
     dims: Dims,
+}
+
+/// `t` itself when the kernel can read its layout (f32, contiguous along D, non-negative
+/// strides), else a contiguous copy; `None` unless f32.
+fn readable(t: &FlexTensor) -> Option<FlexTensor> {
+    let layout = t.layout();
+    let strides = layout.strides();
+    let direct = t.dtype() == DType::F32
+        && strides.len() == 4
+        && strides.iter().all(|&s| s >= 0)
+        && (strides[3] == 1 || layout.shape()[3] == 1);
+    if direct {
+        Some(t.clone())
+    } else {
+        contiguous_f32(t)
+    }
+}
+
+/// The `[B, H, N, D]` view of a tensor [`readable`] returned.
+fn heads(t: &FlexTensor) -> Heads<'_> {
+    let layout = t.layout();
+    let s = layout.strides();
+    Heads {
+        data: t.storage::<f32>(),
+        offset: layout.start_offset(),
+        strides: [s[0] as usize, s[1] as usize, s[2] as usize],
+        dim: layout.shape()[3],
+    }
 }
 
 impl FlexInputs {
@@ -328,9 +375,9 @@ impl FlexInputs {
             dim: s[3],
         };
         Some(Self {
-            q: contiguous_f32(q)?,
-            k: contiguous_f32(k)?,
-            v: contiguous_f32(v)?,
+            q: readable(q)?,
+            k: readable(k)?,
+            v: readable(v)?,
             bias: contiguous_f32(bias)?,
             dims,
         })
@@ -338,9 +385,9 @@ impl FlexInputs {
 
     fn inputs(&self, causal: bool, tile: usize) -> Inputs<'_> {
         Inputs {
-            q: values(&self.q),
-            k: values(&self.k),
-            v: values(&self.v),
+            q: heads(&self.q),
+            k: heads(&self.k),
+            v: heads(&self.v),
             bias: values(&self.bias),
             dims: self.dims,
             causal,
@@ -372,14 +419,10 @@ impl FlexInputs {
         let (out, lse, grad) = (
             contiguous_f32(out)?,
             contiguous_f32(lse)?,
-            contiguous_f32(grad_out)?,
+            readable(grad_out)?,
         );
-        let [dq, dk, dv] = backward(
-            &self.inputs(causal, tile),
-            values(&out),
-            values(&lse),
-            values(&grad),
-        );
+        let x = self.inputs(causal, tile);
+        let [dq, dk, dv] = backward(&x, values(&out), values(&lse), heads(&grad));
         let shape = self.shape();
         Some((tensor(dq, shape), tensor(dk, shape), tensor(dv, shape)))
     }
@@ -438,9 +481,9 @@ mod tests {
         let (want_out, want_lse) =
             reference::forward::<Flex>(t(&q), t(&k), t(&v), bias_t.clone(), causal, tile);
         let inputs = Inputs {
-            q: &q,
-            k: &k,
-            v: &v,
+            q: Heads::contiguous(&q, dims),
+            k: Heads::contiguous(&k, dims),
+            v: Heads::contiguous(&v, dims),
             bias: &bias,
             dims,
             causal,
@@ -459,16 +502,56 @@ mod tests {
         );
         let (dq, dk, dv) = reference::backward::<Flex>(saved, t(&g));
         let want = [dq, dk, dv];
-        let got = backward(&inputs, &out, &lse, &g);
+        let got = backward(&inputs, &out, &lse, Heads::contiguous(&g, dims));
         for ((name, got), want) in ["dq", "dk", "dv"].iter().zip(&got).zip(want) {
             assert_close(&format!("{name} {what}"), got, &values_of(want));
         }
         // The portable row kernels give the same answers as the dispatched ones.
         let (slow_out, _) = forward_with(&inputs, portable());
         assert_close(&format!("portable out {what}"), &slow_out, &out);
-        let slow = backward_with(&inputs, &out, &lse, &g, portable());
+        let slow = backward_with(&inputs, &out, &lse, Heads::contiguous(&g, dims), portable());
         for ((name, s), f) in ["dq", "dk", "dv"].iter().zip(&slow).zip(&got) {
             assert_close(&format!("portable {name} {what}"), s, f);
+        }
+        // Heads read where they lie: `[B, N, H, D]` storage seen as `[B, H, N, D]`.
+        let split = |x: &[f32]| {
+            let Dims {
+                batch: _,
+                heads,
+                len,
+                dim,
+            } = dims;
+            let mut y = vec![0.0; x.len()];
+            for (i, v) in x.iter().enumerate() {
+                let (b, h, n, e) = (
+                    i / (heads * len * dim),
+                    i / (len * dim) % heads,
+                    i / dim % len,
+                    i % dim,
+                );
+                y[((b * len + n) * heads + h) * dim + e] = *v;
+            }
+            tensor(y, [dims.batch, dims.len, dims.heads, dims.dim]).transpose(1, 2)
+        };
+        let flex = FlexInputs::new(
+            &split(&q),
+            &split(&k),
+            &split(&v),
+            &tensor(bias, [dims.batch, 1, 1, dims.len]),
+        )
+        .unwrap();
+        let (s_out, s_lse) = flex.forward(causal, tile);
+        assert_close(
+            &format!("strided out {what}"),
+            &values_of(s_out.clone()),
+            &out,
+        );
+        let s_grads = flex
+            .backward(&s_out, &s_lse, &split(&g), causal, tile)
+            .unwrap();
+        let s_grads = [s_grads.0, s_grads.1, s_grads.2];
+        for ((name, s), f) in ["dq", "dk", "dv"].iter().zip(s_grads).zip(&got) {
+            assert_close(&format!("strided {name} {what}"), &values_of(s), f);
         }
     }
 
@@ -508,9 +591,9 @@ mod tests {
         let [q, k, v, g] = [0, 1, 2, 3].map(|i| random(size, 50 + i));
         let bias = vec![0.0; 2 * 70];
         let x = Inputs {
-            q: &q,
-            k: &k,
-            v: &v,
+            q: Heads::contiguous(&q, dims),
+            k: Heads::contiguous(&k, dims),
+            v: Heads::contiguous(&v, dims),
             bias: &bias,
             dims,
             causal: true,
@@ -522,7 +605,8 @@ mod tests {
                 .zip(&b.0)
                 .all(|(x, y)| x.to_bits() == y.to_bits())
         );
-        let (ga, gb) = (backward(&x, &a.0, &a.1, &g), backward(&x, &a.0, &a.1, &g));
+        let g = Heads::contiguous(&g, dims);
+        let (ga, gb) = (backward(&x, &a.0, &a.1, g), backward(&x, &a.0, &a.1, g));
         for (x, y) in ga.iter().zip(&gb) {
             assert!(x.iter().zip(y).all(|(x, y)| x.to_bits() == y.to_bits()));
         }

@@ -25,6 +25,19 @@ impl<'a> Mat<'a> {
         m
     }
 
+    /// `rows × cols` with rows `row_stride` apart, contiguous within a row, at the start of `data`.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        let m = Self {
+            data,
+            rows,
+            cols,
+            row: row_stride,
+            col: 1,
+        };
+        m.check();
+        m
+    }
+
     /// The transpose (no copy).
     pub fn t(self) -> Self {
         Self {
