@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod cpu;
+mod dropout;
 mod flash;
 mod flash_reference;
 mod gelu;
@@ -18,6 +19,7 @@ mod softmax;
 #[cfg(test)]
 mod test_util;
 
+pub use dropout::{DropoutBackend, dropout};
 pub use flash::{BLOCKED_SCORE, FlashBackend, flash_attention};
 pub use gelu::{GeluBackend, gelu};
 pub use layer_norm::{LayerNormBackend, layer_norm};

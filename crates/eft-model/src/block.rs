@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm};
 use burn::tensor::{Bool, Device, Tensor};
 
+use crate::dropout;
 use crate::norm::{new_norm, normalise};
 use crate::{
     FeedForward, ModelConfig, ModelCost, Residual, SelfAttention, StateMemory, layer_norm_flops,
@@ -60,7 +61,7 @@ impl Block {
         let h =
             self.attention
                 .forward_with_memory(normalise(&self.attention_norm, x), padding, memory);
-        self.dropout.forward(h)
+        dropout::apply(&self.dropout, h)
     }
 
     /// The feed-forward branch `g(x)`.
@@ -71,7 +72,7 @@ impl Block {
         let h = self
             .feed_forward
             .forward(normalise(&self.feed_forward_norm, x));
-        self.dropout.forward(h)
+        dropout::apply(&self.dropout, h)
     }
 
     /// The block's residual form over its two branches (pre-LN: `x + f(x)`, then `+ g(·)`).

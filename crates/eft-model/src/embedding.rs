@@ -4,6 +4,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
+use crate::dropout;
 use crate::{ModelConfig, ModelCost, Pool, Positions, TaskShape};
 
 /// Maps tokens to vectors: token embedding + position encoding, CLS prepended when pooling by it.
@@ -80,7 +81,7 @@ impl Embeddings {
             }
             None => sinusoidal_table(len, self.d_model, &device).reshape([1, len, self.d_model]),
         };
-        (self.dropout.forward(x + pos), padding)
+        (dropout::apply(&self.dropout, x + pos), padding)
     }
 }
 

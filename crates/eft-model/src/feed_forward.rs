@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dropout;
 use crate::{GELU_FLOPS, ModelConfig, ModelCost, linear_flops};
 
 /// The feed-forward branch of every block. TOML: `model.feed_forward = { kind = "dense" }`.
@@ -61,6 +62,6 @@ impl FeedForward {
     /// - x: `[B, N, d]` → `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = eft_kernels::gelu(self.up.forward(x)); // [B, N, d_ff]
-        self.down.forward(self.dropout.forward(h))
+        self.down.forward(dropout::apply(&self.dropout, h))
     }
 }

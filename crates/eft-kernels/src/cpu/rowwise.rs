@@ -119,3 +119,18 @@ pub(crate) fn layer_norm_backward(
     }
     (dx, dg, db)
 }
+
+/// Dropout by the hashed mask of [`crate::dropout`], element-wise.
+pub(crate) fn dropout(x: &[f32], prob: f32, seed: u64) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    y.par_chunks_mut(CHUNK_ELEMS)
+        .zip(x.par_chunks(CHUNK_ELEMS))
+        .enumerate()
+        .for_each(|(c, (y, x))| {
+            let start = c * CHUNK_ELEMS;
+            for (i, (y, x)) in y.iter_mut().zip(x).enumerate() {
+                *y = x * crate::dropout::mask_value(seed, start + i, prob);
+            }
+        });
+    y
+}

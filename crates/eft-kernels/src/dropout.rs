@@ -1,0 +1,149 @@
+//! Dropout whose mask is a hash of (seed, element index): drawn in parallel and vectorised, and
+//! recomputed in the backward pass instead of stored, so the op holds no mask at all.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::cpu;
+
+/// The backend operation behind [`dropout`].
+#[backend_extension(Autodiff, Flex)]
+pub trait DropoutBackend: Backend {
+    /// `x ∘ keep/(1 − prob)`, where element `i` is kept when [`keeps`]`(seed, i, prob)`.
+    fn hashed_dropout(x: FloatTensor<Self>, prob: f32, seed: usize) -> FloatTensor<Self> {
+        generic_dropout::<Self>(x, prob, seed)
+    }
+}
+
+/// The portable dropout: the mask built on the host, one multiply.
+fn generic_dropout<B: Backend>(x: FloatTensor<B>, prob: f32, seed: usize) -> FloatTensor<B> {
+    let shape = x.shape();
+    let scale: Vec<f32> = (0..shape.num_elements())
+        .map(|i| mask_value(seed as u64, i, prob))
+        .collect();
+    let mask = B::float_from_data(TensorData::new(scale, shape), &x.device());
+    B::float_mul(x, mask)
+}
+
+/// 32-bit finaliser of MurmurHash3: every input bit affects every output bit.
+#[inline(always)]
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// Whether dropout with `seed` keeps element `i` (probability `1 − prob`).
+#[inline(always)]
+pub(crate) fn keeps(seed: u64, i: usize, prob: f32) -> bool {
+    let (lo, hi) = (seed as u32, (seed >> 32) as u32);
+    let h = mix(mix((i as u32).wrapping_mul(0x9e37_79b9) ^ lo) ^ hi ^ ((i as u64 >> 32) as u32));
+    // The top 24 bits as a uniform in [0, 1), exact in f32.
+    ((h >> 8) as f32) * (1.0 / (1u32 << 24) as f32) >= prob
+}
+
+/// `1/(1 − prob)` where element `i` is kept, else 0.
+#[inline(always)]
+pub(crate) fn mask_value(seed: u64, i: usize, prob: f32) -> f32 {
+    if keeps(seed, i, prob) {
+        1.0 / (1.0 - prob)
+    } else {
+        0.0
+    }
+}
+
+/// Dropout of `x` with drop probability `prob`, its mask a function of `seed` (draw a fresh seed
+/// per call); differentiable, fused on burn's Flex backend in f32.
+pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, seed: u64) -> Tensor<D> {
+    let out =
+        <Dispatch as DropoutBackend>::hashed_dropout(x.into_dispatch(), prob as f32, seed as usize);
+    Tensor::from_dispatch(out)
+}
+
+impl DropoutBackend for Flex {
+    fn hashed_dropout(x: FloatTensor<Self>, prob: f32, seed: usize) -> FloatTensor<Self> {
+        match cpu::contiguous_f32(&x) {
+            Some(c) => {
+                let y = cpu::rowwise::dropout(cpu::values(&c), prob, seed as u64);
+                cpu::tensor(y, c.layout().shape().clone())
+            }
+            None => generic_dropout::<Self>(x, prob, seed),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DropoutGrad;
+
+impl<B: Backend + DropoutBackend> Backward<B, 1> for DropoutGrad {
+    type State = (f32, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        let (prob, seed) = ops.state;
+        if let Some(parent) = &ops.parents[0] {
+            // The same mask, recomputed: dx = dy ∘ keep/(1 − prob).
+            grads.register::<B>(parent.id, B::hashed_dropout(dy, prob, seed));
+        }
+    }
+}
+
+impl<B: Backend + DropoutBackend, C: CheckpointStrategy> DropoutBackend for Autodiff<B, C> {
+    fn hashed_dropout(x: FloatTensor<Self>, prob: f32, seed: usize) -> FloatTensor<Self> {
+        match DropoutGrad
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (prob, seed),
+                B::hashed_dropout(x.into_primitive(), prob, seed),
+            ),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::hashed_dropout(x.into_primitive(), prob, seed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::test_util::{random, values};
+
+    #[test]
+    fn fused_and_portable_masks_agree_and_the_gradient_uses_the_same_mask() {
+        let device = Device::flex().autodiff();
+        let x = random([3, 50, 70], 1, &device).require_grad();
+        let y = dropout(x.clone(), 0.3, 12345);
+        let (xv, yv) = (values(x.clone()), values(y.clone()));
+        let mut kept = 0;
+        for (i, (x, y)) in xv.iter().zip(&yv).enumerate() {
+            let want = x * mask_value(12345, i, 0.3);
+            assert!(
+                (y - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "element {i}"
+            );
+            kept += usize::from(keeps(12345, i, 0.3));
+        }
+        // 10 500 Bernoulli(0.7) draws: mean 7350, sd 47.
+        assert!((7150..7550).contains(&kept), "kept {kept}");
+        let grads = y.sum().backward();
+        let g = values(x.grad(&grads).unwrap());
+        for (i, g) in g.iter().enumerate() {
+            assert_eq!(*g, mask_value(12345, i, 0.3), "gradient {i}");
+        }
+        // Another seed draws another mask.
+        let other = values(dropout(x.inner(), 0.3, 999));
+        assert!(other.iter().zip(&yv).any(|(a, b)| a != b));
+    }
+}

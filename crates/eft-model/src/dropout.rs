@@ -1,0 +1,21 @@
+//! The model's dropout: burn's `Dropout` holds the probability and the training flag, eft's
+//! hashed dropout applies them (parallel, vectorised, no mask stored for the backward pass).
+
+use burn::nn::Dropout;
+use burn::tensor::{Distribution, Tensor};
+
+/// `dropout` applied to `x`, under the same conditions as `Dropout::forward`: only while
+/// training on an autodiff device with a non-zero probability. The mask's seed is drawn from the
+/// device's generator, so seeded runs reproduce.
+pub(crate) fn apply<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !dropout.training.is_enabled() || !device.is_autodiff() || dropout.prob == 0.0 {
+        return x;
+    }
+    // Four 16-bit draws (each exact in f32) make the 64-bit seed.
+    let seed = Tensor::<1>::random([4], Distribution::Uniform(0.0, 65536.0), &device)
+        .into_data()
+        .iter::<f32>()
+        .fold(0u64, |seed, part| (seed << 16) | (part as u64 & 0xffff));
+    eft_kernels::dropout(x, dropout.prob, seed)
+}
