@@ -1,15 +1,15 @@
 //! Full (vanilla) softmax attention, Vaswani et al. 2017.
 //!
 //! `softmax(q·kᵀ/√D + mask)·v`. O(N²·D) time, O(N²) memory held for the backward pass (the
-//! attention probabilities). It is the dense reference with the input's own padding and causal
-//! masks, so it is exact by construction; its tests check it against an independent f64 loop.
+//! attention probabilities, and nothing else of that size): one operation with its own backward
+//! pass, [`eft_kernels::materialised_attention`], fused on the CPU. Its tests check it against an
+//! independent f64 loop, forward and by central differences.
 
 use burn::module::Module;
 use burn::tensor::Tensor;
 
 use crate::{
     AttentionCost, AttentionInput, AttentionLayout, AttentionShape, Mechanism, MechanismConfig,
-    blocked_positions, dense_attention,
 };
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -38,10 +38,8 @@ impl Mechanism for FullAttention {
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
     fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        let [_, _, len, _] = input.q.dims();
-        let device = input.q.device();
-        let blocked = blocked_positions(input.key_padding, input.causal, len, &device);
-        dense_attention(input.q, input.k, input.v, blocked)
+        let padding = input.key_padding.map(|p| p.float());
+        eft_kernels::materialised_attention(input.q, input.k, input.v, padding, input.causal)
     }
 
     /// FLOPs and saved bytes of one call.

@@ -111,7 +111,7 @@ impl FlashBackend for Flex {
         causal: bool,
         tile: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match cpu::flash::FlexInputs::new(&q, &k, &v, &key_bias) {
+        match cpu::heads::FlexInputs::new(&q, &k, &v, &key_bias) {
             Some(x) => x.forward(causal, tile),
             None => reference::forward::<Self>(q, k, v, key_bias, causal, tile),
         }
@@ -128,8 +128,14 @@ impl FlashBackend for Flex {
         causal: bool,
         tile: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let fused = cpu::flash::FlexInputs::new(&q, &k, &v, &key_bias)
-            .and_then(|x| x.backward(&out, &lse, &grad_out, causal, tile));
+        let fused = cpu::heads::FlexInputs::new(&q, &k, &v, &key_bias).and_then(|x| {
+            x.gradients(
+                (&out, &lse),
+                &grad_out,
+                (causal, tile),
+                cpu::flash::backward,
+            )
+        });
         match fused {
             Some(grads) => grads,
             None => {

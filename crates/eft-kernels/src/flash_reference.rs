@@ -57,7 +57,7 @@ fn scalar(x: f64) -> Scalar {
 }
 
 /// Scores of query rows `qr` against key rows `kr`: `q·kᵀ/√D + bias`, future keys blocked if causal.
-fn scores<B: Backend>(
+pub(crate) fn scores<B: Backend>(
     q_i: &FloatTensor<B>,
     k_j: &FloatTensor<B>,
     bias: &FloatTensor<B>,
@@ -91,7 +91,7 @@ fn visible_tile(qr: &Range<usize>, kr: &Range<usize>, causal: bool) -> bool {
 }
 
 /// 1 where a query sees at least one key, else 0: `[B, 1, N, 1]`.
-fn has_visible<B: Backend>(bias: &FloatTensor<B>, causal: bool) -> FloatTensor<B> {
+pub(crate) fn has_visible<B: Backend>(bias: &FloatTensor<B>, causal: bool) -> FloatTensor<B> {
     let [b, _, _, n] = dims4::<B>(bias);
     let bools = get_or_init_device_settings::<B>(&bias.device()).bool_dtype;
     let real = B::bool_into_float(

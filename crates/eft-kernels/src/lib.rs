@@ -15,6 +15,7 @@ mod flash;
 mod flash_reference;
 mod gelu;
 mod layer_norm;
+mod materialised;
 mod softmax;
 #[cfg(test)]
 mod test_util;
@@ -23,4 +24,5 @@ pub use dropout::{DropoutBackend, dropout};
 pub use flash::{BLOCKED_SCORE, FlashBackend, flash_attention};
 pub use gelu::{GeluBackend, gelu};
 pub use layer_norm::{LayerNormBackend, layer_norm};
+pub use materialised::{MaterialisedBackend, materialised_attention};
 pub use softmax::{SoftmaxBackend, softmax};

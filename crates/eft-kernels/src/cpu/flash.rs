@@ -1,4 +1,4 @@
-//! The fused CPU flash-attention kernel on contiguous `f32` slices: forward with an online
+//! The fused CPU flash-attention kernel on `f32` slices: forward with an online
 //! softmax, backward recomputing probabilities from the saved log-sum-exp (FlashAttention-2
 //! order), threads over batch × heads (× query tiles forward), scratch allocated once per task.
 
@@ -8,110 +8,11 @@ use rayon::prelude::*;
 
 use burn::backend::flex::FlexTensor;
 
+use super::heads::{Dims, FlexInputs, Heads, Inputs, Visibility};
 use super::matmul::{Mat, matmul};
 use super::rows::{RowOps, best};
-use super::{contiguous_f32, tensor, values};
+use super::tensor;
 use crate::BLOCKED_SCORE;
-use burn::tensor::DType;
-
-/// The shape `[batch, heads, len, dim]` of q, k, v and the output.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Dims {
-    pub batch: usize,
-    pub heads: usize,
-    pub len: usize,
-    pub dim: usize,
-}
-
-/// A `[B, H, N, D]` tensor in a slice, contiguous along D, any non-negative strides otherwise:
-/// the heads split out of `[B, N, H·D]` projections are read where they lie, without a copy.
-#[derive(Clone, Copy)]
-pub(crate) struct Heads<'a> {
-    data: &'a [f32],
-    offset: usize,
-    /// Strides of B, H and N.
-    strides: [usize; 3],
-    dim: usize,
-}
-
-impl<'a> Heads<'a> {
-    /// A contiguous `[B, H, N, D]` slice.
-    #[cfg(test)]
-    pub fn contiguous(data: &'a [f32], d: Dims) -> Self {
-        Self {
-            data,
-            offset: 0,
-            strides: [d.heads * d.len * d.dim, d.len * d.dim, d.dim],
-            dim: d.dim,
-        }
-    }
-
-    /// Query or key rows `r` of head `h` of batch row `b`, as a `len × D` matrix.
-    fn rows(&self, b: usize, h: usize, r: &Range<usize>) -> Mat<'a> {
-        let [sb, sh, sn] = self.strides;
-        let start = self.offset + b * sb + h * sh + r.start * sn;
-        Mat::strided(&self.data[start..], r.len(), self.dim, sn)
-    }
-
-    /// The same rows copied out contiguously.
-    fn copy_rows(&self, b: usize, h: usize, r: &Range<usize>) -> Vec<f32> {
-        let [sb, sh, sn] = self.strides;
-        let start = self.offset + b * sb + h * sh;
-        r.clone()
-            .flat_map(|i| &self.data[start + i * sn..start + i * sn + self.dim])
-            .copied()
-            .collect()
-    }
-}
-
-/// One attention call's inputs: `q`, `k`, `v` `[B, H, N, D]`, `bias` `[B, N]`.
-pub(crate) struct Inputs<'a> {
-    pub q: Heads<'a>,
-    pub k: Heads<'a>,
-    pub v: Heads<'a>,
-    pub bias: &'a [f32],
-    pub dims: Dims,
-    pub causal: bool,
-    pub tile: usize,
-}
-
-/// A bias entry at or below this blocks its key (the scores themselves stay far above it).
-const BLOCKED_BELOW: f32 = BLOCKED_SCORE / 2.0;
-
-/// Which keys each batch row can use: the first real key, and for each key tile whether it
-/// holds any real key (a tile of padding only adds exactly zero, so it is skipped).
-struct Visibility {
-    first_real: Vec<Option<usize>>,
-    tile_used: Vec<Vec<bool>>,
-}
-
-impl Visibility {
-    fn new(bias: &[f32], d: Dims, tile: usize) -> Self {
-        let rows = || bias.chunks(d.len);
-        Self {
-            first_real: rows()
-                .map(|r| r.iter().position(|&b| b > BLOCKED_BELOW))
-                .collect(),
-            tile_used: rows()
-                .map(|r| {
-                    r.chunks(tile)
-                        .map(|t| t.iter().any(|&b| b > BLOCKED_BELOW))
-                        .collect()
-                })
-                .collect(),
-        }
-    }
-
-    /// Whether query `i` of batch row `b` sees at least one key.
-    fn sees_any(&self, b: usize, i: usize, causal: bool) -> bool {
-        self.first_real[b].is_some_and(|f| !causal || f <= i)
-    }
-
-    /// Whether query rows `rows` of batch row `b` need key tile `t` starting at `start`.
-    fn needs(&self, b: usize, t: usize, start: usize, rows: &Range<usize>, causal: bool) -> bool {
-        self.tile_used[b][t] && (!causal || start < rows.end)
-    }
-}
 
 /// Scores `s = q_i·k_jᵀ/√D + bias_j`, future keys blocked when causal; `s` is `rows × cols`.
 #[allow(clippy::too_many_arguments)]
@@ -326,105 +227,12 @@ pub(crate) fn backward_with(
         });
     [dq, dk, dv]
 }
-
-/// Flex tensors as the kernel reads them; `None` (use the portable path) unless all are f32.
-pub(crate) struct FlexInputs {
-    q: FlexTensor,
-    k: FlexTensor,
-    v: FlexTensor,
-    bias: FlexTensor,
-    dims: Dims,
-}
-
-/// `t` itself when the kernel can read its layout (f32, contiguous along D, non-negative
-/// strides), else a contiguous copy; `None` unless f32.
-fn readable(t: &FlexTensor) -> Option<FlexTensor> {
-    let layout = t.layout();
-    let strides = layout.strides();
-    let direct = t.dtype() == DType::F32
-        && strides.len() == 4
-        && strides.iter().all(|&s| s >= 0)
-        && (strides[3] == 1 || layout.shape()[3] == 1);
-    if direct {
-        Some(t.clone())
-    } else {
-        contiguous_f32(t)
-    }
-}
-
-/// The `[B, H, N, D]` view of a tensor [`readable`] returned.
-fn heads(t: &FlexTensor) -> Heads<'_> {
-    let layout = t.layout();
-    let s = layout.strides();
-    Heads {
-        data: t.storage::<f32>(),
-        offset: layout.start_offset(),
-        strides: [s[0] as usize, s[1] as usize, s[2] as usize],
-        dim: layout.shape()[3],
-    }
-}
-
 impl FlexInputs {
-    /// `q`, `k`, `v` `[B, H, N, D]` and the key bias `[B, 1, 1, N]`.
-    pub fn new(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor) -> Option<Self> {
-        let s = q.layout().shape();
-        let dims = Dims {
-            batch: s[0],
-            heads: s[1],
-            len: s[2],
-            dim: s[3],
-        };
-        Some(Self {
-            q: readable(q)?,
-            k: readable(k)?,
-            v: readable(v)?,
-            bias: contiguous_f32(bias)?,
-            dims,
-        })
-    }
-
-    fn inputs(&self, causal: bool, tile: usize) -> Inputs<'_> {
-        Inputs {
-            q: heads(&self.q),
-            k: heads(&self.k),
-            v: heads(&self.v),
-            bias: values(&self.bias),
-            dims: self.dims,
-            causal,
-            tile,
-        }
-    }
-
-    fn shape(&self) -> [usize; 4] {
-        let d = self.dims;
-        [d.batch, d.heads, d.len, d.dim]
-    }
-
     /// The output and log-sum-exp `[B, H, N, 1]`.
     pub fn forward(&self, causal: bool, tile: usize) -> (FlexTensor, FlexTensor) {
         let (out, lse) = forward(&self.inputs(causal, tile));
         let [b, h, n, _] = self.shape();
         (tensor(out, self.shape()), tensor(lse, [b, h, n, 1]))
-    }
-
-    /// `(dq, dk, dv)`; `None` unless the saved tensors are f32.
-    pub fn backward(
-        &self,
-        out: &FlexTensor,
-        lse: &FlexTensor,
-        grad_out: &FlexTensor,
-        causal: bool,
-        tile: usize,
-    ) -> Option<(FlexTensor, FlexTensor, FlexTensor)> {
-        let (out, lse, grad) = (
-            contiguous_f32(out)?,
-            contiguous_f32(lse)?,
-            readable(grad_out)?,
-        );
-        let x = self.inputs(causal, tile);
-        let [dq, dk, dv] = backward(&x, values(&out), values(&lse), heads(&grad));
-        let shape = self.shape();
-        Some((tensor(dq, shape), tensor(dk, shape), tensor(dv, shape)))
     }
 }
 
@@ -433,6 +241,7 @@ mod tests {
     use burn::backend::Flex;
 
     use super::super::rows::portable;
+    use super::super::{contiguous_f32, values};
     use super::*;
     use crate::flash_reference::{self as reference, Saved};
 
@@ -547,7 +356,7 @@ mod tests {
             &out,
         );
         let s_grads = flex
-            .backward(&s_out, &s_lse, &split(&g), causal, tile)
+            .gradients((&s_out, &s_lse), &split(&g), (causal, tile), backward)
             .unwrap();
         let s_grads = [s_grads.0, s_grads.1, s_grads.2];
         for ((name, s), f) in ["dq", "dk", "dv"].iter().zip(s_grads).zip(&got) {

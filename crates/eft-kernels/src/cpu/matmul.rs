@@ -59,15 +59,31 @@ impl<'a> Mat<'a> {
 
 /// `dst ← scale·a·b` (or `dst + scale·a·b` when `accumulate`), `dst` row-major `a.rows × b.cols`.
 pub(crate) fn matmul(dst: &mut [f32], a: Mat, b: Mat, scale: f32, accumulate: bool) {
+    matmul_strided(dst, b.cols, a, b, scale, accumulate);
+}
+
+/// [`matmul`] into a destination whose rows lie `dst_row` elements apart (`dst_row ≥ b.cols`),
+/// so a product can fill the left part of wider rows.
+pub(crate) fn matmul_strided(
+    dst: &mut [f32],
+    dst_row: usize,
+    a: Mat,
+    b: Mat,
+    scale: f32,
+    accumulate: bool,
+) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert!(dst.len() >= m * n, "destination too small");
+    assert!(dst_row >= n, "destination rows narrower than the product");
     if m == 0 || n == 0 {
         return;
     }
+    assert!(dst.len() >= (m - 1) * dst_row + n, "destination too small");
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for row in dst.chunks_mut(dst_row).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -80,7 +96,7 @@ pub(crate) fn matmul(dst: &mut [f32], a: Mat, b: Mat, scale: f32, accumulate: bo
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row as isize,
             accumulate,
             a.data.as_ptr(),
             a.col as isize,
@@ -131,6 +147,16 @@ mod tests {
             matmul(&mut dst, am, bm, 2.0, true);
             for (got, w) in dst.iter().zip(&want) {
                 assert!((got - (1.0 + 2.0 * w)).abs() < 1e-5, "{got} vs {w}");
+            }
+            // Into wider rows: the product fills the first n columns, the rest stay untouched.
+            let wide = n + 3;
+            let mut dst = vec![7.0; m * wide];
+            matmul_strided(&mut dst, wide, am, bm, 1.0, false);
+            for (i, row) in dst.chunks(wide).enumerate() {
+                for (j, got) in row.iter().enumerate() {
+                    let w = if j < n { want[i * n + j] } else { 7.0 };
+                    assert!((got - w).abs() < 1e-5, "({i}, {j}): {got} vs {w}");
+                }
             }
         }
     }

@@ -2,6 +2,8 @@
 //! version of the same operation.
 
 pub(crate) mod flash;
+pub(crate) mod heads;
+pub(crate) mod materialised;
 mod matmul;
 mod rows;
 pub(crate) mod rowwise;

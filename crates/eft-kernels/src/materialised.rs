@@ -1,0 +1,334 @@
+//! Materialised softmax attention as one operation with its own backward pass: what `full` runs.
+//!
+//! O(N²·D) time and O(N²) memory held for the backward pass: the probabilities, nothing else of
+//! size N² (autodiff of the composed form keeps the scores, the exponentials and the quotient
+//! besides). The backward pass reads the probabilities instead of recomputing them: four
+//! products per head against flash's five. On burn's Flex backend in f32 both passes run the
+//! fused kernel of [`crate::cpu`]; elsewhere the tensor-op version below, which the kernel is
+//! tested against.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Scalar, Tensor};
+
+use crate::BLOCKED_SCORE;
+use crate::cpu;
+use crate::flash_reference::{has_visible, scores};
+use crate::softmax::generic_softmax;
+
+/// Query rows per chunk of the fused kernel: each thread's backward transient is `CHUNK × N`.
+const CHUNK: usize = 64;
+
+/// The backend operations behind [`materialised_attention`].
+#[backend_extension(Autodiff, Flex)]
+pub trait MaterialisedBackend: Backend {
+    /// `softmax(q·kᵀ/√D + key_bias [+ causal])·v` with the `N × N` probabilities in memory.
+    fn materialised_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        key_bias: FloatTensor<Self>,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        Self::materialised_forward(q, k, v, key_bias, causal).0
+    }
+
+    /// The forward pass alone: the output `[B, H, N, D]` and the probabilities `[B, H, N, N]`.
+    fn materialised_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        key_bias: FloatTensor<Self>,
+        causal: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        generic_forward::<Self>(q, k, v, key_bias, causal)
+    }
+
+    /// The backward pass alone: `(dq, dk, dv)` from the inputs, the output, the probabilities
+    /// and the output's gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn materialised_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        key_bias: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+        causal: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = (key_bias, causal);
+        generic_backward::<Self>(q, k, v, out, probs, grad_out)
+    }
+}
+
+/// Softmax attention over every unmasked key, the `N × N` probabilities kept for the backward
+/// pass. A query that sees no key (all padding, or causal before the first real key) outputs
+/// zeros.
+///
+/// # Shapes
+/// - `q`, `k`, `v`: `[B, H, N, D]`
+/// - `key_padding`: `[B, N]` floats, 1 at padding and 0 at real tokens, or `None`
+/// - output: `[B, H, N, D]`
+pub fn materialised_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    key_padding: Option<Tensor<2>>,
+    causal: bool,
+) -> Tensor<4> {
+    let [batch, _, len, _] = q.dims();
+    let bias = match key_padding {
+        Some(p) => p * BLOCKED_SCORE,
+        None => Tensor::zeros([batch, len], &q.device()),
+    }
+    .reshape([batch, 1, 1, len]);
+    let out = <Dispatch as MaterialisedBackend>::materialised_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        bias.into_dispatch(),
+        causal,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// The portable forward pass from tensor ops.
+fn generic_forward<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    causal: bool,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let n = q.shape()[2];
+    let s = scores::<B>(&q, &k, &bias, &(0..n), &(0..n), causal); // [B, H, N, N]
+    // Blocked keys get exactly zero from the softmax; rows that see nothing are zeroed here.
+    let probs = B::float_mul(generic_softmax::<B>(s), has_visible::<B>(&bias, causal));
+    (B::float_matmul(probs.clone(), v), probs)
+}
+
+/// The portable backward pass from tensor ops.
+fn generic_backward<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    out: FloatTensor<B>,
+    probs: FloatTensor<B>,
+    grad_out: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let d = q.shape()[3];
+    let dv = B::float_matmul(B::float_transpose(probs.clone()), grad_out.clone());
+    let dp = B::float_matmul(grad_out.clone(), B::float_transpose(v));
+    let delta = B::float_sum_dim(B::float_mul(grad_out, out), 3); // [B, H, N, 1]
+    let ds = B::float_mul(probs, B::float_sub(dp, delta));
+    let ds = B::float_mul_scalar(ds, Scalar::Float(1.0 / (d as f64).sqrt()));
+    let dq = B::float_matmul(ds.clone(), k);
+    let dk = B::float_matmul(B::float_transpose(ds), q);
+    (dq, dk, dv)
+}
+
+impl MaterialisedBackend for Flex {
+    fn materialised_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        key_bias: FloatTensor<Self>,
+        causal: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match cpu::heads::FlexInputs::new(&q, &k, &v, &key_bias) {
+            Some(x) => x.materialised_forward(causal, CHUNK),
+            None => generic_forward::<Self>(q, k, v, key_bias, causal),
+        }
+    }
+
+    fn materialised_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        key_bias: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+        causal: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let fused = cpu::heads::FlexInputs::new(&q, &k, &v, &key_bias).and_then(|x| {
+            let kernel = cpu::materialised::backward;
+            x.gradients((&out, &probs), &grad_out, (causal, CHUNK), kernel)
+        });
+        match fused {
+            Some(grads) => grads,
+            None => generic_backward::<Self>(q, k, v, out, probs, grad_out),
+        }
+    }
+}
+
+/// What the backward pass reads: the inputs, the output and the probabilities.
+#[derive(Debug, Clone)]
+struct Saved<B: Backend> {
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    out: FloatTensor<B>,
+    probs: FloatTensor<B>,
+    causal: bool,
+}
+
+#[derive(Debug)]
+struct MaterialisedGrad;
+
+impl<B: Backend + MaterialisedBackend> Backward<B, 3> for MaterialisedGrad {
+    type State = Saved<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad_out = grads.consume::<B>(&ops.node);
+        let s = ops.state;
+        let (dq, dk, dv) =
+            B::materialised_backward(s.q, s.k, s.v, s.bias, s.out, s.probs, grad_out, s.causal);
+        for (parent, grad) in ops.parents.iter().zip([dq, dk, dv]) {
+            if let Some(parent) = parent {
+                grads.register::<B>(parent.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: Backend + MaterialisedBackend, C: CheckpointStrategy> MaterialisedBackend
+    for Autodiff<B, C>
+{
+    fn materialised_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        key_bias: FloatTensor<Self>,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        let prep = MaterialisedGrad
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful();
+        let (q, k, v, bias) = (
+            q.into_primitive(),
+            k.into_primitive(),
+            v.into_primitive(),
+            key_bias.into_primitive(),
+        );
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let (out, probs) =
+                    B::materialised_forward(q.clone(), k.clone(), v.clone(), bias.clone(), causal);
+                let saved = Saved {
+                    q,
+                    k,
+                    v,
+                    bias,
+                    out: out.clone(),
+                    probs,
+                    causal,
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::materialised_forward(q, k, v, bias, causal).0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::test_util::{assert_close, random};
+
+    /// The fused kernel against the tensor-op path on the same backend: output and dq, dk, dv,
+    /// with padding (`real` keys per batch row) and with the heads split out of `[B, N, H·D]`.
+    fn check(dims: [usize; 4], real: &[usize], causal: bool, seed: u64) {
+        let [b, h, n, d] = dims;
+        let device = Device::flex().autodiff();
+        // [B, N, H, D] storage seen as [B, H, N, D]: strided heads, as the model passes them.
+        let split = |s| random([b, n, h, d], s, &device).swap_dims(1, 2);
+        let (q, k, v, w) = (
+            split(seed),
+            split(seed + 1),
+            split(seed + 2),
+            split(seed + 3),
+        );
+        let pad: Vec<f32> = (0..b * n)
+            .map(|p| f32::from(u8::from(p % n >= real[p / n])))
+            .collect();
+        let pad = Tensor::<2>::from_data(burn::tensor::TensorData::new(pad, [b, n]), &device);
+        let bias = (pad.clone() * BLOCKED_SCORE).reshape([b, 1, 1, n]);
+        let run = |fused: bool| {
+            let (q, k, v) = (
+                q.clone().require_grad(),
+                k.clone().require_grad(),
+                v.clone().require_grad(),
+            );
+            let out = if fused {
+                materialised_attention(q.clone(), k.clone(), v.clone(), Some(pad.clone()), causal)
+            } else {
+                // The portable path, on the inner (non-autodiff) tensors, then its own backward.
+                let inner = |t: &Tensor<4>| t.clone().inner().into_dispatch();
+                let (out, probs) = generic_forward::<Dispatch>(
+                    inner(&q),
+                    inner(&k),
+                    inner(&v),
+                    bias.clone().inner().into_dispatch(),
+                    causal,
+                );
+                let (dq, dk, dv) = generic_backward::<Dispatch>(
+                    inner(&q),
+                    inner(&k),
+                    inner(&v),
+                    out.clone(),
+                    probs,
+                    inner(&w),
+                );
+                let t = |x| Tensor::<4>::from_dispatch(x);
+                return [t(out), t(dq), t(dk), t(dv)];
+            };
+            let grads = (out.clone() * w.clone()).sum().backward();
+            let g = |t: &Tensor<4>| t.grad(&grads).expect("input requires grad");
+            [out.inner(), g(&q), g(&k), g(&v)]
+        };
+        let (fast, slow) = (run(true), run(false));
+        for (name, (f, s)) in ["out", "dq", "dk", "dv"]
+            .iter()
+            .zip(fast.into_iter().zip(slow))
+        {
+            let what = format!("{name} {dims:?} real={real:?} causal={causal}");
+            assert_close(&what, f, s, 1e-5);
+        }
+    }
+
+    #[test]
+    fn fused_equals_the_tensor_op_path() {
+        // Odd lengths, several row chunks (N > 64), padding, causal, a query that sees nothing.
+        check([2, 3, 7, 4], &[7, 3], false, 1);
+        check([2, 3, 7, 4], &[7, 3], true, 5);
+        check([1, 2, 130, 16], &[130], true, 9);
+        check([2, 2, 70, 8], &[70, 41], false, 13);
+        check([1, 1, 1, 3], &[1], true, 17);
+    }
+
+    #[test]
+    fn the_fused_passes_reproduce_bit_for_bit() {
+        let device = Device::flex().autodiff();
+        // Drawn once: tests running beside this one share the device's generator.
+        let input = random([2, 2, 90, 8], 3, &device);
+        let run = || {
+            let x = input.clone().require_grad();
+            let out = materialised_attention(x.clone(), x.clone() * 0.5, x.clone(), None, true);
+            let g = x.grad(&out.clone().sum().backward()).unwrap();
+            [out.inner(), g].map(crate::test_util::values)
+        };
+        assert_eq!(run(), run());
+    }
+}
