@@ -5,100 +5,33 @@
 //! short list of *global keys*, and *global queries* see every key. Scores exist only for the
 //! gathered pairs: `[B, H, N/b, b, K·b + G]`, so time and memory are O(N·(K·b + G)) instead of
 //! O(N²). Inside the gathered blocks an [`ElementRule`] (window, dilation) refines the pattern;
-//! causal and padding masks apply everywhere. A query that sees no key outputs zeros.
+//! causal and padding masks apply everywhere. A query that sees no key outputs zeros. On burn's
+//! Flex backend in f32 the pattern runs as one fused operation (`eft_kernels::block_sparse_attention`:
+//! one product per key block read in place, the scored pairs' probabilities kept); elsewhere as
+//! tensor ops. Both are tested against the dense oracle.
 
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
+use std::sync::Arc;
+
+pub use eft_kernels::{BlockPattern, ElementRule};
+
 use crate::{AttentionCost, AttentionInput, AttentionShape, BLOCKED_SCORE, dense_reference};
 
-/// Which keys a query inside a gathered block may see, beyond causal and padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ElementRule {
-    /// Every key of the gathered blocks.
-    All,
-    /// Keys with `|i − j| ≤ window` and `(i − j) mod dilation = 0`.
-    Window {
-        /// Largest distance seen.
-        window: usize,
-        /// Only every `dilation`-th key within the window (1 = all).
-        dilation: usize,
-    },
-}
-
-impl ElementRule {
-    fn allows(self, i: usize, j: usize) -> bool {
-        match self {
-            ElementRule::All => true,
-            ElementRule::Window { window, dilation } => {
-                let dist = i.abs_diff(j);
-                dist <= window && dist.is_multiple_of(dilation)
-            }
-        }
+/// FLOPs and saved bytes of `pattern` for `shape`, counting only the scored pairs.
+pub fn pattern_cost(pattern: &BlockPattern, shape: AttentionShape) -> AttentionCost {
+    let bh = (shape.batch * shape.heads) as f64;
+    let pairs = pattern.scored_pairs();
+    let d = shape.head_dim as f64;
+    AttentionCost {
+        forward_flops: bh * (4.0 * pairs * d + 6.0 * pairs),
+        backward_flops: bh * (8.0 * pairs * d + 5.0 * pairs),
+        saved_bytes: bh * pairs * 4.0,
     }
 }
 
-/// A sparsity pattern in block form, for one sequence length.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BlockPattern {
-    /// Sequence length `N` the pattern was built for.
-    pub len: usize,
-    /// Block size `b`.
-    pub block: usize,
-    /// Number of pattern heads: 1 (all heads share it) or `H` (one pattern per head).
-    pub heads: usize,
-    /// Key blocks per query block, `K`.
-    pub per_query: usize,
-    /// `[heads, N/b, K]` key-block indices; `None` marks an unused slot.
-    pub key_blocks: Vec<Option<usize>>,
-    /// Positions every query may see, besides its gathered blocks.
-    pub global_keys: Vec<usize>,
-    /// Positions whose queries see every key.
-    pub global_queries: Vec<usize>,
-    /// Refinement inside gathered blocks.
-    pub rule: ElementRule,
-}
-
-impl BlockPattern {
-    /// Number of blocks after padding `N` up to a multiple of `b`.
-    pub fn n_blocks(&self) -> usize {
-        self.len.div_ceil(self.block)
-    }
-
-    /// Whether query `i` may see key `j` for pattern head `h`, by the pattern alone (before causal
-    /// and padding); the dense oracle built from this must equal what the engine computes.
-    pub fn allows(&self, h: usize, i: usize, j: usize) -> bool {
-        if self.global_queries.contains(&i) || self.global_keys.contains(&j) {
-            return true;
-        }
-        let qb = i / self.block;
-        let base = (h * self.n_blocks() + qb) * self.per_query;
-        self.key_blocks[base..base + self.per_query]
-            .iter()
-            .any(|&kb| kb == Some(j / self.block))
-            && self.rule.allows(i, j)
-    }
-
-    /// Query–key pairs scored per head: the engine's work and memory unit.
-    pub fn scored_pairs(&self) -> f64 {
-        let padded = (self.n_blocks() * self.block) as f64;
-        let gathered = (self.per_query * self.block + self.global_keys.len()) as f64;
-        padded * gathered + (self.global_queries.len() * self.len) as f64
-    }
-
-    /// FLOPs and saved bytes for `shape`, counting only the scored pairs.
-    pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
-        let bh = (shape.batch * shape.heads) as f64;
-        let pairs = self.scored_pairs();
-        let d = shape.head_dim as f64;
-        AttentionCost {
-            forward_flops: bh * (4.0 * pairs * d + 6.0 * pairs),
-            backward_flops: bh * (8.0 * pairs * d + 5.0 * pairs),
-            saved_bytes: bh * pairs * 4.0,
-        }
-    }
-}
-
-/// Runs attention over the pattern's pairs only.
+/// Runs attention over the pattern's pairs only: the fused kernel of `eft-kernels` where it runs
+/// (burn's Flex backend, f32), else [`block_sparse_tensor_ops`].
 ///
 /// # Shapes
 /// - input: `[B, H, N, D]` with `N = pattern.len`; `pattern.heads` is 1 or `H`
@@ -108,6 +41,26 @@ impl BlockPattern {
 /// Panics if the input's length or heads do not fit the pattern; mechanisms build the pattern
 /// from the input's own shape.
 pub fn block_sparse(input: AttentionInput, pattern: &BlockPattern) -> Tensor<4> {
+    if !eft_kernels::fused_block_sparse(&input.q.device(), input.q.dtype()) {
+        return block_sparse_tensor_ops(input, pattern);
+    }
+    let padding = input.key_padding.map(|p| p.float());
+    eft_kernels::block_sparse_attention(
+        input.q,
+        input.k,
+        input.v,
+        padding,
+        input.causal,
+        Arc::new(pattern.clone()),
+    )
+}
+
+/// [`block_sparse`] from burn tensor ops, on any backend: the pattern's key blocks gathered
+/// into `[B, H, N/b, b, K·b + G]` scores with a mask built on the host.
+///
+/// # Shapes
+/// As [`block_sparse`].
+pub fn block_sparse_tensor_ops(input: AttentionInput, pattern: &BlockPattern) -> Tensor<4> {
     let [batch, heads, len, dim] = input.q.dims();
     assert_eq!(len, pattern.len, "pattern built for another length");
     assert!(

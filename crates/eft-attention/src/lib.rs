@@ -50,7 +50,9 @@ mod synthesizer;
 pub mod testing;
 mod xl;
 
-pub use block_sparse::{BlockPattern, ElementRule, block_sparse, dense_blocked};
+pub use block_sparse::{
+    BlockPattern, ElementRule, block_sparse, block_sparse_tensor_ops, dense_blocked, pattern_cost,
+};
 pub use cosformer::{CosformerAttention, CosformerConfig};
 pub use cost::{AttentionCost, AttentionShape};
 pub use error::AttentionError;
@@ -75,7 +77,7 @@ pub use sparse::{
     FixedAttention, FixedConfig, LocalAttention, LocalConfig, LongformerAttention,
     LongformerConfig, Patterned, SlidingAttention, SlidingConfig, StridedAttention, StridedConfig,
 };
-pub use sparse_plan::{HeadGroup, SparsePlan};
+pub use sparse_plan::{Engine, HeadGroup, SparsePlan};
 pub use synthesizer::{SynthesizerAttention, SynthesizerConfig, SynthesizerMode, factor_lengths};
 
 pub use eft_kernels::BLOCKED_SCORE;

@@ -1,12 +1,18 @@
 //! Head groups for mechanisms whose heads follow different patterns (Sparse Transformer's two
 //! head sets, BlockBERT's per-head permutations), optionally on a permuted sequence.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use crate::block_sparse::{BlockPattern, block_sparse};
+use crate::block_sparse::{BlockPattern, block_sparse, pattern_cost};
 use crate::{AttentionCost, AttentionInput, AttentionShape};
+
+/// What runs one pattern over its heads: [`block_sparse`] or
+/// [`crate::block_sparse_tensor_ops`].
+pub type Engine = fn(AttentionInput, &BlockPattern) -> Tensor<4>;
 
 /// One set of heads and the pattern they follow.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,11 +50,17 @@ impl SparsePlan {
     /// # Shapes
     /// - input: `[B, H, N, D]` → `[B, H, N, D]`
     pub fn forward(&self, input: AttentionInput) -> Tensor<4> {
+        self.forward_with(input, block_sparse)
+    }
+
+    /// [`SparsePlan::forward`] on a chosen engine (the fused dispatch, or the tensor-op engine
+    /// that tests hold it against).
+    pub fn forward_with(&self, input: AttentionInput, engine: Engine) -> Tensor<4> {
         let [batch, _, len, dim] = input.q.dims();
         if let [group] = self.groups.as_slice()
             && group.order.is_none()
         {
-            return block_sparse(input, &group.pattern);
+            return engine(input, &group.pattern);
         }
         let outs = self
             .groups
@@ -65,8 +77,8 @@ impl SparsePlan {
                     memory: None,
                 };
                 match &g.order {
-                    None => block_sparse(part, &g.pattern),
-                    Some(order) => permuted(part, &g.pattern, order),
+                    None => engine(part, &g.pattern),
+                    Some(order) => permuted(part, &g.pattern, order, engine),
                 }
             })
             .collect();
@@ -116,10 +128,13 @@ impl SparsePlan {
     /// FLOPs and saved bytes: each group's pattern over its share of the heads.
     pub fn cost(&self, shape: AttentionShape) -> AttentionCost {
         self.groups.iter().fold(AttentionCost::default(), |acc, g| {
-            let part = g.pattern.cost(AttentionShape {
-                heads: g.heads.len(),
-                ..shape
-            });
+            let part = pattern_cost(
+                &g.pattern,
+                AttentionShape {
+                    heads: g.heads.len(),
+                    ..shape
+                },
+            );
             AttentionCost {
                 forward_flops: acc.forward_flops + part.forward_flops,
                 backward_flops: acc.backward_flops + part.backward_flops,
@@ -130,7 +145,12 @@ impl SparsePlan {
 }
 
 /// Runs `pattern` on the sequence rearranged by `order`, then puts positions back.
-fn permuted(input: AttentionInput, pattern: &BlockPattern, order: &[usize]) -> Tensor<4> {
+fn permuted(
+    input: AttentionInput,
+    pattern: &BlockPattern,
+    order: &[usize],
+    engine: Engine,
+) -> Tensor<4> {
     let [batch, heads, len, dim] = input.q.dims();
     let device = input.q.device();
     let total = order.len();
@@ -169,7 +189,32 @@ fn permuted(input: AttentionInput, pattern: &BlockPattern, order: &[usize]) -> T
         causal: input.causal,
         memory: None,
     };
-    block_sparse(rearranged, pattern)
+    engine(rearranged, pattern)
         .select(2, inverse)
         .slice([0..batch, 0..heads, 0..len, 0..dim])
+}
+
+/// What identifies a plan: the mechanism's type, its parameters (as `Debug` prints them), the
+/// length, the heads and whether it is causal.
+pub(crate) type PlanKey = (&'static str, String, usize, usize, bool);
+
+/// Plans are rebuilt after this many distinct ones, so a sweep over lengths cannot grow the cache
+/// without bound.
+const MAX_CACHED_PLANS: usize = 256;
+
+static PLANS: LazyLock<Mutex<HashMap<PlanKey, Arc<SparsePlan>>>> = LazyLock::new(Default::default);
+
+/// The plan for `key`, built by `build` the first time and shared by every later call.
+pub(crate) fn cached_plan(key: PlanKey, build: impl FnOnce() -> SparsePlan) -> Arc<SparsePlan> {
+    // A panic elsewhere while the lock was held cannot leave a half-built plan in the map.
+    let mut plans = PLANS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(plan) = plans.get(&key) {
+        return plan.clone();
+    }
+    if plans.len() >= MAX_CACHED_PLANS {
+        plans.clear();
+    }
+    let plan = Arc::new(build());
+    plans.insert(key, plan.clone());
+    plan
 }

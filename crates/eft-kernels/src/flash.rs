@@ -5,16 +5,14 @@
 //! in f32 both passes run the fused kernel of [`crate::cpu`]; elsewhere the tensor-op version
 //! of [`crate::flash_reference`].
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 
+use crate::attention_op::{AttentionOp, Saved, tracked};
 use crate::cpu;
-use crate::flash_reference::{self as reference, Saved};
+use crate::flash_reference as reference;
 
 /// Score given to blocked query–key pairs before the softmax, by every mechanism.
 ///
@@ -64,8 +62,8 @@ pub trait FlashBackend: Backend {
         causal: bool,
         tile: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let saved = Saved::new(q, k, v, key_bias, (out, lse), causal, tile);
-        reference::backward::<Self>(saved, grad_out)
+        let saved = Saved::new(q, k, v, key_bias, out, lse);
+        reference::backward::<Self>(saved, grad_out, causal, tile)
     }
 }
 
@@ -133,36 +131,44 @@ impl FlashBackend for Flex {
                 (&out, &lse),
                 &grad_out,
                 (causal, tile),
-                cpu::flash::backward,
+                &cpu::flash::backward,
             )
         });
         match fused {
             Some(grads) => grads,
             None => {
-                let saved = Saved::new(q, k, v, key_bias, (out, lse), causal, tile);
-                reference::backward::<Self>(saved, grad_out)
+                let saved = Saved::new(q, k, v, key_bias, out, lse);
+                reference::backward::<Self>(saved, grad_out, causal, tile)
             }
         }
     }
 }
 
-#[derive(Debug)]
-struct FlashBackward;
+/// [`FlashBackend`]'s passes with their options, for the shared autodiff plumbing.
+#[derive(Debug, Clone)]
+struct Flash {
+    causal: bool,
+    tile: usize,
+}
 
-impl<B: Backend + FlashBackend> Backward<B, 3> for FlashBackward {
-    type State = Saved<B>;
+impl<B: FlashBackend> AttentionOp<B> for Flash {
+    fn forward(
+        &self,
+        q: FloatTensor<B>,
+        k: FloatTensor<B>,
+        v: FloatTensor<B>,
+        bias: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        B::flash_forward(q, k, v, bias, self.causal, self.tile)
+    }
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad_out = grads.consume::<B>(&ops.node);
-        let s = ops.state;
-        let (dq, dk, dv) = B::flash_backward(
-            s.q, s.k, s.v, s.bias, s.out, s.lse, grad_out, s.causal, s.tile,
-        );
-        for (parent, grad) in ops.parents.iter().zip([dq, dk, dv]) {
-            if let Some(parent) = parent {
-                grads.register::<B>(parent.id, grad);
-            }
-        }
+    fn backward(
+        &self,
+        s: Saved<B>,
+        grad_out: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+        let (causal, tile) = (self.causal, self.tile);
+        B::flash_backward(s.q, s.k, s.v, s.bias, s.out, s.kept, grad_out, causal, tile)
     }
 }
 
@@ -175,26 +181,6 @@ impl<B: Backend + FlashBackend, C: CheckpointStrategy> FlashBackend for Autodiff
         causal: bool,
         tile: usize,
     ) -> FloatTensor<Self> {
-        let prep = FlashBackward
-            .prepare::<C>([q.node(), k.node(), v.node()])
-            .compute_bound()
-            .stateful();
-        let (qp, kp, vp, bp) = (
-            q.into_primitive(),
-            k.into_primitive(),
-            v.into_primitive(),
-            key_bias.into_primitive(),
-        );
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let (out, lse) =
-                    B::flash_forward(qp.clone(), kp.clone(), vp.clone(), bp.clone(), causal, tile);
-                let saved = Saved::new(qp, kp, vp, bp, (out.clone(), lse), causal, tile);
-                prep.finish(saved, out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::flash_forward(qp, kp, vp, bp, causal, tile).0)
-            }
-        }
+        tracked::<B, C, _>(Flash { causal, tile }, q, k, v, key_bias)
     }
 }

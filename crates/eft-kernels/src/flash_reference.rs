@@ -10,6 +10,7 @@ use burn::backend::{Backend, TensorMetadata, get_or_init_device_settings};
 use burn::tensor::{FloatDType, Scalar, Shape, Slice, TensorData};
 
 use crate::BLOCKED_SCORE;
+use crate::attention_op::Saved;
 
 /// Consecutive ranges of at most `tile` covering `0..len`.
 fn tiles(len: usize, tile: usize) -> Vec<Range<usize>> {
@@ -159,72 +160,38 @@ pub(crate) fn forward<B: Backend>(
     (out, B::float_cat(lses, 2))
 }
 
-/// What the backward pass reads: the forward's inputs, output and log-sum-exp.
-#[derive(Debug, Clone)]
-pub(crate) struct Saved<B: Backend> {
-    pub q: FloatTensor<B>,
-    pub k: FloatTensor<B>,
-    pub v: FloatTensor<B>,
-    pub bias: FloatTensor<B>,
-    pub out: FloatTensor<B>,
-    pub lse: FloatTensor<B>,
-    pub causal: bool,
-    pub tile: usize,
-}
-
-impl<B: Backend> Saved<B> {
-    /// The inputs, `(output, log-sum-exp)` and options of one forward pass.
-    pub fn new(
-        q: FloatTensor<B>,
-        k: FloatTensor<B>,
-        v: FloatTensor<B>,
-        bias: FloatTensor<B>,
-        (out, lse): (FloatTensor<B>, FloatTensor<B>),
-        causal: bool,
-        tile: usize,
-    ) -> Self {
-        Self {
-            q,
-            k,
-            v,
-            bias,
-            out,
-            lse,
-            causal,
-            tile,
-        }
-    }
-}
-
 /// The backward pass: recomputes each tile's probabilities from the saved log-sum-exp.
+/// `s.kept` is the log-sum-exp `[B, H, N, 1]`.
 pub(crate) fn backward<B: Backend>(
     s: Saved<B>,
     grad_out: FloatTensor<B>,
+    causal: bool,
+    tile: usize,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let [b, h, n, d] = dims4::<B>(&s.q);
     let device = s.q.device();
     let scale = scalar(1.0 / (d as f64).sqrt());
-    let d_out = B::float_mul(grad_out, has_visible::<B>(&s.bias, s.causal));
+    let d_out = B::float_mul(grad_out, has_visible::<B>(&s.bias, causal));
     let delta = B::float_sum_dim(B::float_mul(d_out.clone(), s.out.clone()), 3); // [B, H, N, 1]
-    let q_tiles = tiles(n, s.tile);
+    let q_tiles = tiles(n, tile);
     let mut dq: Vec<FloatTensor<B>> = q_tiles
         .iter()
         .map(|r| B::float_zeros(Shape::new([b, h, r.len(), d]), &device, FloatDType::F32))
         .collect();
     let (mut dks, mut dvs) = (Vec::new(), Vec::new());
-    for kr in tiles(n, s.tile) {
+    for kr in tiles(n, tile) {
         let (k_j, v_j) = (rows::<B>(&s.k, kr.clone()), rows::<B>(&s.v, kr.clone()));
         let shape = Shape::new([b, h, kr.len(), d]);
         let mut dk = B::float_zeros(shape.clone(), &device, FloatDType::F32);
         let mut dv = B::float_zeros(shape, &device, FloatDType::F32);
         for (i, qr) in q_tiles.iter().enumerate() {
-            if !visible_tile(qr, &kr, s.causal) {
+            if !visible_tile(qr, &kr, causal) {
                 continue;
             }
             let q_i = rows::<B>(&s.q, qr.clone());
             let do_i = rows::<B>(&d_out, qr.clone());
-            let sc = scores::<B>(&q_i, &k_j, &s.bias, qr, &kr, s.causal);
-            let p = B::float_exp(B::float_sub(sc, rows::<B>(&s.lse, qr.clone())));
+            let sc = scores::<B>(&q_i, &k_j, &s.bias, qr, &kr, causal);
+            let p = B::float_exp(B::float_sub(sc, rows::<B>(&s.kept, qr.clone())));
             dv = B::float_add(
                 dv,
                 B::float_matmul(B::float_transpose(p.clone()), do_i.clone()),

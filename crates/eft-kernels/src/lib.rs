@@ -9,6 +9,9 @@
 //! same algorithm from tensor ops, which is also what the fused kernel is tested against.
 #![warn(missing_docs)]
 
+mod attention_op;
+mod block_pattern;
+mod block_sparse;
 mod cpu;
 mod dropout;
 mod flash;
@@ -20,6 +23,8 @@ mod softmax;
 #[cfg(test)]
 mod test_util;
 
+pub use block_pattern::{BlockPattern, ElementRule};
+pub use block_sparse::{BlockSparseBackend, block_sparse_attention, fused_block_sparse};
 pub use dropout::{DropoutBackend, dropout};
 pub use flash::{BLOCKED_SCORE, FlashBackend, flash_attention};
 pub use gelu::{GeluBackend, gelu};

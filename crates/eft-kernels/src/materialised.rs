@@ -7,15 +7,13 @@
 //! fused kernel of [`crate::cpu`]; elsewhere the tensor-op version below, which the kernel is
 //! tested against.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Scalar, Tensor};
 
 use crate::BLOCKED_SCORE;
+use crate::attention_op::{AttentionOp, Saved, tracked};
 use crate::cpu;
 use crate::flash_reference::{has_visible, scores};
 use crate::softmax::generic_softmax;
@@ -112,8 +110,8 @@ fn generic_forward<B: Backend>(
     (B::float_matmul(probs.clone(), v), probs)
 }
 
-/// The portable backward pass from tensor ops.
-fn generic_backward<B: Backend>(
+/// The portable backward pass from tensor ops (for any saved `[B, H, N, N]` probabilities).
+pub(crate) fn generic_backward<B: Backend>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
     v: FloatTensor<B>,
@@ -158,7 +156,7 @@ impl MaterialisedBackend for Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let fused = cpu::heads::FlexInputs::new(&q, &k, &v, &key_bias).and_then(|x| {
             let kernel = cpu::materialised::backward;
-            x.gradients((&out, &probs), &grad_out, (causal, CHUNK), kernel)
+            x.gradients((&out, &probs), &grad_out, (causal, CHUNK), &kernel)
         });
         match fused {
             Some(grads) => grads,
@@ -167,34 +165,29 @@ impl MaterialisedBackend for Flex {
     }
 }
 
-/// What the backward pass reads: the inputs, the output and the probabilities.
+/// [`MaterialisedBackend`]'s passes with their option, for the shared autodiff plumbing.
 #[derive(Debug, Clone)]
-struct Saved<B: Backend> {
-    q: FloatTensor<B>,
-    k: FloatTensor<B>,
-    v: FloatTensor<B>,
-    bias: FloatTensor<B>,
-    out: FloatTensor<B>,
-    probs: FloatTensor<B>,
+struct Materialised {
     causal: bool,
 }
 
-#[derive(Debug)]
-struct MaterialisedGrad;
+impl<B: MaterialisedBackend> AttentionOp<B> for Materialised {
+    fn forward(
+        &self,
+        q: FloatTensor<B>,
+        k: FloatTensor<B>,
+        v: FloatTensor<B>,
+        bias: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        B::materialised_forward(q, k, v, bias, self.causal)
+    }
 
-impl<B: Backend + MaterialisedBackend> Backward<B, 3> for MaterialisedGrad {
-    type State = Saved<B>;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad_out = grads.consume::<B>(&ops.node);
-        let s = ops.state;
-        let (dq, dk, dv) =
-            B::materialised_backward(s.q, s.k, s.v, s.bias, s.out, s.probs, grad_out, s.causal);
-        for (parent, grad) in ops.parents.iter().zip([dq, dk, dv]) {
-            if let Some(parent) = parent {
-                grads.register::<B>(parent.id, grad);
-            }
-        }
+    fn backward(
+        &self,
+        s: Saved<B>,
+        grad_out: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+        B::materialised_backward(s.q, s.k, s.v, s.bias, s.out, s.kept, grad_out, self.causal)
     }
 }
 
@@ -208,35 +201,7 @@ impl<B: Backend + MaterialisedBackend, C: CheckpointStrategy> MaterialisedBacken
         key_bias: FloatTensor<Self>,
         causal: bool,
     ) -> FloatTensor<Self> {
-        let prep = MaterialisedGrad
-            .prepare::<C>([q.node(), k.node(), v.node()])
-            .compute_bound()
-            .stateful();
-        let (q, k, v, bias) = (
-            q.into_primitive(),
-            k.into_primitive(),
-            v.into_primitive(),
-            key_bias.into_primitive(),
-        );
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let (out, probs) =
-                    B::materialised_forward(q.clone(), k.clone(), v.clone(), bias.clone(), causal);
-                let saved = Saved {
-                    q,
-                    k,
-                    v,
-                    bias,
-                    out: out.clone(),
-                    probs,
-                    causal,
-                };
-                prep.finish(saved, out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::materialised_forward(q, k, v, bias, causal).0)
-            }
-        }
+        tracked::<B, C, _>(Materialised { causal }, q, k, v, key_bias)
     }
 }
 
@@ -245,67 +210,17 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
-    use crate::test_util::{assert_close, random};
+    use crate::test_util::{check_attention_op, random};
 
-    /// The fused kernel against the tensor-op path on the same backend: output and dq, dk, dv,
-    /// with padding (`real` keys per batch row) and with the heads split out of `[B, N, H·D]`.
     fn check(dims: [usize; 4], real: &[usize], causal: bool, seed: u64) {
-        let [b, h, n, d] = dims;
-        let device = Device::flex().autodiff();
-        // [B, N, H, D] storage seen as [B, H, N, D]: strided heads, as the model passes them.
-        let split = |s| random([b, n, h, d], s, &device).swap_dims(1, 2);
-        let (q, k, v, w) = (
-            split(seed),
-            split(seed + 1),
-            split(seed + 2),
-            split(seed + 3),
+        check_attention_op(
+            &format!("materialised causal={causal}"),
+            dims,
+            real,
+            seed,
+            &|q, k, v, pad| materialised_attention(q, k, v, Some(pad), causal),
+            &|q, k, v, bias| generic_forward::<Dispatch>(q, k, v, bias, causal),
         );
-        let pad: Vec<f32> = (0..b * n)
-            .map(|p| f32::from(u8::from(p % n >= real[p / n])))
-            .collect();
-        let pad = Tensor::<2>::from_data(burn::tensor::TensorData::new(pad, [b, n]), &device);
-        let bias = (pad.clone() * BLOCKED_SCORE).reshape([b, 1, 1, n]);
-        let run = |fused: bool| {
-            let (q, k, v) = (
-                q.clone().require_grad(),
-                k.clone().require_grad(),
-                v.clone().require_grad(),
-            );
-            let out = if fused {
-                materialised_attention(q.clone(), k.clone(), v.clone(), Some(pad.clone()), causal)
-            } else {
-                // The portable path, on the inner (non-autodiff) tensors, then its own backward.
-                let inner = |t: &Tensor<4>| t.clone().inner().into_dispatch();
-                let (out, probs) = generic_forward::<Dispatch>(
-                    inner(&q),
-                    inner(&k),
-                    inner(&v),
-                    bias.clone().inner().into_dispatch(),
-                    causal,
-                );
-                let (dq, dk, dv) = generic_backward::<Dispatch>(
-                    inner(&q),
-                    inner(&k),
-                    inner(&v),
-                    out.clone(),
-                    probs,
-                    inner(&w),
-                );
-                let t = |x| Tensor::<4>::from_dispatch(x);
-                return [t(out), t(dq), t(dk), t(dv)];
-            };
-            let grads = (out.clone() * w.clone()).sum().backward();
-            let g = |t: &Tensor<4>| t.grad(&grads).expect("input requires grad");
-            [out.inner(), g(&q), g(&k), g(&v)]
-        };
-        let (fast, slow) = (run(true), run(false));
-        for (name, (f, s)) in ["out", "dq", "dk", "dv"]
-            .iter()
-            .zip(fast.into_iter().zip(slow))
-        {
-            let what = format!("{name} {dims:?} real={real:?} causal={causal}");
-            assert_close(&what, f, s, 1e-5);
-        }
     }
 
     #[test]

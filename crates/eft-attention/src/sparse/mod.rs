@@ -26,6 +26,8 @@ mod longformer;
 mod sliding;
 mod strided;
 
+use std::sync::Arc;
+
 use burn::tensor::Tensor;
 
 pub use bigbird::{BigBirdAttention, BigBirdConfig};
@@ -38,6 +40,7 @@ pub use sliding::{SlidingAttention, SlidingConfig};
 pub use strided::{StridedAttention, StridedConfig};
 
 use crate::block_sparse::{BlockPattern, ElementRule};
+use crate::sparse_plan::cached_plan;
 use crate::{AttentionCost, AttentionInput, AttentionShape, Mechanism, SparsePlan};
 
 /// A pattern over all heads: each query block gathers `neighbours` (offsets from its own block).
@@ -80,19 +83,32 @@ fn window_pattern(len: usize, window: usize, dilation: usize, causal: bool) -> B
 }
 
 /// A mechanism defined by a sparsity plan.
-pub trait Patterned {
+pub trait Patterned: std::fmt::Debug {
     /// The plan for a sequence of `len` with `heads` heads.
     fn plan(&self, len: usize, heads: usize, causal: bool) -> SparsePlan;
+
+    /// [`Patterned::plan`], built once per (mechanism, parameters, length, heads, causal) and
+    /// shared by every later call.
+    fn cached_plan(&self, len: usize, heads: usize, causal: bool) -> Arc<SparsePlan> {
+        let key = (
+            std::any::type_name::<Self>(),
+            format!("{self:?}"),
+            len,
+            heads,
+            causal,
+        );
+        cached_plan(key, || self.plan(len, heads, causal))
+    }
 
     /// Runs the plan on `input`.
     fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let [_, heads, len, _] = input.q.dims();
-        self.plan(len, heads, input.causal).forward(input)
+        self.cached_plan(len, heads, input.causal).forward(input)
     }
 
     /// The plan's analytic cost (non-causal form).
     fn cost(&self, shape: AttentionShape) -> AttentionCost {
-        self.plan(shape.len, shape.heads, false).cost(shape)
+        self.cached_plan(shape.len, shape.heads, false).cost(shape)
     }
 }
 
@@ -119,7 +135,7 @@ fn halves(heads: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{Case, check_against_reference};
+    use crate::testing::{Case, check_against_reference, check_fn_against_reference};
     use crate::{Attention, AttentionConfig};
     use burn::tensor::Device;
 
@@ -153,9 +169,30 @@ mod tests {
                     causal,
                     seed: seed as u64,
                 };
-                check_against_reference(&what, &m, blocked, &case, 1e-5);
+                check_against_reference(&what, &m, blocked.clone(), &case, 1e-5);
+                // The tensor-op engine (what other backends run) against the same oracle.
+                let engine = |input| plan.forward_with(input, crate::block_sparse_tensor_ops);
+                let what = format!("{what} tensor-op engine");
+                check_fn_against_reference(&what, &engine, blocked, &case, 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn plans_are_built_once_per_shape_and_parameters() {
+        let local = |block: &str| mechanism("local", &[("block", block)]);
+        let (a, b) = (local("4"), local("4"));
+        let plan = |m: &Attention, len| m.patterned().unwrap().cached_plan(len, 2, false);
+        assert!(
+            Arc::ptr_eq(&plan(&a, 16), &plan(&b, 16)),
+            "same parameters and shape"
+        );
+        assert!(!Arc::ptr_eq(&plan(&a, 16), &plan(&a, 17)), "another length");
+        assert!(
+            !Arc::ptr_eq(&plan(&a, 16), &plan(&local("8"), 16)),
+            "another block"
+        );
+        assert_eq!(*plan(&a, 16), a.patterned().unwrap().plan(16, 2, false));
     }
 
     /// `allows` equals the mechanism's definition for every (head, query, key).

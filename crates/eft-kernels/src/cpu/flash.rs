@@ -142,15 +142,14 @@ pub(crate) fn backward_with(
     ops: RowOps,
 ) -> [Vec<f32>; 3] {
     let Dims {
-        batch,
         heads,
         len: n,
         dim: d,
+        ..
     } = x.dims;
     let tile = x.tile.clamp(1, n.max(1));
     let seen = Visibility::new(x.bias, x.dims, tile);
-    let size = batch * heads * n * d;
-    let (mut dq, mut dk, mut dv) = (vec![0.0f32; size], vec![0.0f32; size], vec![0.0f32; size]);
+    let [mut dq, mut dk, mut dv] = x.dims.zero_grads();
     let scale = 1.0 / (d as f32).sqrt();
     let head_size = n * d;
     dq.par_chunks_mut(head_size)
@@ -243,7 +242,8 @@ mod tests {
     use super::super::rows::portable;
     use super::super::{contiguous_f32, values};
     use super::*;
-    use crate::flash_reference::{self as reference, Saved};
+    use crate::attention_op::Saved;
+    use crate::flash_reference as reference;
 
     /// Uniform values in [-2, 2) from a fixed seed (splitmix64).
     fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -300,16 +300,8 @@ mod tests {
         };
         let (out, lse) = forward(&inputs);
         assert_close(&format!("out {what}"), &out, &values_of(want_out.clone()));
-        let saved = Saved::new(
-            t(&q),
-            t(&k),
-            t(&v),
-            bias_t,
-            (want_out, want_lse),
-            causal,
-            tile,
-        );
-        let (dq, dk, dv) = reference::backward::<Flex>(saved, t(&g));
+        let saved = Saved::new(t(&q), t(&k), t(&v), bias_t, want_out, want_lse);
+        let (dq, dk, dv) = reference::backward::<Flex>(saved, t(&g), causal, tile);
         let want = [dq, dk, dv];
         let got = backward(&inputs, &out, &lse, Heads::contiguous(&g, dims));
         for ((name, got), want) in ["dq", "dk", "dv"].iter().zip(&got).zip(want) {
@@ -356,7 +348,7 @@ mod tests {
             &out,
         );
         let s_grads = flex
-            .gradients((&s_out, &s_lse), &split(&g), (causal, tile), backward)
+            .gradients((&s_out, &s_lse), &split(&g), (causal, tile), &backward)
             .unwrap();
         let s_grads = [s_grads.0, s_grads.1, s_grads.2];
         for ((name, s), f) in ["dq", "dk", "dv"].iter().zip(s_grads).zip(&got) {

@@ -19,6 +19,14 @@ pub(crate) struct Dims {
     pub dim: usize,
 }
 
+impl Dims {
+    /// Zeroed `dq`, `dk`, `dv`, each `[B, H, N, D]`, for a backward pass to accumulate into.
+    pub fn zero_grads(&self) -> [Vec<f32>; 3] {
+        let size = self.batch * self.heads * self.len * self.dim;
+        [vec![0.0f32; size], vec![0.0f32; size], vec![0.0f32; size]]
+    }
+}
+
 /// A `[B, H, N, D]` tensor in a slice, contiguous along D, any non-negative strides otherwise:
 /// the heads split out of `[B, N, H·D]` projections are read where they lie, without a copy.
 #[derive(Clone, Copy)]
@@ -204,7 +212,7 @@ impl FlexInputs {
         (out, stat): (&FlexTensor, &FlexTensor),
         grad_out: &FlexTensor,
         (causal, tile): (bool, usize),
-        kernel: BackwardKernel,
+        kernel: &BackwardKernel,
     ) -> Option<(FlexTensor, FlexTensor, FlexTensor)> {
         let (out, stat, grad) = (
             contiguous_f32(out)?,
@@ -220,4 +228,4 @@ impl FlexInputs {
 
 /// A fused backward pass: `(dq, dk, dv)` from the inputs, the output, what else the forward
 /// pass saved, and the output's gradient.
-pub(crate) type BackwardKernel = fn(&Inputs, &[f32], &[f32], Heads) -> [Vec<f32>; 3];
+pub(crate) type BackwardKernel<'a> = dyn Fn(&Inputs, &[f32], &[f32], Heads) -> [Vec<f32>; 3] + 'a;

@@ -110,13 +110,12 @@ pub(crate) fn backward_with(
     ops: RowOps,
 ) -> [Vec<f32>; 3] {
     let Dims {
-        batch,
         heads,
         len: n,
         dim: d,
+        ..
     } = x.dims;
-    let size = batch * heads * n * d;
-    let (mut dq, mut dk, mut dv) = (vec![0.0f32; size], vec![0.0f32; size], vec![0.0f32; size]);
+    let [mut dq, mut dk, mut dv] = x.dims.zero_grads();
     if n == 0 || d == 0 {
         return [dq, dk, dv];
     }

@@ -1,6 +1,7 @@
 //! Fused CPU kernels on burn Flex's `f32` storage, each tested against the portable tensor-op
 //! version of the same operation.
 
+pub(crate) mod block_sparse;
 pub(crate) mod flash;
 pub(crate) mod heads;
 pub(crate) mod materialised;
