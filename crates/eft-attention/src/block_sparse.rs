@@ -41,7 +41,7 @@ pub fn pattern_cost(pattern: &BlockPattern, shape: AttentionShape) -> AttentionC
 /// Panics if the input's length or heads do not fit the pattern; mechanisms build the pattern
 /// from the input's own shape.
 pub fn block_sparse(input: AttentionInput, pattern: &BlockPattern) -> Tensor<4> {
-    if !eft_kernels::fused_block_sparse(&input.q.device(), input.q.dtype()) {
+    if !eft_kernels::fused_cpu(&input.q.device(), input.q.dtype()) {
         return block_sparse_tensor_ops(input, pattern);
     }
     let padding = input.key_padding.map(|p| p.float());

@@ -1,8 +1,8 @@
 //! Kernelised attention: `out_i = φ(q_i)·Σ_j φ(k_j)ᵀv_j / φ(q_i)·Σ_j φ(k_j)` for non-negative
 //! feature maps φ, shared by `linear` and `performer`.
 //!
-//! Non-causal: O(N·F·D) time, O(F·D) state per head (`F` features). Causal: prefix sums over
-//! positions, O(N·F·D) time and memory.
+//! Non-causal: O(N·F·D) time, O(F·D) state per head (`F` features). Causal: O(N·F·D) time; the
+//! fused kernel scans chunks with O(F·D) state, the tensor-op form keeps O(N·F·D) prefix sums.
 
 use burn::tensor::{Bool, Tensor, TensorData};
 
@@ -10,12 +10,33 @@ use burn::tensor::{Bool, Tensor, TensorData};
 /// so such a query outputs zeros like every other mechanism.
 pub const EMPTY_ROW_GUARD: f64 = 1e-30;
 
-/// Attention through feature maps already applied to queries and keys.
+/// Attention through feature maps already applied to queries and keys: the fused operation of
+/// `eft-kernels` where it runs (burn's Flex backend, f32; causal as a chunked scan), else
+/// [`kernel_attention_tensor_ops`].
 ///
 /// # Shapes
 /// - `fq`, `fk`: `[B, H, N, F]` (non-negative); `v`: `[B, H, N, D]`; padding: `[B, N]`
 /// - output: `[B, H, N, D]`
 pub fn kernel_attention(
+    fq: Tensor<4>,
+    fk: Tensor<4>,
+    v: Tensor<4>,
+    key_padding: Option<Tensor<2, Bool>>,
+    causal: bool,
+) -> Tensor<4> {
+    if eft_kernels::fused_cpu(&fq.device(), fq.dtype()) {
+        let padding = key_padding.map(|p| p.float());
+        return eft_kernels::kernel_attention(fq, fk, v, padding, causal);
+    }
+    kernel_attention_tensor_ops(fq, fk, v, key_padding, causal)
+}
+
+/// [`kernel_attention`] from burn tensor ops, on any backend (causal by prefix sums of the
+/// `[B, H, N, F, D]` outer products: O(N·F·D) memory).
+///
+/// # Shapes
+/// As [`kernel_attention`].
+pub fn kernel_attention_tensor_ops(
     fq: Tensor<4>,
     fk: Tensor<4>,
     v: Tensor<4>,
@@ -125,6 +146,32 @@ pub(crate) mod check {
                 e,
                 1e-4,
                 atol,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tensor-op form (what backends without the fused kernel run) against the quadratic
+    /// form of the same positive features, forward and backward, causal and not.
+    #[test]
+    fn tensor_op_form_equals_the_quadratic_form() {
+        let features = |q: Tensor<4>, k: Tensor<4>| ((q * 0.5).exp(), (k * 0.5).exp());
+        for causal in [false, true] {
+            check::against_quadratic_form(
+                "tensor ops",
+                |input| {
+                    let (fq, fk) = features(input.q, input.k);
+                    kernel_attention_tensor_ops(fq, fk, input.v, input.key_padding, causal)
+                },
+                features,
+                ([2, 2, 11, 4], &[11, 6]),
+                causal,
+                3,
+                1e-6,
             );
         }
     }

@@ -170,13 +170,9 @@ impl PerformerAttention {
         if self.relu {
             return (relu(proj) + RELU_FLOOR) * norm;
         }
-        let half_sq = (x.clone() * x).sum_dim(3) / 2.0; // [B, H, N, 1]
-        let shift = if query {
-            proj.clone().max_dim(3).detach() // [B, H, N, 1]
-        } else {
-            proj.clone().max().detach().reshape([1, 1, 1, 1])
-        };
-        (proj - half_sq - shift).exp() * norm
+        // exp(proj − ‖x̃‖²/2 − shift)·norm in one pass; queries shift by their row's largest
+        // projection, keys by the largest of all (a constant, so it carries no gradient).
+        eft_kernels::favor_features(proj, x, query, norm as f32)
     }
 }
 

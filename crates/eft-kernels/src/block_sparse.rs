@@ -4,16 +4,16 @@
 //! of the scored pairs). On burn's Flex backend in f32 both passes run the fused kernel of
 //! [`crate::cpu`]; the portable body below is the dense form with the pattern as a mask (O(N²),
 //! a reference, not a fast path): `eft-attention` runs its own tensor-op engine wherever
-//! [`fused_block_sparse`] says no.
+//! [`fused_cpu`](crate::fused_cpu) says no.
 
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Device, FloatDType, Scalar, Shape, Tensor, TensorData};
+use burn::tensor::{FloatDType, Scalar, Shape, Tensor, TensorData};
 
-use crate::attention_op::{AttentionOp, Saved, tracked};
+use crate::attention_op::{AttentionOp, Saved, key_bias, tracked};
 use crate::materialised::generic_backward;
 use crate::softmax::generic_softmax;
 use crate::{BLOCKED_SCORE, BlockPattern, cpu};
@@ -64,13 +64,6 @@ pub trait BlockSparseBackend: Backend {
     }
 }
 
-/// Whether [`block_sparse_attention`] runs its fused kernel for tensors on `device` of `dtype`
-/// (burn's Flex backend, f32); elsewhere callers keep their own sparse path.
-pub fn fused_block_sparse(device: &Device, dtype: DType) -> bool {
-    let plain = device.clone().inner();
-    matches!(plain.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) && dtype == DType::F32
-}
-
 /// Softmax attention restricted to `pattern`'s pairs, with the key padding and causal masks.
 /// A query that sees no key outputs zeros.
 ///
@@ -90,17 +83,13 @@ pub fn block_sparse_attention(
     causal: bool,
     pattern: Arc<BlockPattern>,
 ) -> Tensor<4> {
-    let [batch, heads, len, _] = q.dims();
+    let [_, heads, len, _] = q.dims();
     assert_eq!(len, pattern.len, "pattern built for another length");
     assert!(
         pattern.heads == 1 || pattern.heads == heads,
         "pattern heads"
     );
-    let bias = match key_padding {
-        Some(p) => p * BLOCKED_SCORE,
-        None => Tensor::zeros([batch, len], &q.device()),
-    }
-    .reshape([batch, 1, 1, len]);
+    let bias = key_bias(key_padding, &q);
     Tensor::from_dispatch(<Dispatch as BlockSparseBackend>::block_sparse_attention(
         q.into_dispatch(),
         k.into_dispatch(),

@@ -10,7 +10,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 
-use crate::attention_op::{AttentionOp, Saved, tracked};
+use crate::attention_op::{AttentionOp, Saved, key_bias, tracked};
 use crate::cpu;
 use crate::flash_reference as reference;
 
@@ -83,12 +83,7 @@ pub fn flash_attention(
     causal: bool,
     tile: usize,
 ) -> Tensor<4> {
-    let [batch, _, len, _] = q.dims();
-    let bias = match key_padding {
-        Some(p) => p * BLOCKED_SCORE,
-        None => Tensor::zeros([batch, len], &q.device()),
-    }
-    .reshape([batch, 1, 1, len]);
+    let bias = key_bias(key_padding, &q);
     let out = <Dispatch as FlashBackend>::flash_attention(
         q.into_dispatch(),
         k.into_dispatch(),

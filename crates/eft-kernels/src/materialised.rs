@@ -12,8 +12,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Scalar, Tensor};
 
-use crate::BLOCKED_SCORE;
-use crate::attention_op::{AttentionOp, Saved, tracked};
+use crate::attention_op::{AttentionOp, Saved, key_bias, tracked};
 use crate::cpu;
 use crate::flash_reference::{has_visible, scores};
 use crate::softmax::generic_softmax;
@@ -79,12 +78,7 @@ pub fn materialised_attention(
     key_padding: Option<Tensor<2>>,
     causal: bool,
 ) -> Tensor<4> {
-    let [batch, _, len, _] = q.dims();
-    let bias = match key_padding {
-        Some(p) => p * BLOCKED_SCORE,
-        None => Tensor::zeros([batch, len], &q.device()),
-    }
-    .reshape([batch, 1, 1, len]);
+    let bias = key_bias(key_padding, &q);
     let out = <Dispatch as MaterialisedBackend>::materialised_attention(
         q.into_dispatch(),
         k.into_dispatch(),

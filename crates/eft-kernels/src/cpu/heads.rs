@@ -39,6 +39,11 @@ pub(crate) struct Heads<'a> {
 }
 
 impl<'a> Heads<'a> {
+    /// The last dimension, `D` (or the feature count of mapped queries and keys).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     /// A contiguous `[B, H, N, D]` slice.
     #[cfg(test)]
     pub fn contiguous(data: &'a [f32], d: Dims) -> Self {
@@ -221,8 +226,12 @@ impl FlexInputs {
         );
         let x = self.inputs(causal, tile);
         let [dq, dk, dv] = kernel(&x, values(&out), values(&stat), heads(&grad));
-        let shape = self.shape();
-        Some((tensor(dq, shape), tensor(dk, shape), tensor(dv, shape)))
+        let shape = |t: &FlexTensor| t.layout().shape().clone();
+        Some((
+            tensor(dq, shape(&self.q)),
+            tensor(dk, shape(&self.k)),
+            tensor(dv, shape(&self.v)),
+        ))
     }
 }
 

@@ -4,13 +4,22 @@
 pub(crate) mod block_sparse;
 pub(crate) mod flash;
 pub(crate) mod heads;
+pub(crate) mod kernel_attention;
 pub(crate) mod materialised;
 mod matmul;
 mod rows;
 pub(crate) mod rowwise;
 
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{Bytes, DType, Shape};
+use burn::tensor::{Bytes, DType, Device, Shape};
+
+/// Whether the fused CPU kernels run for tensors on `device` of `dtype`: burn's Flex backend (with
+/// or without autodiff) in f32. Ops whose portable form is only a reference (block-sparse,
+/// kernelised attention) let callers keep their own scalable path everywhere else.
+pub fn fused_cpu(device: &Device, dtype: DType) -> bool {
+    let plain = device.clone().inner();
+    matches!(plain.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) && dtype == DType::F32
+}
 
 /// The tensor's elements in row-major order, copied only when it is strided; `None` unless f32.
 pub(crate) fn contiguous_f32(t: &FlexTensor) -> Option<FlexTensor> {

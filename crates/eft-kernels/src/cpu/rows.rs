@@ -150,6 +150,24 @@ fn gelu_grad(x: &[f32], dy: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `out ← elu(x) + 1`: `x + 1` above zero, `exp(x)` at or below (linear attention's map).
+#[inline(always)]
+fn elu_plus_one(x: &[f32], out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        let e = exp(x.min(0.0));
+        *o = if x > 0.0 { x + 1.0 } else { e };
+    }
+}
+
+/// `out ← dy · min(y, 1)`: the gradient of `elu + 1` from its output `y` (1 above zero, where
+/// `y > 1`; `exp(x) = y` at or below).
+#[inline(always)]
+fn elu_plus_one_grad(y: &[f32], dy: &[f32], out: &mut [f32]) {
+    for ((o, &y), &g) in out.iter_mut().zip(y).zip(dy) {
+        *o = g * y.min(1.0);
+    }
+}
+
 /// One row of layer normalisation: `y ← (x − μ)/σ · γ + β`; returns `(μ, 1/σ)`.
 #[inline(always)]
 fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
@@ -229,6 +247,10 @@ pub(crate) struct RowOps {
     pub gelu: fn(&[f32], &mut [f32]),
     /// `out ← dy · gelu′(x)`.
     pub gelu_grad: fn(&[f32], &[f32], &mut [f32]),
+    /// `out ← elu(x) + 1`.
+    pub elu_plus_one: fn(&[f32], &mut [f32]),
+    /// `out ← dy · min(y, 1)`, from the output `y` of `elu + 1`.
+    pub elu_plus_one_grad: fn(&[f32], &[f32], &mut [f32]),
     /// One layer-norm row: `(x, γ, β, ε, y) → (μ, 1/σ)`.
     pub layer_norm: LayerNormRow,
     /// One layer-norm backward row: `(x, γ, dy, (μ, 1/σ), dx, dγ += …, dβ += …)`.
@@ -274,6 +296,14 @@ macro_rules! row_ops {
                 super::gelu_grad(x, dy, out)
             }
             $(#[target_feature(enable = $feature)])?
+            pub(super) fn elu_plus_one(x: &[f32], out: &mut [f32]) {
+                super::elu_plus_one(x, out)
+            }
+            $(#[target_feature(enable = $feature)])?
+            pub(super) fn elu_plus_one_grad(y: &[f32], dy: &[f32], out: &mut [f32]) {
+                super::elu_plus_one_grad(y, dy, out)
+            }
+            $(#[target_feature(enable = $feature)])?
             pub(super) fn layer_norm(x: &[f32], g: &[f32], b: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
                 super::layer_norm(x, g, b, eps, y)
             }
@@ -305,6 +335,8 @@ macro_rules! row_ops {
                         scale: |r, c| unsafe { $name::scale(r, c) },
                         gelu: |x, o| unsafe { $name::gelu(x, o) },
                         gelu_grad: |x, g, o| unsafe { $name::gelu_grad(x, g, o) },
+                        elu_plus_one: |x, o| unsafe { $name::elu_plus_one(x, o) },
+                        elu_plus_one_grad: |y, g, o| unsafe { $name::elu_plus_one_grad(y, g, o) },
                         layer_norm: |x, g, b, e, y| unsafe { $name::layer_norm(x, g, b, e, y) },
                         layer_norm_grad: |x, g, dy, s, dx, dg, db| unsafe {
                             $name::layer_norm_grad(x, g, dy, s, dx, dg, db)
@@ -495,6 +527,13 @@ mod tests {
             (slow.gelu)(&row, &mut gb);
             (fast.gelu_grad)(&row, &other, &mut da);
             (slow.gelu_grad)(&row, &other, &mut db);
+            for (x, y) in ga.iter().zip(&gb).chain(da.iter().zip(&db)) {
+                assert!(close(*x, *y));
+            }
+            (fast.elu_plus_one)(&row, &mut ga);
+            (slow.elu_plus_one)(&row, &mut gb);
+            (fast.elu_plus_one_grad)(&ga, &other, &mut da);
+            (slow.elu_plus_one_grad)(&gb, &other, &mut db);
             for (x, y) in ga.iter().zip(&gb).chain(da.iter().zip(&db)) {
                 assert!(close(*x, *y));
             }

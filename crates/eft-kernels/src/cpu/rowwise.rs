@@ -120,6 +120,91 @@ pub(crate) fn layer_norm_backward(
     (dx, dg, db)
 }
 
+/// `elu(x) + 1`, element-wise.
+pub(crate) fn elu_plus_one(x: &[f32]) -> Vec<f32> {
+    let ops = best();
+    let mut y = vec![0.0; x.len()];
+    y.par_chunks_mut(CHUNK_ELEMS)
+        .zip(x.par_chunks(CHUNK_ELEMS))
+        .for_each(|(y, x)| (ops.elu_plus_one)(x, y));
+    y
+}
+
+/// `dy · min(y, 1)` from the output `y` of `elu + 1`, element-wise.
+pub(crate) fn elu_plus_one_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
+    let ops = best();
+    let mut dx = vec![0.0; y.len()];
+    dx.par_chunks_mut(CHUNK_ELEMS)
+        .zip(y.par_chunks(CHUNK_ELEMS).zip(dy.par_chunks(CHUNK_ELEMS)))
+        .for_each(|(dx, (y, dy))| (ops.elu_plus_one_grad)(y, dy, dx));
+    dx
+}
+
+/// FAVOR+ features of rows of `m` projections `p` with their inputs `x`:
+/// `exp(p − ‖x‖²/2 − shift)·scale`, the shift each row's max (`row_shift`) or the global max.
+pub(crate) fn favor(p: &[f32], x: &[f32], m: usize, row_shift: bool, scale: f32) -> Vec<f32> {
+    let ops = best();
+    let rows = p.len().checked_div(m).unwrap_or(0);
+    let d = x.len().checked_div(rows).unwrap_or(0);
+    // A maximum is exact in any order, so the parallel reduction reproduces.
+    let global = if row_shift {
+        0.0
+    } else {
+        p.par_chunks(CHUNK_ELEMS)
+            .map(|c| (ops.max)(c))
+            .reduce(|| f32::NEG_INFINITY, f32::max)
+    };
+    let mut y = p.to_vec();
+    if m == 0 {
+        return y;
+    }
+    y.par_chunks_mut(m * CHUNK_ROWS)
+        .zip(x.par_chunks(d.max(1) * CHUNK_ROWS))
+        .for_each(|(y, x)| {
+            for (row, x) in y.chunks_exact_mut(m).zip(x.chunks(d.max(1))) {
+                let half_sq = if d == 0 { 0.0 } else { (ops.dot)(x, x) / 2.0 };
+                let shift = if row_shift { (ops.max)(row) } else { global };
+                (ops.exp_sub_sum)(row, half_sq + shift);
+                (ops.scale)(row, scale);
+            }
+        });
+    y
+}
+
+/// `(dp, dx)` of [`favor`] from its output `y`: `dp = dy∘y`, `dx = −(Σ dy∘y)·x` per row.
+pub(crate) fn favor_backward(y: &[f32], x: &[f32], dy: &[f32], m: usize) -> (Vec<f32>, Vec<f32>) {
+    let ops = best();
+    let rows = y.len().checked_div(m).unwrap_or(0);
+    let d = x.len().checked_div(rows).unwrap_or(0);
+    let mut dp = vec![0.0f32; y.len()];
+    let mut dx = vec![0.0f32; x.len()];
+    if m == 0 || d == 0 {
+        return (dp, dx);
+    }
+    dp.par_chunks_mut(m * CHUNK_ROWS)
+        .zip(dx.par_chunks_mut(d * CHUNK_ROWS))
+        .enumerate()
+        .for_each(|(c, (dp, dx))| {
+            let first = c * CHUNK_ROWS;
+            for (r, (dp, dx)) in dp
+                .chunks_exact_mut(m)
+                .zip(dx.chunks_exact_mut(d))
+                .enumerate()
+            {
+                let row = first + r;
+                let (y, g) = (&y[row * m..(row + 1) * m], &dy[row * m..(row + 1) * m]);
+                for ((o, y), g) in dp.iter_mut().zip(y).zip(g) {
+                    *o = y * g;
+                }
+                let total = (ops.dot)(y, g);
+                for (o, x) in dx.iter_mut().zip(&x[row * d..(row + 1) * d]) {
+                    *o = -total * x;
+                }
+            }
+        });
+    (dp, dx)
+}
+
 /// Dropout by the hashed mask of [`crate::dropout`], element-wise.
 pub(crate) fn dropout(x: &[f32], prob: f32, seed: u64) -> Vec<f32> {
     let mut y = vec![0.0; x.len()];
