@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor};
 use crate::mechanism::{at_least, out_of_range, spans};
 use crate::{
     AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
-    MechanismConfig, dense_attention,
+    MechanismConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -161,24 +161,34 @@ impl Mechanism for LinformerAttention {
     fn forward(&self, input: AttentionInput) -> Tensor<4> {
         let [batch, heads, len, dim] = input.q.dims();
         crate::layout::assert_fits("linformer", len, self.max_len);
-        let (mut k, mut v) = (input.k, input.v);
-        if let Some(padding) = input.key_padding {
-            let real = padding.bool_not().float().reshape([batch, 1, len, 1]);
-            k = k * real.clone();
-            v = v * real;
-        }
+        // Padded keys and values contribute nothing to the projections.
+        let real = input.key_padding.map(|p| p.bool_not().float());
         let project = |p: &Param<Tensor<3>>, x: Tensor<4>| {
             let e = p.val();
             let parts = e.dims()[0];
-            let e = e
-                .slice([0..parts, 0..self.k, 0..len])
-                .reshape([1, parts, self.k, len])
-                .expand([batch, heads, self.k, len]);
-            e.matmul(x) // [B, H, k, D]
+            let e = e.slice([0..parts, 0..self.k, 0..len]); // [parts, k, N]
+            if parts == 1 {
+                // One projection for every head: heads folded into the columns make it one
+                // [k, N]·[N, H·D] product per batch row (free for the model's [B, N, H·D] layout).
+                let x = x.swap_dims(1, 2).reshape([batch, len, heads * dim]); // [B, N, H·D]
+                let x = match &real {
+                    Some(r) => x * r.clone().reshape([batch, len, 1]),
+                    None => x,
+                };
+                e.matmul(x) // [B, k, H·D]
+                    .reshape([batch, self.k, heads, dim])
+                    .swap_dims(1, 2) // [B, H, k, D]
+            } else {
+                let x = match &real {
+                    Some(r) => x * r.clone().reshape([batch, 1, len, 1]),
+                    None => x,
+                };
+                e.reshape([1, parts, self.k, len]).matmul(x) // [B, H, k, D]
+            }
         };
-        let kp = project(&self.keys, k);
-        let vp = project(self.values.as_ref().unwrap_or(&self.keys), v);
-        let out = dense_attention(input.q, kp, vp, None);
+        let kp = project(&self.keys, input.k);
+        let vp = project(self.values.as_ref().unwrap_or(&self.keys), input.v);
+        let out = eft_kernels::materialised_attention(input.q, kp, vp, None, false);
         debug_assert_eq!(out.dims(), [batch, heads, len, dim]);
         out
     }

@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::mechanism::{at_least, fits, out_of_range};
 use crate::{
     AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
-    MechanismConfig, attend, padding_blocked,
+    MechanismConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -147,17 +147,15 @@ impl Mechanism for NystromAttention {
             .expand([batch, heads, m, len]);
         let q_land = means.clone().matmul(input.q.clone()); // [B, H, m, D]
         let k_land = means.matmul(input.k.clone());
-        let kernel =
-            |a: Tensor<4>, b: Tensor<4>| eft_kernels::softmax(a.matmul(b.transpose()) * scale);
-        let to_landmarks = kernel(input.q, k_land.clone()); // [B, H, N, m]
-        let among = kernel(q_land.clone(), k_land); // [B, H, m, m]
-        let blocked = input.key_padding.map(padding_blocked);
-        let from_keys = attend(
-            q_land.matmul(input.k.transpose()) * scale,
-            input.v.clone(),
-            blocked,
-        ); // [B, H, m, D]
-        let out = to_landmarks.matmul(pinv(among, self.pinv_iters).matmul(from_keys));
+        // softmax(q̃·k̃ᵀ/√D): the m × m kernel that is pseudo-inverted.
+        let among = eft_kernels::softmax(q_land.clone().matmul(k_land.clone().transpose()) * scale);
+        // softmax(q̃·kᵀ/√D)·v and softmax(q·k̃ᵀ/√D)·W are attention over N keys and over the m
+        // landmarks: one materialised operation each, its probabilities kept and nothing else.
+        let padding = input.key_padding.map(|p| p.float());
+        let from_keys =
+            eft_kernels::materialised_attention(q_land, input.k, input.v.clone(), padding, false); // [B, H, m, D]
+        let values = pinv(among, self.pinv_iters).matmul(from_keys); // [B, H, m, D]
+        let out = eft_kernels::materialised_attention(input.q, k_land, values, None, false);
         match &self.conv {
             None => out,
             Some(conv) => out + conv.forward(input.v * real.reshape([batch, 1, len, 1])),

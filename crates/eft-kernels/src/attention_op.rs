@@ -4,27 +4,26 @@
 
 use std::marker::PhantomData;
 
-use burn::backend::Autodiff;
-use burn::backend::Backend;
-use burn::tensor::Tensor;
-
-use crate::BLOCKED_SCORE;
-
-/// The key bias every attention op takes, `[B, 1, 1, N]`: the blocked score at padding (`1` in
-/// `key_padding`, `[B, N]`), 0 at real keys; all zeros without padding.
-pub(crate) fn key_bias(key_padding: Option<Tensor<2>>, like: &Tensor<4>) -> Tensor<4> {
-    let [batch, _, len, _] = like.dims();
-    match key_padding {
-        Some(p) => p * BLOCKED_SCORE,
-        None => Tensor::zeros([batch, len], &like.device()),
-    }
-    .reshape([batch, 1, 1, len])
-}
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend};
+use burn::tensor::Tensor;
+
+use crate::BLOCKED_SCORE;
+
+/// The key bias every attention op takes, `[B, 1, 1, N]`: the blocked score at padding (`1` in
+/// `key_padding`, `[B, N]`), 0 at real keys; all zeros without padding. `keys` gives B and N.
+pub(crate) fn key_bias(key_padding: Option<Tensor<2>>, keys: &Tensor<4>) -> Tensor<4> {
+    let [batch, _, len, _] = keys.dims();
+    match key_padding {
+        Some(p) => p * BLOCKED_SCORE,
+        None => Tensor::zeros([batch, len], &keys.device()),
+    }
+    .reshape([batch, 1, 1, len])
+}
 
 /// What one attention op's backward pass reads.
 #[derive(Debug, Clone)]

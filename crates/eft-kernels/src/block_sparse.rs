@@ -89,7 +89,7 @@ pub fn block_sparse_attention(
         pattern.heads == 1 || pattern.heads == heads,
         "pattern heads"
     );
-    let bias = key_bias(key_padding, &q);
+    let bias = key_bias(key_padding, &k);
     Tensor::from_dispatch(<Dispatch as BlockSparseBackend>::block_sparse_attention(
         q.into_dispatch(),
         k.into_dispatch(),
@@ -269,7 +269,7 @@ mod tests {
         let pattern = Arc::new(pattern);
         check_attention_op(
             &format!("block-sparse causal={causal}"),
-            dims,
+            (dims, dims[2]),
             real,
             seed,
             &|q, k, v, pad| block_sparse_attention(q, k, v, Some(pad), causal, pattern.clone()),

@@ -83,7 +83,7 @@ pub fn flash_attention(
     causal: bool,
     tile: usize,
 ) -> Tensor<4> {
-    let bias = key_bias(key_padding, &q);
+    let bias = key_bias(key_padding, &k);
     let out = <Dispatch as FlashBackend>::flash_attention(
         q.into_dispatch(),
         k.into_dispatch(),

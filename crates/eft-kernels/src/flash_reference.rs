@@ -91,7 +91,8 @@ fn visible_tile(qr: &Range<usize>, kr: &Range<usize>, causal: bool) -> bool {
     !causal || kr.start < qr.end
 }
 
-/// 1 where a query sees at least one key, else 0: `[B, 1, N, 1]`.
+/// 1 where a query sees at least one key, else 0: `[B, 1, N, 1]` when causal, else `[B, 1, 1, 1]`
+/// (every query sees the same keys, however many queries there are).
 pub(crate) fn has_visible<B: Backend>(bias: &FloatTensor<B>, causal: bool) -> FloatTensor<B> {
     let [b, _, _, n] = dims4::<B>(bias);
     let bools = get_or_init_device_settings::<B>(&bias.device()).bool_dtype;
@@ -99,16 +100,15 @@ pub(crate) fn has_visible<B: Backend>(bias: &FloatTensor<B>, causal: bool) -> Fl
         B::float_greater_elem(bias.clone(), scalar(f64::from(BLOCKED_SCORE) / 2.0), bools),
         FloatDType::F32,
     ); // [B, 1, 1, N]
-    let seen = if causal {
-        B::float_cumsum(real, 3)
+    let (seen, rows) = if causal {
+        (B::float_cumsum(real, 3), n)
     } else {
-        let total = B::float_sum_dim(real, 3); // [B, 1, 1, 1]
-        B::float_expand(total, Shape::new([b, 1, 1, n]))
+        (B::float_sum_dim(real, 3), 1) // [B, 1, 1, 1]
     };
     let seen = B::float_greater_elem(seen, scalar(0.5), bools);
     B::float_reshape(
         B::bool_into_float(seen, FloatDType::F32),
-        Shape::new([b, 1, n, 1]),
+        Shape::new([b, 1, rows, 1]),
     )
 }
 

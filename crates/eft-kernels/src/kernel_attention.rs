@@ -76,7 +76,7 @@ pub fn kernel_attention(
     key_padding: Option<Tensor<2>>,
     causal: bool,
 ) -> Tensor<4> {
-    let bias = key_bias(key_padding, &fq);
+    let bias = key_bias(key_padding, &fk);
     Tensor::from_dispatch(<Dispatch as KernelAttentionBackend>::kernel_attention(
         fq.into_dispatch(),
         fk.into_dispatch(),

@@ -63,13 +63,13 @@ pub trait MaterialisedBackend: Backend {
     }
 }
 
-/// Softmax attention over every unmasked key, the `N × N` probabilities kept for the backward
+/// Softmax attention over every unmasked key, the `N × Nk` probabilities kept for the backward
 /// pass. A query that sees no key (all padding, or causal before the first real key) outputs
-/// zeros.
+/// zeros. Causal means key `j` is hidden from query `i` when `j > i`.
 ///
 /// # Shapes
-/// - `q`, `k`, `v`: `[B, H, N, D]`
-/// - `key_padding`: `[B, N]` floats, 1 at padding and 0 at real tokens, or `None`
+/// - `q`: `[B, H, N, D]`; `k`, `v`: `[B, H, Nk, D]` (`Nk = N` for self-attention)
+/// - `key_padding`: `[B, Nk]` floats, 1 at padding and 0 at real tokens, or `None`
 /// - output: `[B, H, N, D]`
 pub fn materialised_attention(
     q: Tensor<4>,
@@ -78,7 +78,7 @@ pub fn materialised_attention(
     key_padding: Option<Tensor<2>>,
     causal: bool,
 ) -> Tensor<4> {
-    let bias = key_bias(key_padding, &q);
+    let bias = key_bias(key_padding, &k);
     let out = <Dispatch as MaterialisedBackend>::materialised_attention(
         q.into_dispatch(),
         k.into_dispatch(),
@@ -97,8 +97,8 @@ fn generic_forward<B: Backend>(
     bias: FloatTensor<B>,
     causal: bool,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
-    let n = q.shape()[2];
-    let s = scores::<B>(&q, &k, &bias, &(0..n), &(0..n), causal); // [B, H, N, N]
+    let (n, nk) = (q.shape()[2], k.shape()[2]);
+    let s = scores::<B>(&q, &k, &bias, &(0..n), &(0..nk), causal); // [B, H, N, Nk]
     // Blocked keys get exactly zero from the softmax; rows that see nothing are zeroed here.
     let probs = B::float_mul(generic_softmax::<B>(s), has_visible::<B>(&bias, causal));
     (B::float_matmul(probs.clone(), v), probs)
@@ -207,9 +207,13 @@ mod tests {
     use crate::test_util::{check_attention_op, random};
 
     fn check(dims: [usize; 4], real: &[usize], causal: bool, seed: u64) {
+        check_keys(dims, dims[2], real, causal, seed);
+    }
+
+    fn check_keys(dims: [usize; 4], keys: usize, real: &[usize], causal: bool, seed: u64) {
         check_attention_op(
             &format!("materialised causal={causal}"),
-            dims,
+            (dims, keys),
             real,
             seed,
             &|q, k, v, pad| materialised_attention(q, k, v, Some(pad), causal),
@@ -225,6 +229,9 @@ mod tests {
         check([1, 2, 130, 16], &[130], true, 9);
         check([2, 2, 70, 8], &[70, 41], false, 13);
         check([1, 1, 1, 3], &[1], true, 17);
+        // Fewer keys than queries and more (Linformer's projected keys, Nyström's landmarks).
+        check_keys([2, 2, 70, 8], 9, &[9, 5], false, 21);
+        check_keys([1, 3, 6, 4], 90, &[77], false, 25);
     }
 
     #[test]

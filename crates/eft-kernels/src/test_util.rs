@@ -43,10 +43,10 @@ pub(crate) type PortableForward<'a> = &'a dyn Fn(
 /// A fused attention op against its portable form on fresh inputs: the output and dq, dk, dv
 /// (the portable ones from its saved probabilities) within 1e-5 of the largest magnitude.
 /// Heads are strided (`[B, N, H, D]` storage seen as `[B, H, N, D]`, as the model passes them);
-/// batch row `b` has `real[b]` real keys, the rest padding.
+/// q has `N` rows, k and v `keys`; batch row `b` has `real[b]` real keys, the rest padding.
 pub(crate) fn check_attention_op(
     what: &str,
-    dims: [usize; 4],
+    (dims, keys): ([usize; 4], usize),
     real: &[usize],
     seed: u64,
     fused: &dyn Fn(Tensor<4>, Tensor<4>, Tensor<4>, Tensor<2>) -> Tensor<4>,
@@ -54,18 +54,14 @@ pub(crate) fn check_attention_op(
 ) {
     let [b, h, n, d] = dims;
     let device = Device::flex().autodiff();
-    let split = |s| random([b, n, h, d], s, &device).swap_dims(1, 2);
-    let (q, k, v, w) = (
-        split(seed),
-        split(seed + 1),
-        split(seed + 2),
-        split(seed + 3),
-    );
-    let pad: Vec<f32> = (0..b * n)
-        .map(|p| f32::from(u8::from(p % n >= real[p / n])))
+    let split = |s, rows| random([b, rows, h, d], s, &device).swap_dims(1, 2);
+    let (q, w) = (split(seed, n), split(seed + 3, n));
+    let (k, v) = (split(seed + 1, keys), split(seed + 2, keys));
+    let pad: Vec<f32> = (0..b * keys)
+        .map(|p| f32::from(u8::from(p % keys >= real[p / keys])))
         .collect();
-    let pad = Tensor::<2>::from_data(TensorData::new(pad, [b, n]), &device);
-    let bias = (pad.clone() * BLOCKED_SCORE).reshape([b, 1, 1, n]);
+    let pad = Tensor::<2>::from_data(TensorData::new(pad, [b, keys]), &device);
+    let bias = (pad.clone() * BLOCKED_SCORE).reshape([b, 1, 1, keys]);
 
     let (q, k, v) = (q.require_grad(), k.require_grad(), v.require_grad());
     let out = fused(q.clone(), k.clone(), v.clone(), pad);
@@ -88,6 +84,7 @@ pub(crate) fn check_attention_op(
         .iter()
         .zip(fast.into_iter().zip(slow))
     {
-        assert_close(&format!("{what} {name} {dims:?} real={real:?}"), f, s, 1e-5);
+        let what = format!("{what} {name} {dims:?} keys={keys} real={real:?}");
+        assert_close(&what, f, s, 1e-5);
     }
 }

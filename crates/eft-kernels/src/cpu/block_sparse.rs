@@ -173,6 +173,7 @@ pub(crate) fn forward_with(
         heads,
         len: n,
         dim: d,
+        ..
     } = x.dims;
     let plan = Plan::new(pattern, n);
     let per_head = plan.saved_per_head();

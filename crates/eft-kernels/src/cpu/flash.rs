@@ -54,6 +54,7 @@ pub(crate) fn forward_with(x: &Inputs, ops: RowOps) -> (Vec<f32>, Vec<f32>) {
         heads,
         len: n,
         dim: d,
+        ..
     } = x.dims;
     let tile = x.tile.clamp(1, n.max(1));
     let seen = Visibility::new(x.bias, x.dims, tile);
@@ -317,10 +318,7 @@ mod tests {
         // Heads read where they lie: `[B, N, H, D]` storage seen as `[B, H, N, D]`.
         let split = |x: &[f32]| {
             let Dims {
-                batch: _,
-                heads,
-                len,
-                dim,
+                heads, len, dim, ..
             } = dims;
             let mut y = vec![0.0; x.len()];
             for (i, v) in x.iter().enumerate() {
@@ -362,6 +360,7 @@ mod tests {
             batch,
             heads,
             len,
+            keys: len,
             dim,
         };
         let cases: &[(Dims, &[usize], usize)] = &[
@@ -386,6 +385,7 @@ mod tests {
             batch: 2,
             heads: 3,
             len: 70,
+            keys: 70,
             dim: 16,
         };
         let size = 2 * 3 * 70 * 16;

@@ -10,20 +10,27 @@ use super::matmul::Mat;
 use super::{contiguous_f32, tensor, values};
 use crate::BLOCKED_SCORE;
 
-/// The shape `[batch, heads, len, dim]` of q, k, v and the output.
+/// The shape of an attention call: q and the output `[batch, heads, len, dim]`, k and v
+/// `[batch, heads, keys, dim]` (`keys = len` for self-attention).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Dims {
     pub batch: usize,
     pub heads: usize,
     pub len: usize,
+    pub keys: usize,
     pub dim: usize,
 }
 
 impl Dims {
-    /// Zeroed `dq`, `dk`, `dv`, each `[B, H, N, D]`, for a backward pass to accumulate into.
+    /// Zeroed `dq`, `dk`, `dv` for a backward pass to accumulate into.
     pub fn zero_grads(&self) -> [Vec<f32>; 3] {
-        let size = self.batch * self.heads * self.len * self.dim;
-        [vec![0.0f32; size], vec![0.0f32; size], vec![0.0f32; size]]
+        let bh = self.batch * self.heads;
+        let (queries, keys) = (bh * self.len * self.dim, bh * self.keys * self.dim);
+        [
+            vec![0.0f32; queries],
+            vec![0.0f32; keys],
+            vec![0.0f32; keys],
+        ]
     }
 }
 
@@ -103,7 +110,7 @@ pub(crate) struct Visibility {
 
 impl Visibility {
     pub fn new(bias: &[f32], d: Dims, tile: usize) -> Self {
-        let rows = || bias.chunks(d.len);
+        let rows = || bias.chunks(d.keys.max(1));
         Self {
             first_real: rows()
                 .map(|r| r.iter().position(|&b| b > BLOCKED_BELOW))
@@ -174,13 +181,15 @@ pub(crate) fn heads(t: &FlexTensor) -> Heads<'_> {
 }
 
 impl FlexInputs {
-    /// `q`, `k`, `v` `[B, H, N, D]` and the key bias `[B, 1, 1, N]`.
+    /// `q` `[B, H, N, D]`, `k` and `v` `[B, H, Nk, D]` (`v` may have another last dimension) and
+    /// the key bias `[B, 1, 1, Nk]`.
     pub fn new(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor) -> Option<Self> {
         let s = q.layout().shape();
         let dims = Dims {
             batch: s[0],
             heads: s[1],
             len: s[2],
+            keys: k.layout().shape()[2],
             dim: s[3],
         };
         Some(Self {

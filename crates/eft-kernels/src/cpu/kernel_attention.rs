@@ -106,6 +106,7 @@ pub(crate) fn forward_with(x: &Inputs, ops: RowOps) -> (Vec<f32>, Vec<f32>) {
         heads,
         len: n,
         dim: f,
+        ..
     } = x.dims;
     let d = x.v.dim();
     let mut out = vec![0.0f32; batch * heads * n * d];
@@ -213,6 +214,7 @@ pub(crate) fn backward_with(
         heads,
         len: n,
         dim: f,
+        ..
     } = x.dims;
     let d = x.v.dim();
     let (mut dfq, mut dfk) = (
