@@ -112,6 +112,30 @@ impl NystromAttention {
         }
     }
 
+    /// The landmarks of `x` (`[B, H, N, D]`): the mean of the real tokens of each segment,
+    /// `[B, H, m, D]`. When `m` divides `N` the segments are runs of `N/m` tokens, averaged by a
+    /// reshape and a sum in O(N·D); otherwise by the averaging matrix, in O(m·N·D).
+    fn landmarks(&self, x: Tensor<4>, real: &Tensor<2>, m: usize) -> Tensor<4> {
+        let [batch, heads, len, dim] = x.dims();
+        if !len.is_multiple_of(m) {
+            let means = self
+                .segment_means(real.clone(), m)
+                .expand([batch, heads, m, len]);
+            return means.matmul(x);
+        }
+        let run = len / m;
+        let weights = real.clone().reshape([batch, 1, len, 1]);
+        let sums = (x * weights.clone())
+            .reshape([batch, heads, m, run, dim])
+            .sum_dim(3)
+            .reshape([batch, heads, m, dim]);
+        let counts = weights
+            .reshape([batch, 1, m, run])
+            .sum_dim(3)
+            .clamp_min(1.0); // [B, 1, m, 1]
+        sums / counts
+    }
+
     /// The segment-mean matrix: `[B, 1, m, N]`, row `l` averaging the real tokens of segment `l`
     /// (token `j` is in segment `⌊j·m/N⌋`).
     fn segment_means(&self, real: Tensor<2>, m: usize) -> Tensor<4> {
@@ -134,7 +158,7 @@ impl Mechanism for NystromAttention {
     /// - input: see [`AttentionInput`] (not causal)
     /// - output: `[B, H, N, D]`
     fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        let [batch, heads, len, dim] = input.q.dims();
+        let [batch, _, len, dim] = input.q.dims();
         let device = input.q.device();
         let m = self.landmarks.min(len);
         let scale = 1.0 / (dim as f64).sqrt();
@@ -142,11 +166,8 @@ impl Mechanism for NystromAttention {
             Some(p) => p.clone().bool_not().float(),
             None => Tensor::ones([batch, len], &device),
         };
-        let means = self
-            .segment_means(real.clone(), m)
-            .expand([batch, heads, m, len]);
-        let q_land = means.clone().matmul(input.q.clone()); // [B, H, m, D]
-        let k_land = means.matmul(input.k.clone());
+        let q_land = self.landmarks(input.q.clone(), &real, m); // [B, H, m, D]
+        let k_land = self.landmarks(input.k.clone(), &real, m);
         // softmax(q̃·k̃ᵀ/√D): the m × m kernel that is pseudo-inverted.
         let among = eft_kernels::softmax(q_land.clone().matmul(k_land.clone().transpose()) * scale);
         // softmax(q̃·kᵀ/√D)·v and softmax(q·k̃ᵀ/√D)·W are attention over N keys and over the m
@@ -173,15 +194,24 @@ impl Mechanism for NystromAttention {
             .conv
             .as_ref()
             .map_or(0.0, |c| 2.0 * n * d * c.weight.dims()[2] as f64);
-        let forward = 4.0 * m * n * d // landmarks: the dense segment-mean products
+        // Landmarks: runs of N/m tokens weighted, summed and divided when m divides N (the
+        // counts once per batch row), else the dense averaging products.
+        let by_runs = shape
+            .len
+            .is_multiple_of(self.landmarks.min(shape.len).max(1));
+        let (landmarks, weights) = if by_runs {
+            (4.0 * n * d, n)
+        } else {
+            (4.0 * m * n * d, 3.0 * m * n)
+        };
+        let forward = landmarks
             + 2.0 * (2.0 * n * m * d + 6.0 * n * m) // q·k̃ᵀ and q̃·kᵀ with softmax
             + 2.0 * m * m * d + 6.0 * m * m
             + 3.0 * m * m + 2.0 * m + 1.0 // the pseudo-inverse's starting point
             + iters * (8.0 * m * m * m + 7.0 * m * m)
             + 2.0 * m * n * d + 2.0 * m * m * d + 2.0 * n * m * d
             + conv;
-        // The segment-mean weights are built once per batch row, not per head.
-        let means = shape.batch as f64 * 3.0 * m * n;
+        let means = shape.batch as f64 * weights;
         AttentionCost {
             forward_flops: bh * forward + means,
             backward_flops: bh * 2.0 * forward,
@@ -242,6 +272,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Equal runs (a reshape and a sum) and the averaging matrix give the same landmarks and
+    /// the same gradients, padding included.
+    #[test]
+    fn landmarks_by_runs_equal_the_averaging_matrix() {
+        let device = Device::flex().autodiff();
+        let m = NystromAttention::new(4, 6, None, 3, &device);
+        let (x, _, _, w) = random_qkv([2, 3, 12, 5], 9, &device);
+        let real = Tensor::<2>::from_data(
+            TensorData::new(
+                (0..24)
+                    .map(|p| f32::from(u8::from(p % 12 < [12, 7][p / 12])))
+                    .collect::<Vec<f32>>(),
+                [2, 12],
+            ),
+            &device,
+        );
+        let run = |by_runs: bool| {
+            let x = x.clone().require_grad();
+            let land = if by_runs {
+                m.landmarks(x.clone(), &real, 4)
+            } else {
+                m.segment_means(real.clone(), 4)
+                    .expand([2, 3, 4, 12])
+                    .matmul(x.clone())
+            };
+            let wl = w.clone().slice([0..2, 0..3, 0..4, 0..5]);
+            let g = x.grad(&(land.clone() * wl).sum().backward()).unwrap();
+            (to_f64(land), to_f64(g))
+        };
+        let ((a, ga), (b, gb)) = (run(true), run(false));
+        assert_close("landmarks", &a, &b, 1e-6, 1e-7);
+        assert_close("d landmarks", &ga, &gb, 1e-6, 1e-7);
     }
 
     #[test]

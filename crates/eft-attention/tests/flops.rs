@@ -361,16 +361,24 @@ fn nystrom_formula_counts_what_its_loops_do() {
     let (n, m, iters) = (12usize, 4usize, 3usize);
     let nystrom = build("nystrom", &[("landmarks", "4"), ("pinv_iters", "3")]);
     let mut c = Count::default();
-    // Segment-mean weights (membership × real, count, divide), then dense products.
-    c.0 += 3.0 * (m * n) as f64;
-    let means: Vec<Vec<f64>> = (0..m)
-        .map(|l| {
-            (0..n)
-                .map(|j| if j * m / n == l { 1.0 / 3.0 } else { 0.0 })
-                .collect()
-        })
-        .collect();
-    let (ql, kl) = (matmul(&mut c, &means, &qr), matmul(&mut c, &means, &kr));
+    // Landmarks by runs of n/m rows (m divides n): weight each row, sum each run, divide by
+    // its count; the counts (each run's weights summed, then clamped) once per batch row.
+    let runs = |c: &mut Count, x: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        let (r, d) = (n / m, x[0].len());
+        c.0 += (n * d) as f64;
+        (0..m)
+            .map(|l| {
+                let mut acc = x[l * r].clone();
+                for row in &x[l * r + 1..(l + 1) * r] {
+                    acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                }
+                c.0 += (r * d) as f64; // r − 1 sums and one division per column
+                acc.iter().map(|a| a / r as f64).collect()
+            })
+            .collect()
+    };
+    c.0 += n as f64;
+    let (ql, kl) = (runs(&mut c, &qr), runs(&mut c, &kr));
     let f = kernel(&mut c, &qr, &kl);
     let a = kernel(&mut c, &ql, &kl);
     let b = kernel(&mut c, &ql, &kr);
