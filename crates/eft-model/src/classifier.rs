@@ -6,7 +6,7 @@ use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::{
-    Embeddings, Encoder, ModelConfig, ModelCost, ModelOutput, Pool, TaskShape, linear_flops,
+    Embeddings, Encoder, ModelConfig, ModelCost, ModelOutput, Pool, TaskShape, dense, linear_flops,
 };
 
 /// LRA's encoder classifier with a pluggable attention mechanism.
@@ -69,8 +69,8 @@ impl Classifier {
         };
         let h = self
             .head_activation
-            .forward(self.head_hidden.forward(pooled));
-        ModelOutput::new(self.head_out.forward(h))
+            .forward(dense::apply(&self.head_hidden, pooled));
+        ModelOutput::new(dense::apply(&self.head_out, h))
     }
 
     /// Whether rows come in pairs compared by the head.

@@ -6,8 +6,8 @@ use burn::tensor::{Device, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dropout;
 use crate::{GELU_FLOPS, ModelConfig, ModelCost, linear_flops};
+use crate::{dense, dropout};
 
 /// The feed-forward branch of every block. TOML: `model.feed_forward = { kind = "dense" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -61,7 +61,7 @@ impl FeedForward {
     /// # Shapes
     /// - x: `[B, N, d]` → `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = eft_kernels::gelu(self.up.forward(x)); // [B, N, d_ff]
-        self.down.forward(dropout::apply(&self.dropout, h))
+        let h = eft_kernels::gelu(dense::apply(&self.up, x)); // [B, N, d_ff]
+        dense::apply(&self.down, dropout::apply(&self.dropout, h))
     }
 }

@@ -18,6 +18,7 @@ mod block;
 mod classifier;
 mod config;
 mod cost;
+mod dense;
 mod dropout;
 mod embedding;
 mod encoder;

@@ -5,7 +5,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use eft_attention::{Attention, AttentionCost, AttentionInput, AttentionShape, Memory};
 
-use crate::{ModelCost, linear_flops};
+use crate::{ModelCost, dense, linear_flops};
 
 use crate::ModelConfig;
 
@@ -72,7 +72,7 @@ impl SelfAttention {
         let head_dim = d_model / self.n_heads;
         let heads = |proj: &Linear, x: &Tensor<3>| {
             let n = x.dims()[1];
-            proj.forward(x.clone())
+            dense::apply(proj, x.clone())
                 .reshape([batch, n, self.n_heads, head_dim])
                 .swap_dims(1, 2) // [B, H, N, D]
         };
@@ -92,7 +92,7 @@ impl SelfAttention {
         }
         let out = self.mechanism.forward(input); // [B, H, N, D]
         let out = out.swap_dims(1, 2).reshape([batch, len, d_model]); // [B, N, d]
-        self.output.forward(out)
+        dense::apply(&self.output, out)
     }
 
     /// The layer as it should be at training step `step` (see [`Attention::at_step`]).

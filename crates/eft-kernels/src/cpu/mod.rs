@@ -2,6 +2,7 @@
 //! version of the same operation.
 
 pub(crate) mod block_sparse;
+pub(crate) mod dense;
 pub(crate) mod flash;
 pub(crate) mod heads;
 pub(crate) mod kernel_attention;
