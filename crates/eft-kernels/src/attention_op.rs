@@ -124,3 +124,57 @@ pub(crate) fn tracked<B: Backend, C: CheckpointStrategy, Op: AttentionOp<B>>(
         OpsKind::UnTracked(prep) => prep.finish(op.forward(q, k, v, bias).0),
     }
 }
+
+/// Generates, for one attention op of a backend-extension trait, the struct of its options,
+/// its [`AttentionOp`] impl (the backend's forward and backward passes given those options) and
+/// the `Autodiff` impl of the trait, whose entry point runs [`tracked`]. The passes take
+/// `(q, k, v, bias, options…)` and `(q, k, v, bias, out, kept, grad_out, options…)`.
+macro_rules! autodiff_attention_op {
+    (
+        $op:ident for $backend:ident,
+        $entry:ident => $forward:ident, $backward:ident,
+        { $($option:ident: $ty:ty),* $(,)? }
+    ) => {
+        /// The op's options, for the shared autodiff plumbing of `attention_op`.
+        #[derive(Debug, Clone)]
+        struct $op {
+            $($option: $ty),*
+        }
+
+        impl<B: $backend> $crate::attention_op::AttentionOp<B> for $op {
+            fn forward(
+                &self,
+                q: FloatTensor<B>,
+                k: FloatTensor<B>,
+                v: FloatTensor<B>,
+                bias: FloatTensor<B>,
+            ) -> (FloatTensor<B>, FloatTensor<B>) {
+                let $op { $($option),* } = self.clone();
+                B::$forward(q, k, v, bias, $($option),*)
+            }
+
+            fn backward(
+                &self,
+                s: $crate::attention_op::Saved<B>,
+                grad_out: FloatTensor<B>,
+            ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+                let $op { $($option),* } = self.clone();
+                B::$backward(s.q, s.k, s.v, s.bias, s.out, s.kept, grad_out, $($option),*)
+            }
+        }
+
+        impl<B: Backend + $backend, C: CheckpointStrategy> $backend for Autodiff<B, C> {
+            fn $entry(
+                q: FloatTensor<Self>,
+                k: FloatTensor<Self>,
+                v: FloatTensor<Self>,
+                key_bias: FloatTensor<Self>,
+                $($option: $ty),*
+            ) -> FloatTensor<Self> {
+                $crate::attention_op::tracked::<B, C, _>($op { $($option),* }, q, k, v, key_bias)
+            }
+        }
+    };
+}
+
+pub(crate) use autodiff_attention_op;

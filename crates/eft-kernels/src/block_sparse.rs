@@ -13,7 +13,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{FloatDType, Scalar, Shape, Tensor, TensorData};
 
-use crate::attention_op::{AttentionOp, Saved, key_bias, tracked};
+use crate::attention_op::{autodiff_attention_op, key_bias};
 use crate::materialised::generic_backward;
 use crate::softmax::generic_softmax;
 use crate::{BLOCKED_SCORE, BlockPattern, cpu};
@@ -183,48 +183,11 @@ impl BlockSparseBackend for Flex {
     }
 }
 
-/// [`BlockSparseBackend`]'s passes with their options, for the shared autodiff plumbing.
-#[derive(Debug, Clone)]
-struct BlockSparse {
+autodiff_attention_op!(BlockSparse for BlockSparseBackend,
+    block_sparse_attention => block_sparse_forward, block_sparse_backward, {
     causal: bool,
     pattern: Arc<BlockPattern>,
-}
-
-impl<B: BlockSparseBackend> AttentionOp<B> for BlockSparse {
-    fn forward(
-        &self,
-        q: FloatTensor<B>,
-        k: FloatTensor<B>,
-        v: FloatTensor<B>,
-        bias: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>) {
-        B::block_sparse_forward(q, k, v, bias, self.causal, self.pattern.clone())
-    }
-
-    fn backward(
-        &self,
-        s: Saved<B>,
-        grad_out: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-        let (causal, pattern) = (self.causal, self.pattern.clone());
-        B::block_sparse_backward(
-            s.q, s.k, s.v, s.bias, s.out, s.kept, grad_out, causal, pattern,
-        )
-    }
-}
-
-impl<B: Backend + BlockSparseBackend, C: CheckpointStrategy> BlockSparseBackend for Autodiff<B, C> {
-    fn block_sparse_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        key_bias: FloatTensor<Self>,
-        causal: bool,
-        pattern: Arc<BlockPattern>,
-    ) -> FloatTensor<Self> {
-        tracked::<B, C, _>(BlockSparse { causal, pattern }, q, k, v, key_bias)
-    }
-}
+});
 
 #[cfg(test)]
 mod tests {

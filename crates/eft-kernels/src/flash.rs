@@ -10,7 +10,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 
-use crate::attention_op::{AttentionOp, Saved, key_bias, tracked};
+use crate::attention_op::{Saved, autodiff_attention_op, key_bias};
 use crate::cpu;
 use crate::flash_reference as reference;
 
@@ -139,43 +139,7 @@ impl FlashBackend for Flex {
     }
 }
 
-/// [`FlashBackend`]'s passes with their options, for the shared autodiff plumbing.
-#[derive(Debug, Clone)]
-struct Flash {
+autodiff_attention_op!(Flash for FlashBackend, flash_attention => flash_forward, flash_backward, {
     causal: bool,
     tile: usize,
-}
-
-impl<B: FlashBackend> AttentionOp<B> for Flash {
-    fn forward(
-        &self,
-        q: FloatTensor<B>,
-        k: FloatTensor<B>,
-        v: FloatTensor<B>,
-        bias: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>) {
-        B::flash_forward(q, k, v, bias, self.causal, self.tile)
-    }
-
-    fn backward(
-        &self,
-        s: Saved<B>,
-        grad_out: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-        let (causal, tile) = (self.causal, self.tile);
-        B::flash_backward(s.q, s.k, s.v, s.bias, s.out, s.kept, grad_out, causal, tile)
-    }
-}
-
-impl<B: Backend + FlashBackend, C: CheckpointStrategy> FlashBackend for Autodiff<B, C> {
-    fn flash_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        key_bias: FloatTensor<Self>,
-        causal: bool,
-        tile: usize,
-    ) -> FloatTensor<Self> {
-        tracked::<B, C, _>(Flash { causal, tile }, q, k, v, key_bias)
-    }
-}
+});

@@ -15,7 +15,7 @@ use burn::backend::{
 };
 use burn::tensor::{FloatDType, Scalar, Shape, Tensor, TensorData};
 
-use crate::attention_op::{AttentionOp, Saved, key_bias, tracked};
+use crate::attention_op::{autodiff_attention_op, key_bias};
 use crate::cpu::kernel_attention::{CHUNK, EMPTY_ROW_GUARD};
 use crate::{BLOCKED_SCORE, cpu};
 
@@ -204,45 +204,10 @@ impl KernelAttentionBackend for Flex {
     }
 }
 
-/// [`KernelAttentionBackend`]'s passes with their option, for the shared autodiff plumbing.
-#[derive(Debug, Clone)]
-struct KernelAttention {
+autodiff_attention_op!(KernelAttention for KernelAttentionBackend,
+    kernel_attention => kernel_attention_forward, kernel_attention_backward, {
     causal: bool,
-}
-
-impl<B: KernelAttentionBackend> AttentionOp<B> for KernelAttention {
-    fn forward(
-        &self,
-        q: FloatTensor<B>,
-        k: FloatTensor<B>,
-        v: FloatTensor<B>,
-        bias: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>) {
-        B::kernel_attention_forward(q, k, v, bias, self.causal)
-    }
-
-    fn backward(
-        &self,
-        s: Saved<B>,
-        grad_out: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-        B::kernel_attention_backward(s.q, s.k, s.v, s.bias, s.out, s.kept, grad_out, self.causal)
-    }
-}
-
-impl<B: Backend + KernelAttentionBackend, C: CheckpointStrategy> KernelAttentionBackend
-    for Autodiff<B, C>
-{
-    fn kernel_attention(
-        fq: FloatTensor<Self>,
-        fk: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        key_bias: FloatTensor<Self>,
-        causal: bool,
-    ) -> FloatTensor<Self> {
-        tracked::<B, C, _>(KernelAttention { causal }, fq, fk, v, key_bias)
-    }
-}
+});
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Scalar, Tensor};
 
-use crate::attention_op::{AttentionOp, Saved, key_bias, tracked};
+use crate::attention_op::{autodiff_attention_op, key_bias};
 use crate::cpu;
 use crate::flash_reference::{has_visible, scores};
 use crate::softmax::generic_softmax;
@@ -159,45 +159,10 @@ impl MaterialisedBackend for Flex {
     }
 }
 
-/// [`MaterialisedBackend`]'s passes with their option, for the shared autodiff plumbing.
-#[derive(Debug, Clone)]
-struct Materialised {
+autodiff_attention_op!(Materialised for MaterialisedBackend,
+    materialised_attention => materialised_forward, materialised_backward, {
     causal: bool,
-}
-
-impl<B: MaterialisedBackend> AttentionOp<B> for Materialised {
-    fn forward(
-        &self,
-        q: FloatTensor<B>,
-        k: FloatTensor<B>,
-        v: FloatTensor<B>,
-        bias: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>) {
-        B::materialised_forward(q, k, v, bias, self.causal)
-    }
-
-    fn backward(
-        &self,
-        s: Saved<B>,
-        grad_out: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-        B::materialised_backward(s.q, s.k, s.v, s.bias, s.out, s.kept, grad_out, self.causal)
-    }
-}
-
-impl<B: Backend + MaterialisedBackend, C: CheckpointStrategy> MaterialisedBackend
-    for Autodiff<B, C>
-{
-    fn materialised_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        key_bias: FloatTensor<Self>,
-        causal: bool,
-    ) -> FloatTensor<Self> {
-        tracked::<B, C, _>(Materialised { causal }, q, k, v, key_bias)
-    }
-}
+});
 
 #[cfg(test)]
 mod tests {
