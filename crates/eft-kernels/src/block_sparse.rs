@@ -15,6 +15,7 @@ use burn::tensor::{FloatDType, Scalar, Shape, Tensor, TensorData};
 
 use crate::attention_op::{autodiff_attention_op, key_bias};
 use crate::materialised::generic_backward;
+use crate::routing::extension_runs_on;
 use crate::softmax::generic_softmax;
 use crate::{BLOCKED_SCORE, BlockPattern, cpu};
 
@@ -89,15 +90,15 @@ pub fn block_sparse_attention(
         pattern.heads == 1 || pattern.heads == heads,
         "pattern heads"
     );
-    let bias = key_bias(key_padding, &k);
-    Tensor::from_dispatch(<Dispatch as BlockSparseBackend>::block_sparse_attention(
-        q.into_dispatch(),
-        k.into_dispatch(),
-        v.into_dispatch(),
-        bias.into_dispatch(),
-        causal,
-        pattern,
-    ))
+    let extension = extension_runs_on(&q.device());
+    let bias = key_bias(key_padding, &k).into_dispatch();
+    let (q, k, v) = (q.into_dispatch(), k.into_dispatch(), v.into_dispatch());
+    Tensor::from_dispatch(match extension {
+        true => {
+            <Dispatch as BlockSparseBackend>::block_sparse_attention(q, k, v, bias, causal, pattern)
+        }
+        false => generic_forward::<Dispatch>(q, k, v, bias, causal, &pattern).0,
+    })
 }
 
 /// The portable forward pass: the dense form with the pattern as a mask. Saves the `N × N`

@@ -12,6 +12,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::{Shape, Tensor};
 
 use crate::cpu;
+use crate::routing::extension_runs_on;
 
 /// The backend operations behind [`linear`].
 #[backend_extension(Autodiff, Flex)]
@@ -55,11 +56,16 @@ pub fn linear<const D: usize>(
     let [d_in, d_out] = weight.dims();
     let rows = dims[..D - 1].iter().product();
     let bias = bias.unwrap_or_else(|| Tensor::zeros([d_out], &weight.device()));
-    let y = Tensor::<2>::from_dispatch(<Dispatch as DenseBackend>::dense(
+    let extension = extension_runs_on(&x.device());
+    let (x, w, b) = (
         x.reshape([rows, d_in]).into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
-    ));
+    );
+    let y = Tensor::<2>::from_dispatch(match extension {
+        true => <Dispatch as DenseBackend>::dense(x, w, b),
+        false => generic_forward::<Dispatch>(x, w, b),
+    });
     let mut out = dims;
     out[D - 1] = d_out;
     y.reshape(out)

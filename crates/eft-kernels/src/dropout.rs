@@ -10,6 +10,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::{Tensor, TensorData};
 
 use crate::cpu;
+use crate::routing::extension_runs_on;
 
 /// The backend operation behind [`dropout`].
 #[backend_extension(Autodiff, Flex)]
@@ -62,9 +63,12 @@ pub(crate) fn mask_value(seed: u64, i: usize, prob: f32) -> f32 {
 /// Dropout of `x` with drop probability `prob`, its mask a function of `seed` (draw a fresh seed
 /// per call); differentiable, fused on burn's Flex backend in f32.
 pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, seed: u64) -> Tensor<D> {
-    let out =
-        <Dispatch as DropoutBackend>::hashed_dropout(x.into_dispatch(), prob as f32, seed as usize);
-    Tensor::from_dispatch(out)
+    let extension = extension_runs_on(&x.device());
+    let (x, prob, seed) = (x.into_dispatch(), prob as f32, seed as usize);
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as DropoutBackend>::hashed_dropout(x, prob, seed),
+        false => generic_dropout::<Dispatch>(x, prob, seed),
+    })
 }
 
 impl DropoutBackend for Flex {

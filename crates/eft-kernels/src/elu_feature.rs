@@ -12,6 +12,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Scalar, Tensor};
 
 use crate::cpu;
+use crate::routing::extension_runs_on;
 
 /// The backend operations behind [`elu_plus_one`].
 #[backend_extension(Autodiff, Flex)]
@@ -40,9 +41,12 @@ fn generic_backward<B: Backend>(y: FloatTensor<B>, dy: FloatTensor<B>) -> FloatT
 
 /// `elu(x) + 1` element-wise, differentiable, fused on burn's Flex backend in f32.
 pub fn elu_plus_one<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as EluFeatureBackend>::elu_plus_one(
-        x.into_dispatch(),
-    ))
+    let extension = extension_runs_on(&x.device());
+    let x = x.into_dispatch();
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as EluFeatureBackend>::elu_plus_one(x),
+        false => generic_forward::<Dispatch>(x),
+    })
 }
 
 impl EluFeatureBackend for Flex {

@@ -14,6 +14,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Scalar, Shape, Tensor};
 
 use crate::cpu;
+use crate::routing::extension_runs_on;
 
 /// The backend operations behind [`favor_features`].
 #[backend_extension(Autodiff, Flex)]
@@ -44,12 +45,12 @@ pub trait FavorBackend: Backend {
 /// # Shapes
 /// - `p`: `[B, H, N, m]`; `x`: `[B, H, N, D]` → `[B, H, N, m]`
 pub fn favor_features(p: Tensor<4>, x: Tensor<4>, row_shift: bool, scale: f32) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as FavorBackend>::favor_features(
-        p.into_dispatch(),
-        x.into_dispatch(),
-        row_shift,
-        scale,
-    ))
+    let extension = extension_runs_on(&p.device());
+    let (p, x) = (p.into_dispatch(), x.into_dispatch());
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as FavorBackend>::favor_features(p, x, row_shift, scale),
+        false => generic_forward::<Dispatch>(p, x, row_shift, scale),
+    })
 }
 
 /// The portable forward pass from tensor ops.
@@ -63,11 +64,12 @@ fn generic_forward<B: Backend>(
         B::float_sum_dim(B::float_mul(x.clone(), x), 3),
         Scalar::Float(0.5),
     ); // [B, H, N, 1]
-    let shift = if row_shift {
+    // Detached, so that autodiff of this form (the portable path) agrees with the op's backward.
+    let shift = B::float_detach(if row_shift {
         B::float_max_dim(p.clone(), 3) // [B, H, N, 1]
     } else {
         B::float_reshape(B::float_max(p.clone()), Shape::new([1, 1, 1, 1]))
-    };
+    });
     let e = B::float_exp(B::float_sub(B::float_sub(p, half_sq), shift));
     B::float_mul_scalar(e, Scalar::Float(f64::from(scale)))
 }

@@ -13,6 +13,7 @@ use burn::tensor::Tensor;
 use crate::attention_op::{Saved, autodiff_attention_op, key_bias};
 use crate::cpu;
 use crate::flash_reference as reference;
+use crate::routing::extension_runs_on;
 
 /// Score given to blocked query–key pairs before the softmax, by every mechanism.
 ///
@@ -83,16 +84,18 @@ pub fn flash_attention(
     causal: bool,
     tile: usize,
 ) -> Tensor<4> {
-    let bias = key_bias(key_padding, &k);
-    let out = <Dispatch as FlashBackend>::flash_attention(
+    let extension = extension_runs_on(&q.device());
+    let bias = key_bias(key_padding, &k).into_dispatch();
+    let (q, k, v, tile) = (
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
-        bias.into_dispatch(),
-        causal,
         tile.max(1),
     );
-    Tensor::from_dispatch(out)
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as FlashBackend>::flash_attention(q, k, v, bias, causal, tile),
+        false => reference::forward::<Dispatch>(q, k, v, bias, causal, tile).0,
+    })
 }
 
 impl FlashBackend for Flex {

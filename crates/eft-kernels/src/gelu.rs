@@ -11,6 +11,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 
 use crate::cpu;
+use crate::routing::extension_runs_on;
 
 /// The backend operations behind [`gelu`].
 #[backend_extension(Autodiff, Flex)]
@@ -28,7 +29,12 @@ pub trait GeluBackend: Backend {
 
 /// Exact GELU `x·Φ(x)`, differentiable, fused on burn's Flex backend in f32.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as GeluBackend>::gelu_exact(x.into_dispatch()))
+    let extension = extension_runs_on(&x.device());
+    let x = x.into_dispatch();
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as GeluBackend>::gelu_exact(x),
+        false => Dispatch::gelu(x),
+    })
 }
 
 impl GeluBackend for Flex {

@@ -17,6 +17,7 @@ use burn::tensor::{FloatDType, Scalar, Shape, Tensor, TensorData};
 
 use crate::attention_op::{autodiff_attention_op, key_bias};
 use crate::cpu::kernel_attention::{CHUNK, EMPTY_ROW_GUARD};
+use crate::routing::extension_runs_on;
 use crate::{BLOCKED_SCORE, cpu};
 
 /// The backend operations behind [`kernel_attention`].
@@ -76,14 +77,13 @@ pub fn kernel_attention(
     key_padding: Option<Tensor<2>>,
     causal: bool,
 ) -> Tensor<4> {
-    let bias = key_bias(key_padding, &fk);
-    Tensor::from_dispatch(<Dispatch as KernelAttentionBackend>::kernel_attention(
-        fq.into_dispatch(),
-        fk.into_dispatch(),
-        v.into_dispatch(),
-        bias.into_dispatch(),
-        causal,
-    ))
+    let extension = extension_runs_on(&fq.device());
+    let bias = key_bias(key_padding, &fk).into_dispatch();
+    let (fq, fk, v) = (fq.into_dispatch(), fk.into_dispatch(), v.into_dispatch());
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as KernelAttentionBackend>::kernel_attention(fq, fk, v, bias, causal),
+        false => generic_forward::<Dispatch>(fq, fk, v, bias, causal).0,
+    })
 }
 
 /// `[B, 1, N, N]`: 1 where query `i` sees key `j` (a real key, not later when causal), else 0.

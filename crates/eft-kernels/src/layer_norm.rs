@@ -11,6 +11,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::{Scalar, Shape, Tensor};
 
 use crate::cpu;
+use crate::routing::extension_runs_on;
 
 /// The backend operations behind [`layer_norm`].
 #[backend_extension(Autodiff, Flex)]
@@ -54,12 +55,16 @@ pub fn layer_norm<const D: usize>(
     beta: Tensor<1>,
     epsilon: f64,
 ) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as LayerNormBackend>::layer_norm_last(
+    let extension = extension_runs_on(&x.device());
+    let (x, gamma, beta) = (
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
-        epsilon as f32,
-    ))
+    );
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as LayerNormBackend>::layer_norm_last(x, gamma, beta, epsilon as f32),
+        false => generic_forward::<Dispatch>(x, gamma, beta, epsilon as f32).0,
+    })
 }
 
 /// `x` viewed as `[rows, d]`.

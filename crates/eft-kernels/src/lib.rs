@@ -23,6 +23,7 @@ mod gelu;
 mod kernel_attention;
 mod layer_norm;
 mod materialised;
+mod routing;
 mod softmax;
 #[cfg(test)]
 mod test_util;

@@ -15,6 +15,7 @@ use burn::tensor::{Scalar, Tensor};
 use crate::attention_op::{autodiff_attention_op, key_bias};
 use crate::cpu;
 use crate::flash_reference::{has_visible, scores};
+use crate::routing::extension_runs_on;
 use crate::softmax::generic_softmax;
 
 /// Query rows per chunk of the fused kernel: each thread's backward transient is `CHUNK × N`.
@@ -78,15 +79,13 @@ pub fn materialised_attention(
     key_padding: Option<Tensor<2>>,
     causal: bool,
 ) -> Tensor<4> {
-    let bias = key_bias(key_padding, &k);
-    let out = <Dispatch as MaterialisedBackend>::materialised_attention(
-        q.into_dispatch(),
-        k.into_dispatch(),
-        v.into_dispatch(),
-        bias.into_dispatch(),
-        causal,
-    );
-    Tensor::from_dispatch(out)
+    let extension = extension_runs_on(&q.device());
+    let bias = key_bias(key_padding, &k).into_dispatch();
+    let (q, k, v) = (q.into_dispatch(), k.into_dispatch(), v.into_dispatch());
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as MaterialisedBackend>::materialised_attention(q, k, v, bias, causal),
+        false => generic_forward::<Dispatch>(q, k, v, bias, causal).0,
+    })
 }
 
 /// The portable forward pass from tensor ops.

@@ -10,6 +10,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::Tensor;
 
 use crate::cpu;
+use crate::routing::extension_runs_on;
 
 /// The backend operations behind [`softmax`].
 #[backend_extension(Autodiff, Flex)]
@@ -28,9 +29,12 @@ pub trait SoftmaxBackend: Backend {
 
 /// `softmax` over the last dimension, differentiable, fused on burn's Flex backend in f32.
 pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as SoftmaxBackend>::softmax_last(
-        x.into_dispatch(),
-    ))
+    let extension = extension_runs_on(&x.device());
+    let x = x.into_dispatch();
+    Tensor::from_dispatch(match extension {
+        true => <Dispatch as SoftmaxBackend>::softmax_last(x),
+        false => generic_softmax::<Dispatch>(x),
+    })
 }
 
 impl SoftmaxBackend for Flex {

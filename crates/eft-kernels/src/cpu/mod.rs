@@ -18,8 +18,7 @@ use burn::tensor::{Bytes, DType, Device, Shape};
 /// or without autodiff) in f32. Ops whose portable form is only a reference (block-sparse,
 /// kernelised attention) let callers keep their own scalable path everywhere else.
 pub fn fused_cpu(device: &Device, dtype: DType) -> bool {
-    let plain = device.clone().inner();
-    matches!(plain.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) && dtype == DType::F32
+    crate::routing::extension_runs_on(device) && dtype == DType::F32
 }
 
 /// The tensor's elements in row-major order, copied only when it is strided; `None` unless f32.
