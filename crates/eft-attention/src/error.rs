@@ -13,4 +13,13 @@ pub enum AttentionError {
         /// What would be accepted.
         fix: String,
     },
+    /// An input dimension is zero, for which no mechanism is defined.
+    #[error(
+        "attention input has {dim} = 0: batch, heads, length and head dimension must each be at \
+         least 1"
+    )]
+    EmptyInput {
+        /// Which dimension: `batch`, `heads`, `len` or `head_dim`.
+        dim: &'static str,
+    },
 }

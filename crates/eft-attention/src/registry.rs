@@ -57,6 +57,21 @@ macro_rules! mechanisms {
                 match self { $(Self::$variant(c) => c.check_shape(len, heads),)* }
             }
 
+            /// Checks an input's shape before a call: no dimension may be zero, then
+            /// [`check_shape`](Self::check_shape) at its length and heads.
+            pub fn check_input(&self, shape: AttentionShape) -> Result<(), AttentionError> {
+                let dims = [
+                    ("batch", shape.batch),
+                    ("heads", shape.heads),
+                    ("len", shape.len),
+                    ("head_dim", shape.head_dim),
+                ];
+                if let Some((dim, _)) = dims.into_iter().find(|(_, n)| *n == 0) {
+                    return Err(AttentionError::EmptyInput { dim });
+                }
+                self.check_shape(shape.len, shape.heads)
+            }
+
             /// Whether the mechanism defines a causal form.
             pub fn supports_causal(&self) -> bool {
                 match self { $(Self::$variant(c) => c.supports_causal(),)* }

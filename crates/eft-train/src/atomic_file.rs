@@ -21,7 +21,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
         let _ = std::fs::remove_file(&tmp);
         TrainError::Io {
             path: path.to_path_buf(),
-            source: e,
+            cause: e,
         }
     })
 }

@@ -82,11 +82,11 @@ impl Checkpoint {
             std::io::ErrorKind::NotFound => TrainError::file(
                 path,
                 "no checkpoint here",
-                "point --resume at a run folder that holds checkpoint.safetensors, or start a new run",
+                "give a run folder that holds checkpoint.safetensors (eft train --resume DIR, eft eval DIR), or start a new run",
             ),
             _ => TrainError::Io {
                 path: path.into(),
-                source: e,
+                cause: e,
             },
         })?;
         let corrupt = |problem: String| {

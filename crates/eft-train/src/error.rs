@@ -47,12 +47,13 @@ pub enum TrainError {
         available: u64,
     },
     /// An I/O operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or folder being read or written.
         path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error; shown in the message, so not also chained as a source
+        /// (which printed it twice).
+        cause: std::io::Error,
     },
 }
 
@@ -81,6 +82,6 @@ impl TrainError {
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| TrainError::Io { path, source }
+        move |cause| TrainError::Io { path, cause }
     }
 }

@@ -89,7 +89,9 @@ pub fn layered_with(
     let mut value = toml::Value::try_from(base).expect("a run config always serialises");
     let mut schedule_set = false;
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            TrainError::file(path, e, "pass --config the path of a TOML run config")
+        })?;
         let overlay: toml::Value = toml::from_str(&text).map_err(|e| {
             TrainError::file(path, e.message().trim(), "fix the TOML syntax at that line")
         })?;

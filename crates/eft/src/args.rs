@@ -142,10 +142,10 @@ pub enum ProfileCommand {
 #[derive(Debug, Args)]
 pub struct MatmulArgs {
     /// Rows, columns and inner dimension of the square product.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = at_least_one())]
     pub size: usize,
     /// Timed products after one warm-up; the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one())]
     pub repeats: usize,
 }
 
@@ -159,22 +159,22 @@ pub struct AttentionProfileArgs {
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
     pub params: Vec<(String, String)>,
     /// Sequence length N.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one())]
     pub len: usize,
     /// Batch size B.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
     pub batch: usize,
     /// Heads H.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one())]
     pub heads: usize,
     /// Head dimension D.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one())]
     pub head_dim: usize,
     /// Causal masking.
     #[arg(long)]
     pub causal: bool,
     /// Timed passes after one warm-up pass; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one())]
     pub repeats: usize,
     /// Measure a whole training step (forward and backward) of this preset's model with the
     /// mechanism, instead of the attention call alone: `quick` or `paper` (LRA's ListOps model).
@@ -194,17 +194,18 @@ pub struct SweepArgs {
         long,
         alias = "lengths",
         value_delimiter = ',',
-        default_value = "1024,2048,4096,8192,16384"
+        default_value = "1024,2048,4096,8192,16384",
+        value_parser = at_least_one()
     )]
     pub lens: Vec<usize>,
     /// Batch size B.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
     pub batch: usize,
     /// Heads H (attention sweeps; a --model sweep uses the preset's).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one())]
     pub heads: usize,
     /// Head dimension D (attention sweeps).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one())]
     pub head_dim: usize,
     /// Skip a configuration whose estimated peak memory exceeds this many GiB (recorded as out
     /// of memory, like one whose process dies allocating).
@@ -215,7 +216,7 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 900.0)]
     pub max_seconds: f64,
     /// Timed passes per configuration.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one())]
     pub repeats: usize,
     /// Measure whole training steps of this preset's model (`quick` or `paper`) instead of single
     /// attention calls; results go to <out>/model-PRESET-cpu.* instead of attention-cpu.*.
@@ -382,4 +383,10 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
         _ => Err(format!("`{s}` is not NAME=VALUE")),
     }
+}
+
+/// A count that must be at least 1 (a length, a batch, a number of heads or passes): zero is
+/// refused by the parser with a message naming the flag.
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }

@@ -15,10 +15,11 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::args::AttnArgs;
 
-/// A problem with the input file: missing tensor, wrong dtype, shapes that do not fit.
+/// A problem with what the user gave: an input file (missing tensor, wrong dtype, shapes that do
+/// not fit) or a name; exits 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct BadInput(String);
+pub struct BadInput(pub String);
 
 fn bad(path: &Path, problem: impl std::fmt::Display) -> anyhow::Error {
     BadInput(format!("{}: {problem}", path.display())).into()
@@ -66,6 +67,15 @@ fn read(
             ));
         }
     };
+    if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+        return Err(bad(
+            path,
+            format!(
+                "tensor `{name}` holds {} at flat index {i}; eft attn needs finite inputs",
+                values[i]
+            ),
+        ));
+    }
     Ok(Some(Array {
         values,
         shape: view.shape().to_vec(),
@@ -138,7 +148,13 @@ pub fn run(args: AttnArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     config.check_causal(args.causal)?;
-    config.check_shape(n, h)?;
+    let shape = AttentionShape {
+        batch: b,
+        heads: h,
+        len: n,
+        head_dim: d,
+    };
+    config.check_input(shape)?;
 
     let device = Device::flex().autodiff();
     let tensor = |a: &Array| {
@@ -158,12 +174,7 @@ pub fn run(args: AttnArgs) -> anyhow::Result<ExitCode> {
             &device,
         ));
     }
-    let layout = AttentionLayout::for_shape(AttentionShape {
-        batch: b,
-        heads: h,
-        len: n,
-        head_dim: d,
-    });
+    let layout = AttentionLayout::for_shape(shape);
     let attention = with_seed(&device, seed, || {
         let a = config.init(layout, &device);
         materialize(&a);

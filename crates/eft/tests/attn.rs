@@ -259,6 +259,47 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert!(!Path::new(&out).exists(), "a failed call wrote no output");
 }
 
+/// Shapes with a zero dimension (which panicked in six mechanisms and hung performer) and
+/// non-finite values are refused, for every mechanism, before any work.
+#[test]
+fn empty_and_non_finite_inputs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let qkv = |name: &str, shape: [usize; 4], q: Vec<f32>| {
+        let path = dir.path().join(name);
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let zeros = vec![0.0; shape.iter().product()];
+        write(
+            &path,
+            &[
+                ("q", Dtype::F32, shape.to_vec(), bytes(&q)),
+                ("k", Dtype::F32, shape.to_vec(), bytes(&zeros)),
+                ("v", Dtype::F32, shape.to_vec(), bytes(&zeros)),
+            ],
+        );
+        path.to_str().unwrap().to_string()
+    };
+    let empty_len = qkv("len0.safetensors", [1, 2, 0, 4], vec![]);
+    let empty_dim = qkv("dim0.safetensors", [1, 2, 8, 0], vec![]);
+    let mut nan = vec![0.5; 64];
+    nan[37] = f32::NAN;
+    let nan = qkv("nan.safetensors", [1, 2, 8, 4], nan);
+    let infinite = qkv("inf.safetensors", [1, 2, 8, 4], vec![f32::INFINITY; 64]);
+    let out = out.to_str().unwrap();
+    for &mechanism in AttentionConfig::NAMES {
+        for (file, needle) in [
+            (&empty_len, "len = 0"),
+            (&empty_dim, "head_dim = 0"),
+            (&nan, "`q` holds NaN at flat index 37"),
+            (&infinite, "`q` holds inf at flat index 0"),
+        ] {
+            let args = ["--mechanism", mechanism, "--input", file, "--output", out];
+            fails_with(&args, needle);
+        }
+    }
+    assert!(!Path::new(out).exists(), "a refused call wrote no output");
+}
+
 /// A learned mechanism writes the parameters it used: softmax(R)·V computed here from OUT's own
 /// `R` reproduces OUT's output, and the same seed gives the same parameters.
 #[test]

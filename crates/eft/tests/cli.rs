@@ -101,6 +101,39 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
     );
 }
 
+/// Counts of zero (which gave meaningless JSON with exit 0), unknown task names (exit 0 in
+/// silence) and unreadable config files (exit 1, the OS error printed twice) are usage errors.
+#[test]
+fn zero_counts_unknown_tasks_and_unreadable_configs_exit_2() {
+    let usage = |args: &[&str], needle: &str| {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(err.contains(needle), "{args:?}: `{needle}` not in: {err}");
+    };
+    let profile = ["profile", "attention", "--mechanism", "full", "--len", "8"];
+    for flag in ["--len", "--batch", "--heads", "--head-dim", "--repeats"] {
+        let mut args = profile.to_vec();
+        args.extend([flag, "0"]);
+        usage(&args, flag);
+    }
+    usage(&["profile", "sweep", "--lens", "8,0"], "--lens");
+    usage(&["profile", "matmul", "--size", "0"], "--size");
+    usage(&["data", "fetch", "nosuch"], "listops");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let binary = env!("CARGO_BIN_EXE_eft");
+    for config in [out, binary, "/nonexistent/run.toml"] {
+        fails_with(&["train", "--out", out, "--config", config], &["--config"]);
+        usage(&["train", "--out", out, "--config", config], config);
+        let err = String::from_utf8_lossy(&run(&["train", "--config", config]).stderr).to_string();
+        let os = err.split(": ").nth(1).unwrap_or_default().to_string();
+        assert_eq!(err.matches(&os).count(), 1, "the OS error once: {err}");
+    }
+}
+
 #[test]
 fn dry_run_prints_the_resolved_config() {
     let out = run(&[

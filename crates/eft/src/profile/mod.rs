@@ -118,7 +118,7 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
     if let Some(preset) = &args.model {
         return model::measure(args, preset, config);
     }
-    config.check_shape(args.len, args.heads)?;
+    config.check_input(shape(args))?;
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();
     let attention = with_seed(&device, 0, || {
