@@ -1,21 +1,26 @@
 //! Checkpoints: model weights, optimizer moments and loop state in one safetensors file.
 //!
 //! Tensors are named `model.<param>`, `adam.m.<param>` and `adam.v.<param>` (f32); the metadata
-//! holds the run's config (`eft.config`, TOML) and loop state (`eft.state`, JSON). One file,
-//! written atomically, so a checkpoint is either the old one or the new one.
+//! holds the run's config (`eft.config`, TOML), loop state (`eft.state`, JSON) and a SHA-256 of
+//! all of it (`eft.sha256`), checked on load. One file, written atomically, so a checkpoint is
+//! either the old one or the new one; non-finite values are never written and never loaded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::params::NamedArray;
 use crate::safetensors_file::{decode_f32, encode_f32};
 use crate::{EvalPoint, ExtraSums, RunConfig, TrainError, write_atomic};
 
 /// Version of the checkpoint layout; bumped when it changes incompatibly.
-const FORMAT: &str = "1";
+const FORMAT: &str = "2";
+
+/// The layout before checksums, still read (without one to verify).
+const FORMAT_WITHOUT_CHECKSUM: &str = "1";
 
 /// The training loop's position and what it has measured so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -65,11 +70,21 @@ impl Checkpoint {
             .iter()
             .map(|(k, a)| (format!("model.{k}"), a))
             .chain(self.adam.iter().map(|(k, a)| (format!("adam.{k}"), a)));
+        if let Some(problem) = self.non_finite() {
+            return Err(TrainError::file(
+                path,
+                format!("refusing to write a checkpoint whose {problem}"),
+                "the run has diverged; the previous checkpoint is kept",
+            ));
+        }
         let state = serde_json::json!({ "loop": self.state, "adam_steps": self.adam_steps });
+        let (config, state) = (self.config.to_toml(), state.to_string());
+        let digest = self.digest(&config, &state);
         let metadata = HashMap::from([
             ("eft.format".to_string(), FORMAT.to_string()),
-            ("eft.config".to_string(), self.config.to_toml()),
-            ("eft.state".to_string(), state.to_string()),
+            ("eft.config".to_string(), config),
+            ("eft.state".to_string(), state),
+            ("eft.sha256".to_string(), digest),
         ]);
         let file = encode_f32(arrays, metadata)
             .map_err(|e| TrainError::file(path, e, "could not encode the checkpoint"))?;
@@ -102,7 +117,8 @@ impl Checkpoint {
             meta.get(k)
                 .ok_or_else(|| corrupt(format!("metadata `{k}` missing")))
         };
-        if field("eft.format")? != FORMAT {
+        let format = field("eft.format")?;
+        if format != FORMAT && format != FORMAT_WITHOUT_CHECKSUM {
             return Err(TrainError::file(
                 path,
                 format!("checkpoint format {} is not {FORMAT}", field("eft.format")?),
@@ -138,12 +154,60 @@ impl Checkpoint {
                 return Err(corrupt(format!("unexpected tensor `{name}`")));
             }
         }
-        Ok(Self {
+        let checkpoint = Self {
             config,
             state: saved.state,
             adam_steps: saved.adam_steps,
             model,
             adam,
+        };
+        if format == FORMAT {
+            let stored = field("eft.sha256")?;
+            if *stored != checkpoint.digest(field("eft.config")?, field("eft.state")?) {
+                return Err(corrupt(
+                    "its SHA-256 does not match the contents: a byte was changed after writing"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(problem) = checkpoint.non_finite() {
+            return Err(corrupt(problem));
+        }
+        Ok(checkpoint)
+    }
+
+    /// SHA-256 (hex) of the config and state text and every tensor's name, shape and values.
+    fn digest(&self, config: &str, state: &str) -> String {
+        let mut hash = Sha256::new();
+        for text in [config, state] {
+            hash.update((text.len() as u64).to_le_bytes());
+            hash.update(text.as_bytes());
+        }
+        let arrays = self.model.iter().map(|(k, a)| ("model.", k, a));
+        for (prefix, name, array) in arrays.chain(self.adam.iter().map(|(k, a)| ("adam.", k, a))) {
+            hash.update(prefix.as_bytes());
+            hash.update(name.as_bytes());
+            hash.update([0]);
+            for &d in &array.shape {
+                hash.update((d as u64).to_le_bytes());
+            }
+            for v in &array.values {
+                hash.update(v.to_le_bytes());
+            }
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Which tensor holds a NaN or an infinity, if any.
+    fn non_finite(&self) -> Option<String> {
+        let arrays = self.model.iter().map(|(k, a)| (format!("model.{k}"), a));
+        let mut all = arrays.chain(self.adam.iter().map(|(k, a)| (format!("adam.{k}"), a)));
+        all.find_map(|(name, a)| {
+            let i = a.values.iter().position(|v| !v.is_finite())?;
+            Some(format!(
+                "tensor `{name}` holds {} at index {i}",
+                a.values[i]
+            ))
         })
     }
 }
@@ -208,5 +272,49 @@ mod tests {
         std::fs::write(&path, b"not a checkpoint").unwrap();
         let e = Checkpoint::load(&path).unwrap_err().to_string();
         assert!(e.contains("corrupt"), "{e}");
+    }
+
+    /// A flipped byte in any tensor or in the metadata, and a non-finite weight, are refused on
+    /// load (they loaded silently before); a non-finite checkpoint is never written.
+    #[test]
+    fn flipped_bytes_edited_metadata_and_non_finite_weights_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        sample().save(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let header = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+        for at in header..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            std::fs::write(&path, &bad).unwrap();
+            let e = Checkpoint::load(&path).unwrap_err().to_string();
+            assert!(e.contains("corrupt"), "byte {at}: {e}");
+        }
+        // The same tensors with the loop state edited (step 12 → 13) in valid metadata.
+        let (_, meta) = SafeTensors::read_metadata(&good).unwrap();
+        let mut metadata = meta.metadata().clone().unwrap();
+        let state = metadata["eft.state"].replace("\"step\":12", "\"step\":13");
+        assert_ne!(state, metadata["eft.state"]);
+        metadata.insert("eft.state".into(), state);
+        let c = sample();
+        let arrays = c.model.iter().map(|(k, a)| (format!("model.{k}"), a));
+        let arrays = arrays.chain(c.adam.iter().map(|(k, a)| (format!("adam.{k}"), a)));
+        std::fs::write(&path, encode_f32(arrays, metadata).unwrap()).unwrap();
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(e.contains("SHA-256 does not match"), "{e}");
+        std::fs::write(&path, &good).unwrap();
+        let mut c = sample();
+        c.model.get_mut("a.weight").unwrap().values[1] = f32::NAN;
+        let e = c.save(&path).unwrap_err().to_string();
+        assert!(e.contains("`model.a.weight` holds NaN at index 1"), "{e}");
+        c.model.get_mut("a.weight").unwrap().values[1] = 1e30;
+        c.adam.get_mut("v.a.weight").unwrap().values[0] = f32::INFINITY;
+        let e = c.save(&path).unwrap_err().to_string();
+        assert!(e.contains("`adam.v.a.weight` holds inf"), "{e}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            good[..],
+            "the refused saves wrote nothing"
+        );
     }
 }

@@ -111,6 +111,8 @@ pub enum RunStatus {
     Interrupted,
     /// All steps done and the test split evaluated.
     Finished,
+    /// Stopped at a step whose loss or gradient was not finite; the checkpoint before it is kept.
+    Diverged,
 }
 
 /// Everything a run reports, written to `<run>/record.json`.
@@ -149,6 +151,9 @@ pub struct RunRecord {
     /// FLOPs, time per step, memory and cost (absent in records of older eft versions).
     #[serde(default)]
     pub meter: Option<crate::meter::MeterRecord>,
+    /// For a diverged run: the step (counting from 1) whose loss or gradient was not finite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged_at_step: Option<usize>,
 }
 
 #[cfg(test)]

@@ -103,13 +103,29 @@ pub fn resume(run_dir: &Path, options: &TrainOptions) -> Result<RunRecord, Train
     let record_path = run_dir.join(RECORD_FILE);
     if let Ok(text) = std::fs::read_to_string(&record_path)
         && let Ok(record) = serde_json::from_str::<RunRecord>(&text)
-        && record.status == RunStatus::Finished
     {
-        return Err(TrainError::file(
-            record_path,
-            "this run has already finished",
-            "start a new run, or evaluate this one with `eft eval`",
-        ));
+        match record.status {
+            RunStatus::Finished => {
+                return Err(TrainError::file(
+                    record_path,
+                    "this run has already finished",
+                    "start a new run, or evaluate this one with `eft eval`",
+                ));
+            }
+            RunStatus::Diverged => {
+                return Err(TrainError::file(
+                    record_path,
+                    format!(
+                        "this run diverged at step {} (it would again: training is \
+                         deterministic)",
+                        record.diverged_at_step.unwrap_or(record.steps_done + 1)
+                    ),
+                    "start a new run with a lower train.schedule.lr or with \
+                     train.max_grad_norm; `eft eval` evaluates its last checkpoint",
+                ));
+            }
+            RunStatus::Running | RunStatus::Interrupted => {}
+        }
     }
     let config = checkpoint.config.clone();
     Session::new(config, Some(checkpoint), run_dir, options)?.run()
@@ -287,14 +303,18 @@ impl<'a> Session<'a> {
             let task_loss = cross_entropy(logits, labels);
             let loss_value = task_loss.clone().into_scalar::<f64>();
             let loss = output.total_loss(task_loss);
-            self.state.extras.add(&output);
             let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
+            let norm = grad_norm(&self.model, &grads);
+            // Checked before the update, so the weights in memory and on disk stay finite.
+            if !loss_value.is_finite() || !norm.is_finite() {
+                let why = format!("loss {loss_value}, gradient norm {norm}");
+                bar.abandon_with_message(format!("diverged at step {}: {why}", step + 1));
+                return self.diverged(&meter, step + 1, &why);
+            }
+            self.state.extras.add(&output);
             let scale = match t.max_grad_norm {
-                Some(max) => {
-                    let norm = grad_norm(&self.model, &grads);
-                    if norm > max { max / norm } else { 1.0 }
-                }
-                None => 1.0,
+                Some(max) if norm > max => max / norm,
+                _ => 1.0,
             };
             self.model = adam_step(
                 self.model,
@@ -395,7 +415,13 @@ impl<'a> Session<'a> {
     }
 
     fn finish(mut self, meter: &Throughput, status: RunStatus) -> Result<RunRecord, TrainError> {
-        let record = self.checkpoint(meter, status)?;
+        // Until the test result is written the record says running, so a process killed during
+        // the test evaluation leaves a run that --resume finishes (its loop has no steps left).
+        let checkpointed = match status {
+            RunStatus::Finished => RunStatus::Running,
+            other => other,
+        };
+        let record = self.checkpoint(meter, checkpointed)?;
         if status != RunStatus::Finished {
             return Ok(record);
         }
@@ -408,14 +434,40 @@ impl<'a> Session<'a> {
         self.write_record(meter, status, Some(test))
     }
 
+    /// Ends a run whose step `at` (counting from 1) had a non-finite loss or gradient: no
+    /// checkpoint is written over the last good one, and the record says where it happened.
+    fn diverged(self, meter: &Throughput, at: usize, why: &str) -> Result<RunRecord, TrainError> {
+        tracing::warn!(step = at, why, "diverged");
+        let mut record = self.record(meter, RunStatus::Diverged, None);
+        record.diverged_at_step = Some(at);
+        self.store(record)
+    }
+
     fn write_record(
         &self,
         meter: &Throughput,
         status: RunStatus,
         test: Option<crate::EvalResult>,
     ) -> Result<RunRecord, TrainError> {
+        self.store(self.record(meter, status, test))
+    }
+
+    /// Writes `record.json` atomically.
+    fn store(&self, record: RunRecord) -> Result<RunRecord, TrainError> {
+        let json = serde_json::to_string_pretty(&record).expect("records serialise");
+        write_atomic(&self.dir.join(RECORD_FILE), json.as_bytes())?;
+        Ok(record)
+    }
+
+    /// The run's record as of now.
+    fn record(
+        &self,
+        meter: &Throughput,
+        status: RunStatus,
+        test: Option<crate::EvalResult>,
+    ) -> RunRecord {
         let (class, test_accuracy) = self.data.majority_baseline();
-        let record = RunRecord {
+        RunRecord {
             status,
             eft_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: self.options.git_commit.clone(),
@@ -439,10 +491,8 @@ impl<'a> Session<'a> {
             peak_memory_bytes: peak_rss_bytes(),
             sessions: self.state.sessions,
             meter: Some(self.meter_record(meter)),
-        };
-        let json = serde_json::to_string_pretty(&record).expect("records serialise");
-        write_atomic(&self.dir.join(RECORD_FILE), json.as_bytes())?;
-        Ok(record)
+            diverged_at_step: None,
+        }
     }
 
     fn meter_record(&self, meter: &Throughput) -> MeterRecord {

@@ -186,3 +186,62 @@ fn performer_redraws_survive_a_resume() {
     let first = eft_attention::orthogonal_features(8, 8, 0);
     assert_ne!(a.model[omega[0]].values, first, "features were redrawn");
 }
+
+/// A learning rate far too high makes a non-finite loss or gradient: the run stops before that
+/// step's update with status `diverged` (it exited "finished" with NaN weights before), the
+/// checkpoint of the step before stays loadable and finite, and resume refuses the run.
+#[test]
+fn a_diverging_run_stops_before_the_bad_update_and_keeps_its_last_good_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    let mut c = tiny();
+    c.train.steps = 40;
+    c.train.checkpoint_every = 1;
+    c.train.schedule = eft_train::Schedule::Constant { lr: 1e6 };
+    let record = train(c, &dir, &TrainOptions::default()).unwrap();
+    assert_eq!(record.status, RunStatus::Diverged);
+    let at = record.diverged_at_step.expect("the step is recorded");
+    assert_eq!(record.steps_done, at - 1, "no step after the bad one counts");
+    assert!(record.test.is_none());
+    let text = std::fs::read_to_string(dir.join(eft_train::RECORD_FILE)).unwrap();
+    let on_disk: eft_train::RunRecord = serde_json::from_str(&text).unwrap();
+    assert_eq!(on_disk, record);
+    if at > 1 {
+        let kept = Checkpoint::load(&dir.join(eft_train::CHECKPOINT_FILE)).unwrap();
+        assert_eq!(kept.state.step, at - 1, "the checkpoint of the step before");
+    }
+    let e = resume(&dir, &TrainOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("diverged at step {at}")), "{e}");
+}
+
+/// A process killed during the final test evaluation left `finished` with no test result, which
+/// resume refused. The record now says `running` until the test result is in, and resuming such
+/// a run (its checkpoint at the last step) runs only the evaluation.
+#[test]
+fn a_run_killed_during_its_test_evaluation_resumes_to_finish_it() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    let mut c = tiny();
+    c.train.steps = 4;
+    let done = train(c, &dir, &TrainOptions::default()).unwrap();
+    let weights = std::fs::read(dir.join(eft_train::CHECKPOINT_FILE)).unwrap();
+    // What the record holds between the final checkpoint and the test result.
+    let mut killed = done.clone();
+    killed.status = RunStatus::Running;
+    killed.test = None;
+    let json = serde_json::to_string_pretty(&killed).unwrap();
+    std::fs::write(dir.join(eft_train::RECORD_FILE), json).unwrap();
+    let resumed = resume(&dir, &TrainOptions::default()).unwrap();
+    assert_eq!(resumed.status, RunStatus::Finished);
+    assert_eq!(resumed.test, done.test, "the same test result");
+    assert_eq!(resumed.steps_done, 4);
+    let after = Checkpoint::load(&dir.join(eft_train::CHECKPOINT_FILE)).unwrap();
+    let before = {
+        let path = root.path().join("before.safetensors");
+        std::fs::write(&path, &weights).unwrap();
+        Checkpoint::load(&path).unwrap()
+    };
+    assert_eq!(after.model, before.model, "no step was trained again");
+}

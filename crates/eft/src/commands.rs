@@ -33,6 +33,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Exit code of a run that diverged (a non-finite loss or gradient).
+pub const DIVERGED: u8 = 3;
+
 /// 2 for a bad config or input file, 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<eft_attention::AttentionError>().is_some()
@@ -87,7 +90,8 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     crate::report::print_record(&record);
     Ok(match record.status {
         RunStatus::Finished => ExitCode::SUCCESS,
-        _ => ExitCode::from(INTERRUPTED),
+        RunStatus::Diverged => ExitCode::from(DIVERGED),
+        RunStatus::Running | RunStatus::Interrupted => ExitCode::from(INTERRUPTED),
     })
 }
 

@@ -151,6 +151,11 @@ pub fn print_record(record: &RunRecord) {
                 test.loss
             );
         }
+        (RunStatus::Diverged, _) => println!(
+            "{name}: diverged at step {} (non-finite loss or gradient); its last checkpoint is \
+             kept; lower train.schedule.lr or set train.max_grad_norm",
+            record.diverged_at_step.unwrap_or(record.steps_done + 1)
+        ),
         _ => println!(
             "{name}: stopped after {} of {} steps; continue with `eft train --resume <RUN_DIR>`",
             record.steps_done, record.config.train.steps

@@ -653,7 +653,7 @@ fn arena_runs_cells_records_failures_and_resumes() {
 
     let again = arena("train.steps=4");
     let err = String::from_utf8_lossy(&again.stderr);
-    assert_eq!(err.matches("finished earlier: kept").count(), 2, "{err}");
+    assert_eq!(err.matches("ended earlier: kept").count(), 2, "{err}");
 
     // Other settings under the same name: the old cells are neither reused nor overwritten.
     let record = std::fs::read(root.join("listops-full").join("record.json")).unwrap();

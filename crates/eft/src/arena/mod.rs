@@ -20,7 +20,8 @@ use report::Outcome;
 
 /// Where a cell stands before this session touches it.
 enum State {
-    Finished(Box<RunRecord>),
+    /// Finished or diverged: nothing left to train.
+    Ended(Box<RunRecord>),
     Interrupted,
     New,
 }
@@ -45,7 +46,9 @@ fn state(dir: &Path, planned: &RunConfig) -> anyhow::Result<State> {
         );
     }
     Ok(match record {
-        Some(r) if r.status == RunStatus::Finished => State::Finished(Box::new(r)),
+        Some(r) if matches!(r.status, RunStatus::Finished | RunStatus::Diverged) => {
+            State::Ended(Box::new(r))
+        }
         _ if dir.join(CHECKPOINT_FILE).exists() => State::Interrupted,
         _ => State::New,
     })
@@ -122,8 +125,8 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let result = match state(&run_dir, &cell.config) {
             Err(e) => Err(e),
-            Ok(State::Finished(record)) => {
-                eprintln!("  finished earlier: kept");
+            Ok(State::Ended(record)) => {
+                eprintln!("  ended earlier: kept");
                 Ok(*record)
             }
             Ok(State::Interrupted) => {
@@ -144,6 +147,16 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
                 outcomes.push(Outcome {
                     cell: cell.clone(),
                     result: Ok(record),
+                });
+            }
+            Ok(record) if record.status == RunStatus::Diverged => {
+                crate::report::print_record(&record);
+                let at = record.diverged_at_step.unwrap_or(record.steps_done + 1);
+                outcomes.push(Outcome {
+                    cell: cell.clone(),
+                    result: Err(format!(
+                        "diverged at step {at} (non-finite loss or gradient)"
+                    )),
                 });
             }
             Ok(_) => {
