@@ -94,11 +94,7 @@ impl Checkpoint {
     /// Reads a checkpoint; errors say whether it is missing, corrupt or of another format.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => TrainError::file(
-                path,
-                "no checkpoint here",
-                "give a run folder that holds checkpoint.safetensors (eft train --resume DIR, eft eval DIR), or start a new run",
-            ),
+            std::io::ErrorKind::NotFound => Self::not_found(path),
             _ => TrainError::Io {
                 path: path.into(),
                 cause: e,
@@ -174,6 +170,16 @@ impl Checkpoint {
             return Err(corrupt(problem));
         }
         Ok(checkpoint)
+    }
+
+    /// The error for a folder without a checkpoint at `path`.
+    pub(crate) fn not_found(path: &Path) -> TrainError {
+        TrainError::file(
+            path,
+            "no checkpoint here",
+            "give a run folder that holds checkpoint.safetensors (eft train --resume DIR, eft \
+             eval DIR), or start a new run",
+        )
     }
 
     /// SHA-256 (hex) of the config and state text and every tensor's name, shape and values.

@@ -22,6 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{Checkpoint, LoopState};
 use crate::evaluate::{batch_tensors, correct, cross_entropy, evaluate};
+use crate::folder_lock::FolderLock;
 use crate::meter::{MeterRecord, matmul_peak};
 use crate::optimizer::{AdamState, adam_step};
 use crate::params::{export_params, grad_norm, import_params};
@@ -80,6 +81,8 @@ pub fn train(
     options: &TrainOptions,
 ) -> Result<RunRecord, TrainError> {
     config.validate()?;
+    let fresh = std::fs::read_dir(run_dir).map_or(true, |mut d| d.next().is_none());
+    let lock = FolderLock::acquire(run_dir)?;
     for file in [CHECKPOINT_FILE, RECORD_FILE] {
         if run_dir.join(file).exists() {
             return Err(TrainError::file(
@@ -89,7 +92,16 @@ pub fn train(
             ));
         }
     }
-    let session = Session::new(config, None, run_dir, options)?;
+    let session = match Session::new(config, None, run_dir, options, lock) {
+        Ok(s) => s,
+        Err(e) => {
+            // Refused before anything was written (too big, no data): leave no folder behind.
+            if fresh {
+                let _ = std::fs::remove_dir_all(run_dir);
+            }
+            return Err(e);
+        }
+    };
     write_atomic(
         &run_dir.join(CONFIG_FILE),
         session.config.to_toml().as_bytes(),
@@ -99,7 +111,13 @@ pub fn train(
 
 /// Continues the run in `run_dir` from its last checkpoint, with the config saved there.
 pub fn resume(run_dir: &Path, options: &TrainOptions) -> Result<RunRecord, TrainError> {
-    let checkpoint = Checkpoint::load(&run_dir.join(CHECKPOINT_FILE))?;
+    let path = run_dir.join(CHECKPOINT_FILE);
+    if !path.exists() {
+        return Err(Checkpoint::not_found(&path));
+    }
+    // Claimed before reading, so that no other process moves the run on in between.
+    let lock = FolderLock::acquire(run_dir)?;
+    let checkpoint = Checkpoint::load(&path)?;
     let record_path = run_dir.join(RECORD_FILE);
     if let Ok(text) = std::fs::read_to_string(&record_path)
         && let Ok(record) = serde_json::from_str::<RunRecord>(&text)
@@ -128,7 +146,7 @@ pub fn resume(run_dir: &Path, options: &TrainOptions) -> Result<RunRecord, Train
         }
     }
     let config = checkpoint.config.clone();
-    Session::new(config, Some(checkpoint), run_dir, options)?.run()
+    Session::new(config, Some(checkpoint), run_dir, options, lock)?.run()
 }
 
 /// Builds the task's splits and the model for `config`; what evaluation needs.
@@ -202,6 +220,8 @@ struct Session<'a> {
     /// FLOPs per step by batch shape: the analytic count builds sparsity patterns, which is not
     /// work to repeat every step.
     step_flops: std::collections::HashMap<[usize; 2], f64>,
+    /// This process's claim on `dir`, released when the session ends.
+    _lock: FolderLock,
 }
 
 impl<'a> Session<'a> {
@@ -210,6 +230,7 @@ impl<'a> Session<'a> {
         checkpoint: Option<Checkpoint>,
         dir: &Path,
         options: &'a TrainOptions,
+        lock: FolderLock,
     ) -> Result<Self, TrainError> {
         let device = options.device.clone().autodiff();
         // The model first: its cost decides whether a step fits before the data is drawn
@@ -246,6 +267,7 @@ impl<'a> Session<'a> {
             peak_heap: None,
             matmul_peak: 0.0,
             step_flops: Default::default(),
+            _lock: lock,
         })
     }
 

@@ -201,7 +201,11 @@ fn a_diverging_run_stops_before_the_bad_update_and_keeps_its_last_good_checkpoin
     let record = train(c, &dir, &TrainOptions::default()).unwrap();
     assert_eq!(record.status, RunStatus::Diverged);
     let at = record.diverged_at_step.expect("the step is recorded");
-    assert_eq!(record.steps_done, at - 1, "no step after the bad one counts");
+    assert_eq!(
+        record.steps_done,
+        at - 1,
+        "no step after the bad one counts"
+    );
     assert!(record.test.is_none());
     let text = std::fs::read_to_string(dir.join(eft_train::RECORD_FILE)).unwrap();
     let on_disk: eft_train::RunRecord = serde_json::from_str(&text).unwrap();

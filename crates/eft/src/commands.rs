@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use eft_train::{
     CHECKPOINT_FILE, Checkpoint, RunStatus, TrainError, TrainOptions, build_data_and_model,
     evaluate, layered_with, load_weights, preset,
@@ -80,7 +82,7 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         (None, None) => unreachable!("a config is resolved unless resuming"),
         (Some(mut config), _) => {
             if args.name.is_none() {
-                config.name = free_name(&args.out, &config.name);
+                config.name = free_name(&args.out, &config.name)?;
             }
             let dir = args.out.join(&config.name);
             eprintln!("training {} → {}", config.name, dir.display());
@@ -117,19 +119,23 @@ fn list_fields(config: &eft_train::RunConfig) -> String {
     out
 }
 
-/// `name`, or `name-2`, `name-3`, … : the first that names no existing folder under `out`, so
-/// repeating a command without `--name` starts a new run instead of failing.
-fn free_name(out: &std::path::Path, name: &str) -> String {
-    (1..)
-        .map(|i| {
-            if i == 1 {
-                name.to_string()
-            } else {
-                format!("{name}-{i}")
-            }
-        })
-        .find(|n| !out.join(n).exists())
-        .expect("some suffix is free")
+/// `name`, or `name-2`, `name-3`, … : the first that names no existing folder under `out`, created
+/// here, so repeating a command without `--name` starts a new run instead of failing.
+fn free_name(out: &std::path::Path, name: &str) -> anyhow::Result<String> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for i in 1.. {
+        let candidate = match i {
+            1 => name.to_string(),
+            _ => format!("{name}-{i}"),
+        };
+        // Creating the folder claims the name: two runs started together never share one.
+        match std::fs::create_dir(out.join(&candidate)) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", out.display())),
+        }
+    }
+    unreachable!("some suffix is free")
 }
 
 /// Preset → --config file → named flags → --set, then validation.

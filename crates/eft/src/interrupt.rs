@@ -15,7 +15,11 @@ pub fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = stop.clone();
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\nstopping now; the last checkpoint is kept");
+            // The handler cannot know whether a periodic checkpoint was written yet.
+            eprintln!(
+                "\nstopping now; --resume continues from the last periodic checkpoint, if one \
+                 was written (none before the first checkpoint_every steps)"
+            );
             std::process::exit(i32::from(INTERRUPTED));
         }
         eprintln!("\nstopping after this step (Ctrl-C again to quit at once)…");

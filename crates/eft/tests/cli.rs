@@ -289,7 +289,7 @@ max_len = 30
 max_depth = 3
 train = 128
 val = 16
-test = 32
+test = 2000
 [model]
 d_model = 16
 n_heads = 2
@@ -343,6 +343,64 @@ fn signal(child: &Child, name: &str) {
     assert!(ok.success());
 }
 
+/// Kills a run with `kill -9` at 20 points spread over its 300 steps, each a seeded few
+/// milliseconds after a step's record appeared (so kills land in steps, checkpoint writes and
+/// validation), resuming after each, and the last just after the final checkpoint (during the
+/// test evaluation). After every kill the run folder holds a loadable checkpoint and a record that
+/// never says finished without a test result. Leaves the run killed, for the caller to resume.
+fn kill_at_twenty_points(config: &Path, run: &Path) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let out = run.parent().unwrap();
+    let name = run.file_name().unwrap().to_str().unwrap();
+    for point in 0..20usize {
+        let mut child = match point {
+            0 => start(config, out, name),
+            _ => eft()
+                .args(["train", "--no-progress", "--resume"])
+                .arg(run)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        };
+        let target = if point == 19 {
+            300
+        } else {
+            15 * point + 1 + next(10) as usize
+        };
+        wait_for_steps(run, target);
+        if point < 19 {
+            std::thread::sleep(Duration::from_micros(next(8000)));
+        }
+        signal(&child, "-KILL");
+        child.wait().unwrap();
+        let c = Checkpoint::load(&run.join(CHECKPOINT_FILE))
+            .unwrap_or_else(|e| panic!("kill {point} at step {target}: {e}"));
+        assert!(
+            c.state.step >= target.min(300) - 1,
+            "kill {point}: checkpoint behind"
+        );
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join(RECORD_FILE)).unwrap()).unwrap();
+        assert!(
+            record["status"] != "finished" || record["test"].is_object(),
+            "kill {point}: finished without a test result"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.len() <= 1, "kill {point}: {leftovers:?}");
+    }
+}
+
 #[test]
 #[cfg(unix)]
 fn killed_or_interrupted_runs_resume_to_the_same_weights() {
@@ -353,10 +411,7 @@ fn killed_or_interrupted_runs_resume_to_the_same_weights() {
     let mut straight = start(&config, &out, "straight");
     assert!(straight.wait().unwrap().success());
 
-    let mut killed = start(&config, &out, "killed");
-    wait_for_steps(&out.join("killed"), 5);
-    signal(&killed, "-KILL");
-    killed.wait().unwrap();
+    kill_at_twenty_points(&config, &out.join("killed"));
 
     let mut interrupted = start(&config, &out, "interrupted");
     wait_for_steps(&out.join("interrupted"), 5);
@@ -372,17 +427,22 @@ fn killed_or_interrupted_runs_resume_to_the_same_weights() {
     for name in ["killed", "interrupted"] {
         let run_dir = out.join(name);
         let before = Checkpoint::load(&run_dir.join(CHECKPOINT_FILE)).unwrap();
-        assert!(before.state.step < 300, "{name} was stopped before the end");
-        let resumed = eft()
-            .args(["train", "--no-progress", "--resume"])
-            .arg(&run_dir)
-            .output()
-            .unwrap();
-        assert!(
-            resumed.status.success(),
-            "{}",
-            String::from_utf8_lossy(&resumed.stderr)
-        );
+        assert!(before.state.step <= 300, "{name} has a checkpoint");
+        let record = std::fs::read_to_string(run_dir.join(RECORD_FILE)).unwrap();
+        // A machine fast enough to finish the test evaluation before the last kill leaves
+        // nothing to resume.
+        if !record.contains("\"status\": \"finished\"") {
+            let resumed = eft()
+                .args(["train", "--no-progress", "--resume"])
+                .arg(&run_dir)
+                .output()
+                .unwrap();
+            assert!(
+                resumed.status.success(),
+                "{}",
+                String::from_utf8_lossy(&resumed.stderr)
+            );
+        }
         let after = Checkpoint::load(&run_dir.join(CHECKPOINT_FILE)).unwrap();
         assert_eq!(after.state.step, 300);
         assert_eq!(after.model, reference.model, "{name}: final weights differ");
@@ -404,6 +464,72 @@ fn killed_or_interrupted_runs_resume_to_the_same_weights() {
         text.contains(&format!("{:.2}%", 100.0 * acc)),
         "eval agrees with the record: {text}"
     );
+}
+
+/// A run folder belongs to one process: a second `eft train` with the same --name, and a
+/// --resume while it trains, are refused naming the owner (both ran and overwrote it before);
+/// two runs started together without --name get folders of their own.
+#[test]
+#[cfg(unix)]
+fn a_run_folder_belongs_to_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let out = dir.path().join("runs");
+    let mut first = start(&config, &out, "taken");
+    wait_for_steps(&out.join("taken"), 2);
+    let owner = format!("in use by process {}", first.id());
+    let config_arg = config.to_str().unwrap();
+    let out_arg = out.to_str().unwrap();
+    let taken = out.join("taken");
+    for args in [
+        vec![
+            "train", "--config", config_arg, "--out", out_arg, "--name", "taken",
+        ],
+        vec!["train", "--resume", taken.to_str().unwrap()],
+    ] {
+        let refused = run(&args);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&owner), "{args:?}: {err}");
+    }
+    signal(&first, "-KILL");
+    first.wait().unwrap();
+
+    let unnamed = || {
+        eft()
+            .args([
+                "train",
+                "--no-progress",
+                "--stop-after",
+                "3",
+                "--config",
+                config_arg,
+            ])
+            .args(["--out", out_arg])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (unnamed(), unnamed());
+    let (a, b) = (a.wait().unwrap(), b.wait().unwrap());
+    assert_eq!(
+        (a.code(), b.code()),
+        (Some(130), Some(130)),
+        "both stop after 3 steps"
+    );
+    let mut runs: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "taken")
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 2, "two folders: {runs:?}");
+    for run in runs {
+        let c = Checkpoint::load(&out.join(&run).join(CHECKPOINT_FILE)).unwrap();
+        assert_eq!(c.state.step, 3, "{run} holds one run's 3 steps");
+        assert_eq!(c.state.sessions, 1, "{run} was never shared");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use eft_train::{
     CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, RunConfig, RunRecord, RunStatus, TrainOptions,
 };
@@ -76,7 +76,8 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
     let cells = plan::cells(&args.preset, &args.tasks, &args.mechanisms, &args.sets)?;
     let name = args.name.clone().unwrap_or_else(|| args.preset.clone());
     let dir = args.out.join(&name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // One arena process per folder; each cell's run folder is claimed again by its training.
+    let _lock = eft_train::FolderLock::acquire(&dir)?;
     let options = TrainOptions {
         device: device(args.device)?,
         progress: !args.no_progress,
