@@ -188,6 +188,12 @@ impl ModelConfig {
     /// Validates the config, then builds the model with parameters drawn from the device's RNG.
     pub fn init(&self, dims: TaskShape, device: &Device) -> Result<Classifier, ModelError> {
         self.validate()?;
+        self.check_task(dims)?;
+        Ok(Classifier::new(self, dims, device))
+    }
+
+    /// Checks the model against a task's shape: what every layer's mechanism must fit.
+    pub fn check_task(&self, dims: TaskShape) -> Result<(), ModelError> {
         if dims.vocab_size < 2 || dims.n_classes < 2 || dims.max_len == 0 {
             return Err(ModelError::Config {
                 field: "task",
@@ -200,7 +206,7 @@ impl ModelConfig {
             self.attention_at(layer)
                 .check_shape(positions, self.n_heads)?;
         }
-        Ok(Classifier::new(self, dims, device))
+        Ok(())
     }
 }
 

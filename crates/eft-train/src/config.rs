@@ -74,6 +74,8 @@ impl RunConfig {
         }
         self.task.validate()?;
         self.model.validate()?;
+        self.model.check_task(self.task.shape())?;
+        self.meter.validate()?;
         // Recall tasks are graded at positions: the head must read every position.
         let per_position = self.task.per_position();
         if per_position != (self.model.pool == eft_model::Pool::None) {

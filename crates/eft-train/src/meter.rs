@@ -20,6 +20,20 @@ fn cpu_price() -> f64 {
     eft_meter::CPU_USD_PER_HOUR
 }
 
+impl MeterConfig {
+    /// The price must be a finite number of dollars, 0 or more.
+    pub fn validate(&self) -> Result<(), crate::TrainError> {
+        if self.usd_per_hour.is_finite() && self.usd_per_hour >= 0.0 {
+            return Ok(());
+        }
+        Err(crate::TrainError::config(
+            "meter.usd_per_hour",
+            self.usd_per_hour,
+            "must be a price in US dollars per hour, 0 or more",
+        ))
+    }
+}
+
 impl Default for MeterConfig {
     fn default() -> Self {
         Self {

@@ -68,6 +68,8 @@ impl Schedule {
                 (lr, Some(warmup))
             }
             Schedule::Cosine { lr, warmup, min_lr } => {
+                // The rate first: min_lr's bound is only meaningful for a valid one.
+                check_lr(lr)?;
                 if !(0.0..=lr).contains(&min_lr) {
                     return Err(TrainError::config(
                         "train.schedule.min_lr",
@@ -78,13 +80,7 @@ impl Schedule {
                 (lr, Some(warmup))
             }
         };
-        if !(lr > 0.0 && lr.is_finite()) {
-            return Err(TrainError::config(
-                "train.schedule.lr",
-                lr,
-                "must be a positive number",
-            ));
-        }
+        check_lr(lr)?;
         if let Some(w) = warmup
             && w >= total
             && !matches!(self, Schedule::Rsqrt { .. })
@@ -101,6 +97,18 @@ impl Schedule {
         }
         Ok(())
     }
+}
+
+/// A learning rate must be a positive, finite number.
+fn check_lr(lr: f64) -> Result<(), TrainError> {
+    if lr > 0.0 && lr.is_finite() {
+        return Ok(());
+    }
+    Err(TrainError::config(
+        "train.schedule.lr",
+        lr,
+        "must be a positive number",
+    ))
 }
 
 #[cfg(test)]

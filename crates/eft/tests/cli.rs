@@ -79,6 +79,44 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         &["task.max_len"],
     );
     fails_with(
+        &[
+            "train",
+            "--out",
+            out,
+            "--attention",
+            "longformer",
+            "--param",
+            "window=4611686018427387904",
+            "--param",
+            "dilation=4",
+        ],
+        &["window"],
+    );
+    for price in ["nan", "-1", "inf"] {
+        fails_with(
+            &[
+                "train",
+                "--out",
+                out,
+                "--set",
+                &format!("meter.usd_per_hour={price}"),
+            ],
+            &["meter.usd_per_hour", "0 or more"],
+        );
+    }
+    for lr in ["nan", "0", "-1"] {
+        fails_with(
+            &[
+                "train",
+                "--out",
+                out,
+                "--set",
+                &format!("train.schedule.lr={lr}"),
+            ],
+            &["train.schedule.lr", "positive"],
+        );
+    }
+    fails_with(
         &["train", "--out", out, "--config", "/nonexistent/run.toml"],
         &["/nonexistent/run.toml"],
     );

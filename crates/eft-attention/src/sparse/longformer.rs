@@ -49,7 +49,17 @@ impl MechanismConfig for LongformerConfig {
     }
 
     fn check_shape(&self, len: usize, _heads: usize) -> Result<(), AttentionError> {
-        fits("window", self.window * self.dilation, len)?;
+        let Some(span) = self.window.checked_mul(self.dilation) else {
+            return Err(out_of_range(
+                "window",
+                self.window,
+                format!(
+                    "window × dilation ({}) must not exceed the sequence length {len}",
+                    self.dilation
+                ),
+            ));
+        };
+        fits("window", span, len)?;
         match self.global.iter().find(|&&g| g >= len) {
             Some(g) => Err(out_of_range(
                 "global",
