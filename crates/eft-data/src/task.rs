@@ -191,6 +191,25 @@ impl TaskConfig {
         }
     }
 
+    /// Sequences the three splits hold together (two per example for paired tasks), saturating.
+    pub fn sequences(&self) -> u64 {
+        let (train, val, test) = match self {
+            TaskConfig::ListOps(c) => (c.train, c.val, c.test),
+            TaskConfig::Image(c) => (c.train, c.val, c.test),
+            TaskConfig::Text(c) => (c.train, c.val, c.test),
+            TaskConfig::Retrieval(c) => (c.train, c.val, c.test),
+            TaskConfig::Pathfinder(c) | TaskConfig::PathX(c) => (c.train, c.val, c.test),
+            TaskConfig::Mqar(c) => (c.train, c.val, c.test),
+            TaskConfig::Copying(c) => (c.train, c.val, c.test),
+            TaskConfig::Induction(c) => (c.train, c.val, c.test),
+        };
+        let pairs = if self.shape().paired { 2 } else { 1 };
+        [train, val, test]
+            .into_iter()
+            .fold(0u64, |sum, n| sum.saturating_add(n as u64))
+            .saturating_mul(pairs)
+    }
+
     /// Whether the task is graded per position (its examples carry targets), so the model's
     /// head must read every position.
     pub fn per_position(&self) -> bool {

@@ -83,7 +83,8 @@ impl ModelConfig {
             }
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
-            let divisors: Vec<String> = (1..=self.d_model)
+            // Head counts worth suggesting are small: searching all of a huge d_model hung.
+            let divisors: Vec<String> = (1..=self.d_model.min(64))
                 .filter(|h| self.d_model.is_multiple_of(*h))
                 .map(|h| h.to_string())
                 .collect();
@@ -190,6 +191,21 @@ impl ModelConfig {
         self.validate()?;
         self.check_task(dims)?;
         Ok(Classifier::new(self, dims, device))
+    }
+
+    /// A lower bound on the model's parameters for a task (token embeddings, every block's
+    /// attention projections and feed-forward weights, the head; mechanisms' own parameters not
+    /// counted), saturating instead of overflowing.
+    pub fn parameters_at_least(&self, dims: TaskShape) -> u64 {
+        let [d, f, layers] = [self.d_model, self.d_ff, self.n_layers].map(|x| x as u64);
+        let block = d
+            .saturating_mul(d)
+            .saturating_mul(4)
+            .saturating_add(d.saturating_mul(f).saturating_mul(2));
+        (dims.vocab_size as u64)
+            .saturating_mul(d)
+            .saturating_add(layers.saturating_mul(block))
+            .saturating_add(d.saturating_mul(dims.n_classes as u64))
     }
 
     /// Checks the model against a task's shape: what every layer's mechanism must fit.

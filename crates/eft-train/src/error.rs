@@ -34,6 +34,18 @@ pub enum TrainError {
         /// What to do about it.
         fix: String,
     },
+    /// The model's parameters and optimiser state with the task's data would not fit in memory.
+    #[error(
+        "out of memory: the parameters (with gradients and Adam's moments) and the task's data need at least {:.1} GiB, but only {:.1} GiB is available; lower model.d_model, model.d_ff, model.n_layers or the task's split sizes",
+        *needed as f64 / GIB,
+        *available as f64 / GIB
+    )]
+    TooBig {
+        /// Bytes needed at least (saturated at `u64::MAX`).
+        needed: u64,
+        /// Bytes the system has available.
+        available: u64,
+    },
     /// A training step would not fit in the machine's memory.
     #[error(
         "out of memory: a training step holds at least {:.1} GiB for the backward pass, but only {:.1} GiB is available; lower train.batch_size or the task's length, or pick a mechanism with less memory (eft profile sweep shows each one's)",

@@ -37,5 +37,5 @@ pub use record::{Baseline, EvalPoint, EvalResult, ExtraSums, RunRecord, RunStatu
 pub use schedule::Schedule;
 pub use trainer::{
     CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, TrainOptions, build_data_and_model, load_weights,
-    resume, train,
+    preflight, resume, train,
 };

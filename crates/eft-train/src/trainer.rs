@@ -235,6 +235,7 @@ impl<'a> Session<'a> {
         let device = options.device.clone().autodiff();
         // The model first: its cost decides whether a step fits before the data is drawn
         // (minutes for Path-X).
+        preflight(&config)?;
         let model = build_model(&config, &device)?;
         check_memory(&config, &model)?;
         let data = build_data(&config)?;
@@ -554,6 +555,33 @@ impl<'a> Session<'a> {
         bar.set_prefix(self.config.name.clone());
         bar
     }
+}
+
+/// Bytes per parameter while training: the weight, its gradient and Adam's two moments (f32).
+const BYTES_PER_TRAINED_PARAMETER: u64 = 16;
+
+/// Refuses, before anything is allocated, a run whose mechanisms do not fit the task's length or
+/// whose parameters and data cannot fit in the memory the system has (sizes computed without
+/// overflow: allocating them aborted the process at `model.d_model = 2^34`, `task.train = 10^12`,
+/// `model.n_layers = 10^6`).
+pub fn preflight(config: &RunConfig) -> Result<(), TrainError> {
+    let shape = config.task.shape();
+    config.model.check_task(shape)?;
+    let parameters = config.model.parameters_at_least(shape);
+    // Each sequence's token ids, u32 (the examples' other fields come on top).
+    let data = config
+        .task
+        .sequences()
+        .saturating_mul(shape.max_len as u64)
+        .saturating_mul(4);
+    let needed = parameters
+        .saturating_mul(BYTES_PER_TRAINED_PARAMETER)
+        .saturating_add(data);
+    let available = eft_meter::available_memory_bytes().unwrap_or(u64::MAX);
+    if needed > available || needed == u64::MAX {
+        return Err(TrainError::TooBig { needed, available });
+    }
+    Ok(())
 }
 
 /// Refuses a run whose training step cannot fit in the memory the system has: the allocator

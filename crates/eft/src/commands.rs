@@ -81,6 +81,8 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         (None, Some(dir)) => eft_train::resume(dir, &options)?,
         (None, None) => unreachable!("a config is resolved unless resuming"),
         (Some(mut config), _) => {
+            // Before a folder or a progress line exists.
+            eft_train::preflight(&config)?;
             if args.name.is_none() {
                 config.name = free_name(&args.out, &config.name)?;
             }

@@ -297,6 +297,28 @@ fn empty_and_non_finite_inputs_are_refused() {
             fails_with(&args, needle);
         }
     }
+    let huge = dir.path().join("huge.safetensors");
+    let len = 1 << 20;
+    let bytes = vec![0u8; len * 4];
+    let shape = vec![1, 1, len, 1];
+    write(
+        &huge,
+        &[
+            ("q", Dtype::F32, shape.clone(), bytes.clone()),
+            ("k", Dtype::F32, shape.clone(), bytes.clone()),
+            ("v", Dtype::F32, shape, bytes),
+        ],
+    );
+    // A 4 TiB score matrix from a 12 MiB file: refused before it is allocated.
+    let args = [
+        "--mechanism",
+        "full",
+        "--input",
+        huge.to_str().unwrap(),
+        "--output",
+        out,
+    ];
+    fails_with(&args, "GiB is available");
     assert!(!Path::new(out).exists(), "a refused call wrote no output");
 }
 

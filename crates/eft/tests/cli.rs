@@ -92,6 +92,29 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         ],
         &["window"],
     );
+    // Sizes that aborted or panicked allocating (or overflowed computing) their memory.
+    for set in [
+        "model.d_model=17179869184",
+        "model.d_ff=1099511627776",
+        "model.n_layers=1000000",
+        "task.train=1000000000000",
+        "task.train=9223372036854775807",
+    ] {
+        fails_with(
+            &["train", "--out", out, "--set", set],
+            &["out of memory", "GiB is available"],
+        );
+    }
+    fails_with(
+        &[
+            "train",
+            "--out",
+            out,
+            "--set",
+            "model.d_model=9223372036854775807",
+        ],
+        &["model.n_heads", "must divide"],
+    );
     for price in ["nan", "-1", "inf"] {
         fails_with(
             &[

@@ -82,7 +82,9 @@ impl Patterned for BigBirdAttention {
         let block = self.block.clamp(1, len.max(1));
         let nb = len.div_ceil(block);
         let g = self.global_blocks.min(nb);
-        let per_query = 3 + g + self.random_blocks;
+        // Capped like g: a query block cannot gather more random blocks than exist (an uncapped
+        // 2^63 overflowed this capacity).
+        let per_query = 3 + g + self.random_blocks.min(nb);
         let mut key_blocks = Vec::with_capacity(heads * nb * per_query);
         for h in 0..heads {
             for i in 0..nb {
@@ -109,5 +111,27 @@ impl Patterned for BigBirdAttention {
             rule: ElementRule::All,
         };
         SparsePlan::uniform(pattern, heads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random-block count beyond the blocks that exist gathers what exists: it overflowed the
+    /// plan's capacity (and panicked) before.
+    #[test]
+    fn a_huge_random_block_count_is_capped_by_the_blocks_that_exist() {
+        let with = |random_blocks| BigBirdAttention {
+            block: 4,
+            global_blocks: 1,
+            random_blocks,
+            seed: 1,
+        };
+        let (huge, all) = (
+            with(usize::MAX / 2).plan(16, 2, false),
+            with(4).plan(16, 2, false),
+        );
+        assert_eq!(huge, all);
     }
 }
