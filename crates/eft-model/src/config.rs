@@ -116,8 +116,7 @@ impl ModelConfig {
             );
         }
         self.validate_segments()?;
-        for layer in 0..self.n_layers {
-            let attention = self.attention_at(layer);
+        for attention in self.layer_mechanisms() {
             attention.validate()?;
             if self.causal && !attention.supports_causal() {
                 return bad(
@@ -136,9 +135,7 @@ impl ModelConfig {
     /// Segment recurrence is a property of the whole encoder: every layer must recur alike, and
     /// the pooled vector must not be a CLS token that only the first segment sees.
     fn validate_segments(&self) -> Result<(), ModelError> {
-        let layers: Vec<_> = (0..self.n_layers)
-            .map(|l| self.attention_at(l).recurrence())
-            .collect();
+        let layers: Vec<_> = self.layer_mechanisms().map(|a| a.recurrence()).collect();
         if layers.iter().all(Option::is_none) {
             return Ok(());
         }
@@ -164,6 +161,14 @@ impl ModelConfig {
             );
         }
         Ok(())
+    }
+
+    /// The mechanisms of the layers, each once where every layer shares one: what validation
+    /// walks (a loop over a huge `n_layers` hung, and collecting it aborted, before the memory
+    /// check could refuse it).
+    fn layer_mechanisms(&self) -> impl Iterator<Item = &AttentionConfig> {
+        let shared = self.layer_attention.is_empty().then_some(&self.attention);
+        shared.into_iter().chain(&self.layer_attention)
     }
 
     /// The mechanism of layer `layer` (counting from 0).
@@ -218,9 +223,8 @@ impl ModelConfig {
             });
         }
         let positions = self.positions_for(dims);
-        for layer in 0..self.n_layers {
-            self.attention_at(layer)
-                .check_shape(positions, self.n_heads)?;
+        for attention in self.layer_mechanisms() {
+            attention.check_shape(positions, self.n_heads)?;
         }
         Ok(())
     }
