@@ -67,6 +67,12 @@ impl MechanismConfig for LinformerConfig {
         )
     }
 
+    fn floats_at_least(&self, layout: AttentionLayout) -> u64 {
+        // At least one k × max_len projection.
+        let max_len = self.max_len.unwrap_or(layout.max_len) as u64;
+        (self.k as u64).saturating_mul(max_len)
+    }
+
     fn validate(&self) -> Result<(), AttentionError> {
         at_least("k", self.k, 1)?;
         at_least("max_len", self.max_len.unwrap_or(1), 1)?;

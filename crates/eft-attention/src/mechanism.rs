@@ -81,6 +81,13 @@ pub trait MechanismConfig:
         Ok(())
     }
 
+    /// A lower bound on the floats one layer of the mechanism allocates when built (learned
+    /// parameters and fixed buffers), computed without overflow, for memory checks made before
+    /// anything is built. Most mechanisms allocate nothing worth counting.
+    fn floats_at_least(&self, _layout: AttentionLayout) -> u64 {
+        0
+    }
+
     /// Whether the mechanism defines a causal form.
     fn supports_causal(&self) -> bool {
         true

@@ -74,6 +74,11 @@ impl MechanismConfig for PerformerConfig {
         )
     }
 
+    fn floats_at_least(&self, layout: AttentionLayout) -> u64 {
+        // The random projection, features × head_dim (10^9 features aborted allocating it).
+        (self.features as u64).saturating_mul(layout.head_dim as u64)
+    }
+
     fn validate(&self) -> Result<(), AttentionError> {
         at_least("features", self.features, 1)
     }

@@ -72,6 +72,12 @@ macro_rules! mechanisms {
                 self.check_shape(shape.len, shape.heads)
             }
 
+            /// A lower bound on the floats one layer allocates when built; see
+            /// [`MechanismConfig::floats_at_least`].
+            pub fn floats_at_least(&self, layout: AttentionLayout) -> u64 {
+                match self { $(Self::$variant(c) => c.floats_at_least(layout),)* }
+            }
+
             /// Whether the mechanism defines a causal form.
             pub fn supports_causal(&self) -> bool {
                 match self { $(Self::$variant(c) => c.supports_causal(),)* }

@@ -74,6 +74,12 @@ impl MechanismConfig for SynthesizerConfig {
         SynthesizerAttention::new(self, layout, device)
     }
 
+    fn floats_at_least(&self, layout: AttentionLayout) -> u64 {
+        // Every mode learns at least max_len weights per row it synthesises: rank × max_len.
+        let max_len = self.max_len.unwrap_or(layout.max_len) as u64;
+        (self.rank as u64).min(max_len).saturating_mul(max_len)
+    }
+
     fn validate(&self) -> Result<(), AttentionError> {
         at_least("rank", self.rank, 1)?;
         at_least("max_len", self.max_len.unwrap_or(1), 1)?;

@@ -199,18 +199,29 @@ impl ModelConfig {
     }
 
     /// A lower bound on the model's parameters for a task (token embeddings, every block's
-    /// attention projections and feed-forward weights, the head; mechanisms' own parameters not
-    /// counted), saturating instead of overflowing.
+    /// attention projections and feed-forward weights, the head, and what each mechanism says it
+    /// allocates), saturating instead of overflowing.
     pub fn parameters_at_least(&self, dims: TaskShape) -> u64 {
         let [d, f, layers] = [self.d_model, self.d_ff, self.n_layers].map(|x| x as u64);
         let block = d
             .saturating_mul(d)
             .saturating_mul(4)
             .saturating_add(d.saturating_mul(f).saturating_mul(2));
+        let positions = self.positions_for(dims);
+        let mechanisms = match self.layer_attention.is_empty() {
+            true => {
+                layers.saturating_mul(self.attention.floats_at_least(self.layout(0, positions)))
+            }
+            false => (0..self.layer_attention.len()).fold(0u64, |sum, l| {
+                let layout = self.layout(l, positions);
+                sum.saturating_add(self.layer_attention[l].floats_at_least(layout))
+            }),
+        };
         (dims.vocab_size as u64)
             .saturating_mul(d)
             .saturating_add(layers.saturating_mul(block))
             .saturating_add(d.saturating_mul(dims.n_classes as u64))
+            .saturating_add(mechanisms)
     }
 
     /// Checks the model against a task's shape: what every layer's mechanism must fit.

@@ -99,6 +99,7 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         "model.n_layers=1000000",
         "task.train=1000000000000",
         "task.train=9223372036854775807",
+        "model.n_layers=4611686018427387904",
     ] {
         fails_with(
             &["train", "--out", out, "--set", set],
@@ -114,6 +115,18 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
             "model.d_model=9223372036854775807",
         ],
         &["model.n_heads", "must divide"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--out",
+            out,
+            "--attention",
+            "performer",
+            "--param",
+            "features=1000000000",
+        ],
+        &["out of memory", "GiB is available"],
     );
     for price in ["nan", "-1", "inf"] {
         fails_with(
