@@ -95,10 +95,14 @@ fn config_case() -> impl Strategy<Value = (String, String, Vec<(String, String)>
     )
 }
 
-/// A tiny valid checkpoint's bytes.
+/// A tiny valid checkpoint's bytes, written once.
 fn checkpoint_bytes() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.safetensors");
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(write_checkpoint).clone()
+}
+
+/// The checkpoint those bytes hold.
+fn written() -> Checkpoint {
     let array = |n: usize| eft_train::params::NamedArray {
         shape: vec![n],
         values: (0..n).map(|i| i as f32 * 0.25).collect(),
@@ -110,8 +114,12 @@ fn checkpoint_bytes() -> Vec<u8> {
         model: [("w".to_string(), array(4))].into(),
         adam: [("m.w".to_string(), array(4)), ("v.w".to_string(), array(4))].into(),
     }
-    .save(&path)
-    .unwrap();
+}
+
+fn write_checkpoint() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    written().save(&path).unwrap();
     std::fs::read(path).unwrap()
 }
 
@@ -121,7 +129,8 @@ fn checkpoint_mutation() -> impl Strategy<Value = Vec<(usize, u8)>> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        // PROPTEST_CASES (bench/fuzz.sh) or 256; set explicitly, the field ignores the variable.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -138,7 +147,7 @@ proptest! {
     }
 
     /// A checkpoint with bytes changed, cut short or grown never loads wrong silently and never
-    /// panics: it loads only if it is byte-for-byte the one written.
+    /// panics: it loads only with the contents that were written.
     #[test]
     fn checkpoint_reading_never_panics(
         flips in checkpoint_mutation(),
@@ -158,8 +167,15 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.safetensors");
         std::fs::write(&path, &bytes).unwrap();
-        if Checkpoint::load(&path).is_ok() {
-            prop_assert_eq!(bytes, good, "only the written checkpoint loads");
+        // Loading is allowed only where nothing that matters changed (e.g. a tab for a space in
+        // the header's JSON padding): the contents must be the written ones.
+        if let Ok(c) = Checkpoint::load(&path) {
+            let want = written();
+            prop_assert_eq!(&c.model, &want.model);
+            prop_assert_eq!(&c.adam, &want.adam);
+            prop_assert_eq!(&c.state, &want.state);
+            prop_assert_eq!(&c.config, &want.config);
+            prop_assert_eq!(c.adam_steps, want.adam_steps);
         }
     }
 
