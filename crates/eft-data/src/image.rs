@@ -233,6 +233,52 @@ impl ImageConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Headers a hostile or damaged file holds: the right magic or not, any counts and sides.
+    fn idx_file(magic: u32, fields: usize) -> impl Strategy<Value = Vec<u8>> {
+        let header = prop::collection::vec(
+            prop_oneof![Just(28u32), Just(0u32), 0u32..40, any::<u32>()],
+            fields,
+        );
+        let body = prop::collection::vec(any::<u8>(), 0..2000);
+        (
+            prop_oneof![Just(magic), any::<u32>()],
+            header,
+            body,
+            any::<Option<usize>>(),
+        )
+            .prop_map(|(m, header, body, cut)| {
+                let mut bytes: Vec<u8> = m.to_be_bytes().to_vec();
+                bytes.extend(header.iter().flat_map(|v| v.to_be_bytes()));
+                bytes.extend(body);
+                if let Some(c) = cut {
+                    bytes.truncate(c % (bytes.len() + 1));
+                }
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            // PROPTEST_CASES (bench/fuzz.sh) or 256.
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any pair of files is read or refused with an error: never a panic or an abort.
+        #[test]
+        fn idx_reading_never_panics(images in idx_file(2051, 3), labels in idx_file(2049, 1)) {
+            let dir = tempfile::tempdir().unwrap();
+            let (i, l) = (dir.path().join("images"), dir.path().join("labels"));
+            std::fs::write(&i, images).unwrap();
+            std::fs::write(&l, labels).unwrap();
+            if let Ok(idx) = read_idx(&i, &l) {
+                prop_assert_eq!(idx.images.len(), idx.labels.len() * SIDE * SIDE);
+            }
+        }
+    }
 
     /// Writes a tiny IDX pair: image i has every pixel = i, label i mod 10.
     fn write_idx(dir: &Path, prefix: &str, n: usize) {
