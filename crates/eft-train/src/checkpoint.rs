@@ -121,16 +121,17 @@ impl Checkpoint {
                 "use the eft version that wrote it",
             ));
         }
-        let config = RunConfig::from_toml(field("eft.config")?)
-            .map_err(|e| corrupt(format!("saved config: {e}")))?;
+        let (config_text, state_text) = (field("eft.config")?, field("eft.state")?);
+        let config =
+            RunConfig::from_toml(config_text).map_err(|e| corrupt(format!("saved config: {e}")))?;
         #[derive(Deserialize)]
         struct Saved {
             #[serde(rename = "loop")]
             state: LoopState,
             adam_steps: u64,
         }
-        let saved: Saved = serde_json::from_str(field("eft.state")?)
-            .map_err(|e| corrupt(format!("saved state: {e}")))?;
+        let saved: Saved =
+            serde_json::from_str(state_text).map_err(|e| corrupt(format!("saved state: {e}")))?;
         let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
         let (mut model, mut adam) = (BTreeMap::new(), BTreeMap::new());
         for (name, view) in tensors.tensors() {
@@ -159,7 +160,7 @@ impl Checkpoint {
         };
         if format == FORMAT {
             let stored = field("eft.sha256")?;
-            if *stored != checkpoint.digest(field("eft.config")?, field("eft.state")?) {
+            if *stored != checkpoint.digest(config_text, state_text) {
                 return Err(corrupt(
                     "its SHA-256 does not match the contents: a byte was changed after writing"
                         .into(),

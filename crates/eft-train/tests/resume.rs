@@ -223,8 +223,10 @@ fn a_diverging_run_stops_before_the_bad_update_and_keeps_its_last_good_checkpoin
 }
 
 /// A process killed during the final test evaluation left `finished` with no test result, which
-/// resume refused. The record now says `running` until the test result is in, and resuming such
-/// a run (its checkpoint at the last step) runs only the evaluation.
+/// resume refused. The record now says `running` until the test result is in; this test checks the
+/// other half, that resuming such a run (its checkpoint at the last step) runs only the
+/// evaluation. That the record says `running` meanwhile is checked by the CLI kill harness, whose
+/// last kill lands in the test evaluation.
 #[test]
 fn a_run_killed_during_its_test_evaluation_resumes_to_finish_it() {
     let root = tempfile::tempdir().unwrap();
