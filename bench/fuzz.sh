@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Runs each property-test fuzz target (crates/eft-train/tests/fuzz.rs, and the IDX reader's in
-# crates/eft-data/src/image.rs) for CASES inputs
-# (default 1000000) and writes bench/results/fuzz.md: executions, seconds, and the outcome
-# (a failure prints the shrunk input that panicked, aborted or loaded wrongly).
-#   bench/fuzz.sh [CASES]
+# Runs each property-test fuzz target (crates/eft-train/tests/fuzz.rs; the IDX, CIFAR, IMDb-JSON
+# and Brown-corpus loaders' in crates/eft-data/src; eft attn's input reader in crates/eft/src/attn.rs)
+# for CASES inputs (default 1000000) and writes bench/results/fuzz.md: executions, seconds, and the
+# outcome (a failure prints the shrunk input that panicked, aborted or loaded wrongly; a target
+# still running after LIMIT seconds, default 3600, is reported as a hang).
+#   bench/fuzz.sh [CASES] [LIMIT]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 cases=${1:-1000000}
+limit=${2:-3600}
 out=bench/results/fuzz.md
 cargo test -p eft-train --test fuzz --no-run >/dev/null 2>&1 || { echo "build failed"; exit 1; }
 cargo test -p eft-data --lib --no-run >/dev/null 2>&1 || { echo "build failed"; exit 1; }
+cargo test -p eft --bin eft --no-run >/dev/null 2>&1 || { echo "build failed"; exit 1; }
 tmp=$(mktemp)
 {
   echo "# Fuzzing (property tests over hostile inputs)"
   echo
   echo "\`bench/fuzz.sh $cases\` on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)," \
     "$(nproc) cores. Each target draws \`PROPTEST_CASES\` inputs from"
-  echo "crates/eft-train/tests/fuzz.rs (the IDX target from crates/eft-data/src/image.rs); CI runs"
-  echo "256 per target."
+  echo "crates/eft-train/tests/fuzz.rs, the loaders' modules in crates/eft-data/src and"
+  echo "crates/eft/src/attn.rs, from a fixed seed; CI runs 256 per target."
   echo
   echo "| target | executions | seconds | outcome |"
   echo "|---|---|---|---|"
@@ -26,14 +29,24 @@ status=0
 for spec in "eft-train --test fuzz config_parsing_never_panics" \
   "eft-train --test fuzz checkpoint_reading_never_panics" \
   "eft-train --test fuzz attention_parameters_and_shapes_never_panic" \
-  "eft-data --lib image::tests::idx_reading_never_panics"; do
+  "eft-data --lib image::tests::idx_reading_never_panics" \
+  "eft-data --lib cifar::tests::cifar_reading_never_panics" \
+  "eft-data --lib text::tests::text_reading_never_panics" \
+  "eft-data --lib retrieval::tests::corpus_reading_never_panics" \
+  "eft-data --lib retrieval::tests::retrieval_pairs_never_panic_or_hang" \
+  "eft --bin eft attn::tests::attn_input_reading_never_panics"; do
   read -r package kind binary target <<<"$spec"
   [ "$kind" = "--lib" ] && { target=$binary; binary=""; }
   start=$(date +%s)
   # shellcheck disable=SC2086
-  if PROPTEST_CASES=$cases cargo test -q -p "$package" $kind $binary -- --exact "$target" \
-    >"$tmp.log" 2>&1; then
-    outcome="0 panics, 0 aborts"
+  PROPTEST_CASES=$cases timeout "$limit" cargo test -q -p "$package" $kind $binary -- --exact \
+    "$target" >"$tmp.log" 2>&1
+  rc=$?
+  if [ $rc = 0 ]; then
+    outcome="0 panics, 0 aborts, 0 hangs"
+  elif [ $rc = 124 ]; then
+    outcome="HUNG: still running after $limit s"
+    status=1
   else
     outcome="FAILED: $(grep -m1 -E 'minimal failing input|panicked|SIGABRT|memory allocation' "$tmp.log" | tr '|' '/')"
     status=1

@@ -67,3 +67,59 @@ pub(crate) fn read_train(dir: &Path) -> Result<Pool, DataError> {
 pub(crate) fn read_test(dir: &Path) -> Result<Pool, DataError> {
     read_batches(dir, &["test_batch.bin".to_string()])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Up to three records with labels that are often valid, then stray bytes, then maybe a cut.
+    fn batch_file() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::collection::vec(prop_oneof![3 => 0u8..10, 1 => any::<u8>()], 0..4),
+            prop::collection::vec(any::<u8>(), 0..8),
+            any::<Option<usize>>(),
+        )
+            .prop_map(|(labels, stray, cut)| {
+                let mut bytes = Vec::new();
+                for (r, &label) in labels.iter().enumerate() {
+                    bytes.push(label);
+                    bytes.extend((0..3 * 1024).map(|p| (p * 7 + r * 13) as u8));
+                }
+                bytes.extend(stray);
+                crate::cut_short(&mut bytes, cut);
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz_config())]
+
+        /// Any batch file is read whole or refused: never a panic, never a silent cut.
+        #[test]
+        fn cifar_reading_never_panics(bytes in batch_file()) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("b.bin"), &bytes).unwrap();
+            if let Ok(pool) = read_batches(dir.path(), &["b.bin".to_string()]) {
+                prop_assert_eq!(pool.labels.len() * RECORD, bytes.len());
+                prop_assert_eq!(pool.images.len(), pool.labels.len());
+                prop_assert!(pool.labels.iter().all(|&l| l < 10));
+                prop_assert!(pool.images.iter().all(|i| i.len() == 1024
+                    && i.iter().all(|&t| (1..=256).contains(&t))));
+            }
+        }
+    }
+
+    #[test]
+    fn grey_is_the_luma_of_the_three_planes() {
+        let mut rgb = vec![0u8; 3 * 1024];
+        rgb[5] = 255;
+        rgb[1024 + 6] = 255;
+        rgb[2048 + 7] = 255;
+        rgb[8] = 10;
+        rgb[1024 + 8] = 20;
+        rgb[2048 + 8] = 30;
+        let t = grey_tokens(&rgb);
+        assert_eq!(t[..9], [1, 1, 1, 1, 1, 77, 151, 30, 19]);
+    }
+}

@@ -72,7 +72,7 @@ impl DataError {
     }
 }
 
-/// Refuses an empty split, naming the first one that is.
+/// Refuses an empty split, naming the first one that is, and a total that overflows.
 pub(crate) fn check_splits(train: usize, val: usize, test: usize) -> Result<(), DataError> {
     for (field, n) in [
         ("task.train", train),
@@ -87,12 +87,41 @@ pub(crate) fn check_splits(train: usize, val: usize, test: usize) -> Result<(), 
             ));
         }
     }
-    Ok(())
+    // Every later sum of split sizes is then safe from overflow.
+    match train.checked_add(val).and_then(|s| s.checked_add(test)) {
+        Some(_) => Ok(()),
+        None => Err(DataError::config(
+            "task.train",
+            train,
+            "the total of train, val and test must fit in a machine word; use realistic sizes",
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sums of split sizes (train + val, the total to generate) once overflowed and panicked.
+    #[test]
+    fn splits_whose_total_overflows_are_refused() {
+        let text = crate::text::TextConfig {
+            max_len: 10,
+            train: usize::MAX,
+            val: 1,
+            test: 1,
+        };
+        let e = text.validate().unwrap_err().to_string();
+        assert!(e.contains("task.train") && e.contains("total"), "{e}");
+        let listops = crate::listops::ListOpsConfig {
+            train: usize::MAX / 2,
+            val: usize::MAX / 2,
+            test: 2,
+            ..Default::default()
+        };
+        let e = listops.validate().unwrap_err().to_string();
+        assert!(e.contains("total"), "{e}");
+    }
 
     #[test]
     fn an_empty_split_is_named() {

@@ -252,20 +252,13 @@ mod tests {
                 let mut bytes: Vec<u8> = m.to_be_bytes().to_vec();
                 bytes.extend(header.iter().flat_map(|v| v.to_be_bytes()));
                 bytes.extend(body);
-                if let Some(c) = cut {
-                    bytes.truncate(c % (bytes.len() + 1));
-                }
+                crate::cut_short(&mut bytes, cut);
                 bytes
             })
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            // PROPTEST_CASES (bench/fuzz.sh) or 256.
-            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::fuzz_config())]
 
         /// Any pair of files is read or refused with an error: never a panic or an abort.
         #[test]

@@ -25,3 +25,22 @@ pub use error::DataError;
 pub(crate) use error::check_splits;
 pub use rng::seeded_rng;
 pub use task::{Dataset, Example, TaskConfig, TaskShape};
+
+/// How the loaders' fuzz targets run: `PROPTEST_CASES` cases (`bench/fuzz.sh`; 256 in CI) from a
+/// fixed seed, so a failure reproduces, and nothing written beside the sources.
+#[cfg(test)]
+pub(crate) fn fuzz_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0e_f7),
+        ..Default::default()
+    }
+}
+
+/// Cuts a fuzz input to `cut` modulo its length plus one (so any length, or none, is reachable).
+#[cfg(test)]
+pub(crate) fn cut_short(bytes: &mut Vec<u8>, cut: Option<usize>) {
+    if let Some(c) = cut {
+        bytes.truncate(c % (bytes.len() + 1));
+    }
+}

@@ -135,7 +135,16 @@ impl RetrievalConfig {
     /// Builds the splits from Brown files in `folder`.
     pub fn build_from(&self, folder: &Path, seed: u64) -> Result<Dataset, DataError> {
         self.validate()?;
-        let docs = read_corpus(folder)?;
+        self.build_from_documents(&read_corpus(folder)?, folder, seed)
+    }
+
+    /// Builds the splits from documents read from `folder` (named in errors).
+    fn build_from_documents(
+        &self,
+        docs: &[Document],
+        folder: &Path,
+        seed: u64,
+    ) -> Result<Dataset, DataError> {
         if let Some(short) = docs.iter().find(|d| d.text.len() < 2 * self.passage_len) {
             return Err(DataError::config(
                 "task.passage_len",
@@ -149,7 +158,7 @@ impl RetrievalConfig {
             ));
         }
         let mut rng = seeded_rng(seed, RETRIEVAL_STREAM);
-        let [train, val, test] = split_documents(&docs, &mut rng);
+        let [train, val, test] = split_documents(docs, &mut rng);
         if val.len() < 2 || test.len() < 2 {
             return Err(missing(
                 folder,
@@ -157,9 +166,9 @@ impl RetrievalConfig {
             ));
         }
         Ok(Dataset {
-            train: self.pairs(&docs, &train, self.train, &mut rng),
-            val: self.pairs(&docs, &val, self.val, &mut rng),
-            test: self.pairs(&docs, &test, self.test, &mut rng),
+            train: self.pairs(docs, &train, self.train, &mut rng),
+            val: self.pairs(docs, &val, self.val, &mut rng),
+            test: self.pairs(docs, &test, self.test, &mut rng),
             vocab_size: 257,
             n_classes: 2,
             max_len: self.passage_len,
@@ -193,7 +202,15 @@ impl RetrievalConfig {
             .map(|_| {
                 let same = rng.random_bool(0.5);
                 let first = ids[rng.random_range(0..ids.len())];
-                let (at, a) = window(&docs[first], rng);
+                let mut first_window = window(&docs[first], rng);
+                // A same-document pair needs room for a second window beside the first; one in
+                // the middle of a short document leaves none, and the loop below would never end.
+                // Redrawing only then keeps every stream that ever finished unchanged.
+                let room = |at: usize| at >= len || at + 2 * len <= docs[first].text.len();
+                while same && !room(first_window.0) {
+                    first_window = window(&docs[first], rng);
+                }
+                let (at, a) = first_window;
                 let b = if same {
                     // A second window of the same document that does not overlap the first.
                     let d = &docs[first];
@@ -250,6 +267,7 @@ fn split_documents(docs: &[Document], rng: &mut impl Rng) -> [Vec<usize>; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// Writes a Brown-like corpus: document `cGNN` repeats the tagged word `gNN/nn` (its own
     /// marker), so every byte of a passage says which document it came from.
@@ -319,6 +337,33 @@ mod tests {
         assert!(train.is_disjoint(&test), "test documents are unseen");
     }
 
+    /// Passages just under half a document: a first window in the middle leaves no room for a
+    /// second, non-overlapping one of the same document, which once looped forever.
+    #[test]
+    fn passages_of_half_a_document_never_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        corpus(dir.path(), &['a', 'b', 'k'], 12);
+        // Each document strips to 999 bytes; 2 × 499 fit with one byte to spare.
+        let config = RetrievalConfig {
+            passage_len: 499,
+            train: 200,
+            val: 20,
+            test: 20,
+        };
+        let (send, receive) = std::sync::mpsc::channel();
+        let folder = dir.path().to_path_buf();
+        let worker = config.clone();
+        std::thread::spawn(move || send.send(worker.build_from(&folder, 1)));
+        let data = receive
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("build_from returns (it hung on passages of half a document)")
+            .unwrap();
+        for e in &data.train {
+            let (a, b) = (doc_of(&e.tokens), doc_of(e.second.as_ref().unwrap()));
+            assert_eq!(a == b, e.label == 1);
+        }
+    }
+
     #[test]
     fn passages_longer_than_half_a_document_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -339,5 +384,84 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("eft data fetch retrieval"), "{e}");
+    }
+
+    /// A Brown file name, a near miss, or junk.
+    fn file_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => ("[a-r]", 0u8..100).prop_map(|(g, i)| format!("c{g}{i:02}")),
+            1 => "[a-z0-9][a-z0-9.]{0,5}",
+        ]
+    }
+
+    /// Tagged text, plain text, or bytes that are not UTF-8.
+    fn file_text() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => ("[a-z`'/ ]{0,6}", 0usize..40).prop_map(|(w, n)| w.repeat(n).into_bytes()),
+            1 => prop::collection::vec(any::<u8>(), 0..30),
+        ]
+    }
+
+    /// Documents as `read_corpus` returns them: few genres, so held-out splits sometimes exist.
+    fn documents() -> impl Strategy<Value = Vec<Document>> {
+        let doc = (
+            prop_oneof![Just('a'), Just('b'), Just('r')],
+            0usize..60,
+            any::<u8>(),
+        );
+        prop::collection::vec(doc, 0..40).prop_map(|docs| {
+            docs.into_iter()
+                .enumerate()
+                .map(|(i, (genre, len, fill))| Document {
+                    genre,
+                    name: format!("c{genre}{i:02}"),
+                    text: vec![fill; len],
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz_config())]
+
+        /// Any folder is read as Brown documents or refused: never a panic.
+        #[test]
+        fn corpus_reading_never_panics(
+            files in prop_oneof![
+                3 => prop::collection::vec((file_name(), file_text()), 0..6),
+                1 => prop::collection::vec((file_name(), file_text()), 30..34),
+            ],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, text) in &files {
+                std::fs::write(dir.path().join(name), text).unwrap();
+            }
+            if let Ok(docs) = read_corpus(dir.path()) {
+                prop_assert!(docs.len() >= 30);
+                prop_assert!(docs.windows(2).all(|w| w[0].name < w[1].name));
+                prop_assert!(docs.iter().all(|d| d.name.as_bytes()[1] as char == d.genre));
+            }
+        }
+
+        /// Any documents with any passage length and split sizes give the pairs asked for or an
+        /// error: never a panic, and never a hang (short documents once looped forever).
+        #[test]
+        fn retrieval_pairs_never_panic_or_hang(
+            docs in documents(),
+            passage_len in prop_oneof![0usize..31, Just(usize::MAX)],
+            (train, val, test) in (0usize..20, 0usize..20, 0usize..20),
+        ) {
+            let c = RetrievalConfig { passage_len, train, val, test };
+            if c.validate().is_err() {
+                return Ok(());
+            }
+            if let Ok(d) = c.build_from_documents(&docs, Path::new("corpus"), 0) {
+                prop_assert_eq!((d.train.len(), d.val.len(), d.test.len()), (train, val, test));
+                for e in d.train.iter().chain(&d.val).chain(&d.test) {
+                    prop_assert_eq!(e.tokens.len(), passage_len);
+                    prop_assert_eq!(e.second.as_ref().map(Vec::len), Some(passage_len));
+                }
+            }
+        }
     }
 }

