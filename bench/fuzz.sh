@@ -10,9 +10,21 @@ cd "$(dirname "$0")/.."
 cases=${1:-1000000}
 limit=${2:-3600}
 out=bench/results/fuzz.md
-cargo test -p eft-train --test fuzz --no-run >/dev/null 2>&1 || { echo "build failed"; exit 1; }
-cargo test -p eft-data --lib --no-run >/dev/null 2>&1 || { echo "build failed"; exit 1; }
-cargo test -p eft --bin eft --no-run >/dev/null 2>&1 || { echo "build failed"; exit 1; }
+# Built once up front and run from copies, so a rebuild during a long run changes nothing.
+test_binary() { # PACKAGE KIND [NAME] -> path of the test executable
+  # shellcheck disable=SC2068
+  cargo test -p $@ --no-run --message-format=json 2>/dev/null |
+    grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4
+}
+declare -A binaries
+copies=$(mktemp -d)
+trap 'rm -rf "$copies"' EXIT
+for target in "eft-train --test fuzz" "eft-data --lib" "eft --bin eft"; do
+  built=$(test_binary $target)
+  [ -x "$built" ] || { echo "building the tests of $target failed"; exit 1; }
+  binaries[$target]=$copies/$(basename "$built")
+  cp "$built" "${binaries[$target]}"
+done
 tmp=$(mktemp)
 {
   echo "# Fuzzing (property tests over hostile inputs)"
@@ -35,12 +47,10 @@ for spec in "eft-train --test fuzz config_parsing_never_panics" \
   "eft-data --lib retrieval::tests::corpus_reading_never_panics" \
   "eft-data --lib retrieval::tests::retrieval_pairs_never_panic_or_hang" \
   "eft --bin eft attn::tests::attn_input_reading_never_panics"; do
-  read -r package kind binary target <<<"$spec"
-  [ "$kind" = "--lib" ] && { target=$binary; binary=""; }
+  target=${spec##* }
   start=$(date +%s)
-  # shellcheck disable=SC2086
-  PROPTEST_CASES=$cases timeout "$limit" cargo test -q -p "$package" $kind $binary -- --exact \
-    "$target" >"$tmp.log" 2>&1
+  PROPTEST_CASES=$cases timeout "$limit" "${binaries[${spec% *}]}" --exact "$target" \
+    >"$tmp.log" 2>&1
   rc=$?
   if [ $rc = 0 ]; then
     outcome="0 panics, 0 aborts, 0 hangs"
