@@ -211,24 +211,13 @@ pub fn run(args: AttnArgs) -> anyhow::Result<ExitCode> {
         materialize(&a);
         a
     });
-    // What the call keeps for its backward pass, against what the machine has: a 16 GiB score
-    // matrix from a 0.8 MB file aborted the process allocating it.
-    let needed = attention.cost(shape).saved_bytes;
-    if let Some(available) = eft_meter::available_memory_bytes()
-        && needed > available as f64
-    {
-        let gib = |b: f64| b / f64::from(1u32 << 30);
-        return Err(bad(
-            path,
-            format!(
-                "{} at this shape keeps about {:.1} GiB for its backward pass, but only {:.1} GiB \
-                 is available; use a shorter sequence or a mechanism with less memory",
-                args.mechanism,
-                gib(needed),
-                gib(available as f64)
-            ),
-        ));
-    }
+    // What the call keeps for its backward pass: a 16 GiB score matrix from a 0.8 MB file
+    // aborted the process allocating it.
+    crate::memory::check_fits(
+        format_args!("{} at this shape, for its backward pass,", args.mechanism),
+        attention.cost(shape).saved_bytes,
+    )
+    .map_err(|e| bad(path, e))?;
     let out = attention.forward(input);
     let mut results: Vec<(String, NamedArray)> =
         vec![("out".into(), NamedArray::from_tensor(&out))];

@@ -10,6 +10,7 @@ mod commands;
 mod device;
 mod fetch;
 mod interrupt;
+mod memory;
 mod plot;
 mod profile;
 mod report;

@@ -106,6 +106,14 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
             &["out of memory", "GiB is available"],
         );
     }
+    // eft profile at a shape whose score matrices (4 TiB) or model step cannot fit.
+    let huge = ["--len", "1048576", "--batch", "64"];
+    let profile = ["profile", "attention", "--mechanism", "full"];
+    fails_with(&[&profile[..], &huge].concat(), &["GiB is available"]);
+    fails_with(
+        &[&profile[..], &huge, &["--model", "quick"]].concat(),
+        &["GiB is available"],
+    );
     fails_with(
         &[
             "train",

@@ -119,6 +119,17 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
         return model::measure(args, preset, config);
     }
     config.check_input(shape(args))?;
+    // q, k, v, the output weights and three gradients, f32, beside what the call keeps.
+    let inputs = 7.0
+        * 4.0
+        * [args.batch, args.heads, args.len, args.head_dim]
+            .iter()
+            .map(|&d| d as f64)
+            .product::<f64>();
+    crate::memory::check_fits(
+        format_args!("{} at this shape", args.mechanism),
+        inputs + analytic(args, &config).1,
+    )?;
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();
     let attention = with_seed(&device, 0, || {

@@ -38,6 +38,10 @@ pub fn measure(
         materialize(&m);
         Ok::<_, eft_model::ModelError>(m)
     })?;
+    crate::memory::check_fits(
+        format_args!("a training step of the {preset} model at this shape"),
+        model.cost(args.batch, args.len).saved_bytes(),
+    )?;
     let (tokens, labels) = with_seed(&device, 1, || {
         let tokens = Tensor::<2>::random(
             [args.batch, args.len],
