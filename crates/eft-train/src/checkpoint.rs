@@ -45,6 +45,9 @@ pub struct LoopState {
     /// Auxiliary losses and per-layer statistics since the last evaluation.
     #[serde(default, skip_serializing_if = "ExtraSums::is_empty")]
     pub extras: ExtraSums,
+    /// The training steps since the last line of the metrics stream.
+    #[serde(default)]
+    pub window: crate::metrics::MetricsWindow,
 }
 
 /// Everything needed to continue a run exactly where it stopped.
@@ -240,6 +243,11 @@ mod tests {
                 sessions: 1,
                 flops: 7.0,
                 extras: ExtraSums::default(),
+                window: crate::metrics::MetricsWindow {
+                    steps: 2,
+                    loss_sum: 0.1 + 0.2,
+                    ..Default::default()
+                },
             },
             adam_steps: 12,
             model: BTreeMap::from([("a.weight".to_string(), array(0.1))]),

@@ -18,6 +18,9 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Write a checkpoint every this many steps (and on interruption and at the end).
     pub checkpoint_every: usize,
+    /// Append a line of training metrics to `metrics.jsonl` every this many steps.
+    #[serde(default = "ten")]
+    pub log_every: usize,
     /// Clip the global gradient norm to this value; absent means no clipping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_grad_norm: Option<f64>,
@@ -26,6 +29,10 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     /// The learning-rate schedule.
     pub schedule: Schedule,
+}
+
+fn ten() -> usize {
+    10
 }
 
 impl TrainConfig {
@@ -100,6 +107,7 @@ impl RunConfig {
             ("train.batch_size", t.batch_size),
             ("train.eval_every", t.eval_every),
             ("train.checkpoint_every", t.checkpoint_every),
+            ("train.log_every", t.log_every),
         ] {
             if v == 0 {
                 return Err(TrainError::config(field, 0, "must be at least 1"));

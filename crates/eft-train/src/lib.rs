@@ -14,6 +14,7 @@ mod evaluate;
 pub mod fields;
 mod folder_lock;
 pub mod meter;
+pub mod metrics;
 mod optimizer;
 mod overrides;
 pub mod params;

@@ -84,6 +84,7 @@ fn listops_quick() -> RunConfig {
             batch_size: 32,
             eval_every: 250,
             checkpoint_every: 250,
+            log_every: 10,
             max_grad_norm: Some(1.0),
             optimizer: OptimizerConfig {
                 weight_decay: 0.01,
@@ -125,6 +126,7 @@ fn listops_paper() -> RunConfig {
             batch_size: 32,
             eval_every: 500,
             checkpoint_every: 500,
+            log_every: 10,
             max_grad_norm: None,
             optimizer: OptimizerConfig {
                 weight_decay: 0.1,

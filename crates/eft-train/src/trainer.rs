@@ -24,6 +24,7 @@ use crate::checkpoint::{Checkpoint, LoopState};
 use crate::evaluate::{batch_tensors, correct, cross_entropy, evaluate};
 use crate::folder_lock::FolderLock;
 use crate::meter::{MeterRecord, matmul_peak};
+use crate::metrics::{MetricsKind, MetricsLine, MetricsLog, StepMetrics};
 use crate::optimizer::{AdamState, adam_step};
 use crate::params::{export_params, grad_norm, import_params};
 use crate::record::{Baseline, EvalPoint, RunRecord, RunStatus};
@@ -220,6 +221,8 @@ struct Session<'a> {
     /// FLOPs per step by batch shape: the analytic count builds sparsity patterns, which is not
     /// work to repeat every step.
     step_flops: std::collections::HashMap<[usize; 2], f64>,
+    /// The run's `metrics.jsonl` and `metrics.csv`.
+    metrics: MetricsLog,
     /// This process's claim on `dir`, released when the session ends.
     _lock: FolderLock,
 }
@@ -256,6 +259,7 @@ impl<'a> Session<'a> {
         };
         state.sessions += 1;
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+        let metrics = MetricsLog::open(dir, state.step)?;
         Ok(Self {
             config,
             data,
@@ -268,6 +272,7 @@ impl<'a> Session<'a> {
             peak_heap: None,
             matmul_peak: 0.0,
             step_flops: Default::default(),
+            metrics,
             _lock: lock,
         })
     }
@@ -321,7 +326,8 @@ impl<'a> Session<'a> {
             });
             let logits = tensors.graded(output.logits.clone());
             let labels = tensors.labels;
-            hits += correct(logits.clone().inner(), labels.clone().inner());
+            let step_hits = correct(logits.clone().inner(), labels.clone().inner());
+            hits += step_hits;
             seen += batch.labels.len();
             let task_loss = cross_entropy(logits, labels);
             let loss_value = task_loss.clone().into_scalar::<f64>();
@@ -347,15 +353,25 @@ impl<'a> Session<'a> {
                 lr,
                 scale,
             );
-            self.times.add(started.elapsed().as_secs_f64());
-            if eft_meter::is_tracking() {
-                let peak = eft_meter::peak_allocated_bytes().max(heap_base) as u64;
+            let seconds = started.elapsed().as_secs_f64();
+            self.times.add(seconds);
+            let step_heap = eft_meter::is_tracking()
+                .then(|| eft_meter::peak_allocated_bytes().max(heap_base) as u64);
+            if let Some(peak) = step_heap {
                 self.peak_heap = Some(self.peak_heap.unwrap_or(0).max(peak));
             }
             self.state.step += 1;
             self.state.loss_sum += loss_value;
             self.state.loss_count += 1;
             meter.add(batch.real_tokens() as u64);
+            self.state.window.add(StepMetrics {
+                loss: loss_value,
+                correct: step_hits,
+                seen: batch.labels.len(),
+                grad_norm: norm,
+                seconds,
+                heap_peak_bytes: step_heap,
+            });
             let status = format!(
                 "loss {:.3} acc {:.1}% {:.0} tok/s",
                 self.state.loss_sum / self.state.loss_count as f64,
@@ -373,8 +389,15 @@ impl<'a> Session<'a> {
             bar.set_position(self.state.step as u64);
             bar.set_message(status);
             let done = self.state.step == steps;
+            if self.state.step.is_multiple_of(t.log_every) || done {
+                let line = self
+                    .state
+                    .window
+                    .take(self.state.step, lr, meter.tokens_per_second());
+                self.metrics.append(&line)?;
+            }
             if self.state.step.is_multiple_of(t.eval_every) || done {
-                let point = self.validate(lr, &meter);
+                let point = self.validate(lr, &meter)?;
                 bar.suspend(|| {
                     eprintln!(
                         "step {:>6}  train loss {:.4}  val loss {:.4}  val acc {:.2}%",
@@ -394,7 +417,7 @@ impl<'a> Session<'a> {
         self.finish(&meter, RunStatus::Finished)
     }
 
-    fn validate(&mut self, lr: f64, meter: &Throughput) -> EvalPoint {
+    fn validate(&mut self, lr: f64, meter: &Throughput) -> Result<EvalPoint, TrainError> {
         let result = evaluate(
             &self.model.valid(),
             &self.data.val,
@@ -412,10 +435,16 @@ impl<'a> Session<'a> {
             aux_losses,
             layer_stats,
         };
+        self.metrics.append(&MetricsLine::evaluation(
+            MetricsKind::Val,
+            self.state.step,
+            &result,
+            Some(lr),
+        ))?;
         self.state.evals.push(point.clone());
         self.state.loss_sum = 0.0;
         self.state.loss_count = 0;
-        point
+        Ok(point)
     }
 
     fn checkpoint(
@@ -454,6 +483,12 @@ impl<'a> Session<'a> {
             self.config.train.batch_size,
             &self.options.device,
         );
+        self.metrics.append(&MetricsLine::evaluation(
+            MetricsKind::Test,
+            self.state.step,
+            &test,
+            None,
+        ))?;
         self.write_record(meter, status, Some(test))
     }
 

@@ -532,6 +532,7 @@ fn killed_or_interrupted_runs_resume_to_the_same_weights() {
             after.adam, reference.adam,
             "{name}: final optimizer state differs"
         );
+        same_metrics(&out.join("straight"), &run_dir);
     }
 
     let eval = run(&["eval", out.join("straight").to_str().unwrap()]);
@@ -545,6 +546,42 @@ fn killed_or_interrupted_runs_resume_to_the_same_weights() {
     assert!(
         text.contains(&format!("{:.2}%", 100.0 * acc)),
         "eval agrees with the record: {text}"
+    );
+}
+
+/// The metrics stream of a killed or interrupted and resumed run holds every line of the
+/// uninterrupted run's once, in order, with the same values (timings aside; values that pass
+/// through the checkpoint's JSON may differ in the last bit).
+fn same_metrics(reference: &Path, run: &Path) {
+    let lines = eft_train::metrics::read;
+    let (want, got) = (lines(reference), lines(run));
+    let key = |l: &eft_train::metrics::MetricsLine| (l.kind, l.step);
+    assert_eq!(
+        got.iter().map(key).collect::<Vec<_>>(),
+        want.iter().map(key).collect::<Vec<_>>(),
+        "{}: metrics lines missing, repeated or out of order",
+        run.display()
+    );
+    // 300 steps, a line every 10, validation every 100, one test line.
+    assert_eq!(want.len(), 30 + 3 + 1);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(1.0);
+    for (w, g) in want.iter().zip(&got) {
+        assert!(
+            close(w.loss, g.loss)
+                && close(w.accuracy, g.accuracy)
+                && w.lr == g.lr
+                && w.grad_norm
+                    .zip(g.grad_norm)
+                    .is_none_or(|(a, b)| close(a, b)),
+            "{}: {w:?} became {g:?}",
+            run.display()
+        );
+    }
+    let csv = std::fs::read_to_string(run.join(eft_train::metrics::METRICS_CSV)).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        want.len() + 1,
+        "the CSV has the same lines"
     );
 }
 
