@@ -7,6 +7,7 @@
 
 mod allocator;
 mod cost;
+mod machine;
 mod malloc;
 mod memory;
 mod throughput;
@@ -18,6 +19,7 @@ pub use allocator::{
 pub use cost::{
     CPU_USD_PER_HOUR, H100_USD_PER_HOUR, H200_USD_PER_HOUR, dollars, dollars_per_million_tokens,
 };
+pub use machine::machine;
 pub use malloc::reuse_freed_memory;
 pub use memory::{available_memory_bytes, peak_rss_bytes, rss_bytes};
 pub use throughput::Throughput;

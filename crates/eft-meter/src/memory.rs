@@ -1,4 +1,7 @@
 //! Peak resident memory of this process, as the kernel counts it.
+//!
+//! Read from `/proc` by hand: `sysinfo` has no peak RSS (`VmHWM`), and `procfs` would bring a
+//! dozen crates for three one-line fields.
 
 /// The process's peak resident set size in bytes (`VmHWM`), or `None` where the platform does
 /// not report it (anything but Linux).

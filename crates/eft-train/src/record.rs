@@ -144,8 +144,11 @@ pub struct RunRecord {
     pub tokens: u64,
     /// `tokens / wall_clock_seconds`.
     pub tokens_per_second: f64,
-    /// Peak resident memory of the last session's process, in bytes (`None` off Linux).
-    pub peak_memory_bytes: Option<u64>,
+    /// Peak resident set size (RSS) of the last session's process, in bytes (`None` off
+    /// Linux): everything the process touched, an upper bound for sizing a machine. The heap
+    /// of one step is `meter.peak_step_heap_bytes`.
+    #[serde(alias = "peak_memory_bytes")]
+    pub peak_rss_bytes: Option<u64>,
     /// Sessions that trained this run (1 + number of resumes).
     pub sessions: u32,
     /// FLOPs, time per step, memory and cost (absent in records of older eft versions).

@@ -546,7 +546,7 @@ impl<'a> Session<'a> {
             wall_clock_seconds: meter.seconds(),
             tokens: meter.tokens(),
             tokens_per_second: meter.tokens_per_second(),
-            peak_memory_bytes: peak_rss_bytes(),
+            peak_rss_bytes: peak_rss_bytes(),
             sessions: self.state.sessions,
             meter: Some(self.meter_record(meter)),
             diverged_at_step: None,

@@ -94,7 +94,7 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     assert!(r["wall_clock_seconds"].as_f64().unwrap() > 0.0);
     assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0);
     #[cfg(target_os = "linux")]
-    assert!(r["peak_memory_bytes"].as_u64().unwrap() > 0);
+    assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0);
 }
 
 #[test]

@@ -122,6 +122,10 @@ pub struct ReportArgs {
     /// folder (`bubbles.png`, `bubbles.svg`).
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    /// Also draw the runs' loss and accuracy curves (from each run's `metrics.jsonl`) on one
+    /// figure in this folder (`curves.png`, `curves.svg`).
+    #[arg(long, value_name = "DIR")]
+    pub curves: Option<PathBuf>,
 }
 
 /// What `eft profile` measures.
@@ -229,6 +233,10 @@ pub struct SweepArgs {
     /// Folder for the results.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
+    /// Measure nothing: rewrite the tables and redraw the charts from the JSON already in
+    /// `--out` (the sweep's other flags then only pick which file: `--model`).
+    #[arg(long)]
+    pub redraw: bool,
 }
 
 /// Arguments of `eft attn`.

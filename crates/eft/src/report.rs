@@ -1,64 +1,133 @@
-//! `eft report`: one Markdown table from the records of several runs.
+//! `eft report`: one Markdown table from the records of several runs, and their charts: the
+//! accuracy/speed/memory bubbles and the training curves.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use eft_train::metrics::{self, MetricsKind};
 use eft_train::{RECORD_FILE, RunRecord, RunStatus};
 
 use crate::args::ReportArgs;
-use crate::plot::Bubble;
+use crate::plot::{Axis, Bubble, Curves, Heading, Unit};
 
 /// Runs the command.
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let mut records = Vec::new();
+    let mut runs: Vec<(PathBuf, RunRecord)> = Vec::new();
     for path in &args.runs {
         for file in record_files(path)? {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let record: RunRecord = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not an eft run record", file.display()))?;
-            records.push(record);
+            let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+            runs.push((dir, record));
         }
     }
-    if records.is_empty() {
+    if runs.is_empty() {
         anyhow::bail!(
             "no {RECORD_FILE} under {:?}; point eft report at run folders",
             args.runs
         );
     }
+    let records: Vec<RunRecord> = runs.iter().map(|(_, r)| r.clone()).collect();
     print!("{}", table(&records));
+    let subtitle = format!(
+        "{} runs; f32; report drawn on {}",
+        runs.len(),
+        eft_meter::machine()
+    );
     if let Some(dir) = &args.plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let runs = bubbles(&records);
-        anyhow::ensure!(!runs.is_empty(), "no finished run to plot");
+        let points = bubbles(&runs);
+        anyhow::ensure!(!points.is_empty(), "no finished run to plot");
+        let heading = Heading {
+            title: "Accuracy, speed and memory of finished runs",
+            subtitle: &subtitle,
+        };
+        let speed = Axis {
+            label: "training tokens per second",
+            unit: Unit::Plain,
+        };
         for path in crate::plot::bubbles(
             &dir.join("bubbles"),
-            "Accuracy, speed and memory (bubble area: peak memory)",
-            "training tokens per second",
-            &runs,
+            heading,
+            speed,
+            Unit::Mebibytes,
+            &points,
         )? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    if let Some(dir) = &args.curves {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let heading = Heading {
+            title: "Training curves",
+            subtitle: &subtitle,
+        };
+        for path in crate::plot::curves(&dir.join("curves"), heading, &curves(&runs))? {
             eprintln!("wrote {}", path.display());
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Finished runs as bubbles: test accuracy against tokens/s, area by peak memory.
-fn bubbles(records: &[RunRecord]) -> Vec<Bubble> {
-    records
-        .iter()
-        .filter_map(|r| {
+/// Each run's label: its folder's name (unique within a folder of runs, unlike mechanism names).
+fn label(dir: &Path, record: &RunRecord) -> String {
+    dir.file_name().map_or_else(
+        || record.config.name.clone(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Finished runs as bubbles: test accuracy against tokens/s, area by the heap peak of a step
+/// (MiB), or by peak RSS where the heap was not tracked.
+fn bubbles(runs: &[(PathBuf, RunRecord)]) -> Vec<Bubble> {
+    runs.iter()
+        .filter_map(|(dir, r)| {
             let test = r
                 .test
                 .as_ref()
                 .filter(|_| r.status == RunStatus::Finished)?;
+            let bytes = r
+                .meter
+                .as_ref()
+                .and_then(|m| m.peak_step_heap_bytes)
+                .or(r.peak_rss_bytes)
+                .unwrap_or(1);
             Some(Bubble {
-                name: r.config.model.attention.name().to_string(),
+                name: label(dir, r),
                 speed: r.tokens_per_second,
                 accuracy: 100.0 * test.accuracy,
-                memory: r.peak_memory_bytes.unwrap_or(1) as f64,
+                memory: bytes as f64 / f64::from(1u32 << 20),
             })
+        })
+        .collect()
+}
+
+/// Each run's loss and accuracy curves from its `metrics.jsonl`.
+fn curves(runs: &[(PathBuf, RunRecord)]) -> Vec<Curves> {
+    runs.iter()
+        .map(|(dir, r)| {
+            let mut c = Curves {
+                name: label(dir, r),
+                ..Curves::default()
+            };
+            for line in metrics::read(dir) {
+                let (step, accuracy) = (line.step as f64, 100.0 * line.accuracy);
+                match line.kind {
+                    MetricsKind::Train => {
+                        c.train_loss.push((step, line.loss));
+                        c.train_accuracy.push((step, accuracy));
+                    }
+                    MetricsKind::Val => {
+                        c.val_loss.push((step, line.loss));
+                        c.val_accuracy.push((step, accuracy));
+                    }
+                    MetricsKind::Test => {}
+                }
+            }
+            c
         })
         .collect()
 }
@@ -80,8 +149,8 @@ fn record_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn table(records: &[RunRecord]) -> String {
     let mut s = String::from(
-        "| run | attention | test accuracy | majority baseline | steps | wall-clock | tokens/s | peak memory | GFLOP/step | ms/step (p10–p90) | of matmul peak | cost |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| run | attention | test accuracy | majority baseline | steps | wall-clock | tokens/s | peak heap/step | peak RSS | GFLOP/step | ms/step (p10–p90) | of matmul peak | cost |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in records {
         let accuracy = match (&r.test, r.status) {
@@ -122,8 +191,9 @@ fn table(records: &[RunRecord]) -> String {
             ),
             None => (na(), na(), na(), na()),
         };
+        let (heap, rss) = memory(r);
         s += &format!(
-            "| {} | {} | {} | {:.1}% | {} | {:.0} s | {:.0} | {} | {flops} | {step} | {share} | {cost} |\n",
+            "| {} | {} | {} | {:.1}% | {} | {:.0} s | {:.0} | {heap} | {rss} | {flops} | {step} | {share} | {cost} |\n",
             r.config.name,
             attention.trim(),
             accuracy,
@@ -131,12 +201,24 @@ fn table(records: &[RunRecord]) -> String {
             r.steps_done,
             r.wall_clock_seconds,
             r.tokens_per_second,
-            r.peak_memory_bytes
-                .map(|b| format!("{:.0} MiB", b as f64 / f64::from(1u32 << 20)))
-                .unwrap_or_else(|| "n/a".into()),
         );
     }
     s
+}
+
+/// The record's two memory figures in MiB: the heap peak of a training step and the process's
+/// peak RSS.
+fn memory(r: &RunRecord) -> (String, String) {
+    let mib = |b: Option<u64>| {
+        b.map_or_else(
+            || "n/a".into(),
+            |b| format!("{:.0} MiB", b as f64 / f64::from(1u32 << 20)),
+        )
+    };
+    (
+        mib(r.meter.as_ref().and_then(|m| m.peak_step_heap_bytes)),
+        mib(r.peak_rss_bytes),
+    )
 }
 
 /// Prints a finished or stopped run's outcome and its meter figures, as `eft train` ends.
@@ -161,12 +243,9 @@ pub fn print_record(record: &RunRecord) {
             record.steps_done, record.config.train.steps
         ),
     }
-    let memory = record
-        .peak_memory_bytes
-        .map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
-        .unwrap_or_else(|| "n/a".into());
+    let (heap, rss) = memory(record);
     println!(
-        "{} steps in {:.1} s, {:.0} tokens/s, peak memory {memory}, {} parameters",
+        "{} steps in {:.1} s, {:.0} tokens/s, peak heap/step {heap}, peak RSS {rss}, {} parameters",
         record.steps_done, record.wall_clock_seconds, record.tokens_per_second, record.parameters
     );
     if let Some(m) = &record.meter {

@@ -895,6 +895,39 @@ fn arena_runs_cells_records_failures_and_resumes() {
         serde_json::from_str(&std::fs::read_to_string(root.join("report.json")).unwrap()).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
     assert!(root.join("listops-full").join("record.json").exists());
+    assert!(
+        md.contains("peak heap/step"),
+        "the memory column says which: {md}"
+    );
+
+    // eft report over the arena's runs: both memory figures, named; curves and bubbles drawn.
+    let charts = dir.path().join("charts");
+    let report = run(&[
+        "report",
+        root.to_str().unwrap(),
+        "--curves",
+        charts.to_str().unwrap(),
+        "--plots",
+        charts.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert!(
+        table.contains("peak heap/step") && table.contains("peak RSS"),
+        "{table}"
+    );
+    for chart in ["curves.png", "curves.svg", "bubbles.png"] {
+        assert!(charts.join(chart).exists(), "{chart} not drawn");
+    }
+    let svg = std::fs::read_to_string(charts.join("curves.svg")).unwrap();
+    assert!(
+        svg.contains("listops-full"),
+        "curves are labelled by run name"
+    );
 
     let again = arena("train.steps=4");
     let err = String::from_utf8_lossy(&again.stderr);

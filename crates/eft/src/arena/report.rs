@@ -8,7 +8,7 @@ use eft_train::RunRecord;
 use serde::Serialize;
 
 use super::plan::Cell;
-use crate::plot::{Bubble, bubbles};
+use crate::plot::{Axis, Bubble, Heading, Unit, bubbles};
 
 /// How one cell ended.
 pub struct Outcome {
@@ -55,7 +55,10 @@ struct Row {
     lra_published: Option<f64>,
     flops_per_step: Option<f64>,
     steps_per_second: Option<f64>,
-    peak_memory_bytes: Option<u64>,
+    /// The largest heap in use during one training step (eft's tracking allocator). The arena
+    /// trains every cell in one process, whose resident high-water mark only grows, so RSS is
+    /// not a per-cell figure.
+    peak_step_heap_bytes: Option<u64>,
     cost_usd: Option<f64>,
     error: Option<String>,
 }
@@ -75,11 +78,7 @@ fn row(o: &Outcome) -> Row {
         lra_published: published(&o.cell.mechanism, &o.cell.task),
         flops_per_step: meter.map(|m| m.flops_per_step),
         steps_per_second: meter.and_then(|m| m.step_seconds).map(|t| 1.0 / t.median),
-        // The arena trains every cell in one process, whose resident high-water mark only grows;
-        // the heap peak of a step is the cell's own.
-        peak_memory_bytes: meter
-            .and_then(|m| m.peak_step_heap_bytes)
-            .or_else(|| r.and_then(|r| r.peak_memory_bytes)),
+        peak_step_heap_bytes: meter.and_then(|m| m.peak_step_heap_bytes),
         cost_usd: meter.map(|m| m.cost_usd),
         error: o.result.as_ref().err().cloned(),
     }
@@ -97,13 +96,26 @@ pub fn write(dir: &Path, outcomes: &[Outcome]) -> anyhow::Result<String> {
     )?;
     eft_train::write_atomic(&dir.join("report.csv"), csv(&rows).as_bytes())?;
     let runs = mechanism_bubbles(&rows);
+    let tasks = {
+        let mut t: Vec<&str> = rows.iter().map(|r| r.task.as_str()).collect();
+        t.dedup();
+        t.len()
+    };
+    let subtitle = format!(
+        "Mean test accuracy over {tasks} tasks; speed and peak heap per step relative to full on \
+         each task, geometric mean; f32; {}",
+        eft_meter::machine()
+    );
+    let heading = Heading {
+        title: "Arena: accuracy, speed and memory",
+        subtitle: &subtitle,
+    };
+    let speed = Axis {
+        label: "training steps per second relative to full",
+        unit: Unit::Ratio,
+    };
     if !runs.is_empty()
-        && let Err(e) = bubbles(
-            &dir.join("bubbles"),
-            "Arena: mean accuracy, speed and memory relative to full (area: memory)",
-            "training steps per second relative to full (geometric mean over tasks)",
-            &runs,
-        )
+        && let Err(e) = bubbles(&dir.join("bubbles"), heading, speed, Unit::Ratio, &runs)
     {
         eprintln!("warning: bubble chart not drawn: {e:#}");
     }
@@ -117,7 +129,7 @@ fn mechanism_bubbles(rows: &[Row]) -> Vec<Bubble> {
     let full = |task: &str| {
         rows.iter()
             .find(|r| r.task == task && r.mechanism == "full")
-            .and_then(|r| Some((r.steps_per_second?, r.peak_memory_bytes? as f64)))
+            .and_then(|r| Some((r.steps_per_second?, r.peak_step_heap_bytes? as f64)))
     };
     let mut names: Vec<&str> = rows.iter().map(|r| r.mechanism.as_str()).collect();
     names.sort_unstable();
@@ -133,7 +145,7 @@ fn mechanism_bubbles(rows: &[Row]) -> Vec<Bubble> {
                     Some((
                         r.test_accuracy?,
                         r.steps_per_second? / speed,
-                        r.peak_memory_bytes? as f64 / memory,
+                        r.peak_step_heap_bytes? as f64 / memory,
                     ))
                 })
                 .collect();
@@ -227,8 +239,8 @@ fn markdown(rows: &[Row]) -> String {
     }
 
     s += "\n## Cost (relative to `full` on the same task)\n\nFLOPs per training step (analytic), steps per second \
-          (median, warm-up excluded), peak heap bytes during a training step and the run's cost at its price per hour.\n\n\
-          | task | mechanism | GFLOP/step | steps/s | peak memory | cost |\n|---|---|---|---|---|---|\n";
+          (median, warm-up excluded), the peak heap of a training step (eft's tracking allocator) and the run's cost at its price per hour.\n\n\
+          | task | mechanism | GFLOP/step | steps/s | peak heap/step | cost |\n|---|---|---|---|---|---|\n";
     for r in rows {
         let full = find("full", &r.task);
         let ratio = |x: Option<f64>, f: Option<f64>| match (x, f) {
@@ -237,7 +249,7 @@ fn markdown(rows: &[Row]) -> String {
         };
         let flops = r.flops_per_step.map(|f| f / 1e9);
         let mem = r
-            .peak_memory_bytes
+            .peak_step_heap_bytes
             .map(|b| b as f64 / f64::from(1u32 << 20));
         let fmt = |x: Option<f64>, digits: usize| {
             x.map_or_else(|| "—".into(), |v| format!("{v:.digits$}"))
@@ -254,7 +266,7 @@ fn markdown(rows: &[Row]) -> String {
             ratio(
                 mem,
                 full.and_then(|f| f
-                    .peak_memory_bytes
+                    .peak_step_heap_bytes
                     .map(|b| b as f64 / f64::from(1u32 << 20)))
             ),
             r.cost_usd
@@ -276,11 +288,19 @@ fn markdown(rows: &[Row]) -> String {
     s
 }
 
+/// `x` without float noise: rounded to 12 significant digits, then written as briefly as it
+/// reads back (`11.2`, not `11.200000000000001`).
+fn tidy(x: f64) -> String {
+    format!("{x:.11e}")
+        .parse::<f64>()
+        .map_or_else(|_| x.to_string(), |v| v.to_string())
+}
+
 fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
-        "task,mechanism,status,test_accuracy,majority_baseline,lra_published,flops_per_step,steps_per_second,peak_memory_bytes,cost_usd,error\n",
+        "task,mechanism,status,test_accuracy,majority_baseline,lra_published,flops_per_step,steps_per_second,peak_step_heap_bytes,cost_usd,error\n",
     );
-    let o = |x: Option<f64>| x.map_or_else(String::new, |v| v.to_string());
+    let o = |x: Option<f64>| x.map_or_else(String::new, tidy);
     for r in rows {
         let error = r.error.as_deref().unwrap_or("").replace('"', "\"\"");
         s += &format!(
@@ -293,7 +313,7 @@ fn csv(rows: &[Row]) -> String {
             o(r.lra_published),
             o(r.flops_per_step),
             o(r.steps_per_second),
-            r.peak_memory_bytes
+            r.peak_step_heap_bytes
                 .map_or_else(String::new, |b| b.to_string()),
             o(r.cost_usd),
         );
@@ -320,7 +340,7 @@ mod tests {
             lra_published: published(mechanism, task),
             flops_per_step: Some(2e9),
             steps_per_second: Some(speed),
-            peak_memory_bytes: Some(64 << 20),
+            peak_step_heap_bytes: Some(64 << 20),
             cost_usd: Some(0.001),
             error: accuracy.is_none().then(|| "out of memory".to_string()),
         }
@@ -336,7 +356,7 @@ mod tests {
             row("text", "linear", Some(60.0), 80.0),
             row("text", "lsh", None, 5.0),
         ];
-        rows[3].peak_memory_bytes = Some(16 << 20);
+        rows[3].peak_step_heap_bytes = Some(16 << 20);
         let b = mechanism_bubbles(&rows);
         assert_eq!(
             b.len(),

@@ -48,6 +48,9 @@ pub struct Measurement {
     /// Why there is no measurement, if there is none: "out of memory …", "over budget …",
     /// "failed …".
     note: Option<String>,
+    /// The CPU and core count it ran on (absent in sweeps from before eft recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    machine: Option<String>,
 }
 
 impl Measurement {
@@ -72,6 +75,7 @@ impl Measurement {
             flops,
             saved_bytes,
             note: Some(note),
+            machine: Some(eft_meter::machine()),
         }
     }
 

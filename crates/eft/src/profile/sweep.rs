@@ -11,7 +11,7 @@ use eft_attention::AttentionConfig;
 use super::table::{csv, markdown};
 use super::{Measurement, analytic};
 use crate::args::{AttentionProfileArgs, SweepArgs};
-use crate::plot::{Series, log_log};
+use crate::plot::{Axis, Heading, Series, Unit, log_log};
 
 /// Autodiff keeps scores, probabilities and their gradients alive together: `full` peaked at
 /// about four times its saved bytes at N = 8K and 16K; five leaves a margin.
@@ -92,6 +92,9 @@ fn measure_in_child(one: &AttentionProfileArgs, budget: Duration) -> anyhow::Res
 
 /// Runs the sweep and writes its files.
 pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    if args.redraw {
+        return write_all(args, Vec::new());
+    }
     let names: Vec<String> = if args.mechanisms.is_empty() || args.mechanisms == ["all"] {
         AttentionConfig::NAMES
             .iter()
@@ -171,21 +174,9 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
 fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let (stem, what) = match &args.model {
-        Some(p) => (
-            format!("model-{p}"),
-            format!(
-                "One training step (forward and backward) of the `{p}` ListOps model, B={}",
-                args.batch
-            ),
-        ),
-        None => (
-            "attention".to_string(),
-            format!(
-                "Forward+backward of one attention call, B={}, H={}, D={}",
-                args.batch, args.heads, args.head_dim
-            ),
-        ),
+    let stem = match &args.model {
+        Some(p) => format!("model-{p}"),
+        None => "attention".to_string(),
     };
     let path = args.out.join(format!("{stem}-cpu.json"));
     let earlier: Vec<Measurement> = std::fs::read(&path)
@@ -206,6 +197,21 @@ fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> 
             .unwrap_or(usize::MAX);
         (rank, super::table::label(m), m.len)
     });
+    // The shape the measurements have (a model fixes its own heads and head size).
+    let (batch, heads, head_dim) = results
+        .first()
+        .map_or((args.batch, args.heads, args.head_dim), |m| {
+            (m.batch, m.heads, m.head_dim)
+        });
+    let what = match &args.model {
+        Some(p) => format!(
+            "One training step (forward and backward) of the `{p}` ListOps model, B={batch}, \
+             H={heads}, D={head_dim}"
+        ),
+        None => {
+            format!("Forward+backward of one attention call, B={batch}, H={heads}, D={head_dim}")
+        }
+    };
     let json = serde_json::to_string_pretty(&results)?;
     eft_train::write_atomic(&path, json.as_bytes())?;
     eft_train::write_atomic(
@@ -215,9 +221,22 @@ fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> 
     let table = markdown(&results, &what);
     eft_train::write_atomic(&args.out.join(format!("{stem}-cpu.md")), table.as_bytes())?;
     println!("{table}");
+    draw_charts(&args.out, &stem, &what, &results);
+    eprintln!(
+        "wrote {}",
+        args.out
+            .join(format!("{stem}-cpu.{{json,csv,md}}"))
+            .display()
+    );
+    Ok(())
+}
+
+/// The time and memory charts of `results` (`<stem>-time`, `<stem>-memory`, PNG and SVG); a
+/// chart that cannot be drawn (no font) loses the picture, not the measurements.
+fn draw_charts(out: &std::path::Path, stem: &str, what: &str, results: &[Measurement]) {
     let series = |value: fn(&Measurement) -> Option<f64>| -> Vec<Series> {
         let mut out: Vec<Series> = Vec::new();
-        for m in &results {
+        for m in results {
             let Some(y) = value(m) else { continue };
             let name = super::table::label(m);
             match out.iter_mut().find(|s| s.name == name) {
@@ -230,30 +249,52 @@ fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> 
         }
         out
     };
+    let mut machines: Vec<&str> = results
+        .iter()
+        .filter_map(|m| m.machine.as_deref())
+        .collect();
+    machines.sort_unstable();
+    machines.dedup();
+    let machine = match machines.as_slice() {
+        [] => "machine not recorded".to_string(),
+        some => some.join("; "),
+    };
+    let subtitle = format!("{what}; f32, median pass; {machine}");
     let charts = [
-        ("time", "Time per pass", "seconds", series(|m| m.seconds)),
+        (
+            "time",
+            "Time per forward+backward pass",
+            Axis {
+                label: "seconds (median pass)",
+                unit: Unit::Seconds,
+            },
+            series(|m| m.seconds),
+        ),
         (
             "memory",
-            "Peak memory above baseline",
-            "MiB",
-            series(|m| m.peak_bytes.map(|b| b as f64 / f64::from(1u32 << 20))),
+            "Peak heap of a pass (tracking allocator)",
+            Axis {
+                label: "peak heap",
+                unit: Unit::Mebibytes,
+            },
+            series(|m| m.heap_peak_bytes.map(|b| b as f64 / f64::from(1u32 << 20))),
         ),
     ];
-    for (kind, title, unit, lines) in charts {
+    let x = Axis {
+        label: "sequence length N",
+        unit: Unit::Length,
+    };
+    for (kind, title, y, lines) in charts {
         if lines.is_empty() {
             continue;
         }
-        let chart = args.out.join(format!("{stem}-{kind}"));
-        // A chart that cannot be drawn (no font) loses the picture, not the measurements.
-        if let Err(e) = log_log(&chart, title, "sequence length N", unit, &lines) {
+        let chart = out.join(format!("{stem}-{kind}"));
+        let heading = Heading {
+            title,
+            subtitle: &subtitle,
+        };
+        if let Err(e) = log_log(&chart, heading, x, y, &lines) {
             eprintln!("warning: {} not drawn: {e:#}", chart.display());
         }
     }
-    eprintln!(
-        "wrote {}",
-        args.out
-            .join(format!("{stem}-cpu.{{json,csv,md}}"))
-            .display()
-    );
-    Ok(())
 }

@@ -38,8 +38,8 @@ pub fn markdown(results: &[Measurement], what: &str) -> String {
     let mut s = format!(
         "{what}, default parameters unless the row names\n\
          them, f32 on the CPU.\n\
-         Each cell: median seconds / peak MiB above the process baseline; the last column is the\n\
-         peak-memory ratio between the two longest measured lengths.\n\n",
+         Each cell: median seconds / peak RSS in MiB above the process baseline; the last column is the\n\
+         peak-RSS ratio between the two longest measured lengths (the charts plot the heap peak).\n\n",
     );
     header(&mut s, "mechanism");
     s += " memory × per doubling |\n|---|";
@@ -155,6 +155,7 @@ mod tests {
             note: seconds
                 .is_none()
                 .then(|| "out of memory: needs 9 GiB, x".to_string()),
+            machine: None,
         }
     }
 
