@@ -13,6 +13,25 @@
 //! The dense reference ([`dense_reference`]) builds the full `N × N` score matrix under an explicit
 //! mask; it is slow and obviously right, and every fast path is tested against it.
 //!
+//! ```
+//! use burn::tensor::Device;
+//! use eft_attention::{AttentionConfig, AttentionInput, AttentionLayout, AttentionShape};
+//!
+//! let device = Device::flex();
+//! let shape = AttentionShape { batch: 2, heads: 4, len: 128, head_dim: 16 };
+//! // Any mechanism by name and parameters, as in a config file.
+//! let config = AttentionConfig::from_name_and_params("local", &[("block".into(), "32".into())])?;
+//! config.check_input(shape)?;
+//! let attention = config.init(AttentionLayout::for_shape(shape), &device);
+//! let (q, k, v, _) = eft_attention::random_qkv([2, 4, 128, 16], 0, &device);
+//! let out = attention.forward(AttentionInput::new(q, k, v));
+//! assert_eq!(out.dims(), [2, 4, 128, 16]);
+//! // What one call costs, before running it.
+//! let cost = attention.cost(shape);
+//! assert!(cost.forward_flops > 0.0 && cost.saved_bytes > 0.0);
+//! # Ok::<(), eft_attention::AttentionError>(())
+//! ```
+//!
 //! # Index letters
 //! | letter | meaning |
 //! |---|---|

@@ -68,6 +68,27 @@ pub struct ModelConfig {
     pub layer_attention: Vec<AttentionConfig>,
 }
 
+impl Default for ModelConfig {
+    /// The `quick` preset's model: 2 pre-norm blocks of width 64, 4 heads, MLP width 128,
+    /// dropout 0.1, learned positions, CLS pooling, `full` attention.
+    fn default() -> Self {
+        Self {
+            d_model: 64,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 128,
+            dropout: 0.1,
+            positions: Positions::Learned,
+            pool: Pool::Cls,
+            causal: false,
+            residual: Residual::default(),
+            feed_forward: FeedForwardConfig::default(),
+            attention: AttentionConfig::default(),
+            layer_attention: vec![],
+        }
+    }
+}
+
 impl ModelConfig {
     /// Checks every field; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), ModelError> {

@@ -10,6 +10,20 @@
 //! other residual forms (reversible layers) reuse them unchanged, and the [`Encoder`] runs layers
 //! one at a time so that per-layer exits and shared layers slot in without touching the block.
 //!
+//! ```
+//! use burn::tensor::{Bool, Device, Int, Tensor};
+//! use eft_model::{ModelConfig, TaskShape};
+//!
+//! let device = Device::flex();
+//! let config = ModelConfig { n_layers: 1, ..ModelConfig::default() };
+//! let task = TaskShape { vocab_size: 20, max_len: 16, n_classes: 3, paired: false };
+//! let model = config.init(task, &device)?;
+//! let tokens = Tensor::<2, Int>::ones([4, 16], &device); // [B, N] token ids
+//! let padding = Tensor::<2, Bool>::full([4, 16], false, &device); // true at padding
+//! assert_eq!(model.forward(tokens, padding).logits.dims(), [4, 3]);
+//! # Ok::<(), eft_model::ModelError>(())
+//! ```
+//!
 //! # Index letters
 //! `B` batch, `N` sequence length, `H` heads, `D` head dimension, `d` model width, `C` classes.
 #![warn(missing_docs)]

@@ -4,6 +4,10 @@
 //! holds the run's config (`eft.config`, TOML), loop state (`eft.state`, JSON) and a SHA-256 of
 //! all of it (`eft.sha256`), checked on load. One file, written atomically, so a checkpoint is
 //! either the old one or the new one; non-finite values are never written and never loaded.
+//!
+//! Written with `safetensors` directly, not burn-store's `SafetensorsStore`: that snapshots one
+//! module, while a checkpoint also holds Adam's moments, the loop state and one checksum over all
+//! of them, in one file. (`eft export` does use burn-store, for its PyTorch adapter.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -3,7 +3,25 @@
 //!
 //! A run is `RunConfig` → [`train`] → `runs/<name>/{config.toml, checkpoint.safetensors,
 //! record.json}`. [`resume`] continues an interrupted run to the same final weights as an
-//! uninterrupted one.
+//! uninterrupted one. `crates/eft-train/examples/` has a model of your own built around an eft
+//! mechanism, conformance against the dense reference, and this, at full length:
+//!
+//! ```
+//! use eft_train::{TrainOptions, preset, train};
+//!
+//! let mut config = preset("listops", "quick")?;
+//! config.model.attention = eft_attention::AttentionConfig::from_name_and_params("linear", &[])?;
+//! config.train.set_steps(4, 4);
+//! config.train.schedule = eft_train::Schedule::Constant { lr: 1e-3 };
+//! if let eft_data::TaskConfig::ListOps(task) = &mut config.task {
+//!     task.train = 64; // a moment to generate
+//! }
+//! let dir = tempfile::tempdir()?;
+//! let record = train(config, &dir.path().join("run"), &TrainOptions::default())?;
+//! assert_eq!(record.steps_done, 4);
+//! println!("test accuracy {:.1}%", 100.0 * record.test.unwrap().accuracy);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 mod atomic_file;
@@ -11,6 +29,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod evaluate;
+pub mod export;
 pub mod fields;
 mod folder_lock;
 pub mod meter;

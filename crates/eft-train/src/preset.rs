@@ -1,12 +1,11 @@
 //! Named starting configurations: `quick` (a CPU in minutes) and `paper` (LRA's released config).
 
-use eft_attention::AttentionConfig;
 use eft_data::copying::{CopyingConfig, InductionConfig};
 use eft_data::mqar::MqarConfig;
 use eft_data::pathfinder::PathfinderConfig;
 use eft_data::retrieval::RetrievalConfig;
 use eft_data::{TaskConfig, image::ImageConfig, listops::ListOpsConfig, text::TextConfig};
-use eft_model::{FeedForwardConfig, ModelConfig, Pool, Positions, Residual};
+use eft_model::{ModelConfig, Pool};
 
 use crate::{OptimizerConfig, RunConfig, Schedule, TrainConfig, TrainError};
 
@@ -65,20 +64,7 @@ fn listops_quick() -> RunConfig {
             val: 500,
             test: 1_000,
         }),
-        model: ModelConfig {
-            d_model: 64,
-            n_heads: 4,
-            n_layers: 2,
-            d_ff: 128,
-            dropout: 0.1,
-            positions: Positions::Learned,
-            pool: Pool::Cls,
-            causal: false,
-            residual: Residual::default(),
-            feed_forward: FeedForwardConfig::default(),
-            attention: AttentionConfig::default(),
-            layer_attention: vec![],
-        },
+        model: ModelConfig::default(),
         train: TrainConfig {
             steps: 1_500,
             batch_size: 32,
@@ -112,14 +98,7 @@ fn listops_paper() -> RunConfig {
             n_heads: 8,
             n_layers: 4,
             d_ff: 1024,
-            dropout: 0.1,
-            positions: Positions::Learned,
-            pool: Pool::Cls,
-            causal: false,
-            residual: Residual::default(),
-            feed_forward: FeedForwardConfig::default(),
-            attention: AttentionConfig::default(),
-            layer_attention: vec![],
+            ..ModelConfig::default()
         },
         train: TrainConfig {
             steps: 5_000,

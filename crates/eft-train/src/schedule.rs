@@ -1,4 +1,8 @@
 //! Learning-rate schedules: constant, LRA's rsqrt with warmup, and cosine with warmup.
+//!
+//! Not burn-optim's schedulers: those are stateful iterators (`step()` advances them), whose state a
+//! checkpoint would have to carry; a pure function of `(step, total)` resumes exactly by
+//! construction. Where burn has the same formula (rsqrt is its Noam), a test checks they agree.
 
 use serde::{Deserialize, Serialize};
 
@@ -114,6 +118,27 @@ fn check_lr(lr: f64) -> Result<(), TrainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// LRA's rsqrt is burn-optim's Noam schedule with model size 1: the same rate at every step.
+    #[test]
+    fn rsqrt_is_burns_noam_schedule() {
+        use burn::lr_scheduler::noam::NoamLrSchedulerConfig;
+        let (lr, warmup) = (0.05, 1000);
+        let ours = Schedule::Rsqrt { lr, warmup };
+        let mut noam = NoamLrSchedulerConfig::new(lr)
+            .with_warmup_steps(warmup)
+            .with_model_size(1)
+            .init()
+            .unwrap();
+        for step in 0..5000 {
+            let theirs = noam.step().base();
+            let mine = ours.lr(step, 5000);
+            assert!(
+                (mine - theirs).abs() <= 1e-15 * theirs,
+                "step {step}: {mine} vs {theirs}"
+            );
+        }
+    }
 
     #[test]
     fn rsqrt_warms_up_linearly_then_decays_as_inverse_root() {

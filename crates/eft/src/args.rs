@@ -30,6 +30,9 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a trained run's checkpoint on one of its task's splits.
     Eval(EvalArgs),
+    /// Write a run's model weights alone for another framework (PyTorch: `[out, in]` Linear
+    /// weights, LayerNorm `weight`/`bias`), e.g. `eft export runs/x --format pytorch x.safetensors`.
+    Export(ExportArgs),
     /// Run one attention mechanism on tensors from a safetensors file (conformance checks).
     ///
     /// IN holds `q`, `k`, `v` (f32, B×H×N×D) and optionally `mask` (B×N, 1 = real token,
@@ -341,6 +344,31 @@ pub enum Split {
     Val,
     /// The test split.
     Test,
+}
+
+/// Arguments of `eft export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run folder (holds checkpoint.safetensors).
+    #[arg(value_name = "RUN_DIR")]
+    pub run: PathBuf,
+    /// The safetensors file to write.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// The conventions of the framework that will load it.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Pytorch)]
+    pub format: ExportFormat,
+    /// Also write a check batch to this file: the first 8 test examples' `tokens` and `padding`
+    /// (`[B, N]`, 1 = padding) and eft's `logits` for them, to compare a port against.
+    #[arg(long, value_name = "FILE")]
+    pub check_batch: Option<PathBuf>,
+}
+
+/// Formats `eft export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// PyTorch's layouts and parameter names, loadable with `load_state_dict`.
+    Pytorch,
 }
 
 /// Arguments of `eft eval`.

@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
+        Command::Export(args) => crate::export::run(args),
         Command::Attn(args) => crate::attn::run(args),
         Command::Profile(what) => crate::profile::run(what),
         Command::Report(args) => crate::report::run(args),

@@ -929,6 +929,40 @@ fn arena_runs_cells_records_failures_and_resumes() {
         "curves are labelled by run name"
     );
 
+    // eft export: the weights alone in PyTorch's layout, and a check batch with eft's logits.
+    let (weights, check) = (
+        dir.path().join("w.safetensors"),
+        dir.path().join("c.safetensors"),
+    );
+    let export = run(&[
+        "export",
+        root.join("listops-full").to_str().unwrap(),
+        weights.to_str().unwrap(),
+        "--format",
+        "pytorch",
+        "--check-batch",
+        check.to_str().unwrap(),
+    ]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let bytes = std::fs::read(&weights).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let shape = |name: &str| file.tensor(name).unwrap().shape().to_vec();
+    // The quick model: width 64, MLP 128, ListOps' 10 classes; Linear as [out, in].
+    assert_eq!(shape("head_out.weight"), [10, 128]);
+    assert_eq!(shape("encoder.blocks.0.feed_forward.up.weight"), [128, 64]);
+    assert_eq!(shape("encoder.final_norm.weight"), [64]);
+    assert!(
+        file.names().iter().all(|n| !n.starts_with("adam")),
+        "no optimiser state"
+    );
+    let bytes = std::fs::read(&check).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("logits").unwrap().shape(), [8, 10]);
+
     let again = arena("train.steps=4");
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(err.matches("ended earlier: kept").count(), 2, "{err}");
