@@ -397,4 +397,22 @@ mod tests {
         assert!(md.contains("- image × linear: out of memory"), "{md}");
         assert_eq!(csv(&rows).lines().count(), 5);
     }
+
+    /// The CSV writes what the numbers are, not their float noise.
+    #[test]
+    fn csv_numbers_carry_no_float_noise() {
+        let mut r = row("listops", "full", Some(100.0 * 0.112), 0.1 + 0.2);
+        r.majority_baseline = Some(11.200000000000001);
+        let text = csv(&[r]);
+        let line = text.lines().nth(1).unwrap();
+        assert!(
+            line.contains(",11.2,11.2,") && line.contains(",0.3,"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("000000001") && !line.contains("99999999"),
+            "{line}"
+        );
+        assert_eq!(tidy(1.0 / 3.0), "0.333333333333");
+    }
 }
