@@ -4,7 +4,7 @@ use burn::tensor::Device;
 use eft_attention::{AttentionConfig, AttentionLayout};
 use serde::{Deserialize, Serialize};
 
-use crate::{Classifier, FeedForwardConfig, ModelError, Residual, TaskShape};
+use crate::{Classifier, FeedForwardConfig, ModelError, Residual, Share, TaskShape};
 
 /// How positions are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -66,6 +66,10 @@ pub struct ModelConfig {
     /// list `n_layers` entries and replaces `attention`. Default: empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layer_attention: Vec<AttentionConfig>,
+    /// Which depths share one block's weights: `"none"` (default), `"all"` (ALBERT),
+    /// `{ cycle = k }` or `{ sequence = k }` (k distinct blocks; k must divide `n_layers`).
+    #[serde(default)]
+    pub share: Share,
 }
 
 impl Default for ModelConfig {
@@ -85,6 +89,7 @@ impl Default for ModelConfig {
             feed_forward: FeedForwardConfig::default(),
             attention: AttentionConfig::default(),
             layer_attention: vec![],
+            share: Share::None,
         }
     }
 }
@@ -136,6 +141,7 @@ impl ModelConfig {
                 ),
             );
         }
+        self.validate_sharing()?;
         self.validate_segments()?;
         for attention in self.layer_mechanisms() {
             attention.validate()?;
@@ -148,6 +154,38 @@ impl ModelConfig {
                         attention.name()
                     ),
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// A sharing pattern must divide the depth, and depths that share a block must agree on its
+    /// mechanism.
+    fn validate_sharing(&self) -> Result<(), ModelError> {
+        let bad = |fix: String| {
+            Err(ModelError::Config {
+                field: "model.share",
+                value: format!("{:?}", self.share).to_lowercase(),
+                fix,
+            })
+        };
+        if let Some(problem) = self.share.problem(self.n_layers) {
+            return bad(problem);
+        }
+        if self.layer_attention.is_empty() || self.share == Share::None {
+            return Ok(());
+        }
+        for depth in 0..self.n_layers {
+            let first = (0..depth).find(|&d| {
+                self.share.block_at(d, self.n_layers) == self.share.block_at(depth, self.n_layers)
+            });
+            if let Some(first) = first
+                && self.layer_attention[first] != self.layer_attention[depth]
+            {
+                return bad(format!(
+                    "layers {first} and {depth} share a block but model.layer_attention gives them \
+                     different mechanisms; give them the same one or share differently"
+                ));
             }
         }
         Ok(())
@@ -223,7 +261,13 @@ impl ModelConfig {
     /// attention projections and feed-forward weights, the head, and what each mechanism says it
     /// allocates), saturating instead of overflowing.
     pub fn parameters_at_least(&self, dims: TaskShape) -> u64 {
-        let [d, f, layers] = [self.d_model, self.d_ff, self.n_layers].map(|x| x as u64);
+        // Tied depths hold one block between them; a bad pattern is caught by validation.
+        let blocks = if self.share.problem(self.n_layers).is_none() {
+            self.share.blocks(self.n_layers)
+        } else {
+            self.n_layers
+        };
+        let [d, f, layers] = [self.d_model, self.d_ff, blocks].map(|x| x as u64);
         let block = d
             .saturating_mul(d)
             .saturating_mul(4)
@@ -233,10 +277,12 @@ impl ModelConfig {
             true => {
                 layers.saturating_mul(self.attention.floats_at_least(self.layout(0, positions)))
             }
-            false => (0..self.layer_attention.len()).fold(0u64, |sum, l| {
-                let layout = self.layout(l, positions);
-                sum.saturating_add(self.layer_attention[l].floats_at_least(layout))
-            }),
+            false => (0..self.layer_attention.len())
+                .filter(|&l| blocks == self.n_layers || self.share.owns(l, self.n_layers))
+                .fold(0u64, |sum, l| {
+                    let layout = self.layout(l, positions);
+                    sum.saturating_add(self.layer_attention[l].floats_at_least(layout))
+                }),
         };
         (dims.vocab_size as u64)
             .saturating_mul(d)
@@ -281,6 +327,7 @@ pub(crate) mod tests {
             feed_forward: FeedForwardConfig::Dense,
             attention: AttentionConfig::default(),
             layer_attention: vec![],
+            share: Share::None,
         }
     }
 

@@ -15,18 +15,28 @@ use crate::{Block, ModelConfig, ModelCost, layer_norm_flops};
 /// reuse a block at several depths (sharing) drive the same blocks without a second code path.
 #[derive(Module, Debug)]
 pub struct Encoder {
+    /// The distinct blocks; depths that share one run the same module.
     blocks: Vec<Block>,
     final_norm: LayerNorm,
+    /// Which block each depth runs.
+    #[module(skip)]
+    order: Vec<usize>,
 }
 
 impl Encoder {
     /// Builds the blocks for `config`, for sequences of up to `max_len` positions.
     pub fn new(config: &ModelConfig, max_len: usize, device: &Device) -> Self {
+        let n = config.n_layers;
         Self {
-            blocks: (0..config.n_layers)
-                .map(|layer| Block::new(config, layer, max_len, device))
+            // Each block is built with the layout of the first depth that runs it.
+            blocks: (0..n)
+                .filter(|&depth| config.share.owns(depth, n))
+                .map(|depth| Block::new(config, depth, max_len, device))
                 .collect(),
             final_norm: new_norm(config.d_model, device),
+            order: (0..n)
+                .map(|depth| config.share.block_at(depth, n))
+                .collect(),
         }
     }
 
@@ -38,12 +48,12 @@ impl Encoder {
 
     /// Number of layers.
     pub fn depth(&self) -> usize {
-        self.blocks.len()
+        self.order.len()
     }
 
-    /// The block at `depth`.
+    /// The block run at `depth` (the same module at every depth that shares it).
     pub fn block(&self, depth: usize) -> &Block {
-        &self.blocks[depth]
+        &self.blocks[self.order[depth]]
     }
 
     /// Applies layer `depth` (counting from 0).
@@ -51,14 +61,17 @@ impl Encoder {
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
     pub fn layer(&self, depth: usize, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        self.blocks[depth].forward(x, padding)
+        self.block(depth).forward(x, padding)
     }
 
     /// Every block's cost plus the final LayerNorm's (its input kept), for `[batch, len]`.
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
         let rows = batch * len;
         let d = self.final_norm.gamma.dims()[0];
-        let blocks: ModelCost = self.blocks.iter().map(|b| b.cost(batch, len)).sum();
+        // Every depth runs (and keeps activations for) its block, shared or not.
+        let blocks: ModelCost = (0..self.depth())
+            .map(|depth| self.block(depth).cost(batch, len))
+            .sum();
         blocks + ModelCost::layer(layer_norm_flops(rows, d), (rows * d) as f64)
     }
 
@@ -107,8 +120,9 @@ impl Encoder {
             let end = (start + segment).min(len);
             let mut h = x.clone().slice(s![.., start..end, ..]);
             let pad = padding.clone().slice(s![.., start..end]);
-            for (depth, block) in self.blocks.iter().enumerate() {
-                let seen = memory[depth].take();
+            for (depth, slot) in memory.iter_mut().enumerate() {
+                let block = self.block(depth);
+                let seen = slot.take();
                 let out = block.forward_with_memory(
                     h.clone(),
                     Some(pad.clone()),
@@ -124,7 +138,7 @@ impl Encoder {
                 };
                 let kept = states.dims()[1];
                 let from = kept.saturating_sub(mem_len);
-                memory[depth] = (mem_len > 0).then(|| {
+                *slot = (mem_len > 0).then(|| {
                     (
                         states.slice(s![.., from..kept, ..]),
                         mask.slice(s![.., from..kept]),

@@ -42,6 +42,7 @@ mod norm;
 mod output;
 mod residual;
 mod self_attention;
+mod share;
 
 pub use block::Block;
 pub use classifier::Classifier;
@@ -55,3 +56,4 @@ pub use feed_forward::{FeedForward, FeedForwardConfig};
 pub use output::ModelOutput;
 pub use residual::Residual;
 pub use self_attention::{SelfAttention, StateMemory};
+pub use share::Share;

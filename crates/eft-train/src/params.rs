@@ -79,6 +79,40 @@ pub fn export_params<M: Module>(module: &M) -> BTreeMap<String, NamedArray> {
     export.out
 }
 
+/// The gradient of every float parameter of `module` in `grads`, by the parameter's name (a
+/// parameter used at several depths has one gradient, the sum over them).
+pub fn export_grads<M: Module>(
+    module: &M,
+    grads: &GradientsParams,
+) -> BTreeMap<String, NamedArray> {
+    struct Export<'a> {
+        grads: &'a GradientsParams,
+        path: PathStack,
+        out: BTreeMap<String, NamedArray>,
+    }
+    impl ModuleVisitor for Export<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.out
+                    .insert(self.path.name(), NamedArray::from_tensor(&g));
+            }
+        }
+    }
+    let mut export = Export {
+        grads,
+        path: PathStack::default(),
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut export);
+    export.out
+}
+
 /// Draws every lazily initialised parameter of `module` now.
 ///
 /// burn builds parameters on first use; a caller that seeds the generator and builds a module

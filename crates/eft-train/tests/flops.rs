@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use eft_model::{ModelConfig, Pool, Positions, TaskShape};
+use eft_model::{ModelConfig, TaskShape};
 use eft_train::params::{NamedArray, export_params};
 
 /// Plain-loop arithmetic that counts FLOPs by the model's conventions.
@@ -126,13 +126,7 @@ fn loops_count_the_same_flops_as_the_formulas_and_compute_the_same_logits() {
         n_layers: 2,
         d_ff: 16,
         dropout: 0.0,
-        positions: Positions::Learned,
-        pool: Pool::Cls,
-        causal: false,
-        residual: Default::default(),
-        feed_forward: Default::default(),
-        attention: Default::default(),
-        layer_attention: vec![],
+        ..ModelConfig::default()
     };
     let dims = TaskShape {
         vocab_size: 12,

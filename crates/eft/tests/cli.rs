@@ -75,6 +75,14 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         &["train.batch_size"],
     );
     fails_with(
+        &["train", "--out", out, "--set", "model.share={ cycle = 3 }"],
+        &["model.share", "must divide model.n_layers = 2"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "model.share=some"],
+        &["model.share", "{ cycle = k }"],
+    );
+    fails_with(
         &["train", "--out", out, "--set", "task.max_len=3"],
         &["task.max_len"],
     );
