@@ -65,6 +65,18 @@ impl Share {
     }
 }
 
+impl std::fmt::Display for Share {
+    /// As TOML writes the value: `none`, `all`, `{ cycle = k }`, `{ sequence = k }`.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Share::None => f.write_str("none"),
+            Share::All => f.write_str("all"),
+            Share::Cycle(k) => write!(f, "{{ cycle = {k} }}"),
+            Share::Sequence(k) => write!(f, "{{ sequence = {k} }}"),
+        }
+    }
+}
+
 impl Serialize for Share {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -141,6 +153,8 @@ mod tests {
         assert_eq!(owners(Share::All, 6), [0]);
         assert!(Share::Cycle(4).problem(6).unwrap().contains("divide"));
         assert!(Share::Sequence(0).problem(6).is_some());
+        assert_eq!(Share::Cycle(2).to_string(), "{ cycle = 2 }");
+        assert_eq!(Share::All.to_string(), "all");
     }
 
     #[test]

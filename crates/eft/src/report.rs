@@ -173,6 +173,15 @@ fn table(records: &[RunRecord]) -> String {
                 .collect::<Vec<_>>()
                 .join(" / ")
         };
+        // The memory techniques a run used, after its mechanism.
+        let attention = match model.share {
+            eft_model::Share::None => attention,
+            share => format!(
+                "{} · {} layers, share {share}",
+                attention.trim(),
+                model.n_layers
+            ),
+        };
         let na = || "n/a".to_string();
         let (flops, step, share, cost) = match &r.meter {
             Some(m) => (
