@@ -12,8 +12,8 @@ use crate::{
 /// LRA's encoder classifier with a pluggable attention mechanism.
 #[derive(Module, Debug)]
 pub struct Classifier {
-    embeddings: Embeddings,
-    encoder: Encoder,
+    pub(crate) embeddings: Embeddings,
+    pub(crate) encoder: Encoder,
     head_hidden: Linear,
     head_activation: Relu,
     head_out: Linear,
@@ -56,6 +56,12 @@ impl Classifier {
     pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> ModelOutput {
         let (x, padding) = self.embeddings.forward(tokens, padding); // [B, N', d]
         let x = self.encoder.forward(x, Some(padding.clone()));
+        self.head(x, padding)
+    }
+
+    /// Pooling (or every position), the pair comparison and the Dense→ReLU→Dense head on the
+    /// encoder's output `[B, N', d]`.
+    pub(crate) fn head(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> ModelOutput {
         let pooled = if self.per_position {
             let [batch, len, d] = x.dims();
             x.reshape([batch * len, d])

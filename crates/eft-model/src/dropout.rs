@@ -12,10 +12,13 @@ pub(crate) fn apply<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D
     if !dropout.training.is_enabled() || !device.is_autodiff() || dropout.prob == 0.0 {
         return x;
     }
-    // Four 16-bit draws (each exact in f32) make the 64-bit seed.
-    let seed = Tensor::<1>::random([4], Distribution::Uniform(0.0, 65536.0), &device)
+    eft_kernels::dropout(x, dropout.prob, draw_seed(&device))
+}
+
+/// A 64-bit seed drawn from `device`'s generator: four 16-bit draws, each exact in f32.
+pub(crate) fn draw_seed(device: &burn::tensor::Device) -> u64 {
+    Tensor::<1>::random([4], Distribution::Uniform(0.0, 65536.0), device)
         .into_data()
         .iter::<f32>()
-        .fold(0u64, |seed, part| (seed << 16) | (part as u64 & 0xffff));
-    eft_kernels::dropout(x, dropout.prob, seed)
+        .fold(0u64, |seed, part| (seed << 16) | (part as u64 & 0xffff))
 }

@@ -1,0 +1,169 @@
+//! Gradient checkpointing per block: a training step's backward pass that keeps only the input of
+//! every `every`-th block and rebuilds each segment of blocks from it when the gradient reaches it.
+//!
+//! No custom autodiff op: the forward pass runs each segment on a detached input and keeps only the
+//! detached output (the segment's graph is freed at once); the backward pass walks the segments
+//! from the last, rebuilds one under autodiff from its saved input, backpropagates
+//! `(out · grad_out).sum()` through it, adds its parameter gradients to the step's and passes its
+//! input's gradient down. Peak activation memory is the saved inputs plus one segment's graph.
+//! Dropout replays: the device is reseeded before each segment, in the forward pass and in the
+//! rebuild alike, so both draw the same masks.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Bool, Int, Tensor};
+
+use crate::dropout::draw_seed;
+use crate::{Classifier, ModelError, ModelOutput};
+
+/// A training step's forward output and the gradients of every parameter.
+pub struct Recomputed {
+    /// The forward pass's output, detached from any graph.
+    pub output: ModelOutput,
+    /// The loss `loss_of` gave.
+    pub loss: f64,
+    /// Gradients of the model's parameters, as `GradientsParams::from_grads` would give them.
+    pub grads: GradientsParams,
+}
+
+/// Adds every parameter gradient of `from` into `into` (summing where both have one: a block
+/// shared by two segments).
+fn accumulate<M: Module>(model: &M, into: &mut GradientsParams, mut from: GradientsParams) {
+    struct Add<'a> {
+        into: &'a mut GradientsParams,
+        from: &'a mut GradientsParams,
+    }
+    impl ModuleVisitor for Add<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.from.remove::<D>(param.id) {
+                let sum = match self.into.remove::<D>(param.id) {
+                    Some(old) => old + g,
+                    None => g,
+                };
+                self.into.register::<D>(param.id, sum);
+            }
+        }
+    }
+    model.visit(&mut Add {
+        into,
+        from: &mut from,
+    });
+}
+
+/// The seed of segment `segment`'s dropout masks, from the step's `base`.
+fn segment_seed(base: u64, segment: usize) -> u64 {
+    base ^ (segment as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl Classifier {
+    /// The function [`Classifier::backward_recomputing`] differentiates, computed with every
+    /// activation kept: the forward pass with the device reseeded before each segment of `every`
+    /// blocks (so dropout draws per-segment masks). Without dropout it is [`Classifier::forward`].
+    pub fn forward_segmented(
+        &self,
+        tokens: Tensor<2, Int>,
+        padding: Tensor<2, Bool>,
+        every: usize,
+    ) -> ModelOutput {
+        let device = tokens.device();
+        let every = every.max(1);
+        let base = draw_seed(&device);
+        let (mut h, pad) = self.embeddings.forward(tokens, padding);
+        for (s, start) in (0..self.encoder.depth()).step_by(every).enumerate() {
+            device.seed(segment_seed(base, s));
+            let end = (start + every).min(self.encoder.depth());
+            h = (start..end).fold(h, |x, d| self.encoder.layer(d, x, Some(pad.clone())));
+        }
+        self.head(self.encoder.finish(h), pad)
+    }
+
+    /// Forward and backward of one training step keeping only the input of every `every`-th
+    /// block (see the module docs); `loss_of` turns the output into the loss to differentiate.
+    /// The gradients are those of `loss_of(forward_segmented(..)).backward()`, bit for bit (each
+    /// parameter's gradient comes from one segment's rebuild, which replays its masks), and so of
+    /// `forward` when the blocks draw no dropout.
+    ///
+    /// # Errors
+    /// A segment-recurrent encoder (`xl` with `segment`) carries memory across segments of the
+    /// sequence, which this pass does not rebuild.
+    pub fn backward_recomputing(
+        &self,
+        tokens: Tensor<2, Int>,
+        padding: Tensor<2, Bool>,
+        every: usize,
+        loss_of: impl FnOnce(&ModelOutput) -> Tensor<1>,
+    ) -> Result<Recomputed, ModelError> {
+        if self.encoder.recurrence().is_some() {
+            return Err(ModelError::Config {
+                field: "model.recompute",
+                value: format!("every {every}"),
+                fix: "segment recurrence (xl with segment) cannot be recomputed yet; use \
+                      model.recompute = \"none\""
+                    .into(),
+            });
+        }
+        let device = tokens.device();
+        let depth = self.encoder.depth();
+        let every = every.max(1);
+        let segments: Vec<(usize, usize)> = (0..depth)
+            .step_by(every)
+            .map(|start| (start, (start + every).min(depth)))
+            .collect();
+        let base = draw_seed(&device);
+        let reseed = |segment: usize| device.seed(segment_seed(base, segment));
+        let run = |(start, end): (usize, usize), x: Tensor<3>, pad: &Tensor<2, Bool>| {
+            (start..end).fold(x, |x, d| self.encoder.layer(d, x, Some(pad.clone())))
+        };
+
+        // Forward: the embeddings keep their (small) graph; each segment's is dropped at once.
+        let (embedded, pad) = self.embeddings.forward(tokens, padding);
+        let mut inputs = Vec::with_capacity(segments.len());
+        let mut h = embedded.clone().detach();
+        for (s, &range) in segments.iter().enumerate() {
+            inputs.push(h.clone());
+            reseed(s);
+            h = run(range, h, &pad).detach();
+        }
+
+        // The head and the loss, on the last segment's output.
+        let top = h.require_grad();
+        let output = self.head(self.encoder.finish(top.clone()), pad.clone());
+        let loss = loss_of(&output);
+        let loss_value = loss.clone().into_scalar::<f64>();
+        let mut grads = loss.backward();
+        let mut grad_out =
+            Tensor::<3>::from_inner(top.grad(&grads).expect("the head reads its input"));
+        let mut total = GradientsParams::from_module(&mut grads, self);
+
+        // Back through the segments, rebuilding each from its saved input.
+        for (s, &range) in segments.iter().enumerate().rev() {
+            let x = inputs[s].clone().require_grad();
+            reseed(s);
+            let out = run(range, x.clone(), &pad);
+            let mut grads = (out * grad_out).sum().backward();
+            grad_out = Tensor::<3>::from_inner(x.grad(&grads).expect("blocks read their input"));
+            accumulate(
+                self,
+                &mut total,
+                GradientsParams::from_module(&mut grads, self),
+            );
+        }
+        let mut grads = (embedded * grad_out).sum().backward();
+        accumulate(
+            self,
+            &mut total,
+            GradientsParams::from_module(&mut grads, self),
+        );
+
+        let output = ModelOutput {
+            logits: output.logits.detach(),
+            aux_losses: output.aux_losses,
+            layer_stats: output.layer_stats,
+        };
+        Ok(Recomputed {
+            output,
+            loss: loss_value,
+            grads: total,
+        })
+    }
+}
