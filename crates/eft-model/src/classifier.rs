@@ -20,6 +20,9 @@ pub struct Classifier {
     cls_pool: bool,
     per_position: bool,
     paired: bool,
+    /// Blocks per rebuilt segment under gradient checkpointing, if the config asks for it.
+    #[module(skip)]
+    recompute: Option<usize>,
 }
 
 impl Classifier {
@@ -43,6 +46,7 @@ impl Classifier {
             cls_pool: config.pool == Pool::Cls,
             per_position: config.pool == Pool::None,
             paired: dims.paired,
+            recompute: config.recompute.segment(),
         }
     }
 
@@ -116,7 +120,33 @@ impl Classifier {
     /// CLS token): what the embeddings and the encoder state, plus pooling, the head and the loss.
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
         let n = len + usize::from(self.cls_pool);
-        self.embeddings.cost(batch, n) + self.encoder.cost(batch, n) + self.head_cost(batch, n)
+        let cost =
+            self.embeddings.cost(batch, n) + self.encoder.cost(batch, n) + self.head_cost(batch, n);
+        let Some(every) = self.recompute else {
+            return cost;
+        };
+        // Checkpointing keeps each segment's input and one segment's activations at a time, and
+        // runs every block's forward a second time.
+        let blocks: Vec<ModelCost> = (0..self.encoder.depth())
+            .map(|d| self.encoder.block(d).cost(batch, n))
+            .collect();
+        let all: ModelCost = blocks.iter().copied().sum();
+        let widest = blocks
+            .chunks(every)
+            .map(|segment| segment.iter().map(ModelCost::saved_bytes).sum::<f64>())
+            .fold(0.0, f64::max);
+        let inputs = (blocks.len().div_ceil(every) * batch * n * self.encoder.width()) as f64 * 4.0;
+        ModelCost {
+            attention_saved_bytes: cost.attention_saved_bytes - all.attention_saved_bytes,
+            activation_bytes: cost.activation_bytes - all.activation_bytes + inputs + widest,
+            recompute_flops: all.forward_flops,
+            ..cost
+        }
+    }
+
+    /// Blocks per rebuilt segment when the model trains with gradient checkpointing.
+    pub fn recompute_every(&self) -> Option<usize> {
+        self.recompute
     }
 
     /// Pooling, the head and the loss. The head reads one pooled row per sequence, or every

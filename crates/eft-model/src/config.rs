@@ -4,7 +4,7 @@ use burn::tensor::Device;
 use eft_attention::{AttentionConfig, AttentionLayout};
 use serde::{Deserialize, Serialize};
 
-use crate::{Classifier, FeedForwardConfig, ModelError, Residual, Share, TaskShape};
+use crate::{Classifier, FeedForwardConfig, ModelError, Recompute, Residual, Share, TaskShape};
 
 /// How positions are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -70,6 +70,10 @@ pub struct ModelConfig {
     /// `{ cycle = k }` or `{ sequence = k }` (k distinct blocks; k must divide `n_layers`).
     #[serde(default)]
     pub share: Share,
+    /// Which block inputs a training step keeps: `"none"` (default), `"every"` or
+    /// `{ every = k }`; the rest is rebuilt in the backward pass (gradient checkpointing).
+    #[serde(default)]
+    pub recompute: Recompute,
 }
 
 impl Default for ModelConfig {
@@ -90,6 +94,7 @@ impl Default for ModelConfig {
             attention: AttentionConfig::default(),
             layer_attention: vec![],
             share: Share::None,
+            recompute: Recompute::default(),
         }
     }
 }
@@ -142,6 +147,24 @@ impl ModelConfig {
             );
         }
         self.validate_sharing()?;
+        if let Some(every) = self.recompute.segment() {
+            if every == 0 {
+                return bad(
+                    "model.recompute",
+                    "{ every = 0 }".into(),
+                    "k must be at least 1 (blocks per rebuilt segment), or \"none\"".into(),
+                );
+            }
+            if self.layer_mechanisms().any(|a| a.recurrence().is_some()) {
+                return bad(
+                    "model.recompute",
+                    format!("{:?}", self.recompute),
+                    "segment recurrence (xl with segment) cannot be recomputed yet; set \
+                     model.recompute = \"none\""
+                        .into(),
+                );
+            }
+        }
         self.validate_segments()?;
         for attention in self.layer_mechanisms() {
             attention.validate()?;
@@ -328,6 +351,7 @@ pub(crate) mod tests {
             attention: AttentionConfig::default(),
             layer_attention: vec![],
             share: Share::None,
+            recompute: Recompute::default(),
         }
     }
 

@@ -32,6 +32,10 @@ pub struct ModelCost {
     /// before and after GELU; the embeddings and the final LayerNorm.
     #[serde(default)]
     pub activation_bytes: f64,
+    /// Forward FLOPs run again in the backward pass by gradient checkpointing (`model.recompute`):
+    /// the encoder blocks' forward, once more. Part of [`ModelCost::step_flops`].
+    #[serde(default)]
+    pub recompute_flops: f64,
 }
 
 impl ModelCost {
@@ -53,13 +57,13 @@ impl ModelCost {
             backward_flops: cost.backward_flops,
             attention_forward_flops: cost.forward_flops,
             attention_saved_bytes: cost.saved_bytes,
-            activation_bytes: 0.0,
+            ..Self::default()
         }
     }
 
     /// Forward plus backward: one training step.
     pub fn step_flops(&self) -> f64 {
-        self.forward_flops + self.backward_flops
+        self.forward_flops + self.backward_flops + self.recompute_flops
     }
 
     /// A lower bound on the memory one training step needs: everything held for the backward
@@ -90,6 +94,7 @@ impl std::ops::Add for ModelCost {
             attention_forward_flops: self.attention_forward_flops + o.attention_forward_flops,
             attention_saved_bytes: self.attention_saved_bytes + o.attention_saved_bytes,
             activation_bytes: self.activation_bytes + o.activation_bytes,
+            recompute_flops: self.recompute_flops + o.recompute_flops,
         }
     }
 }

@@ -46,6 +46,11 @@ impl Encoder {
         self
     }
 
+    /// Width `d` of the residual stream.
+    pub fn width(&self) -> usize {
+        self.final_norm.gamma.dims()[0]
+    }
+
     /// Number of layers.
     pub fn depth(&self) -> usize {
         self.order.len()

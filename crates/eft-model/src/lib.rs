@@ -55,7 +55,7 @@ pub use encoder::Encoder;
 pub use error::ModelError;
 pub use feed_forward::{FeedForward, FeedForwardConfig};
 pub use output::ModelOutput;
-pub use recompute::Recomputed;
+pub use recompute::{Recompute, Recomputed};
 pub use residual::Residual;
 pub use self_attention::{SelfAttention, StateMemory};
 pub use share::Share;

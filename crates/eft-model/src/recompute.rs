@@ -12,9 +12,80 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Bool, Int, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::dropout::draw_seed;
 use crate::{Classifier, ModelError, ModelOutput};
+
+/// Which block inputs a training step keeps. TOML `model.recompute`: `"none"` (default: keep every
+/// activation), `"every"` (keep each block's input, rebuild each block) or `{ every = k }` (keep
+/// every k-th block's input, rebuild k blocks at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Recompute {
+    /// Keep every activation.
+    #[default]
+    None,
+    /// Rebuild segments of this many blocks from their inputs (`"every"` is 1).
+    Every(usize),
+}
+
+impl Recompute {
+    /// Blocks per rebuilt segment, or `None` when nothing is recomputed.
+    pub fn segment(self) -> Option<usize> {
+        match self {
+            Recompute::None => None,
+            Recompute::Every(k) => Some(k),
+        }
+    }
+}
+
+impl Serialize for Recompute {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match *self {
+            Recompute::None => s.serialize_str("none"),
+            Recompute::Every(1) => s.serialize_str("every"),
+            Recompute::Every(k) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("every", &k)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Recompute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        const EXPECTED: &str = "\"none\", \"every\" or { every = k }";
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Recompute;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Recompute, E> {
+                match v {
+                    "none" => Ok(Recompute::None),
+                    "every" => Ok(Recompute::Every(1)),
+                    other => Err(E::custom(format!(
+                        "model.recompute = \"{other}\": expected {EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Recompute, A::Error> {
+                let bad = || A::Error::custom(format!("model.recompute: expected {EXPECTED}"));
+                match map.next_entry::<String, usize>()? {
+                    Some((key, k)) if key == "every" && map.next_key::<String>()?.is_none() => {
+                        Ok(Recompute::Every(k))
+                    }
+                    _ => Err(bad()),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// A training step's forward output and the gradients of every parameter.
 pub struct Recomputed {
@@ -165,5 +236,36 @@ impl Classifier {
             loss: loss_value,
             grads: total,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_its_toml_forms() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct M {
+            recompute: Recompute,
+        }
+        for (text, want) in [
+            ("recompute = \"none\"", Recompute::None),
+            ("recompute = \"every\"", Recompute::Every(1)),
+            ("recompute = { every = 3 }", Recompute::Every(3)),
+        ] {
+            let m: M = toml::from_str(text).unwrap();
+            assert_eq!(m.recompute, want);
+            assert_eq!(
+                toml::from_str::<M>(&toml::to_string(&m).unwrap()).unwrap(),
+                m
+            );
+        }
+        assert_eq!(Recompute::Every(3).segment(), Some(3));
+        assert_eq!(Recompute::None.segment(), None);
+        let e = toml::from_str::<M>("recompute = { each = 2 }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("every = k"), "{e}");
     }
 }

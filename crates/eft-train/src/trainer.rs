@@ -320,19 +320,14 @@ impl<'a> Session<'a> {
                 .entry(shape)
                 .or_insert_with(|| model.cost(shape[0], shape[1]).step_flops());
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
-            let output = with_seed(&device, step_seed(self.config.seed, step), || {
-                self.model
-                    .forward(tensors.tokens.clone(), tensors.padding.clone())
-            });
+            let (output, loss_value, mut grads) =
+                with_seed(&device, step_seed(self.config.seed, step), || {
+                    step_gradients(&self.model, &tensors)
+                });
             let logits = tensors.graded(output.logits.clone());
-            let labels = tensors.labels;
-            let step_hits = correct(logits.clone().inner(), labels.clone().inner());
+            let step_hits = correct(logits.inner(), tensors.labels.clone().inner());
             hits += step_hits;
             seen += batch.labels.len();
-            let task_loss = cross_entropy(logits, labels);
-            let loss_value = task_loss.clone().into_scalar::<f64>();
-            let loss = output.total_loss(task_loss);
-            let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
             let norm = grad_norm(&self.model, &grads);
             // Checked before the update, so the weights in memory and on disk stay finite.
             if !loss_value.is_finite() || !norm.is_finite() {
@@ -589,6 +584,37 @@ impl<'a> Session<'a> {
         );
         bar.set_prefix(self.config.name.clone());
         bar
+    }
+}
+
+/// One step's forward pass, task loss and parameter gradients: the plain backward pass, or the
+/// recomputing one when the model trains with gradient checkpointing (`model.recompute`).
+fn step_gradients(
+    model: &Classifier,
+    tensors: &crate::BatchTensors,
+) -> (eft_model::ModelOutput, f64, GradientsParams) {
+    let (tokens, padding) = (tensors.tokens.clone(), tensors.padding.clone());
+    let loss_of = |output: &eft_model::ModelOutput| {
+        let task = cross_entropy(
+            tensors.graded(output.logits.clone()),
+            tensors.labels.clone(),
+        );
+        output.total_loss(task)
+    };
+    match model.recompute_every() {
+        None => {
+            let output = model.forward(tokens, padding);
+            let loss = loss_of(&output);
+            let value = loss.clone().into_scalar::<f64>();
+            let grads = GradientsParams::from_grads(loss.backward(), model);
+            (output, value, grads)
+        }
+        Some(every) => {
+            let r = model
+                .backward_recomputing(tokens, padding, every, loss_of)
+                .expect("validation refuses recomputing a segment-recurrent encoder");
+            (r.output, r.loss, r.grads)
+        }
     }
 }
 

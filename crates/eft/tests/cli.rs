@@ -83,6 +83,20 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         &["model.share", "{ cycle = k }"],
     );
     fails_with(
+        &[
+            "train",
+            "--out",
+            out,
+            "--set",
+            "model.recompute={ every = 0 }",
+        ],
+        &["model.recompute", "at least 1"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "model.recompute=sometimes"],
+        &["model.recompute", "{ every = k }"],
+    );
+    fails_with(
         &["train", "--out", out, "--set", "task.max_len=3"],
         &["task.max_len"],
     );
