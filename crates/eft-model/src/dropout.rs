@@ -9,10 +9,25 @@ use burn::tensor::{Distribution, Tensor};
 /// device's generator, so seeded runs reproduce.
 pub(crate) fn apply<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if !dropout.training.is_enabled() || !device.is_autodiff() || dropout.prob == 0.0 {
+    let training = dropout.training.is_enabled() && device.is_autodiff();
+    if dropout.prob == 0.0 || !(training || REPLAYING.with(std::cell::Cell::get)) {
         return x;
     }
     eft_kernels::dropout(x, dropout.prob, draw_seed(&device))
+}
+
+thread_local! {
+    /// Set while gradient checkpointing runs a training step's forward pass without a graph
+    /// (on the inner model): dropout must still draw the masks its rebuild will replay.
+    static REPLAYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with dropout applied as in training even off the autodiff device.
+pub(crate) fn replaying<T>(f: impl FnOnce() -> T) -> T {
+    REPLAYING.with(|r| r.set(true));
+    let out = f();
+    REPLAYING.with(|r| r.set(false));
+    out
 }
 
 /// A 64-bit seed drawn from `device`'s generator: four 16-bit draws, each exact in f32.

@@ -1,8 +1,9 @@
 //! Gradient checkpointing per block: a training step's backward pass that keeps only the input of
 //! every `every`-th block and rebuilds each segment of blocks from it when the gradient reaches it.
 //!
-//! No custom autodiff op: the forward pass runs each segment on a detached input and keeps only the
-//! detached output (the segment's graph is freed at once); the backward pass walks the segments
+//! No custom autodiff op: the forward pass runs each segment on the inner (graph-free) model and
+//! keeps only its output (burn keeps a detached output's graph until the next backward call, so
+//! detaching alone saved nothing: 1647 against 1463 MiB at depth 8); the backward pass walks the segments
 //! from the last, rebuilds one under autodiff from its saved input, backpropagates
 //! `(out · grad_out).sum()` through it, adds its parameter gradients to the step's and passes its
 //! input's gradient down. Peak activation memory is the saved inputs plus one segment's graph.
@@ -189,11 +190,20 @@ impl Classifier {
         // Forward: the embeddings keep their (small) graph; each segment's is dropped at once.
         let (embedded, pad) = self.embeddings.forward(tokens, padding);
         let mut inputs = Vec::with_capacity(segments.len());
+        // The forward pass runs on the inner model, without a graph: burn keeps a graph until
+        // the next backward call even when its output is detached, which saved nothing.
         let mut h = embedded.clone().detach();
-        for (s, &range) in segments.iter().enumerate() {
+        let inner = self.clone().valid();
+        let inner_pad = pad.clone().inner();
+        for (s, &(start, end)) in segments.iter().enumerate() {
             inputs.push(h.clone());
             reseed(s);
-            h = run(range, h, &pad).detach();
+            let x = crate::dropout::replaying(|| {
+                (start..end).fold(h.inner(), |x, d| {
+                    inner.encoder.layer(d, x, Some(inner_pad.clone()))
+                })
+            });
+            h = Tensor::from_inner(x);
         }
 
         // The head and the loss, on the last segment's output.
