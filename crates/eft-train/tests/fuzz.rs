@@ -58,6 +58,12 @@ fn raw_value() -> impl Strategy<Value = String> {
             "-0.0",
             "0,40",
             "\"0,1,2\"",
+            "all",
+            "every",
+            "{ cycle = 3 }",
+            "{ sequence = 0 }",
+            "{ every = 0 }",
+            "{ every = 9223372036854775807 }",
         ])
         .prop_map(String::from),
         "[ -~]{0,12}",
