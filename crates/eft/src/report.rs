@@ -174,13 +174,16 @@ fn table(records: &[RunRecord]) -> String {
                 .join(" / ")
         };
         // The memory techniques a run used, after its mechanism.
-        let attention = match model.share {
-            eft_model::Share::None => attention,
-            share => format!(
-                "{} · {} layers, share {share}",
-                attention.trim(),
-                model.n_layers
-            ),
+        let mut techniques = Vec::new();
+        if model.share != eft_model::Share::None {
+            techniques.push(format!("{} layers, share {}", model.n_layers, model.share));
+        }
+        if let Some(k) = model.recompute.segment() {
+            techniques.push(format!("recompute every {k}"));
+        }
+        let attention = match techniques.is_empty() {
+            true => attention,
+            false => format!("{} · {}", attention.trim(), techniques.join(", ")),
         };
         let na = || "n/a".to_string();
         let (flops, step, share, cost) = match &r.meter {
