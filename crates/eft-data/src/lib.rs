@@ -23,7 +23,7 @@ pub mod text;
 pub use batch::{Batch, epoch_order, train_batch_indices};
 pub use error::DataError;
 pub(crate) use error::check_splits;
-pub use rng::seeded_rng;
+pub use rng::{derived_seed, seeded_rng};
 pub use task::{Dataset, Example, TaskConfig, TaskShape};
 
 /// How the loaders' fuzz targets run: `PROPTEST_CASES` cases (`bench/fuzz.sh`; 256 in CI) from a

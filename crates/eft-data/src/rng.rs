@@ -15,6 +15,12 @@ pub fn seeded_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     rng
 }
 
+/// The `index`-th seed derived from `seed` (a step's dropout, a recomputed segment's masks):
+/// distinct per index, fixed by `seed`.
+pub fn derived_seed(seed: u64, index: u64) -> u64 {
+    seed ^ (index + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 /// A dataset of `draw`n sequences, each split from its own stream under `seed`.
 pub(crate) fn generated(
     seed: u64,

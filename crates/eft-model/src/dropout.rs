@@ -24,10 +24,16 @@ thread_local! {
 
 /// Runs `f` with dropout applied as in training even off the autodiff device.
 pub(crate) fn replaying<T>(f: impl FnOnce() -> T) -> T {
+    // Cleared on drop, so a panic inside `f` does not leave dropout on for evaluation.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REPLAYING.with(|r| r.set(false));
+        }
+    }
     REPLAYING.with(|r| r.set(true));
-    let out = f();
-    REPLAYING.with(|r| r.set(false));
-    out
+    let _reset = Reset;
+    f()
 }
 
 /// A 64-bit seed drawn from `device`'s generator: four 16-bit draws, each exact in f32.

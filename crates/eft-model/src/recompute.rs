@@ -122,11 +122,6 @@ fn accumulate<M: Module>(model: &M, into: &mut GradientsParams, mut from: Gradie
     });
 }
 
-/// The seed of segment `segment`'s dropout masks, from the step's `base`.
-fn segment_seed(base: u64, segment: usize) -> u64 {
-    base ^ (segment as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
 impl Classifier {
     /// The function [`Classifier::backward_recomputing`] differentiates, computed with every
     /// activation kept: the forward pass with the device reseeded before each segment of `every`
@@ -142,7 +137,7 @@ impl Classifier {
         let base = draw_seed(&device);
         let (mut h, pad) = self.embeddings.forward(tokens, padding);
         for (s, start) in (0..self.encoder.depth()).step_by(every).enumerate() {
-            device.seed(segment_seed(base, s));
+            device.seed(eft_data::derived_seed(base, s as u64));
             let end = (start + every).min(self.encoder.depth());
             h = (start..end).fold(h, |x, d| self.encoder.layer(d, x, Some(pad.clone())));
         }
@@ -182,7 +177,7 @@ impl Classifier {
             .map(|start| (start, (start + every).min(depth)))
             .collect();
         let base = draw_seed(&device);
-        let reseed = |segment: usize| device.seed(segment_seed(base, segment));
+        let reseed = |segment: usize| device.seed(eft_data::derived_seed(base, segment as u64));
         let run = |(start, end): (usize, usize), x: Tensor<3>, pad: &Tensor<2, Bool>| {
             (start..end).fold(x, |x, d| self.encoder.layer(d, x, Some(pad.clone())))
         };

@@ -56,6 +56,6 @@ pub use preset::{PRESETS, preset};
 pub use record::{Baseline, EvalPoint, EvalResult, ExtraSums, RunRecord, RunStatus};
 pub use schedule::Schedule;
 pub use trainer::{
-    CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, TrainOptions, build_data_and_model, load_weights,
-    preflight, resume, train,
+    CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, TrainOptions, build_data, build_data_and_model,
+    build_model, load_weights, preflight, resume, train,
 };

@@ -22,5 +22,5 @@ pub fn with_seed<T>(device: &Device, seed: u64, draws: impl FnOnce() -> T) -> T 
 
 /// The seed of step `step`'s dropout masks: distinct per step, fixed by the run's seed.
 pub fn step_seed(seed: u64, step: usize) -> u64 {
-    seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    eft_data::derived_seed(seed, step as u64)
 }

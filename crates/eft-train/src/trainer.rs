@@ -161,7 +161,7 @@ pub fn build_data_and_model(
 }
 
 /// The model for `config`, its parameters drawn under the run's seed.
-fn build_model(config: &RunConfig, device: &Device) -> Result<Classifier, TrainError> {
+pub fn build_model(config: &RunConfig, device: &Device) -> Result<Classifier, TrainError> {
     Ok(with_seed(device, config.seed, || {
         let model = config.model.init(config.task.shape(), device)?;
         crate::params::materialize(&model);
@@ -170,7 +170,7 @@ fn build_model(config: &RunConfig, device: &Device) -> Result<Classifier, TrainE
 }
 
 /// The task's splits for `config`, checked against the batch size.
-fn build_data(config: &RunConfig) -> Result<Dataset, TrainError> {
+pub fn build_data(config: &RunConfig) -> Result<Dataset, TrainError> {
     let started = std::time::Instant::now();
     let data = config.task.build(config.seed)?;
     tracing::info!(

@@ -9,7 +9,9 @@ use burn::tensor::Device;
 use eft_data::Batch;
 use eft_train::params::NamedArray;
 use eft_train::safetensors_file::encode_f32;
-use eft_train::{CHECKPOINT_FILE, Checkpoint, batch_tensors, build_data_and_model, load_weights};
+use eft_train::{
+    CHECKPOINT_FILE, Checkpoint, batch_tensors, build_data, build_model, load_weights,
+};
 
 use crate::args::{ExportArgs, ExportFormat};
 
@@ -21,7 +23,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let path = args.run.join(CHECKPOINT_FILE);
     let checkpoint = Checkpoint::load(&path)?;
     let device = Device::flex();
-    let (data, model) = build_data_and_model(&checkpoint.config, &device)?;
+    // The task's data only for a check batch: building it takes minutes for Path-X.
+    let model = build_model(&checkpoint.config, &device)?;
     let model = load_weights(model, &checkpoint, &path)?;
     let bytes = match args.format {
         ExportFormat::Pytorch => eft_train::export::pytorch_weights(&model)?,
@@ -34,6 +37,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         checkpoint.state.step
     );
     if let Some(check) = &args.check_batch {
+        let data = build_data(&checkpoint.config)?;
         let examples = &data.test[..CHECK_EXAMPLES.min(data.test.len())];
         let batch = Batch::from_examples(examples.iter());
         let tensors = batch_tensors(&batch, &device);

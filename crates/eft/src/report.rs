@@ -30,8 +30,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             args.runs
         );
     }
-    let records: Vec<RunRecord> = runs.iter().map(|(_, r)| r.clone()).collect();
-    print!("{}", table(&records));
+    print!("{}", table(runs.iter().map(|(_, r)| r)));
     let subtitle = format!(
         "{} runs; f32; report drawn on {}",
         runs.len(),
@@ -147,7 +146,7 @@ fn record_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-fn table(records: &[RunRecord]) -> String {
+fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
     let mut s = String::from(
         "| run | attention | test accuracy | majority baseline | steps | wall-clock | tokens/s | peak heap/step | peak RSS | GFLOP/step | ms/step (p10–p90) | of matmul peak | cost |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",

@@ -123,6 +123,7 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
         return model::measure(args, preset, config);
     }
     config.check_input(shape(args))?;
+    let cost = analytic(args, &config);
     // q, k, v, the output weights and three gradients, f32, beside what the call keeps.
     let inputs = 7.0
         * 4.0
@@ -132,7 +133,7 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
             .product::<f64>();
     crate::memory::check_fits(
         format_args!("{} at this shape", args.mechanism),
-        inputs + analytic(args, &config).1,
+        inputs + cost.1,
     )?;
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();
@@ -169,6 +170,6 @@ fn measure(args: &AttentionProfileArgs) -> anyhow::Result<Measurement> {
         peak_bytes: eft_meter::peak_rss_bytes().map(|peak| peak.saturating_sub(before)),
         heap_peak_bytes: heap,
         note: None,
-        ..Measurement::skipped(args, analytic(args, &config), String::new())
+        ..Measurement::skipped(args, cost, String::new())
     })
 }
