@@ -2,7 +2,9 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm};
-use burn::tensor::{Bool, Device, Tensor};
+use std::ops::Range;
+
+use burn::tensor::{Bool, Device, Tensor, s};
 
 use crate::dropout;
 use crate::norm::{new_norm, normalise};
@@ -25,19 +27,28 @@ pub struct Block {
     dropout: Dropout,
     #[module(skip)]
     residual: Residual,
+    /// Positions per piece of the feed-forward branch (`model.ffn_chunk`), if it is split.
+    #[module(skip)]
+    ffn_chunk: Option<usize>,
 }
 
 impl Block {
-    /// Builds block `layer` (counting from 0).
+    /// Builds block `layer` (counting from 0). Its branches run at the residual form's branch
+    /// width (half of `d_model` for reversible blocks).
     pub fn new(config: &ModelConfig, layer: usize, max_len: usize, device: &Device) -> Self {
-        let norm = || new_norm(config.d_model, device);
+        let branch = ModelConfig {
+            d_model: config.residual.branch_width(config.d_model),
+            ..config.clone()
+        };
+        let norm = || new_norm(branch.d_model, device);
         Self {
             attention_norm: norm(),
-            attention: SelfAttention::new(config, layer, max_len, device),
+            attention: SelfAttention::new(&branch, layer, max_len, device),
             feed_forward_norm: norm(),
-            feed_forward: FeedForward::new(config, device),
+            feed_forward: FeedForward::new(&branch, device),
             dropout: DropoutConfig::new(config.dropout).init(),
             residual: config.residual,
+            ffn_chunk: config.ffn_chunk,
         }
     }
 
@@ -64,11 +75,38 @@ impl Block {
         dropout::apply(&self.dropout, h)
     }
 
-    /// The feed-forward branch `g(x)`.
+    /// The feed-forward branch `g(x)`, applied to each piece of `model.ffn_chunk` positions in
+    /// turn when the config splits it (each piece draws its own dropout masks, in order).
     ///
     /// # Shapes
     /// - x: `[B, N, d]` → `[B, N, d]`
     pub fn feed_forward_branch(&self, x: Tensor<3>) -> Tensor<3> {
+        let pieces = self.feed_forward_pieces(x.dims()[1]);
+        if pieces.len() == 1 {
+            return self.feed_forward_piece(x);
+        }
+        let outputs = pieces
+            .into_iter()
+            .map(|r| self.feed_forward_piece(x.clone().slice(s![.., r, ..])))
+            .collect();
+        Tensor::cat(outputs, 1)
+    }
+
+    /// The position ranges the feed-forward branch is applied to one at a time: the whole
+    /// sequence, or pieces of `model.ffn_chunk` positions.
+    pub fn feed_forward_pieces(&self, len: usize) -> Vec<Range<usize>> {
+        let chunk = self.ffn_chunk.unwrap_or(len).max(1);
+        (0..len)
+            .step_by(chunk)
+            .map(|start| start..(start + chunk).min(len))
+            .collect()
+    }
+
+    /// The feed-forward branch on one piece of positions (it acts on each position alone).
+    ///
+    /// # Shapes
+    /// - x: `[B, n, d]` → `[B, n, d]`
+    pub fn feed_forward_piece(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self
             .feed_forward
             .forward(normalise(&self.feed_forward_norm, x));
@@ -108,7 +146,7 @@ impl Block {
     }
 
     /// The block's cost for a `[batch, len]` input: its two LayerNorms (inputs kept) and residual
-    /// additions, plus what its attention and feed-forward parts state.
+    /// additions, plus what its attention and feed-forward parts state (all at branch width).
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
         let rows = batch * len;
         let d = self.attention_norm.gamma.dims()[0];

@@ -6,7 +6,8 @@ use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::{
-    Embeddings, Encoder, ModelConfig, ModelCost, ModelOutput, Pool, TaskShape, dense, linear_flops,
+    Backward, Embeddings, Encoder, ModelConfig, ModelCost, ModelOutput, Pool, TaskShape, dense,
+    linear_flops,
 };
 
 /// LRA's encoder classifier with a pluggable attention mechanism.
@@ -23,6 +24,9 @@ pub struct Classifier {
     /// Blocks per rebuilt segment under gradient checkpointing, if the config asks for it.
     #[module(skip)]
     recompute: Option<usize>,
+    /// Whether the blocks are reversible (their inputs rebuilt from their outputs in training).
+    #[module(skip)]
+    pub(crate) reversible: bool,
 }
 
 impl Classifier {
@@ -47,6 +51,7 @@ impl Classifier {
             per_position: config.pool == Pool::None,
             paired: dims.paired,
             recompute: config.recompute.segment(),
+            reversible: config.residual == crate::Residual::Reversible,
         }
     }
 
@@ -122,11 +127,15 @@ impl Classifier {
         let n = len + usize::from(self.cls_pool);
         let cost =
             self.embeddings.cost(batch, n) + self.encoder.cost(batch, n) + self.head_cost(batch, n);
-        let Some(every) = self.recompute else {
-            return cost;
+        // Rebuilding forms keep some block inputs and one segment's activations at a time (an
+        // upper bound for reversible blocks, which hold one branch's), and run every block's
+        // forward a second time.
+        let (every, kept) = match self.backward_form() {
+            Backward::Stored => return cost,
+            Backward::Recompute(every) => (every, self.encoder.depth().div_ceil(every)),
+            // The top output, and a block's output and rebuilt input with their gradients.
+            Backward::Reversible => (1, 5),
         };
-        // Checkpointing keeps each segment's input and one segment's activations at a time, and
-        // runs every block's forward a second time.
         let blocks: Vec<ModelCost> = (0..self.encoder.depth())
             .map(|d| self.encoder.block(d).cost(batch, n))
             .collect();
@@ -135,7 +144,7 @@ impl Classifier {
             .chunks(every)
             .map(|segment| segment.iter().map(ModelCost::saved_bytes).sum::<f64>())
             .fold(0.0, f64::max);
-        let inputs = (blocks.len().div_ceil(every) * batch * n * self.encoder.width()) as f64 * 4.0;
+        let inputs = (kept * batch * n * self.encoder.width()) as f64 * 4.0;
         ModelCost {
             attention_saved_bytes: cost.attention_saved_bytes - all.attention_saved_bytes,
             activation_bytes: cost.activation_bytes - all.activation_bytes + inputs + widest,
@@ -144,9 +153,13 @@ impl Classifier {
         }
     }
 
-    /// Blocks per rebuilt segment when the model trains with gradient checkpointing.
-    pub fn recompute_every(&self) -> Option<usize> {
-        self.recompute
+    /// How a training step's backward pass gets its activations.
+    pub fn backward_form(&self) -> Backward {
+        match (self.reversible, self.recompute) {
+            (true, _) => Backward::Reversible,
+            (false, Some(every)) => Backward::Recompute(every),
+            (false, None) => Backward::Stored,
+        }
     }
 
     /// Pooling, the head and the loss. The head reads one pooled row per sequence, or every

@@ -74,6 +74,11 @@ pub struct ModelConfig {
     /// `{ every = k }`; the rest is rebuilt in the backward pass (gradient checkpointing).
     #[serde(default)]
     pub recompute: Recompute,
+    /// Positions per piece of the feed-forward branch (Reformer's chunking): the branch runs on
+    /// one piece at a time, so its `N × d_ff` hidden layer is never whole where no graph keeps
+    /// it (reversible training, evaluation). Default: not split.
+    #[serde(default)]
+    pub ffn_chunk: Option<usize>,
 }
 
 impl Default for ModelConfig {
@@ -95,6 +100,7 @@ impl Default for ModelConfig {
             layer_attention: vec![],
             share: Share::None,
             recompute: Recompute::default(),
+            ffn_chunk: None,
         }
     }
 }
@@ -147,6 +153,14 @@ impl ModelConfig {
             );
         }
         self.validate_sharing()?;
+        self.validate_reversible()?;
+        if self.ffn_chunk == Some(0) {
+            return bad(
+                "model.ffn_chunk",
+                "0".into(),
+                "must be at least 1 (positions per piece), or left out".into(),
+            );
+        }
         if let Some(every) = self.recompute.segment() {
             if every == 0 {
                 return bad(
@@ -178,6 +192,51 @@ impl ModelConfig {
                     ),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// Reversible blocks split the width in two halves, each with the heads, and already rebuild
+    /// every block in the backward pass.
+    fn validate_reversible(&self) -> Result<(), ModelError> {
+        if self.residual != Residual::Reversible {
+            return Ok(());
+        }
+        let bad = |field, value: String, fix: String| Err(ModelError::Config { field, value, fix });
+        let half = self.d_model / 2;
+        if !self.d_model.is_multiple_of(2) {
+            return bad(
+                "model.d_model",
+                self.d_model.to_string(),
+                "reversible blocks split the channels in two halves: make d_model even".into(),
+            );
+        }
+        if !half.is_multiple_of(self.n_heads) {
+            return bad(
+                "model.n_heads",
+                self.n_heads.to_string(),
+                format!(
+                    "reversible branches are d_model/2 = {half} wide: n_heads must divide {half}"
+                ),
+            );
+        }
+        if self.recompute != Recompute::None {
+            return bad(
+                "model.recompute",
+                format!("{:?}", self.recompute),
+                "reversible blocks already rebuild every block from its output; set \
+                 model.recompute = \"none\""
+                    .into(),
+            );
+        }
+        if self.layer_mechanisms().any(|a| a.recurrence().is_some()) {
+            return bad(
+                "model.residual",
+                "reversible".into(),
+                "segment recurrence (xl with segment) remembers inputs a reversible rebuild \
+                 does not restore; use model.residual = \"pre_norm\""
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -352,6 +411,7 @@ pub(crate) mod tests {
             layer_attention: vec![],
             share: Share::None,
             recompute: Recompute::default(),
+            ffn_chunk: None,
         }
     }
 

@@ -10,12 +10,12 @@
 //! Dropout replays: the device is reseeded before each segment, in the forward pass and in the
 //! rebuild alike, so both draw the same masks.
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
+use burn::module::Module;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::dropout::draw_seed;
+use crate::step::{StepGradients, Top, backpropagate};
 use crate::{Classifier, ModelError, ModelOutput};
 
 /// Which block inputs a training step keeps. TOML `model.recompute`: `"none"` (default: keep every
@@ -88,40 +88,6 @@ impl<'de> Deserialize<'de> for Recompute {
     }
 }
 
-/// A training step's forward output and the gradients of every parameter.
-pub struct Recomputed {
-    /// The forward pass's output, detached from any graph.
-    pub output: ModelOutput,
-    /// The loss `loss_of` gave.
-    pub loss: f64,
-    /// Gradients of the model's parameters, as `GradientsParams::from_grads` would give them.
-    pub grads: GradientsParams,
-}
-
-/// Adds every parameter gradient of `from` into `into` (summing where both have one: a block
-/// shared by two segments).
-fn accumulate<M: Module>(model: &M, into: &mut GradientsParams, mut from: GradientsParams) {
-    struct Add<'a> {
-        into: &'a mut GradientsParams,
-        from: &'a mut GradientsParams,
-    }
-    impl ModuleVisitor for Add<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.from.remove::<D>(param.id) {
-                let sum = match self.into.remove::<D>(param.id) {
-                    Some(old) => old + g,
-                    None => g,
-                };
-                self.into.register::<D>(param.id, sum);
-            }
-        }
-    }
-    model.visit(&mut Add {
-        into,
-        from: &mut from,
-    });
-}
-
 impl Classifier {
     /// The function [`Classifier::backward_recomputing`] differentiates, computed with every
     /// activation kept: the forward pass with the device reseeded before each segment of `every`
@@ -159,16 +125,8 @@ impl Classifier {
         padding: Tensor<2, Bool>,
         every: usize,
         loss_of: impl FnOnce(&ModelOutput) -> Tensor<1>,
-    ) -> Result<Recomputed, ModelError> {
-        if self.encoder.recurrence().is_some() {
-            return Err(ModelError::Config {
-                field: "model.recompute",
-                value: format!("every {every}"),
-                fix: "segment recurrence (xl with segment) cannot be recomputed yet; use \
-                      model.recompute = \"none\""
-                    .into(),
-            });
-        }
+    ) -> Result<StepGradients, ModelError> {
+        self.refuse_recurrence("model.recompute")?;
         let device = tokens.device();
         let depth = self.encoder.depth();
         let every = every.max(1);
@@ -188,7 +146,7 @@ impl Classifier {
         // The forward pass runs on the inner model, without a graph: burn keeps a graph until
         // the next backward call even when its output is detached, which saved nothing.
         let mut h = embedded.clone().detach();
-        let inner = self.clone().valid();
+        let inner = self.valid();
         let inner_pad = pad.clone().inner();
         for (s, &(start, end)) in segments.iter().enumerate() {
             inputs.push(h.clone());
@@ -202,45 +160,23 @@ impl Classifier {
         }
 
         // The head and the loss, on the last segment's output.
-        let top = h.require_grad();
-        let output = self.head(self.encoder.finish(top.clone()), pad.clone());
-        let loss = loss_of(&output);
-        let loss_value = loss.clone().into_scalar::<f64>();
-        let mut grads = loss.backward();
-        let mut grad_out =
-            Tensor::<3>::from_inner(top.grad(&grads).expect("the head reads its input"));
-        let mut total = GradientsParams::from_module(&mut grads, self);
+        let Top {
+            output,
+            loss,
+            grad: mut grad_out,
+            grads: mut total,
+        } = self.top_backward(h, pad.clone(), loss_of);
 
         // Back through the segments, rebuilding each from its saved input.
         for (s, &range) in segments.iter().enumerate().rev() {
             let x = inputs[s].clone().require_grad();
             reseed(s);
             let out = run(range, x.clone(), &pad);
-            let mut grads = (out * grad_out).sum().backward();
+            let grads = backpropagate(self, &mut total, out, grad_out);
             grad_out = Tensor::<3>::from_inner(x.grad(&grads).expect("blocks read their input"));
-            accumulate(
-                self,
-                &mut total,
-                GradientsParams::from_module(&mut grads, self),
-            );
         }
-        let mut grads = (embedded * grad_out).sum().backward();
-        accumulate(
-            self,
-            &mut total,
-            GradientsParams::from_module(&mut grads, self),
-        );
-
-        let output = ModelOutput {
-            logits: output.logits.detach(),
-            aux_losses: output.aux_losses,
-            layer_stats: output.layer_stats,
-        };
-        Ok(Recomputed {
-            output,
-            loss: loss_value,
-            grads: total,
-        })
+        backpropagate(self, &mut total, embedded, grad_out);
+        Ok(StepGradients::new(output, loss, total))
     }
 }
 

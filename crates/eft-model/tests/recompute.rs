@@ -7,74 +7,17 @@
 
 use std::sync::Mutex;
 
-use burn::module::{Module, ModuleVisitor, Param};
+mod common;
+
 use burn::optim::GradientsParams;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use eft_attention::AttentionConfig;
-use eft_attention::testing::to_f64;
-use eft_model::{Classifier, ModelConfig, ModelOutput, TaskShape};
+use burn::tensor::Device;
+use common::{assert_grads_close, batch, built, flat, loss, small};
+use eft_model::Classifier;
 
 static GENERATOR: Mutex<()> = Mutex::new(());
 
-const DIMS: TaskShape = TaskShape {
-    vocab_size: 12,
-    max_len: 10,
-    n_classes: 4,
-    paired: false,
-};
-
-fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
-    let tokens: Vec<i64> = (0..30).map(|i| 1 + (i * 7) % 11).collect();
-    let padding: Vec<bool> = (0..30).map(|i| i % 10 >= 7 + i / 10).collect();
-    (
-        Tensor::from_data(TensorData::new(tokens, [3, 10]), device),
-        Tensor::from_data(TensorData::new(padding, [3, 10]), device),
-    )
-}
-
-fn loss(output: &ModelOutput) -> Tensor<1> {
-    let logits = output.logits.clone();
-    let w = Tensor::<2>::from_data(
-        TensorData::new((0..12).map(|i| i as f32 * 0.25 - 1.0).collect(), [3, 4]),
-        &logits.device(),
-    );
-    (logits * w).sum()
-}
-
-/// Every parameter's gradient, in visiting order.
-fn flat(model: &Classifier, grads: &GradientsParams) -> Vec<Vec<f64>> {
-    struct Collect<'a>(&'a GradientsParams, Vec<Vec<f64>>);
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let g = self
-                .0
-                .get::<D>(param.id)
-                .expect("every parameter has a gradient");
-            self.1.push(to_f64(g));
-        }
-    }
-    let mut c = Collect(grads, Vec::new());
-    model.visit(&mut c);
-    c.1
-}
-
 fn model(attention: &str, dropout: f64, device: &Device) -> Classifier {
-    device.seed(9);
-    let m = ModelConfig {
-        d_model: 16,
-        n_heads: 2,
-        d_ff: 32,
-        n_layers: 4,
-        dropout,
-        attention: AttentionConfig::from_name_and_params(attention, &[]).unwrap(),
-        ..ModelConfig::default()
-    }
-    .init(DIMS, device)
-    .unwrap();
-    // burn draws parameters on first use: draw them now, not inside a seeded pass.
-    let (tokens, padding) = batch(device);
-    let _ = m.forward(tokens, padding);
-    m
+    built(small(attention, dropout), device)
 }
 
 /// Without dropout, recomputing every 1, 2, 3 or 4 blocks gives the plain backward pass's
@@ -93,14 +36,8 @@ fn gradients_equal_the_plain_backward_pass() {
                 .backward_recomputing(tokens.clone(), padding.clone(), every, loss)
                 .unwrap();
             assert_eq!(got.loss, loss(&out).into_scalar::<f64>());
-            for (g, w) in flat(&m, &got.grads).iter().zip(&want) {
-                let scale = w.iter().fold(1e-12f64, |a, v| a.max(v.abs()));
-                let err = g.iter().zip(w).fold(0f64, |a, (x, y)| a.max((x - y).abs()));
-                assert!(
-                    err <= 1e-6 * scale,
-                    "{attention} every {every}: {err} of {scale}"
-                );
-            }
+            let what = format!("{attention} every {every}");
+            assert_grads_close(&what, &flat(&m, &got.grads), &want, 1e-6);
         }
     }
 }

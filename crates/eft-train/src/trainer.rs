@@ -587,8 +587,8 @@ impl<'a> Session<'a> {
     }
 }
 
-/// One step's forward pass, task loss and parameter gradients: the plain backward pass, or the
-/// recomputing one when the model trains with gradient checkpointing (`model.recompute`).
+/// One step's forward pass, task loss and parameter gradients, by the model's backward form
+/// (plain, recomputing segments, or rebuilding reversible blocks).
 fn step_gradients(
     model: &Classifier,
     tensors: &crate::BatchTensors,
@@ -601,21 +601,10 @@ fn step_gradients(
         );
         output.total_loss(task)
     };
-    match model.recompute_every() {
-        None => {
-            let output = model.forward(tokens, padding);
-            let loss = loss_of(&output);
-            let value = loss.clone().into_scalar::<f64>();
-            let grads = GradientsParams::from_grads(loss.backward(), model);
-            (output, value, grads)
-        }
-        Some(every) => {
-            let r = model
-                .backward_recomputing(tokens, padding, every, loss_of)
-                .expect("validation refuses recomputing a segment-recurrent encoder");
-            (r.output, r.loss, r.grads)
-        }
-    }
+    let step = model
+        .step_gradients(tokens, padding, loss_of)
+        .expect("validation refuses rebuilding a segment-recurrent encoder");
+    (step.output, step.loss, step.grads)
 }
 
 /// Bytes per parameter while training: the weight, its gradient and Adam's two moments (f32).

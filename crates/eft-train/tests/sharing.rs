@@ -2,6 +2,8 @@
 //! checkpoints), their gradient is the sum of what each depth contributes, and a shared model
 //! still learns.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use burn::module::Module;
@@ -129,22 +131,7 @@ fn a_tied_gradient_is_the_sum_over_its_depths() {
 /// Four depths of one shared block still learn quick ListOps: well above the majority class.
 #[test]
 fn a_shared_model_learns() {
-    let mut config = eft_train::preset("listops", "quick").unwrap();
-    config.model.n_layers = 4;
-    config.model.share = Share::All;
-    config.model.d_model = 32;
-    config.model.d_ff = 64;
-    config.train.set_steps(120, 120);
-    if let eft_data::TaskConfig::ListOps(task) = &mut config.task {
-        (task.train, task.val, task.test) = (2000, 100, 300);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let record = eft_train::train(config, &dir.path().join("run"), &Default::default()).unwrap();
-    let (test, majority) = (
-        record.test.unwrap().accuracy,
-        record.majority_baseline.test_accuracy,
-    );
-    eprintln!("test {test} against majority {majority}");
+    let (test, majority) = common::quick_listops_accuracy(|m| m.share = Share::All);
     assert!(
         test > majority + 0.05,
         "test {test} against majority {majority}"

@@ -143,6 +143,54 @@ pub enum ProfileCommand {
     /// The backend's f32 matrix product `[n, n]·[n, n]` (no autodiff): the GEMM rate that the
     /// attention kernels are measured against; prints one JSON line.
     Matmul(MatmulArgs),
+    /// The memory techniques against depth and length: a training step of the quick model, plain,
+    /// recomputing, reversible and shared, each in a fresh process, plus the reversible rebuild's
+    /// drift per depth; writes <out>/memory-techniques.{json,md} and its charts.
+    Memory(MemoryArgs),
+}
+
+/// Arguments of `eft profile memory`.
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Mechanisms, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "full,flash")]
+    pub mechanisms: Vec<String>,
+    /// Depths (model.n_layers), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8,16", value_parser = at_least_one())]
+    pub depths: Vec<usize>,
+    /// Sequence lengths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1024,4096", value_parser = at_least_one())]
+    pub lens: Vec<usize>,
+    /// Techniques, comma-separated: plain, recompute (every block), reversible (feed-forward in
+    /// pieces of 1024 positions), shared (one block at every depth).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "plain,recompute,reversible,shared"
+    )]
+    pub techniques: Vec<String>,
+    /// Also try the deepest model at this length with `full` plain and `flash` plain,
+    /// recomputing and reversible (the 16-layer, N = 16K step); 0 skips it.
+    #[arg(long, default_value_t = 16384)]
+    pub long: usize,
+    /// Depths at which the reversible rebuild's drift is measured, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8,16,32", value_parser = at_least_one())]
+    pub drift_depths: Vec<usize>,
+    /// Batch size B.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
+    pub batch: usize,
+    /// Timed steps per configuration, after one warm-up step.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
+    pub repeats: usize,
+    /// Stop a configuration that runs longer than this many seconds (recorded as over budget).
+    #[arg(long, default_value_t = 900.0)]
+    pub max_seconds: f64,
+    /// Folder for the results.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// Measure nothing: rewrite the table and redraw the charts from the JSON already in --out.
+    #[arg(long)]
+    pub redraw: bool,
 }
 
 /// Arguments of `eft profile matmul`.
@@ -187,6 +235,10 @@ pub struct AttentionProfileArgs {
     /// mechanism, instead of the attention call alone: `quick` or `paper` (LRA's ListOps model).
     #[arg(long, value_name = "PRESET")]
     pub model: Option<String>,
+    /// With --model: a field of the preset's run config, as KEY=VALUE like `eft train --set`
+    /// (repeatable), e.g. `model.n_layers=16` or `model.residual=reversible`.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair, requires = "model")]
+    pub sets: Vec<(String, String)>,
 }
 
 /// Arguments of `eft profile sweep`.

@@ -180,6 +180,12 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
         if let Some(k) = model.recompute.segment() {
             techniques.push(format!("recompute every {k}"));
         }
+        if model.residual == eft_model::Residual::Reversible {
+            techniques.push("reversible".into());
+        }
+        if let Some(c) = model.ffn_chunk {
+            techniques.push(format!("ffn in pieces of {c}"));
+        }
         let attention = match techniques.is_empty() {
             true => attention,
             false => format!("{} · {}", attention.trim(), techniques.join(", ")),

@@ -96,6 +96,53 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         &["train", "--out", out, "--set", "model.recompute=sometimes"],
         &["model.recompute", "{ every = k }"],
     );
+    let reversible = ["--set", "model.residual=reversible"];
+    fails_with(
+        &[
+            &["train", "--out", out][..],
+            &reversible,
+            &["--set", "model.d_model=63", "--set", "model.n_heads=1"],
+        ]
+        .concat(),
+        &["model.d_model", "even"],
+    );
+    fails_with(
+        &[
+            &["train", "--out", out][..],
+            &reversible,
+            &["--set", "model.n_heads=64"],
+        ]
+        .concat(),
+        &["model.n_heads", "must divide 32"],
+    );
+    fails_with(
+        &[
+            &["train", "--out", out][..],
+            &reversible,
+            &["--set", "model.recompute=every"],
+        ]
+        .concat(),
+        &["model.recompute", "already rebuild"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "model.residual=mirrored"],
+        &["model.residual"],
+    );
+    fails_with(
+        &["train", "--out", out, "--set", "model.ffn_chunk=0"],
+        &["model.ffn_chunk", "at least 1"],
+    );
+    fails_with(
+        &[
+            "profile",
+            "memory",
+            "--techniques",
+            "plain,magic",
+            "--out",
+            out,
+        ],
+        &["magic", "plain, recompute, reversible, shared"],
+    );
     fails_with(
         &["train", "--out", out, "--set", "task.max_len=3"],
         &["task.max_len"],

@@ -5,6 +5,7 @@
 //! are medians of repeated passes after a warm-up.
 
 mod matmul;
+mod memory;
 mod model;
 mod sweep;
 mod table;
@@ -41,6 +42,9 @@ pub struct Measurement {
     /// Peak heap bytes during the passes minus the heap in use before them (tracking allocator).
     #[serde(default)]
     heap_peak_bytes: Option<u64>,
+    /// Model config fields set for a model step (`--set`), as KEY=VALUE.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sets: Vec<(String, String)>,
     /// The mechanism's analytic FLOPs, forward + backward.
     flops: f64,
     /// The mechanism's analytic bytes held for the backward pass.
@@ -68,6 +72,7 @@ impl Measurement {
             len: args.len,
             head_dim: args.head_dim,
             causal: args.causal,
+            sets: args.sets.clone(),
             seconds: None,
             seconds_range: None,
             peak_bytes: None,
@@ -94,6 +99,7 @@ pub fn run(what: ProfileCommand) -> anyhow::Result<ExitCode> {
         }
         ProfileCommand::Sweep(args) => sweep::sweep(&args)?,
         ProfileCommand::Matmul(args) => println!("{}", matmul::measure(&args)),
+        ProfileCommand::Memory(args) => memory::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

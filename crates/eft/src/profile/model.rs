@@ -15,8 +15,10 @@ use crate::args::AttentionProfileArgs;
 const VOCAB: usize = 16;
 const CLASSES: usize = 10;
 
-/// Forward, loss and backward of `preset`'s ListOps model with `attention`, on random tokens of
-/// `[batch, len]` (no optimiser step): median seconds, peak memory, the model's FLOPs per step.
+/// Forward, loss and backward of `preset`'s ListOps model with `attention` and the arguments'
+/// `--set` fields, on random tokens of `[batch, len]` (no optimiser step), as the trainer runs
+/// it (recomputing or rebuilding when the model says so): median seconds, peak memory, the
+/// model's FLOPs per step (recomputation included).
 pub fn measure(
     args: &AttentionProfileArgs,
     preset: &str,
@@ -25,6 +27,8 @@ pub fn measure(
     let mut run = eft_train::preset("listops", preset)?;
     run.model.attention = attention;
     run.model.dropout = 0.0;
+    let run = eft_train::layered(&run, None, &args.sets)?;
+    run.model.validate()?;
     let dims = TaskShape {
         vocab_size: VOCAB,
         max_len: args.len,
@@ -33,11 +37,7 @@ pub fn measure(
     };
     let before = eft_meter::rss_bytes().unwrap_or(0);
     let device = Device::flex().autodiff();
-    let model = with_seed(&device, 0, || {
-        let m = run.model.init(dims, &device)?;
-        materialize(&m);
-        Ok::<_, eft_model::ModelError>(m)
-    })?;
+    let model = build(&run.model, dims, &device)?;
     crate::memory::check_fits(
         format_args!("a training step of the {preset} model at this shape"),
         model.cost(args.batch, args.len).saved_bytes(),
@@ -62,12 +62,13 @@ pub fn measure(
     let mut times = Vec::new();
     for pass in 0..=args.repeats {
         let started = Instant::now();
-        let output = model.forward(tokens.clone(), padding.clone());
-        let loss = output.total_loss(eft_train::cross_entropy(
-            output.logits.clone(),
-            labels.clone(),
-        ));
-        std::hint::black_box(loss.backward());
+        let step = model.step_gradients(tokens.clone(), padding.clone(), |output| {
+            output.total_loss(eft_train::cross_entropy(
+                output.logits.clone(),
+                labels.clone(),
+            ))
+        })?;
+        std::hint::black_box(step.grads);
         if pass > 0 {
             times.push(started.elapsed().as_secs_f64());
         }
@@ -88,5 +89,18 @@ pub fn measure(
             (cost.step_flops(), cost.attention_saved_bytes),
             String::new(),
         )
+    })
+}
+
+/// `config`'s model for `dims`, initialised from seed 0 with every parameter drawn.
+pub fn build(
+    config: &eft_model::ModelConfig,
+    dims: TaskShape,
+    device: &Device,
+) -> Result<eft_model::Classifier, eft_model::ModelError> {
+    with_seed(device, 0, || {
+        let m = config.init(dims, device)?;
+        materialize(&m);
+        Ok(m)
     })
 }

@@ -18,15 +18,18 @@ use crate::plot::{Axis, Heading, Series, Unit, log_log};
 const PEAK_OVER_SAVED: f64 = 5.0;
 
 /// How one child process ended.
-enum Outcome {
-    Done(Measurement),
+pub(super) enum Outcome {
+    Done(Box<Measurement>),
     OverBudget,
     OutOfMemory(String),
     Failed(String),
 }
 
 /// Runs `eft profile attention` for `one`, killing it after `budget`.
-fn measure_in_child(one: &AttentionProfileArgs, budget: Duration) -> anyhow::Result<Outcome> {
+pub(super) fn measure_in_child(
+    one: &AttentionProfileArgs,
+    budget: Duration,
+) -> anyhow::Result<Outcome> {
     let exe = std::env::current_exe().context("finding the eft executable")?;
     let mut child = Command::new(exe)
         .args(["profile", "attention", "--mechanism", &one.mechanism])
@@ -44,6 +47,11 @@ fn measure_in_child(one: &AttentionProfileArgs, budget: Duration) -> anyhow::Res
             one.params
                 .iter()
                 .flat_map(|(k, v)| ["--param".to_string(), format!("{k}={v}")]),
+        )
+        .args(
+            one.sets
+                .iter()
+                .flat_map(|(k, v)| ["--set".to_string(), format!("{k}={v}")]),
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -75,7 +83,7 @@ fn measure_in_child(one: &AttentionProfileArgs, budget: Duration) -> anyhow::Res
     let err = err.trim().to_string();
     if status.success() {
         return Ok(match serde_json::from_slice::<Measurement>(&out) {
-            Ok(m) => Outcome::Done(m),
+            Ok(m) => Outcome::Done(Box::new(m)),
             Err(e) => Outcome::Failed(format!("unreadable result ({e})")),
         });
     }
@@ -124,6 +132,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                 causal: false,
                 repeats: args.repeats,
                 model: args.model.clone(),
+                sets: Vec::new(),
             };
             let config = AttentionConfig::from_name_and_params(name, &args.params)?;
             let cost = analytic(&one, &config);
@@ -142,7 +151,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
             } else {
                 eprintln!("profiling {name} at N = {len}…");
                 match measure_in_child(&one, budget)? {
-                    Outcome::Done(m) => m,
+                    Outcome::Done(m) => *m,
                     Outcome::OverBudget => Measurement::skipped(
                         &one,
                         cost,

@@ -146,6 +146,7 @@ mod tests {
             len,
             head_dim: 64,
             causal: false,
+            sets: vec![],
             seconds,
             seconds_range: None,
             peak_bytes: peak,
