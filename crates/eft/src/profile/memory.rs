@@ -348,18 +348,33 @@ fn write_all(out: &Path, results: &Results) -> anyhow::Result<()> {
     let table = markdown(results);
     eft_train::write_atomic(&out.join("memory-techniques.md"), table.as_bytes())?;
     println!("{table}");
+    // One chart at the longest length measured at several depths: more lines crowd it.
+    let depths_at = |len: usize| {
+        let d: BTreeSet<usize> = results
+            .steps
+            .iter()
+            .filter(|st| st.measurement.len == len)
+            .map(|st| st.depth)
+            .collect();
+        d.len()
+    };
+    let len = results
+        .steps
+        .iter()
+        .map(|st| st.measurement.len)
+        .filter(|&len| depths_at(len) > 1)
+        .max();
     let mut series: Vec<Series> = Vec::new();
-    for st in &results.steps {
+    for st in results
+        .steps
+        .iter()
+        .filter(|st| Some(st.measurement.len) == len)
+    {
         let m = &st.measurement;
         let (Some(heap), Some(_)) = (m.heap_peak_bytes, m.seconds) else {
             continue;
         };
-        let name = format!(
-            "{} {} N={}",
-            m.mechanism,
-            st.technique,
-            Unit::Length.label(m.len as f64)
-        );
+        let name = format!("{} {}", m.mechanism, st.technique);
         let point = (st.depth as f64, mib(heap));
         match series.iter_mut().find(|s| s.name == name) {
             Some(s) => s.points.push(point),
@@ -369,12 +384,15 @@ fn write_all(out: &Path, results: &Results) -> anyhow::Result<()> {
             }),
         }
     }
-    // A single point (the long-sequence cells) is no line.
-    series.retain(|s| s.points.len() > 1);
     if !series.is_empty() {
+        let subtitle = format!(
+            "quick ListOps model, N = {}, B = 1, f32, one step per fresh process; shared \
+             coincides with plain",
+            len.unwrap_or(0)
+        );
         let heading = Heading {
             title: "Peak heap of a training step against depth",
-            subtitle: "quick ListOps model, B = 1, f32, one step per fresh process",
+            subtitle: &subtitle,
         };
         let x = Axis {
             label: "depth (blocks)",

@@ -77,7 +77,7 @@ pub fn measure(
     let cost = model.cost(args.batch, args.len);
     Ok(Measurement {
         heads: run.model.n_heads,
-        head_dim: run.model.d_model / run.model.n_heads,
+        head_dim: run.model.residual.branch_width(run.model.d_model) / run.model.n_heads,
         seconds: times.get(times.len() / 2).copied(),
         seconds_range: times.first().zip(times.last()).map(|(a, b)| (*a, *b)),
         peak_bytes: eft_meter::peak_rss_bytes().map(|peak| peak.saturating_sub(before)),
