@@ -12,15 +12,17 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend};
 use burn::tensor::Tensor;
 
-use crate::BLOCKED_SCORE;
+use crate::blocked_score;
 
 /// The key bias every attention op takes, `[B, 1, 1, N]`: the blocked score at padding (`1` in
 /// `key_padding`, `[B, N]`), 0 at real keys; all zeros without padding. `keys` gives B and N.
 pub(crate) fn key_bias(key_padding: Option<Tensor<2>>, keys: &Tensor<4>) -> Tensor<4> {
     let [batch, _, len, _] = keys.dims();
+    // In the keys' precision: low-precision models must not meet an f32 bias.
+    let dtype = keys.dtype();
     match key_padding {
-        Some(p) => p * BLOCKED_SCORE,
-        None => Tensor::zeros([batch, len], &keys.device()),
+        Some(p) => p.cast(dtype) * blocked_score(dtype),
+        None => Tensor::zeros([batch, len], (&keys.device(), dtype)),
     }
     .reshape([batch, 1, 1, len])
 }

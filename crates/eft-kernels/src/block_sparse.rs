@@ -11,7 +11,7 @@ use std::sync::Arc;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{FloatDType, Scalar, Shape, Tensor, TensorData};
+use burn::tensor::{Scalar, Shape, Tensor, TensorData};
 
 use crate::attention_op::{autodiff_attention_op, key_bias};
 use crate::materialised::generic_backward;
@@ -132,7 +132,7 @@ fn generic_forward<B: Backend>(
             Scalar::Float(f64::from(BLOCKED_SCORE) / 2.0),
             bools,
         ),
-        FloatDType::F32,
+        crate::flash_reference::dtype_of::<B>(&bias),
     );
     let scores = B::float_matmul(
         B::float_mul_scalar(q, Scalar::Float(1.0 / (d as f64).sqrt())),

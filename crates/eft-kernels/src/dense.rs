@@ -55,7 +55,7 @@ pub fn linear<const D: usize>(
     let dims = x.dims();
     let [d_in, d_out] = weight.dims();
     let rows = dims[..D - 1].iter().product();
-    let bias = bias.unwrap_or_else(|| Tensor::zeros([d_out], &weight.device()));
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([d_out], (&weight.device(), weight.dtype())));
     let extension = extension_runs_on(&x.device());
     let (x, w, b) = (
         x.reshape([rows, d_in]).into_dispatch(),

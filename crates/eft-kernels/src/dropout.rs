@@ -28,6 +28,7 @@ fn generic_dropout<B: Backend>(x: FloatTensor<B>, prob: f32, seed: usize) -> Flo
         .map(|i| mask_value(seed as u64, i, prob))
         .collect();
     let mask = B::float_from_data(TensorData::new(scale, shape), &x.device());
+    let mask = B::float_cast(mask, crate::flash_reference::dtype_of::<B>(&x));
     B::float_mul(x, mask)
 }
 

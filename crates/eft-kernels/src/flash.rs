@@ -21,6 +21,18 @@ use crate::routing::extension_runs_on;
 /// underflows to exactly zero beside any real score.
 pub const BLOCKED_SCORE: f32 = -1.0e9;
 
+/// The blocked score in a type narrower than f32 (f16 tops out at 65504): far below any real
+/// score and finite, so `0 · blocked` and `blocked − blocked` stay numbers.
+pub const LOW_PRECISION_BLOCKED_SCORE: f32 = -3.0e4;
+
+/// The score that blocks a key in tensors of `dtype`.
+pub fn blocked_score(dtype: burn::tensor::DType) -> f32 {
+    match dtype {
+        burn::tensor::DType::F32 | burn::tensor::DType::F64 => BLOCKED_SCORE,
+        _ => LOW_PRECISION_BLOCKED_SCORE,
+    }
+}
+
 /// The backend operations behind [`flash_attention`].
 #[backend_extension(Autodiff, Flex)]
 pub trait FlashBackend: Backend {

@@ -9,8 +9,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, TensorMetadata, get_or_init_device_settings};
 use burn::tensor::{FloatDType, Scalar, Shape, Slice, TensorData};
 
-use crate::BLOCKED_SCORE;
 use crate::attention_op::Saved;
+use crate::blocked_score;
 
 /// Consecutive ranges of at most `tile` covering `0..len`.
 fn tiles(len: usize, tile: usize) -> Vec<Range<usize>> {
@@ -67,6 +67,7 @@ pub(crate) fn scores<B: Backend>(
     causal: bool,
 ) -> FloatTensor<B> {
     let d = dims4::<B>(q_i)[3];
+    let blocked = blocked_score(q_i.dtype());
     let s = B::float_matmul(q_i.clone(), B::float_transpose(k_j.clone()));
     let s = B::float_mul_scalar(s, scalar(1.0 / (d as f64).sqrt()));
     let mut s = B::float_add(s, bias_cols::<B>(bias, kr.clone()));
@@ -74,16 +75,19 @@ pub(crate) fn scores<B: Backend>(
         // Only tiles that straddle the diagonal need an explicit mask.
         let mask: Vec<f32> = qr
             .clone()
-            .flat_map(|i| {
-                kr.clone()
-                    .map(move |j| if j > i { BLOCKED_SCORE } else { 0.0 })
-            })
+            .flat_map(|i| kr.clone().map(move |j| if j > i { blocked } else { 0.0 }))
             .collect();
         let shape = Shape::new([1, 1, qr.len(), kr.len()]);
         let mask = B::float_from_data(TensorData::new(mask, shape), &s.device());
+        let mask = B::float_cast(mask, dtype_of::<B>(&s));
         s = B::float_add(s, mask);
     }
     s
+}
+
+/// The float type of `t`: tensors a portable pass creates take its inputs' precision.
+pub(crate) fn dtype_of<B: Backend>(t: &FloatTensor<B>) -> FloatDType {
+    t.dtype().into()
 }
 
 /// Whether a causal query tile `qr` can see anything of key tile `kr`.
@@ -97,8 +101,12 @@ pub(crate) fn has_visible<B: Backend>(bias: &FloatTensor<B>, causal: bool) -> Fl
     let [b, _, _, n] = dims4::<B>(bias);
     let bools = get_or_init_device_settings::<B>(&bias.device()).bool_dtype;
     let real = B::bool_into_float(
-        B::float_greater_elem(bias.clone(), scalar(f64::from(BLOCKED_SCORE) / 2.0), bools),
-        FloatDType::F32,
+        B::float_greater_elem(
+            bias.clone(),
+            scalar(f64::from(blocked_score(bias.dtype())) / 2.0),
+            bools,
+        ),
+        dtype_of::<B>(bias),
     ); // [B, 1, 1, N]
     let (seen, rows) = if causal {
         (B::float_cumsum(real, 3), n)
@@ -107,7 +115,7 @@ pub(crate) fn has_visible<B: Backend>(bias: &FloatTensor<B>, causal: bool) -> Fl
     };
     let seen = B::float_greater_elem(seen, scalar(0.5), bools);
     B::float_reshape(
-        B::bool_into_float(seen, FloatDType::F32),
+        B::bool_into_float(seen, dtype_of::<B>(bias)),
         Shape::new([b, 1, rows, 1]),
     )
 }
@@ -122,19 +130,19 @@ pub(crate) fn forward<B: Backend>(
     tile: usize,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let [b, h, n, d] = dims4::<B>(&q);
-    let device = q.device();
+    let (device, dtype) = (q.device(), dtype_of::<B>(&q));
     let (mut outs, mut lses) = (Vec::new(), Vec::new());
     for qr in tiles(n, tile) {
         let q_i = rows::<B>(&q, qr.clone());
         let stat = Shape::new([b, h, qr.len(), 1]);
         let mut m = B::float_full(
             stat.clone(),
-            scalar(2.0 * f64::from(BLOCKED_SCORE)),
+            scalar(2.0 * f64::from(blocked_score(q.dtype()))),
             &device,
-            FloatDType::F32,
+            dtype,
         );
-        let mut l = B::float_zeros(stat, &device, FloatDType::F32);
-        let mut acc = B::float_zeros(Shape::new([b, h, qr.len(), d]), &device, FloatDType::F32);
+        let mut l = B::float_zeros(stat, &device, dtype);
+        let mut acc = B::float_zeros(Shape::new([b, h, qr.len(), d]), &device, dtype);
         for kr in tiles(n, tile)
             .into_iter()
             .filter(|kr| visible_tile(&qr, kr, causal))
@@ -169,21 +177,21 @@ pub(crate) fn backward<B: Backend>(
     tile: usize,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let [b, h, n, d] = dims4::<B>(&s.q);
-    let device = s.q.device();
+    let (device, dtype) = (s.q.device(), dtype_of::<B>(&s.q));
     let scale = scalar(1.0 / (d as f64).sqrt());
     let d_out = B::float_mul(grad_out, has_visible::<B>(&s.bias, causal));
     let delta = B::float_sum_dim(B::float_mul(d_out.clone(), s.out.clone()), 3); // [B, H, N, 1]
     let q_tiles = tiles(n, tile);
     let mut dq: Vec<FloatTensor<B>> = q_tiles
         .iter()
-        .map(|r| B::float_zeros(Shape::new([b, h, r.len(), d]), &device, FloatDType::F32))
+        .map(|r| B::float_zeros(Shape::new([b, h, r.len(), d]), &device, dtype))
         .collect();
     let (mut dks, mut dvs) = (Vec::new(), Vec::new());
     for kr in tiles(n, tile) {
         let (k_j, v_j) = (rows::<B>(&s.k, kr.clone()), rows::<B>(&s.v, kr.clone()));
         let shape = Shape::new([b, h, kr.len(), d]);
-        let mut dk = B::float_zeros(shape.clone(), &device, FloatDType::F32);
-        let mut dv = B::float_zeros(shape, &device, FloatDType::F32);
+        let mut dk = B::float_zeros(shape.clone(), &device, dtype);
+        let mut dv = B::float_zeros(shape, &device, dtype);
         for (i, qr) in q_tiles.iter().enumerate() {
             if !visible_tile(qr, &kr, causal) {
                 continue;

@@ -13,7 +13,7 @@ use burn::backend::{
     Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension,
     get_or_init_device_settings,
 };
-use burn::tensor::{FloatDType, Scalar, Shape, Tensor, TensorData};
+use burn::tensor::{Scalar, Shape, Tensor, TensorData};
 
 use crate::attention_op::{autodiff_attention_op, key_bias};
 use crate::cpu::kernel_attention::{CHUNK, EMPTY_ROW_GUARD};
@@ -97,7 +97,7 @@ fn visible<B: Backend>(key_bias: &FloatTensor<B>, causal: bool) -> FloatTensor<B
             Scalar::Float(f64::from(BLOCKED_SCORE) / 2.0),
             bools,
         ),
-        FloatDType::F32,
+        crate::flash_reference::dtype_of::<B>(key_bias),
     ); // [B, 1, 1, N]
     let order: Vec<f32> = (0..n * n)
         .map(|p| f32::from(u8::from(!causal || p % n <= p / n)))
@@ -155,7 +155,7 @@ fn generic_backward<B: Backend>(
             Scalar::Float(f64::from(EMPTY_ROW_GUARD)),
             bools,
         ),
-        FloatDType::F32,
+        crate::flash_reference::dtype_of::<B>(&den),
     );
     let dnum = B::float_mul(B::float_div(grad_out, den), seen); // [B, H, N, D]
     let dden = B::float_neg(B::float_sum_dim(B::float_mul(dnum.clone(), out), 3)); // [B, H, N, 1]

@@ -35,7 +35,9 @@ pub use dense::{DenseBackend, linear};
 pub use dropout::{DropoutBackend, dropout};
 pub use elu_feature::{EluFeatureBackend, elu_plus_one};
 pub use favor::{FavorBackend, favor_features};
-pub use flash::{BLOCKED_SCORE, FlashBackend, flash_attention};
+pub use flash::{
+    BLOCKED_SCORE, FlashBackend, LOW_PRECISION_BLOCKED_SCORE, blocked_score, flash_attention,
+};
 pub use gelu::{GeluBackend, gelu};
 pub use kernel_attention::{KernelAttentionBackend, kernel_attention};
 pub use layer_norm::{LayerNormBackend, layer_norm};

@@ -307,7 +307,7 @@ impl ModelConfig {
     /// The mechanisms of the layers, each once where every layer shares one: what validation
     /// walks (a loop over a huge `n_layers` hung, and collecting it aborted, before the memory
     /// check could refuse it).
-    fn layer_mechanisms(&self) -> impl Iterator<Item = &AttentionConfig> {
+    pub fn layer_mechanisms(&self) -> impl Iterator<Item = &AttentionConfig> {
         let shared = self.layer_attention.is_empty().then_some(&self.attention);
         shared.into_iter().chain(&self.layer_attention)
     }

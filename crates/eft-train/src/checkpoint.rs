@@ -52,6 +52,9 @@ pub struct LoopState {
     /// The training steps since the last line of the metrics stream.
     #[serde(default)]
     pub window: crate::metrics::MetricsWindow,
+    /// Dynamic loss scaling's state (f16 runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::LossScale>,
 }
 
 /// Everything needed to continue a run exactly where it stopped.
@@ -252,6 +255,11 @@ mod tests {
                     loss_sum: 0.1 + 0.2,
                     ..Default::default()
                 },
+                loss_scale: Some(crate::LossScale {
+                    scale: 1024.0,
+                    clean_steps: 7,
+                    skipped_steps: 2,
+                }),
             },
             adam_steps: 12,
             model: BTreeMap::from([("a.weight".to_string(), array(0.1))]),

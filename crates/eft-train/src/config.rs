@@ -4,7 +4,7 @@ use eft_data::TaskConfig;
 use eft_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::{OptimizerConfig, Schedule, TrainError};
+use crate::{OptimizerConfig, Precision, Schedule, TrainError};
 
 /// The training loop's settings. TOML section `[train]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +21,10 @@ pub struct TrainConfig {
     /// Append a line of training metrics to `metrics.jsonl` every this many steps.
     #[serde(default = "ten")]
     pub log_every: usize,
+    /// The float type steps compute in: `"f32"` (default), `"bf16"` or `"f16"` (with dynamic loss
+    /// scaling); weights and optimiser state stay f32.
+    #[serde(default)]
+    pub precision: Precision,
     /// Clip the global gradient norm to this value; absent means no clipping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_grad_norm: Option<f64>,
@@ -120,6 +124,23 @@ impl RunConfig {
                 "train.max_grad_norm",
                 c,
                 "must be positive; leave it out to disable clipping",
+            ));
+        }
+        if t.precision != Precision::F32
+            && let Some(a) = self
+                .model
+                .layer_mechanisms()
+                .find(|a| !crate::precision::LOW_PRECISION.contains(&a.name()))
+        {
+            return Err(TrainError::config(
+                "train.precision",
+                t.precision,
+                format!(
+                    "attention `{}` computes in f32 only so far; low precision runs {}: use \
+                     one of those or train.precision = \"f32\"",
+                    a.name(),
+                    crate::precision::LOW_PRECISION.join(" and ")
+                ),
             ));
         }
         t.optimizer.validate()?;

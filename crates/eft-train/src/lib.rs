@@ -37,6 +37,7 @@ pub mod metrics;
 mod optimizer;
 mod overrides;
 pub mod params;
+mod precision;
 mod preset;
 mod record;
 pub mod safetensors_file;
@@ -52,8 +53,11 @@ pub use evaluate::{BatchTensors, batch_tensors, cross_entropy, evaluate};
 pub use folder_lock::{FolderLock, LOCK_FILE};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
 pub use overrides::{layered, layered_with, merge, set, set_value};
+pub use precision::{LossScale, Precision, cast_parameters, f32_gradients, step_in_precision};
 pub use preset::{PRESETS, preset};
-pub use record::{Baseline, EvalPoint, EvalResult, ExtraSums, RunRecord, RunStatus};
+pub use record::{
+    Baseline, EvalPoint, EvalResult, ExtraSums, PrecisionRecord, RunRecord, RunStatus,
+};
 pub use schedule::Schedule;
 pub use trainer::{
     CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, TrainOptions, build_data, build_data_and_model,

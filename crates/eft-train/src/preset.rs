@@ -7,7 +7,7 @@ use eft_data::retrieval::RetrievalConfig;
 use eft_data::{TaskConfig, image::ImageConfig, listops::ListOpsConfig, text::TextConfig};
 use eft_model::{ModelConfig, Pool};
 
-use crate::{OptimizerConfig, RunConfig, Schedule, TrainConfig, TrainError};
+use crate::{OptimizerConfig, Precision, RunConfig, Schedule, TrainConfig, TrainError};
 
 /// The presets every task offers.
 pub const PRESETS: &[&str] = &["quick", "paper"];
@@ -71,6 +71,7 @@ fn listops_quick() -> RunConfig {
             eval_every: 250,
             checkpoint_every: 250,
             log_every: 10,
+            precision: Precision::F32,
             max_grad_norm: Some(1.0),
             optimizer: OptimizerConfig {
                 weight_decay: 0.01,
@@ -106,6 +107,7 @@ fn listops_paper() -> RunConfig {
             eval_every: 500,
             checkpoint_every: 500,
             log_every: 10,
+            precision: Precision::F32,
             max_grad_norm: None,
             optimizer: OptimizerConfig {
                 weight_decay: 0.1,

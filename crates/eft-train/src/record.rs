@@ -157,6 +157,21 @@ pub struct RunRecord {
     /// For a diverged run: the step (counting from 1) whose loss or gradient was not finite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged_at_step: Option<usize>,
+    /// How a low-precision run computed (absent for f32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<PrecisionRecord>,
+}
+
+/// What a low-precision run's record says about its arithmetic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrecisionRecord {
+    /// The compute type (`train.precision`).
+    pub compute: crate::Precision,
+    /// How the backend carries it out (on burn Flex: through f32).
+    pub backend: String,
+    /// The loss scaling's state at the end (f16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::LossScale>,
 }
 
 #[cfg(test)]

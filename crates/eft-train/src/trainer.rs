@@ -52,6 +52,10 @@ pub struct TrainOptions {
     pub stop_after: Option<usize>,
     /// The git commit eft was built from, for the record.
     pub git_commit: String,
+    /// Makes one gradient of this step (counting from 0) infinite: how tests check that a
+    /// low-precision run skips an overflowing step.
+    #[doc(hidden)]
+    pub overflow_at_step: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -62,6 +66,7 @@ impl Default for TrainOptions {
             stop: Arc::new(AtomicBool::new(false)),
             stop_after: None,
             git_commit: "unknown".into(),
+            overflow_at_step: None,
         }
     }
 }
@@ -239,11 +244,19 @@ impl<'a> Session<'a> {
         // The model first: its cost decides whether a step fits before the data is drawn
         // (minutes for Path-X).
         preflight(&config)?;
+        crate::precision::check_backend(config.train.precision, &options.device)?;
         let model = build_model(&config, &device)?;
         check_memory(&config, &model)?;
         let data = build_data(&config)?;
         let (model, adam, mut state) = match checkpoint {
-            None => (model, AdamState::default(), LoopState::default()),
+            None => (
+                model,
+                AdamState::default(),
+                LoopState {
+                    loss_scale: config.train.precision.initial_scale(),
+                    ..LoopState::default()
+                },
+            ),
             Some(c) => {
                 let path = dir.join(CHECKPOINT_FILE);
                 let model = load_weights(model, &c, &path)?;
@@ -320,34 +333,57 @@ impl<'a> Session<'a> {
                 .entry(shape)
                 .or_insert_with(|| model.cost(shape[0], shape[1]).step_flops());
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
+            let precision = (t.precision, self.state.loss_scale.map_or(1.0, |s| s.scale));
             let (output, loss_value, mut grads) =
                 with_seed(&device, step_seed(self.config.seed, step), || {
-                    step_gradients(&self.model, &tensors)
+                    step_gradients(&self.model, &tensors, precision)
                 });
+            if self.options.overflow_at_step == Some(step) {
+                grads = crate::precision::poisoned(&self.model, grads);
+            }
             let logits = tensors.graded(output.logits.clone());
             let step_hits = correct(logits.inner(), tensors.labels.clone().inner());
             hits += step_hits;
             seen += batch.labels.len();
             let norm = grad_norm(&self.model, &grads);
+            let finite = loss_value.is_finite() && norm.is_finite();
+            // f16: an overflowing step is skipped and the loss scale halved.
+            let applied = self
+                .state
+                .loss_scale
+                .as_mut()
+                .is_none_or(|s| s.update(finite));
+            if let Some(s) = self.state.loss_scale
+                && s.scale < 1.0
+            {
+                let why = format!(
+                    "f16 gradients overflow at every loss scale (now {})",
+                    s.scale
+                );
+                bar.abandon_with_message(format!("diverged at step {}: {why}", step + 1));
+                return self.diverged(&meter, step + 1, &why);
+            }
             // Checked before the update, so the weights in memory and on disk stay finite.
-            if !loss_value.is_finite() || !norm.is_finite() {
+            if applied && !finite {
                 let why = format!("loss {loss_value}, gradient norm {norm}");
                 bar.abandon_with_message(format!("diverged at step {}: {why}", step + 1));
                 return self.diverged(&meter, step + 1, &why);
             }
-            self.state.extras.add(&output);
-            let scale = match t.max_grad_norm {
-                Some(max) if norm > max => max / norm,
-                _ => 1.0,
-            };
-            self.model = adam_step(
-                self.model,
-                &mut grads,
-                &mut self.adam,
-                &t.optimizer,
-                lr,
-                scale,
-            );
+            if applied {
+                self.state.extras.add(&output);
+                let scale = match t.max_grad_norm {
+                    Some(max) if norm > max => max / norm,
+                    _ => 1.0,
+                };
+                self.model = adam_step(
+                    self.model,
+                    &mut grads,
+                    &mut self.adam,
+                    &t.optimizer,
+                    lr,
+                    scale,
+                );
+            }
             let seconds = started.elapsed().as_secs_f64();
             self.times.add(seconds);
             let step_heap = eft_meter::is_tracking()
@@ -356,17 +392,20 @@ impl<'a> Session<'a> {
                 self.peak_heap = Some(self.peak_heap.unwrap_or(0).max(peak));
             }
             self.state.step += 1;
-            self.state.loss_sum += loss_value;
-            self.state.loss_count += 1;
             meter.add(batch.real_tokens() as u64);
-            self.state.window.add(StepMetrics {
-                loss: loss_value,
-                correct: step_hits,
-                seen: batch.labels.len(),
-                grad_norm: norm,
-                seconds,
-                heap_peak_bytes: step_heap,
-            });
+            // A skipped step's loss and gradient are infinite: they stay out of the averages.
+            if applied {
+                self.state.loss_sum += loss_value;
+                self.state.loss_count += 1;
+                self.state.window.add(StepMetrics {
+                    loss: loss_value,
+                    correct: step_hits,
+                    seen: batch.labels.len(),
+                    grad_norm: norm,
+                    seconds,
+                    heap_peak_bytes: step_heap,
+                });
+            }
             let status = format!(
                 "loss {:.3} acc {:.1}% {:.0} tok/s",
                 self.state.loss_sum / self.state.loss_count as f64,
@@ -545,6 +584,13 @@ impl<'a> Session<'a> {
             sessions: self.state.sessions,
             meter: Some(self.meter_record(meter)),
             diverged_at_step: None,
+            precision: self.config.train.precision.backend_note().map(|note| {
+                crate::record::PrecisionRecord {
+                    compute: self.config.train.precision,
+                    backend: note.to_string(),
+                    loss_scale: self.state.loss_scale,
+                }
+            }),
         }
     }
 
@@ -587,23 +633,30 @@ impl<'a> Session<'a> {
     }
 }
 
-/// One step's forward pass, task loss and parameter gradients, by the model's backward form
-/// (plain, recomputing segments, or rebuilding reversible blocks).
+/// One step's forward pass, task loss and f32 parameter gradients, by the model's backward form
+/// (plain, recomputing segments, or rebuilding reversible blocks), in `precision` on a cast copy
+/// of the weights with the loss multiplied by `loss_scale` (the gradients divided back).
 fn step_gradients(
     model: &Classifier,
     tensors: &crate::BatchTensors,
+    (precision, loss_scale): (crate::Precision, f64),
 ) -> (eft_model::ModelOutput, f64, GradientsParams) {
     let (tokens, padding) = (tensors.tokens.clone(), tensors.padding.clone());
+    // The loss in f32 whatever the compute type, as autocast does.
     let loss_of = |output: &eft_model::ModelOutput| {
-        let task = cross_entropy(
-            tensors.graded(output.logits.clone()),
-            tensors.labels.clone(),
-        );
-        output.total_loss(task)
+        let logits = output.logits.clone().cast(burn::tensor::FloatDType::F32);
+        let task = cross_entropy(tensors.graded(logits), tensors.labels.clone());
+        let total = output.total_loss(task);
+        if loss_scale == 1.0 {
+            total
+        } else {
+            total.mul_scalar(loss_scale)
+        }
     };
-    let step = model
-        .step_gradients(tokens, padding, loss_of)
-        .expect("validation refuses rebuilding a segment-recurrent encoder");
+    let step = crate::step_in_precision(precision, loss_scale, model, |m| {
+        m.step_gradients(tokens, padding, loss_of)
+    })
+    .expect("validation refuses rebuilding a segment-recurrent encoder");
     (step.output, step.loss, step.grads)
 }
 

@@ -162,7 +162,7 @@ pub struct MemoryArgs {
     #[arg(long, value_delimiter = ',', default_value = "1024,4096", value_parser = at_least_one())]
     pub lens: Vec<usize>,
     /// Techniques, comma-separated: plain, recompute (every block), reversible (feed-forward in
-    /// pieces of 1024 positions), shared (one block at every depth).
+    /// pieces of 1024 positions), shared (one block at every depth), bf16, f16 (compute type).
     #[arg(
         long,
         value_delimiter = ',',

@@ -77,6 +77,7 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         stop: stop_on_ctrl_c()?,
         stop_after: args.stop_after,
         git_commit: env!("EFT_GIT_COMMIT").to_string(),
+        ..TrainOptions::default()
     };
     let record = match (config, &args.resume) {
         (None, Some(dir)) => eft_train::resume(dir, &options)?,

@@ -186,6 +186,9 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
         if let Some(c) = model.ffn_chunk {
             techniques.push(format!("ffn in pieces of {c}"));
         }
+        if r.config.train.precision != eft_train::Precision::F32 {
+            techniques.push(r.config.train.precision.to_string());
+        }
         let attention = match techniques.is_empty() {
             true => attention,
             false => format!("{} · {}", attention.trim(), techniques.join(", ")),

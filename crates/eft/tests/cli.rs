@@ -133,6 +133,14 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         &["model.ffn_chunk", "at least 1"],
     );
     fails_with(
+        &["train", "--out", out, "--set", "train.precision=fp8"],
+        &["train.precision", "bf16"],
+    );
+    fails_with(
+        &["train", "--out", out, "--attention", "linear", "--set", "train.precision=f16"],
+        &["train.precision", "linear", "full and flash"],
+    );
+    fails_with(
         &[
             "profile",
             "memory",
@@ -141,7 +149,7 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
             "--out",
             out,
         ],
-        &["magic", "plain, recompute, reversible, shared"],
+        &["magic", "plain, recompute, reversible, shared, bf16, f16"],
     );
     fails_with(
         &["train", "--out", out, "--set", "task.max_len=3"],

@@ -84,6 +84,7 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
         stop: stop_on_ctrl_c()?,
         stop_after: None,
         git_commit: env!("EFT_GIT_COMMIT").to_string(),
+        ..TrainOptions::default()
     };
     eprintln!(
         "arena {name}: {} cells ({} preset) → {}",

@@ -18,8 +18,8 @@ use super::sweep::{Outcome, measure_in_child};
 use crate::args::{AttentionProfileArgs, MemoryArgs};
 use crate::plot::{Axis, Heading, Series, Unit, log_log};
 
-/// The techniques compared, each as the model fields it sets.
-const TECHNIQUES: [(&str, &[(&str, &str)]); 4] = [
+/// The techniques compared, each as the run fields it sets.
+const TECHNIQUES: [(&str, &[(&str, &str)]); 6] = [
     ("plain", &[]),
     ("recompute", &[("model.recompute", "every")]),
     (
@@ -30,6 +30,8 @@ const TECHNIQUES: [(&str, &[(&str, &str)]); 4] = [
         ],
     ),
     ("shared", &[("model.share", "all")]),
+    ("bf16", &[("train.precision", "bf16")]),
+    ("f16", &[("train.precision", "f16")]),
 ];
 
 /// One measured (or skipped) training step.
@@ -253,7 +255,9 @@ fn markdown(results: &Results) -> String {
          depth. `recompute` keeps every block's input and rebuilds each block in the backward \
          pass; `reversible` keeps no block's activations (RevNet coupling on half-width branches, \
          feed-forward in pieces of 1024 positions); `shared` ties every depth to one block (fewer \
-         parameters, the same activations). Regenerate: `eft profile memory` (`--redraw` redraws \
+         parameters, the same activations); `bf16` and `f16` compute the step in that type on weights \
+         cast from f32 (on burn Flex through f32 conversions: no speed-up on CPUs without such \
+         arithmetic). Regenerate: `eft profile memory` (`--redraw` redraws \
          from the JSON).\n"
     );
     let mut keys: Vec<(String, usize)> = Vec::new();

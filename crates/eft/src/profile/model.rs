@@ -28,7 +28,7 @@ pub fn measure(
     run.model.attention = attention;
     run.model.dropout = 0.0;
     let run = eft_train::layered(&run, None, &args.sets)?;
-    run.model.validate()?;
+    run.validate()?;
     let dims = TaskShape {
         vocab_size: VOCAB,
         max_len: args.len,
@@ -62,11 +62,12 @@ pub fn measure(
     let mut times = Vec::new();
     for pass in 0..=args.repeats {
         let started = Instant::now();
-        let step = model.step_gradients(tokens.clone(), padding.clone(), |output| {
-            output.total_loss(eft_train::cross_entropy(
-                output.logits.clone(),
-                labels.clone(),
-            ))
+        // The trainer's step: in `train.precision`, loss scaling left out (it changes no cost).
+        let step = eft_train::step_in_precision(run.train.precision, 1.0, &model, |m| {
+            m.step_gradients(tokens.clone(), padding.clone(), |output| {
+                let logits = output.logits.clone().cast(burn::tensor::FloatDType::F32);
+                output.total_loss(eft_train::cross_entropy(logits, labels.clone()))
+            })
         })?;
         std::hint::black_box(step.grads);
         if pass > 0 {
