@@ -10,7 +10,7 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
 
-use crate::mechanism::{at_least, out_of_range, spans};
+use crate::mechanism::{at_least, spans};
 use crate::{
     AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
     MechanismConfig,
@@ -28,7 +28,8 @@ pub enum LinformerShare {
     /// All heads share one matrix used as both `E` and `F` (LRA's setting).
     #[default]
     Kv,
-    /// One matrix for every layer: not available yet (it needs parameters tied across layers).
+    /// One matrix for every layer, head, keys and values: the encoder owns it and lends it to
+    /// each layer's call (one parameter, its gradient summed over the layers).
     Layerwise,
 }
 
@@ -76,14 +77,6 @@ impl MechanismConfig for LinformerConfig {
     fn validate(&self) -> Result<(), AttentionError> {
         at_least("k", self.k, 1)?;
         at_least("max_len", self.max_len.unwrap_or(1), 1)?;
-        if self.share == LinformerShare::Layerwise {
-            return Err(out_of_range(
-                "share",
-                "layerwise",
-                "sharing one projection across layers needs parameters tied across layers, \
-                 which eft does not have yet; use none, headwise or kv",
-            ));
-        }
         Ok(())
     }
 
@@ -96,6 +89,30 @@ impl MechanismConfig for LinformerConfig {
     }
 }
 
+/// `parts` projections `[parts, k, max_len]`, Xavier-uniform with fan-in `max_len` and fan-out
+/// `k`, drawn from `device`'s generator.
+pub fn projection(parts: usize, k: usize, max_len: usize, device: &Device) -> Param<Tensor<3>> {
+    Initializer::XavierUniform { gain: 1.0 }.init_with(
+        [parts, k, max_len],
+        Some(max_len),
+        Some(k),
+        device,
+    )
+}
+
+impl LinformerConfig {
+    /// The projection an encoder shares across its layers when this config asks for layerwise
+    /// sharing (`layout` gives the length it spans), else `None`.
+    pub fn layerwise_projection(
+        &self,
+        layout: AttentionLayout,
+        device: &Device,
+    ) -> Option<Param<Tensor<3>>> {
+        (self.share == LinformerShare::Layerwise)
+            .then(|| projection(1, self.k, self.max_len.unwrap_or(layout.max_len), device))
+    }
+}
+
 /// Linformer attention with length projections `E` (keys) and `F` (values).
 #[derive(Module, Debug)]
 pub struct LinformerAttention {
@@ -103,8 +120,9 @@ pub struct LinformerAttention {
     pub k: usize,
     /// Longest sequence the projections span.
     pub max_len: usize,
-    /// `E`: `[P, k, max_len]`, `P` = heads or 1 (shared by all heads).
-    pub keys: Param<Tensor<3>>,
+    /// `E`: `[P, k, max_len]`, `P` = heads or 1 (shared by all heads); `None` for layerwise
+    /// sharing until the encoder lends its projection ([`LinformerAttention::with_projection`]).
+    pub keys: Option<Param<Tensor<3>>>,
     /// `F`, same shape as `E`; `None` when `F = E`.
     pub values: Option<Param<Tensor<3>>>,
 }
@@ -124,23 +142,28 @@ impl LinformerAttention {
             LinformerShare::Headwise => (1, false),
             LinformerShare::Kv => (1, true),
             LinformerShare::Layerwise => {
-                unreachable!("LinformerConfig::validate refuses layerwise sharing")
+                return Self {
+                    k,
+                    max_len,
+                    keys: None,
+                    values: None,
+                };
             }
         };
-        let draw = || {
-            Initializer::XavierUniform { gain: 1.0 }.init_with(
-                [p, k, max_len],
-                Some(max_len),
-                Some(k),
-                device,
-            )
-        };
+        let draw = || projection(p, k, max_len, device);
         Self {
             k,
             max_len,
-            keys: draw(),
+            keys: Some(draw()),
             values: (!share_kv).then(draw),
         }
+    }
+
+    /// The layer running on `projection` as `E` and `F` for every head (layerwise sharing).
+    pub fn with_projection(mut self, projection: Param<Tensor<3>>) -> Self {
+        self.keys = Some(projection);
+        self.values = None;
+        self
     }
 
     /// Builds the layer from given projections (e.g. identities in tests), `[P, k, max_len]`.
@@ -149,7 +172,7 @@ impl LinformerAttention {
         Self {
             k,
             max_len,
-            keys: Param::from_tensor(keys),
+            keys: Some(Param::from_tensor(keys)),
             values: values.map(Param::from_tensor),
         }
     }
@@ -192,8 +215,12 @@ impl Mechanism for LinformerAttention {
                 e.reshape([1, parts, self.k, len]).matmul(x) // [B, H, k, D]
             }
         };
-        let kp = project(&self.keys, input.k);
-        let vp = project(self.values.as_ref().unwrap_or(&self.keys), input.v);
+        let keys = self
+            .keys
+            .as_ref()
+            .expect("a layerwise linformer runs with the projection its encoder lends it");
+        let kp = project(keys, input.k);
+        let vp = project(self.values.as_ref().unwrap_or(keys), input.v);
         let out = eft_kernels::materialised_attention(input.q, kp, vp, None, false);
         debug_assert_eq!(out.dims(), [batch, heads, len, dim]);
         out

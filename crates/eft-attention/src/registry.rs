@@ -106,6 +106,38 @@ macro_rules! mechanisms {
                 match self { $(Self::$variant(m) => Self::$variant(m.at_step(step)),)* }
             }
         }
+
+        impl AttentionConfig {
+            /// Whether the config ties a parameter across the layers that use it (Linformer's
+            /// `share = "layerwise"`).
+            pub fn shares_across_layers(&self) -> bool {
+                matches!(self, Self::Linformer(c) if c.share == crate::LinformerShare::Layerwise)
+            }
+
+            /// The parameter an encoder owns and lends to every layer of this mechanism, when
+            /// the config ties one across layers (Linformer's `share = "layerwise"`).
+            pub fn layer_shared(
+                &self,
+                layout: AttentionLayout,
+                device: &Device,
+            ) -> Option<burn::module::Param<Tensor<3>>> {
+                match self {
+                    Self::Linformer(c) => c.layerwise_projection(layout, device),
+                    _ => None,
+                }
+            }
+        }
+
+        impl Attention {
+            /// The mechanism running on the parameter its encoder shares across layers (see
+            /// [`AttentionConfig::layer_shared`]); other mechanisms are returned unchanged.
+            pub fn with_layer_shared(self, shared: burn::module::Param<Tensor<3>>) -> Self {
+                match self {
+                    Self::Linformer(m) => Self::Linformer(m.with_projection(shared)),
+                    other => other,
+                }
+            }
+        }
     };
 }
 
@@ -395,10 +427,6 @@ mod tests {
             let e = c.check_shape(33, 4).unwrap_err().to_string();
             assert!(e.contains("max_len") && e.contains("33"), "{e}");
         }
-        let e = AttentionConfig::from_name_and_params("linformer", &p("share", "layerwise"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("share") && e.contains("kv"), "{e}");
         let e = AttentionConfig::from_name_and_params("synthesizer", &p("frozen", "true"))
             .unwrap_err()
             .to_string();

@@ -197,7 +197,7 @@ fn linformer_formula_counts_what_its_loops_do() {
     let (qr, kr, vr) = (rows(&q), rows(&k), rows(&v));
     device.seed(5);
     let m = LinformerAttention::new(3, 12, 1, eft_attention::LinformerShare::Kv, &device);
-    let e = to_f64(m.keys.val()); // [1, 3, 12]
+    let e = to_f64(m.keys.as_ref().unwrap().val()); // [1, 3, 12]
     let mut c = Count::default();
     let project = |c: &mut Count, x: &[Vec<f64>]| -> Vec<Vec<f64>> {
         (0..3)

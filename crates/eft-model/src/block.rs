@@ -156,6 +156,13 @@ impl Block {
             + self.feed_forward.cost(rows)
     }
 
+    /// The block running on the parameter its encoder shares across layers (Linformer's
+    /// layerwise projection).
+    pub fn with_layer_shared(mut self, shared: burn::module::Param<Tensor<3>>) -> Self {
+        self.attention = self.attention.with_layer_shared(shared);
+        self
+    }
+
     /// The attention sub-layer, for cost accounting.
     pub fn self_attention(&self) -> &SelfAttention {
         &self.attention

@@ -254,6 +254,17 @@ impl ModelConfig {
         if let Some(problem) = self.share.problem(self.n_layers) {
             return bad(problem);
         }
+        let tied: Vec<&AttentionConfig> = self
+            .layer_mechanisms()
+            .filter(|a| a.shares_across_layers())
+            .collect();
+        if tied.windows(2).any(|w| w[0] != w[1]) {
+            return Err(ModelError::Config {
+                field: "model.layer_attention",
+                value: "linformer share = \"layerwise\" with different parameters".into(),
+                fix: "the layers share one projection: give them the same k and max_len".into(),
+            });
+        }
         if self.layer_attention.is_empty() || self.share == Share::None {
             return Ok(());
         }

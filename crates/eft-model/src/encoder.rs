@@ -1,6 +1,8 @@
 //! The stack of blocks and the final LayerNorm.
 
-use burn::module::Module;
+use std::borrow::Cow;
+
+use burn::module::{Module, Param};
 use burn::nn::LayerNorm;
 use burn::tensor::{Bool, Device, Int, Tensor, s};
 
@@ -21,6 +23,9 @@ pub struct Encoder {
     /// Which block each depth runs.
     #[module(skip)]
     order: Vec<usize>,
+    /// A parameter every layer's mechanism uses, lent to each block as it runs (Linformer's
+    /// layerwise projection): one tensor, its gradient summed over the layers.
+    layer_shared: Option<Param<Tensor<3>>>,
 }
 
 impl Encoder {
@@ -37,6 +42,9 @@ impl Encoder {
             order: (0..n)
                 .map(|depth| config.share.block_at(depth, n))
                 .collect(),
+            layer_shared: config
+                .layer_mechanisms()
+                .find_map(|a| a.layer_shared(config.layout(0, max_len), device)),
         }
     }
 
@@ -56,9 +64,14 @@ impl Encoder {
         self.order.len()
     }
 
-    /// The block run at `depth` (the same module at every depth that shares it).
-    pub fn block(&self, depth: usize) -> &Block {
-        &self.blocks[self.order[depth]]
+    /// The block run at `depth` (the same module at every depth that shares it), holding the
+    /// parameter the encoder shares across layers if there is one.
+    pub fn block(&self, depth: usize) -> Cow<'_, Block> {
+        let block = &self.blocks[self.order[depth]];
+        match &self.layer_shared {
+            None => Cow::Borrowed(block),
+            Some(shared) => Cow::Owned(block.clone().with_layer_shared(shared.clone())),
+        }
     }
 
     /// Applies layer `depth` (counting from 0).

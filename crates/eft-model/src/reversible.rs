@@ -62,7 +62,7 @@ impl Classifier {
         let base = draw_seed(&tokens.device());
         let (mut h, pad) = self.embeddings.forward(tokens, padding);
         for d in 0..self.encoder.depth() {
-            h = coupled(self.encoder.block(d), h, &pad, branch_seeds(base, d));
+            h = coupled(&self.encoder.block(d), h, &pad, branch_seeds(base, d));
         }
         self.head(self.encoder.finish(h), pad)
     }
@@ -98,7 +98,12 @@ impl Classifier {
         let inner_pad = pad.clone().inner();
         let top = crate::dropout::replaying(|| {
             (0..depth).fold(embedded.clone().inner(), |x, d| {
-                coupled(inner.encoder.block(d), x, &inner_pad, branch_seeds(base, d))
+                coupled(
+                    &inner.encoder.block(d),
+                    x,
+                    &inner_pad,
+                    branch_seeds(base, d),
+                )
             })
         });
 
@@ -118,7 +123,7 @@ impl Classifier {
             let block = self.encoder.block(d);
             let known = (d == 0).then(|| bottom.clone());
             let seeds = branch_seeds(base, d);
-            (y, grad_y) = self.undo(block, y, grad_y, &pad, seeds, known, &mut total);
+            (y, grad_y) = self.undo(&block, y, grad_y, &pad, seeds, known, &mut total);
         }
         backpropagate(self, &mut total, embedded, grad_y);
         Ok(StepGradients::new(output, loss, total))
@@ -202,7 +207,7 @@ impl Classifier {
             for d in 0..inner.encoder.depth() {
                 let x = inputs[d].clone();
                 inputs.push(coupled(
-                    inner.encoder.block(d),
+                    &inner.encoder.block(d),
                     x,
                     &pad,
                     branch_seeds(base, d),
@@ -211,7 +216,7 @@ impl Classifier {
             let mut y = inputs.pop().expect("the embeddings' output");
             let mut drift = vec![0.0; inputs.len()];
             for d in (0..inputs.len()).rev() {
-                y = invert(inner.encoder.block(d), y, &pad, branch_seeds(base, d));
+                y = invert(&inner.encoder.block(d), y, &pad, branch_seeds(base, d));
                 let norm = |t: Tensor<3>| t.powi_scalar(2).sum().into_scalar::<f64>().sqrt();
                 drift[d] = norm(y.clone() - inputs[d].clone()) / norm(inputs[d].clone()).max(1e-30);
             }

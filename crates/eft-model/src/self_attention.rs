@@ -101,6 +101,13 @@ impl SelfAttention {
         self
     }
 
+    /// The layer running on the parameter its encoder shares across layers (Linformer's
+    /// layerwise projection).
+    pub fn with_layer_shared(mut self, shared: burn::module::Param<Tensor<3>>) -> Self {
+        self.mechanism = self.mechanism.with_layer_shared(shared);
+        self
+    }
+
     /// The mechanism this layer runs.
     pub fn mechanism(&self) -> &Attention {
         &self.mechanism

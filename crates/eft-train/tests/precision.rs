@@ -91,3 +91,75 @@ fn mechanisms_without_a_low_precision_path_are_refused() {
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("train.precision") && e.contains("linear"), "{e}");
 }
+
+/// Low precision composes with the rebuilding backward passes: in bf16, recomputing every block
+/// gives the plain pass's gradients, and both are f32 gradients close to the f32 model's.
+#[test]
+fn low_precision_composes_with_recomputation() {
+    use burn::tensor::{Device, Int, Tensor, TensorData};
+    use eft_model::{ModelConfig, Recompute, TaskShape};
+    let device = Device::flex().autodiff();
+    let dims = TaskShape {
+        vocab_size: 12,
+        max_len: 10,
+        n_classes: 4,
+        paired: false,
+    };
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            (0..30).map(|i| 1 + (i * 7) % 11).collect::<Vec<i64>>(),
+            [3, 10],
+        ),
+        &device,
+    );
+    let padding = Tensor::<2, Int>::zeros([3, 10], &device).bool();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2, 3], [3]), &device);
+    let grads = |recompute: Recompute, precision: Precision| {
+        let config = ModelConfig {
+            d_model: 16,
+            n_heads: 2,
+            d_ff: 32,
+            n_layers: 3,
+            dropout: 0.0,
+            recompute,
+            ..ModelConfig::default()
+        };
+        // Seeded under the trainers' lock: other tests train in this process at the same time.
+        let model = eft_train::seeding::with_seed(&device, 3, || {
+            let m = config.init(dims, &device).unwrap();
+            eft_train::params::materialize(&m);
+            m
+        });
+        let step = eft_train::step_in_precision(precision, 1.0, &model, |m| {
+            m.step_gradients(tokens.clone(), padding.clone(), |o| {
+                eft_train::cross_entropy(
+                    o.logits.clone().cast(burn::tensor::FloatDType::F32),
+                    labels.clone(),
+                )
+            })
+        })
+        .unwrap();
+        let named = eft_train::params::export_grads(&model, &step.grads);
+        named
+            .into_values()
+            .flat_map(|a| a.values)
+            .collect::<Vec<f32>>()
+    };
+    let distance = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        let d: f32 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+        let n: f32 = b.iter().map(|y| y * y).sum();
+        (d / n).sqrt()
+    };
+    let plain = grads(Recompute::None, Precision::Bf16);
+    let rebuilt = grads(Recompute::Every(1), Precision::Bf16);
+    assert!(
+        distance(&rebuilt, &plain) < 1e-6,
+        "{}",
+        distance(&rebuilt, &plain)
+    );
+    let exact = grads(Recompute::None, Precision::F32);
+    let d = distance(&plain, &exact);
+    eprintln!("bf16 against f32 gradients: {d}");
+    assert!(d < 0.05, "bf16 gradients stray {d} from f32's");
+}

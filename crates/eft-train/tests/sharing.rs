@@ -137,3 +137,71 @@ fn a_shared_model_learns() {
         "test {test} against majority {majority}"
     );
 }
+
+/// Linformer's `share = "layerwise"`: one projection for every layer, owned by the encoder: three
+/// projections fewer than four layers with `kv` each, and its gradient is the sum of what each
+/// layer's copy receives in the untied model holding the same projection at every layer.
+#[test]
+fn a_layerwise_linformer_projection_is_one_parameter() {
+    let device = Device::flex().autodiff();
+    let linformer = |share: &str| ModelConfig {
+        attention: eft_attention::AttentionConfig::from_name_and_params(
+            "linformer",
+            &[("k".into(), "4".into()), ("share".into(), share.into())],
+        )
+        .unwrap(),
+        ..config(4, Share::None)
+    };
+    let tied = build(&linformer("layerwise"), &device);
+    let weights = export_params(&tied);
+    let shared = weights
+        .iter()
+        .find(|(name, _)| name.starts_with("encoder.layer_shared"))
+        .map(|(_, a)| a.clone())
+        .expect("the encoder holds the projection");
+    let untied = build(&linformer("kv"), &device);
+    let keys: Vec<String> = export_params(&untied)
+        .into_keys()
+        .filter(|n| n.ends_with(".keys"))
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(
+        untied.num_params() - tied.num_params(),
+        3 * shared.values.len(),
+        "three projections fewer"
+    );
+    let mut copied: BTreeMap<String, NamedArray> = weights
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("encoder.layer_shared"))
+        .collect();
+    for name in &keys {
+        copied.insert(name.clone(), shared.clone());
+    }
+    let untied = import_params(untied, &copied).unwrap();
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new((0..20).map(|i| 1 + i % 11).collect::<Vec<i64>>(), [2, 10]),
+        &device,
+    );
+    let padding = Tensor::<2, Int>::zeros([2, 10], &device).bool();
+    let grads_of = |m: &Classifier| {
+        let logits = m.forward(tokens.clone(), padding.clone()).logits;
+        let loss = (logits.clone() * logits).sum();
+        export_grads(m, &GradientsParams::from_grads(loss.backward(), m))
+    };
+    let (g_tied, g_untied) = (grads_of(&tied), grads_of(&untied));
+    let got = g_tied
+        .iter()
+        .find(|(n, _)| n.starts_with("encoder.layer_shared"))
+        .map(|(_, g)| g.values.clone())
+        .unwrap();
+    let mut want = vec![0f64; got.len()];
+    for name in &keys {
+        for (s, v) in want.iter_mut().zip(&g_untied[name].values) {
+            *s += f64::from(*v);
+        }
+    }
+    let scale = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+    for (g, w) in got.iter().zip(&want) {
+        assert!((f64::from(*g) - w).abs() <= 1e-5 * scale, "{g} vs {w}");
+    }
+}

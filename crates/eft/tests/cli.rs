@@ -137,7 +137,15 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         &["train.precision", "bf16"],
     );
     fails_with(
-        &["train", "--out", out, "--attention", "linear", "--set", "train.precision=f16"],
+        &[
+            "train",
+            "--out",
+            out,
+            "--attention",
+            "linear",
+            "--set",
+            "train.precision=f16",
+        ],
         &["train.precision", "linear", "full and flash"],
     );
     fails_with(
