@@ -36,6 +36,19 @@ fn build(config: &ModelConfig, device: &Device) -> Classifier {
     config.init(DIMS, device).unwrap()
 }
 
+/// Every parameter's gradient of `(logits · logits).sum()` on a fixed batch of two sequences.
+fn grads_of(m: &Classifier) -> BTreeMap<String, NamedArray> {
+    let device = m.devices()[0].clone();
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new((0..20).map(|i| 1 + i % 11).collect::<Vec<i64>>(), [2, 10]),
+        &device,
+    );
+    let padding = Tensor::<2, Int>::zeros([2, 10], &device).bool();
+    let logits = m.forward(tokens, padding).logits;
+    let loss = (logits.clone() * logits).sum();
+    export_grads(m, &GradientsParams::from_grads(loss.backward(), m))
+}
+
 #[test]
 fn tied_blocks_shrink_parameters_and_checkpoints() {
     let device = Device::flex();
@@ -84,16 +97,6 @@ fn a_tied_gradient_is_the_sum_over_its_depths() {
             }
         }
         let untied = import_params(build(&config(4, Share::None), &device), &copied).unwrap();
-        let tokens = Tensor::<2, Int>::from_data(
-            TensorData::new((0..20).map(|i| 1 + i % 11).collect::<Vec<i64>>(), [2, 10]),
-            &device,
-        );
-        let padding = Tensor::<2, Int>::zeros([2, 10], &device).bool();
-        let grads_of = |m: &Classifier| {
-            let logits = m.forward(tokens.clone(), padding.clone()).logits;
-            let loss = (logits.clone() * logits).sum();
-            export_grads(m, &GradientsParams::from_grads(loss.backward(), m))
-        };
         let (g_tied, g_untied) = (grads_of(&tied), grads_of(&untied));
         for (name, g) in &g_tied {
             let want: Vec<f64> = match name.strip_prefix("encoder.blocks.") {
@@ -178,16 +181,6 @@ fn a_layerwise_linformer_projection_is_one_parameter() {
         copied.insert(name.clone(), shared.clone());
     }
     let untied = import_params(untied, &copied).unwrap();
-    let tokens = Tensor::<2, Int>::from_data(
-        TensorData::new((0..20).map(|i| 1 + i % 11).collect::<Vec<i64>>(), [2, 10]),
-        &device,
-    );
-    let padding = Tensor::<2, Int>::zeros([2, 10], &device).bool();
-    let grads_of = |m: &Classifier| {
-        let logits = m.forward(tokens.clone(), padding.clone()).logits;
-        let loss = (logits.clone() * logits).sum();
-        export_grads(m, &GradientsParams::from_grads(loss.backward(), m))
-    };
     let (g_tied, g_untied) = (grads_of(&tied), grads_of(&untied));
     let got = g_tied
         .iter()
