@@ -46,6 +46,7 @@ mod reversible;
 mod self_attention;
 mod share;
 mod step;
+mod toml_form;
 
 pub use block::Block;
 pub use classifier::Classifier;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dropout::draw_seed;
 use crate::step::{StepGradients, Top, backpropagate};
+use crate::toml_form::{self, Form};
 use crate::{Classifier, ModelError, ModelOutput};
 
 /// Which block inputs a training step keeps. TOML `model.recompute`: `"none"` (default: keep every
@@ -42,49 +43,26 @@ impl Recompute {
 
 impl Serialize for Recompute {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        match *self {
-            Recompute::None => s.serialize_str("none"),
-            Recompute::Every(1) => s.serialize_str("every"),
-            Recompute::Every(k) => {
-                let mut map = s.serialize_map(Some(1))?;
-                map.serialize_entry("every", &k)?;
-                map.end()
-            }
-        }
+        toml_form::serialize(
+            s,
+            match *self {
+                Recompute::None => Form::Name("none"),
+                Recompute::Every(1) => Form::Name("every"),
+                Recompute::Every(k) => Form::Entry("every", k),
+            },
+        )
     }
 }
 
 impl<'de> Deserialize<'de> for Recompute {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{Error, MapAccess, Visitor};
-        const EXPECTED: &str = "\"none\", \"every\" or { every = k }";
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Recompute;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(EXPECTED)
-            }
-            fn visit_str<E: Error>(self, v: &str) -> Result<Recompute, E> {
-                match v {
-                    "none" => Ok(Recompute::None),
-                    "every" => Ok(Recompute::Every(1)),
-                    other => Err(E::custom(format!(
-                        "model.recompute = \"{other}\": expected {EXPECTED}"
-                    ))),
-                }
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Recompute, A::Error> {
-                let bad = || A::Error::custom(format!("model.recompute: expected {EXPECTED}"));
-                match map.next_entry::<String, usize>()? {
-                    Some((key, k)) if key == "every" && map.next_key::<String>()?.is_none() => {
-                        Ok(Recompute::Every(k))
-                    }
-                    _ => Err(bad()),
-                }
-            }
-        }
-        d.deserialize_any(V)
+        let expected = "\"none\", \"every\" or { every = k }";
+        toml_form::deserialize(d, "model.recompute", expected, |form| match form {
+            Form::Name("none") => Some(Recompute::None),
+            Form::Name("every") => Some(Recompute::Every(1)),
+            Form::Entry("every", k) => Some(Recompute::Every(k)),
+            _ => None,
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! parameter per tensor, so autodiff sums its gradients over the depths that use it and the
 //! optimiser updates it once.
 
-use serde::de::{self, MapAccess, Visitor};
+use crate::toml_form::{self, Form};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Which block each depth runs. TOML `model.share`: `"none"` (default), `"all"`,
@@ -79,59 +79,27 @@ impl std::fmt::Display for Share {
 
 impl Serialize for Share {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        match *self {
-            Share::None => s.serialize_str("none"),
-            Share::All => s.serialize_str("all"),
-            Share::Cycle(k) | Share::Sequence(k) => {
-                let key = if matches!(self, Share::Cycle(_)) {
-                    "cycle"
-                } else {
-                    "sequence"
-                };
-                let mut map = s.serialize_map(Some(1))?;
-                map.serialize_entry(key, &k)?;
-                map.end()
-            }
-        }
+        toml_form::serialize(
+            s,
+            match *self {
+                Share::None => Form::Name("none"),
+                Share::All => Form::Name("all"),
+                Share::Cycle(k) => Form::Entry("cycle", k),
+                Share::Sequence(k) => Form::Entry("sequence", k),
+            },
+        )
     }
 }
 
 impl<'de> Deserialize<'de> for Share {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ShareVisitor;
-        impl<'de> Visitor<'de> for ShareVisitor {
-            type Value = Share;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(EXPECTED)
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Share, E> {
-                match v {
-                    "none" => Ok(Share::None),
-                    "all" => Ok(Share::All),
-                    other => Err(E::custom(format!(
-                        "model.share = \"{other}\": expected {EXPECTED}"
-                    ))),
-                }
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Share, A::Error> {
-                let bad =
-                    || <A::Error as de::Error>::custom(format!("model.share: expected {EXPECTED}"));
-                let (key, k): (String, usize) = map.next_entry()?.ok_or_else(bad)?;
-                if map.next_key::<String>()?.is_some() {
-                    return Err(bad());
-                }
-                match key.as_str() {
-                    "cycle" => Ok(Share::Cycle(k)),
-                    "sequence" => Ok(Share::Sequence(k)),
-                    _ => Err(bad()),
-                }
-            }
-        }
-        d.deserialize_any(ShareVisitor)
+        toml_form::deserialize(d, "model.share", EXPECTED, |form| match form {
+            Form::Name("none") => Some(Share::None),
+            Form::Name("all") => Some(Share::All),
+            Form::Entry("cycle", k) => Some(Share::Cycle(k)),
+            Form::Entry("sequence", k) => Some(Share::Sequence(k)),
+            _ => None,
+        })
     }
 }
 
