@@ -21,6 +21,6 @@ pub use cost::{
 };
 pub use machine::machine;
 pub use malloc::reuse_freed_memory;
-pub use memory::{available_memory_bytes, peak_rss_bytes, rss_bytes};
+pub use memory::{Shortfall, available_memory_bytes, check_fits, peak_rss_bytes, rss_bytes};
 pub use throughput::Throughput;
 pub use timing::{StepTimes, TimeSummary};

@@ -26,6 +26,25 @@ pub fn available_memory_bytes() -> Option<u64> {
     )
 }
 
+/// A request that does not fit in the memory available: what it needs and what there is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shortfall {
+    /// Bytes the request needs.
+    pub needed: f64,
+    /// Bytes available ([`available_memory_bytes`]).
+    pub available: u64,
+}
+
+/// Whether `needed` bytes fit in the memory available now; always where that is unknown. Every
+/// guard that refuses a shape or a run before allocating (`eft attn`, `eft profile`, training)
+/// asks this.
+pub fn check_fits(needed: f64) -> Result<(), Shortfall> {
+    match available_memory_bytes() {
+        Some(available) if needed > available as f64 => Err(Shortfall { needed, available }),
+        _ => Ok(()),
+    }
+}
+
 fn status_bytes(field: &str) -> Option<u64> {
     parse_field(&std::fs::read_to_string("/proc/self/status").ok()?, field)
 }

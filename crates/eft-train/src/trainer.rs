@@ -680,24 +680,23 @@ pub fn preflight(config: &RunConfig) -> Result<(), TrainError> {
     let needed = parameters
         .saturating_mul(BYTES_PER_TRAINED_PARAMETER)
         .saturating_add(data);
-    let available = eft_meter::available_memory_bytes().unwrap_or(u64::MAX);
-    if needed > available || needed == u64::MAX {
-        return Err(TrainError::TooBig { needed, available });
+    let too_big = |available| TrainError::TooBig { needed, available };
+    if needed == u64::MAX {
+        // Saturated: more than any machine has, whether or not the available memory is known.
+        let available = eft_meter::available_memory_bytes().unwrap_or(u64::MAX);
+        return Err(too_big(available));
     }
-    Ok(())
+    eft_meter::check_fits(needed as f64).map_err(|s| too_big(s.available))
 }
 
 /// Refuses a run whose training step cannot fit in the memory the system has: the allocator
 /// would abort the process mid-step (and an arena with it) otherwise.
 fn check_memory(config: &RunConfig, model: &Classifier) -> Result<(), TrainError> {
-    let Some(available) = eft_meter::available_memory_bytes() else {
-        return Ok(());
-    };
     let shape = config.task.shape();
     let rows = config.train.batch_size * if shape.paired { 2 } else { 1 };
-    let needed = model.cost(rows, shape.max_len).saved_bytes() as u64;
-    if needed > available {
-        return Err(TrainError::OutOfMemory { needed, available });
-    }
-    Ok(())
+    let needed = model.cost(rows, shape.max_len).saved_bytes();
+    eft_meter::check_fits(needed).map_err(|s| TrainError::OutOfMemory {
+        needed: s.needed as u64,
+        available: s.available,
+    })
 }

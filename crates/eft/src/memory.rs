@@ -5,12 +5,9 @@ use crate::attn::BadInput;
 
 /// Refuses `what` when it needs more than the `needed` bytes the system has available.
 pub fn check_fits(what: impl std::fmt::Display, needed: f64) -> Result<(), BadInput> {
-    let Some(available) = eft_meter::available_memory_bytes() else {
+    let Err(eft_meter::Shortfall { needed, available }) = eft_meter::check_fits(needed) else {
         return Ok(());
     };
-    if needed <= available as f64 {
-        return Ok(());
-    }
     let gib = |b: f64| b / f64::from(1u32 << 30);
     Err(BadInput(format!(
         "{what} needs about {:.1} GiB, but only {:.1} GiB is available; use a shorter sequence, a \
