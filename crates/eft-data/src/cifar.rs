@@ -93,7 +93,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(crate::fuzz_config())]
+        #![proptest_config(crate::testing::fuzz_config())]
 
         /// Any batch file is read whole or refused: never a panic, never a silent cut.
         #[test]

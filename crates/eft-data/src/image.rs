@@ -258,7 +258,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(crate::fuzz_config())]
+        #![proptest_config(crate::testing::fuzz_config())]
 
         /// Any pair of files is read or refused with an error: never a panic or an abort.
         #[test]

@@ -26,14 +26,17 @@ pub(crate) use error::check_splits;
 pub use rng::{derived_seed, seeded_rng};
 pub use task::{Dataset, Example, TaskConfig, TaskShape};
 
-/// How the loaders' fuzz targets run: `PROPTEST_CASES` cases (`bench/fuzz.sh`; 256 in CI) from a
-/// fixed seed, so a failure reproduces, and nothing written beside the sources.
-#[cfg(test)]
-pub(crate) fn fuzz_config() -> proptest::test_runner::Config {
-    proptest::test_runner::Config {
-        failure_persistence: None,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0e_f7),
-        ..Default::default()
+/// Settings shared by eft's fuzz targets (feature `testing`).
+#[cfg(feature = "testing")]
+pub mod testing {
+    /// How every fuzz target runs: `PROPTEST_CASES` cases (`bench/fuzz.sh`; 256 in CI) from a
+    /// fixed seed, so a failure reproduces, and nothing written beside the sources.
+    pub fn fuzz_config() -> proptest::test_runner::Config {
+        proptest::test_runner::Config {
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x0e_f7),
+            ..Default::default()
+        }
     }
 }
 

@@ -422,7 +422,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(crate::fuzz_config())]
+        #![proptest_config(crate::testing::fuzz_config())]
 
         /// Any folder is read as Brown documents or refused: never a panic.
         #[test]

@@ -245,7 +245,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(crate::fuzz_config())]
+        #![proptest_config(crate::testing::fuzz_config())]
 
         /// Any file with any split sizes builds the splits asked for or is refused with an error.
         #[test]

@@ -134,12 +134,7 @@ fn checkpoint_mutation() -> impl Strategy<Value = Vec<(usize, u8)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        // PROPTEST_CASES (bench/fuzz.sh; 256 in CI) from a fixed seed, so a failure reproduces.
-        failure_persistence: None,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0e_f7),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(eft_data::testing::fuzz_config())]
 
     /// Any preset with any overrides resolves to a config or a config error, and a config that
     /// resolves passes or fails the pre-flight check: never a panic, an abort or a hang.

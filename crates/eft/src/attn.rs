@@ -335,12 +335,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(proptest::test_runner::Config {
-            // PROPTEST_CASES (bench/fuzz.sh; 256 in CI) from a fixed seed, so a failure reproduces.
-            failure_persistence: None,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(0x0e_f7),
-            ..Default::default()
-        })]
+        #![proptest_config(eft_data::testing::fuzz_config())]
 
         /// Any file is read into q, k, v (and a mask and gradient) that fit together, or refused
         /// with an error naming it: never a panic.
