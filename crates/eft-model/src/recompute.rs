@@ -10,6 +10,8 @@
 //! Dropout replays: the device is reseeded before each segment, in the forward pass and in the
 //! rebuild alike, so both draw the same masks.
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,15 @@ impl<'de> Deserialize<'de> for Recompute {
     }
 }
 
+/// The blocks of each rebuilt segment: `every` at a time (at least one), the last maybe fewer.
+fn segments(depth: usize, every: usize) -> Vec<Range<usize>> {
+    let every = every.max(1);
+    (0..depth)
+        .step_by(every)
+        .map(|start| start..(start + every).min(depth))
+        .collect()
+}
+
 impl Classifier {
     /// The function [`Classifier::backward_recomputing`] differentiates, computed with every
     /// activation kept: the forward pass with the device reseeded before each segment of `every`
@@ -77,13 +88,14 @@ impl Classifier {
         every: usize,
     ) -> ModelOutput {
         let device = tokens.device();
-        let every = every.max(1);
         let base = draw_seed(&device);
         let (mut h, pad) = self.embeddings.forward(tokens, padding);
-        for (s, start) in (0..self.encoder.depth()).step_by(every).enumerate() {
+        for (s, range) in segments(self.encoder.depth(), every)
+            .into_iter()
+            .enumerate()
+        {
             device.seed(eft_data::derived_seed(base, s as u64));
-            let end = (start + every).min(self.encoder.depth());
-            h = (start..end).fold(h, |x, d| self.encoder.layer(d, x, Some(pad.clone())));
+            h = range.fold(h, |x, d| self.encoder.layer(d, x, Some(pad.clone())));
         }
         self.head(self.encoder.finish(h), pad)
     }
@@ -106,16 +118,11 @@ impl Classifier {
     ) -> Result<StepGradients, ModelError> {
         self.refuse_recurrence("model.recompute")?;
         let device = tokens.device();
-        let depth = self.encoder.depth();
-        let every = every.max(1);
-        let segments: Vec<(usize, usize)> = (0..depth)
-            .step_by(every)
-            .map(|start| (start, (start + every).min(depth)))
-            .collect();
+        let segments = segments(self.encoder.depth(), every);
         let base = draw_seed(&device);
         let reseed = |segment: usize| device.seed(eft_data::derived_seed(base, segment as u64));
-        let run = |(start, end): (usize, usize), x: Tensor<3>, pad: &Tensor<2, Bool>| {
-            (start..end).fold(x, |x, d| self.encoder.layer(d, x, Some(pad.clone())))
+        let run = |range: Range<usize>, x: Tensor<3>, pad: &Tensor<2, Bool>| {
+            range.fold(x, |x, d| self.encoder.layer(d, x, Some(pad.clone())))
         };
 
         // Forward: the embeddings keep their (small) graph; each segment's is dropped at once.
@@ -126,11 +133,11 @@ impl Classifier {
         let mut h = embedded.clone().detach();
         let inner = self.valid();
         let inner_pad = pad.clone().inner();
-        for (s, &(start, end)) in segments.iter().enumerate() {
+        for (s, range) in segments.iter().enumerate() {
             inputs.push(h.clone());
             reseed(s);
             let x = crate::dropout::replaying(|| {
-                (start..end).fold(h.inner(), |x, d| {
+                range.clone().fold(h.inner(), |x, d| {
                     inner.encoder.layer(d, x, Some(inner_pad.clone()))
                 })
             });
@@ -146,10 +153,10 @@ impl Classifier {
         } = self.top_backward(h, pad.clone(), loss_of);
 
         // Back through the segments, rebuilding each from its saved input.
-        for (s, &range) in segments.iter().enumerate().rev() {
+        for (s, range) in segments.iter().enumerate().rev() {
             let x = inputs[s].clone().require_grad();
             reseed(s);
-            let out = run(range, x.clone(), &pad);
+            let out = run(range.clone(), x.clone(), &pad);
             let grads = backpropagate(self, &mut total, out, grad_out);
             grad_out = Tensor::<3>::from_inner(x.grad(&grads).expect("blocks read their input"));
         }
