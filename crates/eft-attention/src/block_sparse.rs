@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use eft_kernels::{BlockPattern, ElementRule};
 
-use crate::{AttentionCost, AttentionInput, AttentionShape, BLOCKED_SCORE, dense_reference};
+use crate::{AttentionCost, AttentionInput, AttentionShape, dense_reference};
 
 /// FLOPs and saved bytes of `pattern` for `shape`, counting only the scored pairs.
 pub fn pattern_cost(pattern: &BlockPattern, shape: AttentionShape) -> AttentionCost {
@@ -67,14 +67,14 @@ pub fn block_sparse_tensor_ops(input: AttentionInput, pattern: &BlockPattern) ->
         pattern.heads == 1 || pattern.heads == heads,
         "pattern heads"
     );
-    let device = input.q.device();
+    let (device, dtype) = (input.q.device(), input.q.dtype());
     let (b, nb, kq) = (pattern.block, pattern.n_blocks(), pattern.per_query);
     let padded = nb * b;
     let pad = |t: Tensor<4>| {
         if padded == len {
             return t;
         }
-        let zeros = Tensor::<4>::zeros([batch, heads, padded - len, dim], &device);
+        let zeros = Tensor::<4>::zeros([batch, heads, padded - len, dim], (&device, dtype));
         Tensor::cat(vec![t, zeros], 2)
     };
     let (q, k, v) = (pad(input.q), pad(input.k), pad(input.v)); // [B, H, Np, D]
@@ -83,10 +83,10 @@ pub fn block_sparse_tensor_ops(input: AttentionInput, pattern: &BlockPattern) ->
     // Key padding over the padded length, as floats (1 = padding) so it can be gathered.
     let key_pad: Tensor<2> = {
         let real = match input.key_padding {
-            Some(m) => m.float(),
-            None => Tensor::zeros([batch, len], &device),
+            Some(m) => m.float().cast(dtype),
+            None => Tensor::zeros([batch, len], (&device, dtype)),
         };
-        let tail = Tensor::<2>::ones([batch, padded - len], &device);
+        let tail = Tensor::<2>::ones([batch, padded - len], (&device, dtype));
         if padded == len {
             real
         } else {
@@ -196,8 +196,8 @@ pub fn block_sparse_tensor_ops(input: AttentionInput, pattern: &BlockPattern) ->
         blocked = Tensor::cat(vec![blocked, gblocked], 4);
     }
 
-    let visible = blocked.clone().bool_not().float();
-    let weights = eft_kernels::softmax(scores.mask_fill(blocked, BLOCKED_SCORE)) * visible;
+    let visible = crate::mask::visible_as(blocked.clone(), dtype);
+    let weights = eft_kernels::softmax(crate::mask::block_out(scores, blocked)) * visible;
     let local_w = weights
         .clone()
         .slice([0..batch, 0..heads, 0..nb, 0..b, 0..kcat]);

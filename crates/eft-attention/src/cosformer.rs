@@ -81,7 +81,10 @@ impl Mechanism for CosformerAttention {
     /// - input: see [`AttentionInput`]
     /// - output: `[B, H, N, D]`
     fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        let angles = self.angles(input.q.dims()[2], &input.q.device());
+        let dtype = input.q.dtype();
+        let angles = self
+            .angles(input.q.dims()[2], &input.q.device())
+            .map(|a| a.cast(dtype));
         let (fq, fk) = (
             Self::features(input.q, &angles),
             Self::features(input.k, &angles),

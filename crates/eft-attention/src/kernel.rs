@@ -48,7 +48,11 @@ pub fn kernel_attention_tensor_ops(
     let (mut fk, mut v) = (fk, v);
     if let Some(padding) = key_padding {
         // Padded keys contribute nothing to either sum.
-        let real = padding.bool_not().float().reshape([batch, 1, len, 1]);
+        let real = padding
+            .bool_not()
+            .float()
+            .cast(fk.dtype())
+            .reshape([batch, 1, len, 1]);
         fk = fk * real.clone();
         v = v * real;
     }

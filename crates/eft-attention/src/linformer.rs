@@ -191,7 +191,9 @@ impl Mechanism for LinformerAttention {
         let [batch, heads, len, dim] = input.q.dims();
         crate::layout::assert_fits("linformer", len, self.max_len);
         // Padded keys and values contribute nothing to the projections.
-        let real = input.key_padding.map(|p| p.bool_not().float());
+        let real = input
+            .key_padding
+            .map(|p| p.bool_not().float().cast(input.k.dtype()));
         let project = |p: &Param<Tensor<3>>, x: Tensor<4>| {
             let e = p.val();
             let parts = e.dims()[0];

@@ -18,8 +18,8 @@ use rand_chacha::rand_core::SeedableRng;
 
 use crate::mechanism::{at_least, fits, out_of_range};
 use crate::{
-    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, BLOCKED_SCORE,
-    Mechanism, MechanismConfig,
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
+    MechanismConfig,
 };
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,15 @@ use serde::{Deserialize, Serialize};
 /// The score a token gives itself: far below any real score, far above a blocked one, so
 /// self-attention wins only when nothing else is visible.
 pub const SELF_SCORE: f64 = -1e5;
+
+/// [`SELF_SCORE`] in a float type narrower than f32: between its finite blocked score
+/// ([`eft_kernels::LOW_PRECISION_BLOCKED_SCORE`]) and any real score.
+fn self_score(dtype: burn::tensor::DType) -> f64 {
+    match dtype {
+        burn::tensor::DType::F32 | burn::tensor::DType::F64 => SELF_SCORE,
+        _ => f64::from(eft_kernels::LOW_PRECISION_BLOCKED_SCORE) / 3.0,
+    }
+}
 
 /// Parameters of `lsh`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,7 +133,8 @@ impl LshAttention {
                 [self.hashes * heads, 1, dim, half],
             ),
             &q.device(),
-        );
+        )
+        .cast(q.dtype());
         let q = q.clone().detach();
         (0..self.hashes)
             .map(|r| {
@@ -217,10 +227,11 @@ impl LshAttention {
             blocked = blocked.bool_or(pk.clone().greater(pq.clone()));
         }
         let itself = pk.equal(pq).bool_and(blocked.clone().bool_not());
-        let scores = scores
-            .mask_fill(itself, SELF_SCORE)
-            .mask_fill(blocked.clone(), BLOCKED_SCORE);
-        let visible = blocked.bool_not().float();
+        let scores = crate::mask::block_out(
+            scores.clone().mask_fill(itself, self_score(scores.dtype())),
+            blocked.clone(),
+        );
+        let visible = crate::mask::visible_as(blocked, scores.dtype());
         let top = scores.clone().max_dim(4).detach();
         let mass = ((scores.clone() - top.clone()).exp() * visible.clone()).sum_dim(4);
         let lse = top + mass.clamp_min(1e-30).log(); // [B, H, C, c, 1]
@@ -580,11 +591,13 @@ mod tests {
                                 )
                             };
                             let blocked = bool4(blocked);
-                            let s = scores.clone().mask_fill(bool4(self_only), SELF_SCORE);
+                            let s = scores
+                                .clone()
+                                .mask_fill(bool4(self_only), self_score(scores.dtype()));
                             let out = attend_scores(s.clone(), v.clone(), Some(blocked.clone()));
-                            let masked = s.mask_fill(blocked.clone(), BLOCKED_SCORE);
+                            let masked = crate::mask::block_out(s, blocked.clone());
                             let top = masked.clone().max_dim(3).detach();
-                            let visible = blocked.bool_not().float();
+                            let visible = crate::mask::visible_as(blocked, masked.dtype());
                             let mass = ((masked - top.clone()).exp() * visible).sum_dim(3);
                             (out, top + mass.clamp_min(1e-30).log())
                         })

@@ -31,3 +31,20 @@ pub fn blocked_positions(
         (p, c) => p.or(c),
     }
 }
+
+/// `x` with its `blocked` positions set to the blocked score of its float type (finite in f16).
+pub(crate) fn block_out<const D: usize>(
+    x: burn::tensor::Tensor<D>,
+    blocked: burn::tensor::Tensor<D, burn::tensor::Bool>,
+) -> burn::tensor::Tensor<D> {
+    let score = eft_kernels::blocked_score(x.dtype());
+    x.mask_fill(blocked, score)
+}
+
+/// 1 where `blocked` is false, 0 where it is true, in float type `dtype`.
+pub(crate) fn visible_as<const D: usize>(
+    blocked: burn::tensor::Tensor<D, burn::tensor::Bool>,
+    dtype: burn::tensor::DType,
+) -> burn::tensor::Tensor<D> {
+    blocked.bool_not().float().cast(dtype)
+}

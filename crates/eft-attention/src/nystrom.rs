@@ -144,7 +144,8 @@ impl NystromAttention {
             .map(|p| f32::from(u8::from((p % len) * m / len == p / len)))
             .collect();
         let member =
-            Tensor::<4>::from_data(TensorData::new(member, [1, 1, m, len]), &real.device());
+            Tensor::<4>::from_data(TensorData::new(member, [1, 1, m, len]), &real.device())
+                .cast(real.dtype());
         let weights = member * real.reshape([batch, 1, 1, len]);
         let counts = weights.clone().sum_dim(3).clamp_min(1.0);
         weights / counts
@@ -163,8 +164,8 @@ impl Mechanism for NystromAttention {
         let m = self.landmarks.min(len);
         let scale = 1.0 / (dim as f64).sqrt();
         let real = match &input.key_padding {
-            Some(p) => p.clone().bool_not().float(),
-            None => Tensor::ones([batch, len], &device),
+            Some(p) => crate::mask::visible_as(p.clone(), input.q.dtype()),
+            None => Tensor::ones([batch, len], (&device, input.q.dtype())),
         };
         let q_land = self.landmarks(input.q.clone(), &real, m); // [B, H, m, D]
         let k_land = self.landmarks(input.k.clone(), &real, m);
@@ -224,7 +225,9 @@ impl Mechanism for NystromAttention {
 pub fn pinv(a: Tensor<4>, iters: usize) -> Tensor<4> {
     let [batch, heads, m, _] = a.dims();
     let device = a.device();
-    let eye = Tensor::<2>::eye(m, &device).reshape([1, 1, m, m]);
+    let eye = Tensor::<2>::eye(m, &device)
+        .cast(a.dtype())
+        .reshape([1, 1, m, m]);
     let col = a.clone().sum_dim(2).max_dim(3); // ‖A‖₁, [B, H, 1, 1]
     let row = a.clone().sum_dim(3).max_dim(2); // ‖A‖∞
     let mut z = a.clone().transpose() / (col * row);

@@ -2,8 +2,6 @@
 
 use burn::tensor::{Bool, Tensor, activation::softmax};
 
-use crate::BLOCKED_SCORE;
-
 /// `softmax(q·kᵀ/√D, blocked → −∞)·v` with the whole `N × N` score matrix in memory.
 ///
 /// O(N²·D) time and O(N²) memory: the oracle that every mechanism is tested against, never a fast
@@ -73,7 +71,8 @@ fn attend_with(
         return softmax(scores).matmul(v);
     };
     let mask = mask.expand(scores.dims());
-    let visible = mask.clone().bool_not().float(); // zeroes rows with nothing visible
-    let weights = softmax(scores.mask_fill(mask, BLOCKED_SCORE)) * visible;
+    // Zeroes rows with nothing visible.
+    let visible = crate::mask::visible_as(mask.clone(), scores.dtype());
+    let weights = softmax(crate::mask::block_out(scores, mask)) * visible;
     weights.matmul(v)
 }

@@ -18,8 +18,8 @@ use burn::tensor::{Bool, Device, Tensor, TensorData, activation::relu, s};
 
 use crate::mechanism::{at_least, fits, out_of_range};
 use crate::{
-    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, BLOCKED_SCORE,
-    Mechanism, MechanismConfig,
+    AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
+    MechanismConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +138,7 @@ pub fn sinkhorn(scores: Tensor<4>, iters: usize, temperature: f64, causal: bool)
     let device = scores.device();
     let mask = causal.then(|| not_earlier(n, &device).expand(scores.dims()));
     let hold = |x: Tensor<4>| match &mask {
-        Some(m) => x.mask_fill(m.clone(), BLOCKED_SCORE),
+        Some(m) => crate::mask::block_out(x, m.clone()),
         None => x,
     };
     let mut log_p = hold(scores / temperature);
@@ -191,8 +191,8 @@ impl SinkhornAttention {
         let (b, nb) = self.blocks(len);
         let device = input.q.device();
         let real = match &input.key_padding {
-            Some(m) => m.clone().bool_not().float(),
-            None => Tensor::ones([batch, len], &device),
+            Some(m) => crate::mask::visible_as(m.clone(), input.q.dtype()),
+            None => Tensor::ones([batch, len], (&device, input.q.dtype())),
         };
         if nb * b == len {
             return real;
@@ -300,13 +300,14 @@ impl SinkhornAttention {
         let blocked = Tensor::cat(vec![own_blocked, empty], 4);
         let bias = Tensor::cat(
             vec![
-                Tensor::zeros([batch, heads, nb, 1, b], &device),
+                Tensor::zeros([batch, heads, nb, 1, b], (&device, validity.dtype())),
                 validity.clamp_min(1e-12).log(),
             ],
             4,
         );
-        let scores = (scores + bias).mask_fill(blocked.clone(), BLOCKED_SCORE);
-        let weights = eft_kernels::softmax(scores) * blocked.bool_not().float();
+        let scores = crate::mask::block_out(scores + bias, blocked.clone());
+        let weights =
+            eft_kernels::softmax(scores.clone()) * crate::mask::visible_as(blocked, scores.dtype());
         debug_assert_eq!(weights.dims(), shape);
         weights
             .matmul(values)

@@ -129,6 +129,7 @@ impl XlAttention {
         let span = keys + len - 1;
         let distances: Vec<f64> = (0..span).map(|x| x as f64 - (len as f64 - 1.0)).collect();
         let r = sinusoid(&distances, dim, &device)
+            .cast(input.q.dtype())
             .reshape([1, span, dim])
             .expand([heads, span, dim])
             .matmul(self.position_proj.val()) // [H, span, D]

@@ -99,7 +99,11 @@ impl Classifier {
         if self.cls_pool {
             return x.slice([0..batch, 0..1, 0..d]).reshape([batch, d]);
         }
-        let real = padding.bool_not().float().reshape([batch, len, 1]); // [B, N, 1]
+        let real = padding
+            .bool_not()
+            .float()
+            .cast(x.dtype())
+            .reshape([batch, len, 1]); // [B, N, 1]
         let count = real.clone().sum_dim(1).clamp_min(1.0); // [B, 1, 1]
         (x * real).sum_dim(1).div(count).reshape([batch, d])
     }

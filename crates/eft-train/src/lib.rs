@@ -53,7 +53,9 @@ pub use evaluate::{BatchTensors, batch_tensors, cross_entropy, evaluate};
 pub use folder_lock::{FolderLock, LOCK_FILE};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
 pub use overrides::{layered, layered_with, merge, set, set_value};
-pub use precision::{LossScale, Precision, cast_parameters, f32_gradients, step_in_precision};
+pub use precision::{
+    LOW_PRECISION, LossScale, Precision, cast_parameters, f32_gradients, step_in_precision,
+};
 pub use preset::{PRESETS, preset};
 pub use record::{
     Baseline, EvalPoint, EvalResult, ExtraSums, PrecisionRecord, RunRecord, RunStatus,

@@ -13,9 +13,27 @@ use burn::optim::GradientsParams;
 use burn::tensor::{FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// The attention mechanisms whose every operation follows its inputs' precision (the others still
-/// create f32 masks or features inside).
-pub const LOW_PRECISION: [&str; 2] = ["full", "flash"];
+/// The attention mechanisms whose every operation follows its inputs' precision: all but `lsh`
+/// (its padded rows came out NaN in bf16) and `cosformer` (its output came out NaN in f16).
+pub const LOW_PRECISION: [&str; 17] = [
+    "full",
+    "flash",
+    "local",
+    "sliding",
+    "strided",
+    "fixed",
+    "cascade",
+    "blockbert",
+    "longformer",
+    "bigbird",
+    "linear",
+    "performer",
+    "linformer",
+    "synthesizer",
+    "nystrom",
+    "sinkhorn",
+    "xl",
+];
 
 /// The float type a training step computes in. TOML `train.precision`: `"f32"` (default),
 /// `"bf16"` or `"f16"` (with dynamic loss scaling).

@@ -86,10 +86,9 @@ fn low_precision_tracks_f32() {
 #[test]
 fn mechanisms_without_a_low_precision_path_are_refused() {
     let mut c = config(Precision::Bf16, 1);
-    c.model.attention =
-        eft_attention::AttentionConfig::from_name_and_params("linear", &[]).unwrap();
+    c.model.attention = eft_attention::AttentionConfig::from_name_and_params("lsh", &[]).unwrap();
     let e = c.validate().unwrap_err().to_string();
-    assert!(e.contains("train.precision") && e.contains("linear"), "{e}");
+    assert!(e.contains("train.precision") && e.contains("lsh"), "{e}");
 }
 
 /// Low precision composes with the rebuilding backward passes: in bf16, recomputing every block
@@ -162,4 +161,96 @@ fn low_precision_composes_with_recomputation() {
     let d = distance(&plain, &exact);
     eprintln!("bf16 against f32 gradients: {d}");
     assert!(d < 0.05, "bf16 gradients stray {d} from f32's");
+}
+
+/// Every mechanism but `lsh` and `cosformer` runs a forward and backward pass in bf16 and f16
+/// (with padding and dropout):
+/// finite outputs and a gradient for every parameter that has one in f32. Each mechanism gets
+/// blocks, windows or landmarks that fit 16 positions.
+#[test]
+fn every_low_precision_mechanism_runs_in_bf16_and_f16() {
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Device, Int, Tensor, TensorData};
+    use eft_model::{ModelConfig, Pool, TaskShape};
+    let dims = TaskShape {
+        vocab_size: 12,
+        max_len: 16,
+        n_classes: 4,
+        paired: false,
+    };
+    let device = Device::flex().autodiff();
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            (0..32).map(|i| 1 + (i * 7) % 11).collect::<Vec<i64>>(),
+            [2, 16],
+        ),
+        &device,
+    );
+    let padding = Tensor::<2, burn::tensor::Bool>::from_data(
+        TensorData::new((0..32).map(|i| i >= 29).collect::<Vec<bool>>(), [2, 16]),
+        &device,
+    );
+    for name in eft_attention::AttentionConfig::NAMES {
+        if !eft_train::LOW_PRECISION.contains(name) {
+            continue;
+        }
+        let fits: &[(&str, &str)] = match *name {
+            "local" | "bigbird" | "sinkhorn" => &[("block", "4")],
+            "fixed" => &[("block", "4"), ("summary", "1")],
+            "blockbert" => &[("blocks", "4")],
+            "sliding" | "cascade" | "longformer" => &[("window", "4")],
+            "strided" => &[("stride", "4")],
+            "nystrom" => &[("landmarks", "4")],
+            "lsh" => &[("chunk", "4")],
+            _ => &[],
+        };
+        let params: Vec<(String, String)> = fits
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let attention =
+            eft_attention::AttentionConfig::from_name_and_params(name, &params).unwrap();
+        let config = ModelConfig {
+            d_model: 16,
+            n_heads: 2,
+            d_ff: 32,
+            n_layers: 2,
+            dropout: 0.1,
+            pool: Pool::Mean,
+            attention,
+            ..ModelConfig::default()
+        };
+        let model =
+            eft_train::seeding::with_seed(&device, 1, || config.init(dims, &device).unwrap());
+        // Dropout draws from the process's one generator: under the trainers' lock, as they do.
+        let seeded = |f: &mut dyn FnMut()| eft_train::seeding::with_seed(&device, 2, f);
+        let f32_grads = {
+            let mut out = None;
+            seeded(&mut || out = Some(model.forward(tokens.clone(), padding.clone())));
+            let out = out.unwrap();
+            let g = GradientsParams::from_grads(out.logits.sum().backward(), &model);
+            eft_train::params::export_grads(&model, &g).len()
+        };
+        for precision in [Precision::Bf16, Precision::F16] {
+            let mut step = None;
+            seeded(&mut || {
+                step = Some(
+                    eft_train::step_in_precision(precision, 1.0, &model, |m| {
+                        m.step_gradients(tokens.clone(), padding.clone(), |o| {
+                            o.logits.clone().sum()
+                        })
+                    })
+                    .unwrap(),
+                )
+            });
+            let step = step.unwrap();
+            let logits: Vec<f32> = step.output.logits.into_data().iter::<f32>().collect();
+            assert!(
+                logits.iter().all(|v| v.is_finite()),
+                "{name} {precision}: {logits:?}"
+            );
+            let grads = eft_train::params::export_grads(&model, &step.grads);
+            assert_eq!(grads.len(), f32_grads, "{name} {precision}: gradients");
+        }
+    }
 }

@@ -142,11 +142,11 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
             "--out",
             out,
             "--attention",
-            "linear",
+            "lsh",
             "--set",
             "train.precision=f16",
         ],
-        &["train.precision", "linear", "full and flash"],
+        &["train.precision", "lsh", "no low-precision path"],
     );
     fails_with(
         &[
