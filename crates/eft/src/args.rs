@@ -176,6 +176,13 @@ pub struct MemoryArgs {
     /// Depths at which the reversible rebuild's drift is measured, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "2,4,8,16,32", value_parser = at_least_one())]
     pub drift_depths: Vec<usize>,
+    /// Also measure the drift after this many training steps of quick ListOps (the trained
+    /// weights' branch outputs are larger); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub drift_trained_steps: usize,
+    /// Measure only the drift, keeping the steps already in --out's JSON.
+    #[arg(long)]
+    pub drift_only: bool,
     /// Batch size B.
     #[arg(long, default_value_t = 1, value_parser = at_least_one())]
     pub batch: usize,

@@ -49,6 +49,9 @@ struct Step {
 struct Drift {
     depth: usize,
     len: usize,
+    /// Steps of quick ListOps the model trained before the measurement (0: freshly initialised).
+    #[serde(default)]
+    trained_steps: usize,
     per_block: Vec<f64>,
     /// `‖g_rebuilt − g_stored‖ / ‖g_stored‖` over all parameters, against the same step with
     /// every activation stored.
@@ -105,6 +108,15 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<()> {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let results = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not eft's memory results", path.display()))?;
+        return write_all(&args.out, &results);
+    }
+    if args.drift_only {
+        let mut results: Results = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        results.drift = measure_drift(args)?;
+        eft_train::write_atomic(&path, serde_json::to_string_pretty(&results)?.as_bytes())?;
         return write_all(&args.out, &results);
     }
     for t in &args.techniques {
@@ -182,30 +194,57 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<()> {
             measurement,
         });
     }
-    for &depth in &args.drift_depths {
-        eprintln!("measuring the reversible rebuild's drift at depth {depth}…");
-        results.drift.push(drift(depth, args.lens[0])?);
-    }
+    results.drift = measure_drift(args)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     eft_train::write_atomic(&path, serde_json::to_string_pretty(&results)?.as_bytes())?;
     write_all(&args.out, &results)
 }
 
-/// The rebuild's drift of a freshly initialised reversible quick model (`full`, dropout as the
-/// preset has it) of `depth` blocks on one random sequence of `len` tokens.
-fn drift(depth: usize, len: usize) -> anyhow::Result<Drift> {
+/// The drift at every depth of `--drift-depths`, fresh and (with `--drift-trained-steps`) trained.
+fn measure_drift(args: &MemoryArgs) -> anyhow::Result<Vec<Drift>> {
+    let mut out = Vec::new();
+    for &depth in &args.drift_depths {
+        eprintln!("measuring the reversible rebuild's drift at depth {depth}…");
+        out.push(drift(depth, args.lens[0], 0)?);
+        if args.drift_trained_steps > 0 {
+            eprintln!("… and after {} training steps", args.drift_trained_steps);
+            out.push(drift(depth, args.lens[0], args.drift_trained_steps)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The rebuild's drift of a reversible quick model (`full`, dropout as the preset has it) of
+/// `depth` blocks on one random sequence: freshly initialised at `len` tokens, or after `trained`
+/// steps of quick ListOps at that task's length.
+fn drift(depth: usize, len: usize, trained: usize) -> anyhow::Result<Drift> {
     let mut run = eft_train::preset("listops", "quick")?;
     run.model.n_layers = depth;
     run.model.residual = Residual::Reversible;
-    let dims = TaskShape {
-        vocab_size: 16,
-        max_len: len,
-        n_classes: 10,
-        paired: false,
-    };
     let device = Device::flex().autodiff();
-    let model = super::model::build(&run.model, dims, &device)?;
+    let (model, len) = if trained == 0 {
+        let dims = TaskShape {
+            vocab_size: 16,
+            max_len: len,
+            n_classes: 10,
+            paired: false,
+        };
+        (super::model::build(&run.model, dims, &device)?, len)
+    } else {
+        run.train.set_steps(trained, trained);
+        let dir = tempfile::tempdir()?;
+        let options = eft_train::TrainOptions::default();
+        eft_train::train(run.clone(), &dir.path().join("run"), &options)?;
+        let path = dir.path().join("run").join("checkpoint.safetensors");
+        let checkpoint = eft_train::Checkpoint::load(&path)?;
+        let shape = run.task.shape();
+        let model = super::model::build(&run.model, shape, &device)?;
+        (
+            eft_train::load_weights(model, &checkpoint, &path)?,
+            shape.max_len,
+        )
+    };
     let (tokens, labels) = with_seed(&device, 1, || {
         let uniform = |hi: f64| burn::tensor::Distribution::Uniform(0.0, hi);
         (
@@ -229,6 +268,7 @@ fn drift(depth: usize, len: usize) -> anyhow::Result<Drift> {
     Ok(Drift {
         depth,
         len,
+        trained_steps: trained,
         per_block,
         gradient_error: relative_distance(&model, &rebuilt.grads, &stored),
     })
@@ -323,24 +363,25 @@ fn markdown(results: &Results) -> String {
     }
     if !results.drift.is_empty() {
         s += "\n## Reversible rebuild: relative error of the rebuilt block inputs\n\n\
-              A freshly initialised reversible `quick` model (`full`, dropout 0.1 replayed) of \
-              each depth, one random sequence: `‖x̂ − x‖ / ‖x‖` of each block's input rebuilt from \
+              A reversible `quick` model (`full`, dropout 0.1 replayed) of each depth, freshly \
+              initialised or after the stated training steps on quick ListOps (then at that \
+              task's length), one random sequence: `‖x̂ − x‖ / ‖x‖` of each block's input rebuilt from \
               the top down as the backward pass does. The bottom input is the embeddings' output \
               (std-0.02 vectors under O(1) branch outputs, so its rebuild cancels worst); training \
               takes it from the embeddings instead of rebuilding it, so the largest error a \
               training step uses is that of the inputs above it.\n\n\
               The last column is what the drift does to a training step: the relative distance \
               between its gradients and those of the same step with every activation stored.\n\n\
-              | depth | N | bottom input (not used) | worst rebuilt input used | top block's input | gradient error |\n\
-              |---|---|---|---|---|---|\n";
+              | depth | trained steps | N | bottom input (not used) | worst rebuilt input used | top block's input | gradient error |\n\
+              |---|---|---|---|---|---|---|\n";
         for d in &results.drift {
             let used = d.per_block.iter().skip(1).fold(0f64, |a, &e| a.max(e));
             let top = d.per_block.last().copied().unwrap_or(0.0);
             let bottom = d.per_block.first().copied().unwrap_or(0.0);
             let _ = writeln!(
                 s,
-                "| {} | {} | {bottom:.1e} | {used:.1e} | {top:.1e} | {:.1e} |",
-                d.depth, d.len, d.gradient_error
+                "| {} | {} | {} | {bottom:.1e} | {used:.1e} | {top:.1e} | {:.1e} |",
+                d.depth, d.trained_steps, d.len, d.gradient_error
             );
         }
     }
