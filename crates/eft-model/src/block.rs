@@ -81,11 +81,13 @@ impl Block {
     /// # Shapes
     /// - x: `[B, N, d]` → `[B, N, d]`
     pub fn feed_forward_branch(&self, x: Tensor<3>) -> Tensor<3> {
-        let pieces = self.feed_forward_pieces(x.dims()[1]);
-        if pieces.len() == 1 {
+        let len = x.dims()[1];
+        // The usual case, whole, without building a list of pieces on every call.
+        if self.ffn_chunk.is_none_or(|c| c >= len) {
             return self.feed_forward_piece(x);
         }
-        let outputs = pieces
+        let outputs = self
+            .feed_forward_pieces(len)
             .into_iter()
             .map(|r| self.feed_forward_piece(x.clone().slice(s![.., r, ..])))
             .collect();

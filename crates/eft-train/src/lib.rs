@@ -54,7 +54,7 @@ pub use folder_lock::{FolderLock, LOCK_FILE};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
 pub use overrides::{layered, layered_with, merge, set, set_value};
 pub use precision::{
-    LOW_PRECISION, LossScale, Precision, cast_parameters, f32_gradients, step_in_precision,
+    LOW_PRECISION, LossScale, Precision, cast_parameters, f32_gradients, in_f32, step_in_precision,
 };
 pub use preset::{PRESETS, preset};
 pub use record::{

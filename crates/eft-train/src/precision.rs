@@ -151,6 +151,15 @@ impl LossScale {
     }
 }
 
+/// `t` in f32: cast when it is in a low-precision type, untouched (no autodiff node) when it is
+/// f32 already, so f32 runs pay nothing for it.
+pub fn in_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    match t.dtype() {
+        burn::tensor::DType::F32 => t,
+        _ => t.cast(FloatDType::F32),
+    }
+}
+
 /// `model` with every float parameter cast to `dtype`, each a fresh leaf with its parameter's id:
 /// its gradients come out keyed like the f32 model's.
 pub fn cast_parameters<M: Module>(model: &M, dtype: FloatDType) -> M {
@@ -215,7 +224,7 @@ pub fn step_in_precision<E>(
         return step(model);
     };
     let mut out = step(&cast_parameters(model, dtype))?;
-    out.output.logits = out.output.logits.cast(FloatDType::F32);
+    out.output.logits = in_f32(out.output.logits);
     out.grads = f32_gradients(model, out.grads, loss_scale);
     out.loss /= loss_scale;
     Ok(out)

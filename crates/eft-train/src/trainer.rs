@@ -644,7 +644,7 @@ fn step_gradients(
     let (tokens, padding) = (tensors.tokens.clone(), tensors.padding.clone());
     // The loss in f32 whatever the compute type, as autocast does.
     let loss_of = |output: &eft_model::ModelOutput| {
-        let logits = output.logits.clone().cast(burn::tensor::FloatDType::F32);
+        let logits = crate::in_f32(output.logits.clone());
         let task = cross_entropy(tensors.graded(logits), tensors.labels.clone());
         let total = output.total_loss(task);
         if loss_scale == 1.0 {

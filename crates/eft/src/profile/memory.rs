@@ -290,7 +290,7 @@ fn markdown(results: &Results) -> String {
         "# Memory techniques: peak heap and time of a training step against depth\n\n\
          One training step (forward, loss, backward; no optimiser step) of the `quick` ListOps \
          model (width 64, 4 heads, MLP 128, dropout 0) on B = 1 random sequence, each in a fresh \
-         process; f32 on {machine}. Each cell: peak heap above the step's start (tracking \
+         process; f32 unless the column is bf16 or f16, on {machine}. Each cell: peak heap above the step's start (tracking \
          allocator) in MiB / median step seconds; in brackets the ratio to `plain` at the same \
          depth. `recompute` keeps every block's input and rebuilds each block in the backward \
          pass; `reversible` keeps no block's activations (RevNet coupling on half-width branches, \
@@ -431,7 +431,7 @@ fn write_all(out: &Path, results: &Results) -> anyhow::Result<()> {
     }
     if !series.is_empty() {
         let subtitle = format!(
-            "quick ListOps model, N = {}, B = 1, f32, one step per fresh process; shared \
+            "quick ListOps model, N = {}, B = 1, one step per fresh process; shared \
              coincides with plain",
             len.unwrap_or(0)
         );

@@ -65,7 +65,7 @@ pub fn measure(
         // The trainer's step: in `train.precision`, loss scaling left out (it changes no cost).
         let step = eft_train::step_in_precision(run.train.precision, 1.0, &model, |m| {
             m.step_gradients(tokens.clone(), padding.clone(), |output| {
-                let logits = output.logits.clone().cast(burn::tensor::FloatDType::F32);
+                let logits = eft_train::in_f32(output.logits.clone());
                 output.total_loss(eft_train::cross_entropy(logits, labels.clone()))
             })
         })?;
