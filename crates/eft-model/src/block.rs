@@ -9,7 +9,8 @@ use burn::tensor::{Bool, Device, Tensor, s};
 use crate::dropout;
 use crate::norm::{new_norm, normalise};
 use crate::{
-    FeedForward, ModelConfig, ModelCost, Residual, SelfAttention, StateMemory, layer_norm_flops,
+    FeedForward, ModelConfig, ModelCost, Residual, SelfAttention, StateMemory, Switch,
+    SwitchReport, layer_norm_flops,
 };
 
 /// A block assembled from parts: an attention branch `f = dropout∘attention∘norm` (any mechanism),
@@ -23,7 +24,10 @@ pub struct Block {
     attention_norm: LayerNorm,
     attention: SelfAttention,
     feed_forward_norm: LayerNorm,
-    feed_forward: FeedForward,
+    /// The dense MLP, or none where the block is a Switch layer (the field keeps its checkpoint
+    /// names either way: `Option` adds no path segment).
+    feed_forward: Option<FeedForward>,
+    switch: Option<Switch>,
     dropout: Dropout,
     #[module(skip)]
     residual: Residual,
@@ -45,7 +49,15 @@ impl Block {
             attention_norm: norm(),
             attention: SelfAttention::new(&branch, layer, max_len, device),
             feed_forward_norm: norm(),
-            feed_forward: FeedForward::new(&branch, device),
+            feed_forward: config
+                .feed_forward
+                .switch_at(layer)
+                .is_none()
+                .then(|| FeedForward::dense(&branch, device)),
+            switch: config
+                .feed_forward
+                .switch_at(layer)
+                .map(|s| Switch::new(&branch, s, device)),
             dropout: DropoutConfig::new(config.dropout).init(),
             residual: config.residual,
             ffn_chunk: config.ffn_chunk,
@@ -105,14 +117,35 @@ impl Block {
     }
 
     /// The feed-forward branch on one piece of positions (it acts on each position alone).
+    /// A Switch layer's report is dropped here: the passes that call this (chunked, rebuilt)
+    /// are refused for Switch layers by the config's validation.
     ///
     /// # Shapes
     /// - x: `[B, n, d]` → `[B, n, d]`
     pub fn feed_forward_piece(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self
-            .feed_forward
-            .forward(normalise(&self.feed_forward_norm, x));
-        dropout::apply(&self.dropout, h)
+        self.feed_forward_reporting(x, None).0
+    }
+
+    /// The feed-forward branch on all positions, with the Switch layer's report if the block
+    /// has one; padding positions are not routed.
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
+    pub fn feed_forward_reporting(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> (Tensor<3>, Option<SwitchReport>) {
+        let x = normalise(&self.feed_forward_norm, x);
+        let (h, report) = match (&self.feed_forward, &self.switch) {
+            (Some(mlp), _) => (mlp.forward(x), None),
+            (None, Some(switch)) => {
+                let (h, report) = switch.forward(x, padding);
+                (h, Some(report))
+            }
+            (None, None) => unreachable!("a block is built with one feed-forward branch"),
+        };
+        (dropout::apply(&self.dropout, h), report)
     }
 
     /// The block's residual form over its two branches (pre-LN: `x + f(x)`, then `+ g(·)`).
@@ -134,11 +167,42 @@ impl Block {
         padding: Option<Tensor<2, Bool>>,
         memory: Option<StateMemory>,
     ) -> Tensor<3> {
-        self.residual.apply(
+        self.run(x, padding, memory).0
+    }
+
+    /// The residual form, with what a Switch feed-forward layer reports (padding positions are
+    /// not routed). A dense block reports nothing.
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
+    pub fn forward_reporting(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> (Tensor<3>, Option<SwitchReport>) {
+        self.run(x, padding, None)
+    }
+
+    fn run(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+        memory: Option<StateMemory>,
+    ) -> (Tensor<3>, Option<SwitchReport>) {
+        let mut report = None;
+        let out = self.residual.apply(
             x,
-            |x| self.attention_branch_with_memory(x, padding, memory),
-            |y| self.feed_forward_branch(y),
-        )
+            |x| self.attention_branch_with_memory(x, padding.clone(), memory),
+            |y| match self.switch {
+                None => self.feed_forward_branch(y),
+                Some(_) => {
+                    let (out, r) = self.feed_forward_reporting(y, padding.clone());
+                    report = r;
+                    out
+                }
+            },
+        );
+        (out, report)
     }
 
     /// The block as it should be at training step `step` (Performer redraws its features).
@@ -155,7 +219,17 @@ impl Block {
         let own = 2.0 * layer_norm_flops(rows, d) + 2.0 * (rows * d) as f64;
         ModelCost::layer(own, 2.0 * (rows * d) as f64)
             + self.attention.cost(batch, len)
-            + self.feed_forward.cost(rows)
+            + self.feed_forward_cost(rows)
+    }
+
+    /// The feed-forward part's analytic cost for `rows` positions (a Switch layer's counts one
+    /// expert per position).
+    pub fn feed_forward_cost(&self, rows: usize) -> ModelCost {
+        match (&self.feed_forward, &self.switch) {
+            (Some(mlp), _) => mlp.cost(rows),
+            (_, Some(switch)) => switch.cost(rows),
+            (None, None) => ModelCost::default(),
+        }
     }
 
     /// The block running on the parameter its encoder shares across layers (Linformer's

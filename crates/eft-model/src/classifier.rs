@@ -64,8 +64,8 @@ impl Classifier {
     /// - logits: `[B, C]`; `[B·N, C]` with pooling `none`; `[B/2, C]` when paired
     pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> ModelOutput {
         let (x, padding) = self.embeddings.forward(tokens, padding); // [B, N', d]
-        let x = self.encoder.forward(x, Some(padding.clone()));
-        self.head(x, padding)
+        let (x, reports) = self.encoder.forward_reporting(x, Some(padding.clone()));
+        self.head(x, padding).with_switch_reports(reports)
     }
 
     /// Pooling (or every position), the pair comparison and the Dense→ReLU→Dense head on the

@@ -154,6 +154,7 @@ impl ModelConfig {
         }
         self.validate_sharing()?;
         self.validate_reversible()?;
+        self.validate_switch()?;
         if self.ffn_chunk == Some(0) {
             return bad(
                 "model.ffn_chunk",
@@ -192,6 +193,109 @@ impl ModelConfig {
                     ),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// A Switch feed-forward layer needs two experts, a positive capacity, non-negative loss
+    /// weights, and the plain forward pass that returns its auxiliary losses.
+    fn validate_switch(&self) -> Result<(), ModelError> {
+        let FeedForwardConfig::Switch(switch) = &self.feed_forward else {
+            return Ok(());
+        };
+        let bad = |field, value: String, fix: &str| {
+            Err(ModelError::Config {
+                field,
+                value,
+                fix: fix.into(),
+            })
+        };
+        if switch.experts < 2 {
+            return bad(
+                "model.feed_forward.experts",
+                switch.experts.to_string(),
+                "a mixture needs at least 2 experts; for one MLP use kind = \"dense\"",
+            );
+        }
+        let c = switch.capacity_factor;
+        if !(c.is_finite() && c > 0.0) {
+            return bad(
+                "model.feed_forward.capacity_factor",
+                c.to_string(),
+                "must be a positive number (1.0 is an even share per expert; 1.25 is usual)",
+            );
+        }
+        for (field, v) in [
+            ("model.feed_forward.balance", switch.balance),
+            ("model.feed_forward.z_loss", switch.z_loss),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(
+                    field,
+                    v.to_string(),
+                    "must be a number >= 0 (0 turns it off)",
+                );
+            }
+        }
+        if !(0.0..1.0).contains(&switch.jitter) {
+            return bad(
+                "model.feed_forward.jitter",
+                switch.jitter.to_string(),
+                "must be in [0, 1) (0 turns it off; 0.01 is the paper's)",
+            );
+        }
+        if switch.every == 0 || switch.every > self.n_layers {
+            return bad(
+                "model.feed_forward.every",
+                switch.every.to_string(),
+                "must be between 1 and model.n_layers (every k-th block is a Switch layer)",
+            );
+        }
+        if switch.every > 1 && self.share != Share::None {
+            return bad(
+                "model.feed_forward.every",
+                switch.every.to_string(),
+                "shared blocks would be Switch at one depth and dense at another: use every = 1 \
+                 or model.share = \"none\"",
+            );
+        }
+        let refuse = |field, value: String, what: &str| {
+            bad(
+                field,
+                value,
+                &format!(
+                    "{what} does not return a Switch layer's auxiliary losses yet; use \
+                     model.feed_forward = {{ kind = \"dense\" }} or drop {field}"
+                ),
+            )
+        };
+        if self.recompute != Recompute::None {
+            return refuse(
+                "model.recompute",
+                format!("{:?}", self.recompute),
+                "the recomputing backward pass",
+            );
+        }
+        if self.residual == Residual::Reversible {
+            return refuse(
+                "model.residual",
+                "reversible".into(),
+                "the reversible backward pass",
+            );
+        }
+        if let Some(chunk) = self.ffn_chunk {
+            return refuse(
+                "model.ffn_chunk",
+                chunk.to_string(),
+                "the chunked feed-forward branch",
+            );
+        }
+        if self.layer_mechanisms().any(|a| a.recurrence().is_some()) {
+            return refuse(
+                "model.attention",
+                "xl with segment".into(),
+                "segment recurrence",
+            );
         }
         Ok(())
     }
@@ -365,6 +469,19 @@ impl ModelConfig {
             .saturating_mul(d)
             .saturating_mul(4)
             .saturating_add(d.saturating_mul(f).saturating_mul(2));
+        // A Switch layer holds E MLPs and the router where a dense block holds one MLP.
+        let experts = match &self.feed_forward {
+            FeedForwardConfig::Switch(s) => {
+                let layers = (blocks / s.every.max(1)) as u64; // depths k, 2k, … (counting from 1)
+                let extra = d
+                    .saturating_mul(f)
+                    .saturating_mul(2)
+                    .saturating_mul((s.experts as u64).saturating_sub(1))
+                    .saturating_add(d.saturating_mul(s.experts as u64));
+                layers.saturating_mul(extra)
+            }
+            FeedForwardConfig::Dense => 0,
+        };
         let positions = self.positions_for(dims);
         let mechanisms = match self.layer_attention.is_empty() {
             true => {
@@ -382,6 +499,7 @@ impl ModelConfig {
             .saturating_add(layers.saturating_mul(block))
             .saturating_add(d.saturating_mul(dims.n_classes as u64))
             .saturating_add(mechanisms)
+            .saturating_add(experts)
     }
 
     /// Checks the model against a task's shape: what every layer's mechanism must fit.
@@ -404,6 +522,7 @@ impl ModelConfig {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::SwitchConfig;
 
     /// A model small enough for unit tests.
     pub(crate) fn small() -> ModelConfig {
@@ -533,6 +652,72 @@ pub(crate) mod tests {
                 .to_string()
                 .contains("model.dropout")
         );
+    }
+
+    /// The Switch layer reads from TOML with its defaults, and each bad value is refused with
+    /// the field that holds it.
+    #[test]
+    fn switch_layers_read_from_toml_and_refuse_bad_values() {
+        let base = "d_model = 16\nn_heads = 4\nn_layers = 2\nd_ff = 32\ndropout = 0.0\n";
+        let c: ModelConfig = toml::from_str(&format!(
+            "{base}feed_forward = {{ kind = \"switch\", experts = 4 }}"
+        ))
+        .unwrap();
+        let FeedForwardConfig::Switch(s) = &c.feed_forward else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            (s.experts, s.capacity_factor, s.balance, s.every),
+            (4, 1.25, 0.01, 1)
+        );
+        c.validate().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), c, "{text}");
+        let typo = toml::from_str::<ModelConfig>(&format!(
+            "{base}feed_forward = {{ kind = \"switch\", experts = 4, expert = 2 }}"
+        ));
+        assert!(typo.unwrap_err().to_string().contains("expert"));
+
+        let with = |edit: fn(&mut SwitchConfig), extra: fn(&mut ModelConfig)| {
+            let mut s = SwitchConfig {
+                experts: 4,
+                capacity_factor: 1.0,
+                balance: 0.01,
+                z_loss: 0.0,
+                jitter: 0.0,
+                every: 1,
+            };
+            edit(&mut s);
+            let mut c = ModelConfig {
+                feed_forward: FeedForwardConfig::Switch(s),
+                ..small()
+            };
+            extra(&mut c);
+            c.validate().map_err(|e| e.to_string())
+        };
+        let none = |_: &mut ModelConfig| {};
+        for (edit, field) in [
+            ((|s| s.experts = 1) as fn(&mut SwitchConfig), "experts"),
+            (|s| s.capacity_factor = 0.0, "capacity_factor"),
+            (|s| s.capacity_factor = -1.0, "capacity_factor"),
+            (|s| s.balance = -0.1, "balance"),
+            (|s| s.z_loss = f64::NAN, "z_loss"),
+            (|s| s.jitter = 1.0, "jitter"),
+            (|s| s.every = 0, "every"),
+            (|s| s.every = 3, "every"),
+        ] {
+            let e = with(edit, none).unwrap_err();
+            assert!(e.contains(&format!("model.feed_forward.{field}")), "{e}");
+        }
+        with(|s| s.every = 2, none).unwrap();
+        let e = with(|_| {}, |c| c.recompute = Recompute::Every(1)).unwrap_err();
+        assert!(e.contains("model.recompute"), "{e}");
+        let e = with(|_| {}, |c| c.residual = Residual::Reversible).unwrap_err();
+        assert!(e.contains("model.residual"), "{e}");
+        let e = with(|_| {}, |c| c.ffn_chunk = Some(4)).unwrap_err();
+        assert!(e.contains("model.ffn_chunk"), "{e}");
+        let e = with(|s| s.every = 2, |c| c.share = Share::All).unwrap_err();
+        assert!(e.contains("model.share"), "{e}");
     }
 
     #[test]

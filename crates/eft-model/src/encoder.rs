@@ -9,7 +9,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, s};
 use eft_attention::Recurrence;
 
 use crate::norm::{new_norm, normalise};
-use crate::{Block, ModelConfig, ModelCost, layer_norm_flops};
+use crate::{Block, ModelConfig, ModelCost, SwitchReport, layer_norm_flops};
 
 /// `n_layers` blocks applied in order, then a LayerNorm.
 ///
@@ -112,11 +112,31 @@ impl Encoder {
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
     pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        self.forward_reporting(x, padding).0
+    }
+
+    /// [`Encoder::forward`], with what each layer's Switch feed-forward reports (one entry per
+    /// depth, `None` for a dense layer; empty under segment recurrence, which validation does not
+    /// let Switch layers run under).
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
+    pub fn forward_reporting(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> (Tensor<3>, Vec<Option<SwitchReport>>) {
         if let Some(r) = self.recurrence() {
-            return self.finish(self.recurrent(x, padding, r.segment, r.mem_len));
+            let x = self.recurrent(x, padding, r.segment, r.mem_len);
+            return (self.finish(x), Vec::new());
         }
-        let x = (0..self.depth()).fold(x, |x, depth| self.layer(depth, x, padding.clone()));
-        self.finish(x)
+        let mut reports = Vec::with_capacity(self.depth());
+        let x = (0..self.depth()).fold(x, |x, depth| {
+            let (y, report) = self.block(depth).forward_reporting(x, padding.clone());
+            reports.push(report);
+            y
+        });
+        (self.finish(x), reports)
     }
 
     /// Transformer-XL's segment recurrence: segment `s` of every layer attends to that layer's

@@ -1,4 +1,5 @@
-//! The position-wise MLP of a block: Linear → GELU → dropout → Linear.
+//! The position-wise MLP of a block: Linear → GELU → dropout → Linear, and the choice between it
+//! and a Switch mixture of such MLPs.
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
@@ -6,16 +7,28 @@ use burn::tensor::{Device, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{GELU_FLOPS, ModelConfig, ModelCost, linear_flops};
+use crate::{GELU_FLOPS, ModelConfig, ModelCost, SwitchConfig, linear_flops};
 use crate::{dense, dropout};
 
 /// The feed-forward branch of every block. TOML: `model.feed_forward = { kind = "dense" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FeedForwardConfig {
     /// Linear → GELU → dropout → Linear with hidden width `model.d_ff` (LRA's MLP).
     #[default]
     Dense,
+    /// A Switch mixture of experts, each the dense MLP ([`SwitchConfig`]).
+    Switch(SwitchConfig),
+}
+
+impl FeedForwardConfig {
+    /// The Switch settings of block `layer` (counting from 0), if it is a Switch layer.
+    pub fn switch_at(&self, layer: usize) -> Option<&SwitchConfig> {
+        match self {
+            FeedForwardConfig::Switch(s) if s.at(layer) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// `W₂·dropout(GELU(W₁x + b₁)) + b₂`, hidden width `d_ff`.
@@ -27,15 +40,8 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    /// Builds the feed-forward branch `config.feed_forward` names.
-    pub fn new(config: &ModelConfig, device: &Device) -> Self {
-        match config.feed_forward {
-            FeedForwardConfig::Dense => Self::dense(config, device),
-        }
-    }
-
     /// The MLP of width `config.d_ff`.
-    fn dense(config: &ModelConfig, device: &Device) -> Self {
+    pub fn dense(config: &ModelConfig, device: &Device) -> Self {
         let linear = |i, o| {
             LinearConfig::new(i, o)
                 .with_initializer(Initializer::XavierUniform { gain: 1.0 })
@@ -46,6 +52,17 @@ impl FeedForward {
             down: linear(config.d_ff, config.d_model),
             dropout: DropoutConfig::new(config.dropout).init(),
         }
+    }
+
+    /// The ids of its weight matrices (up, down), for tests that compare gradients.
+    #[cfg(test)]
+    pub(crate) fn weight_ids(&self) -> [burn::module::ParamId; 2] {
+        [self.up.weight.id, self.down.weight.id]
+    }
+
+    /// Whether the layer is in training mode (dropout on); off after `valid()`.
+    pub(crate) fn training(&self) -> bool {
+        self.dropout.training.is_enabled()
     }
 
     /// FLOPs for `rows` positions: both linear layers and GELU; the hidden layer is kept before

@@ -4,6 +4,8 @@
 
 use burn::tensor::Tensor;
 
+use crate::SwitchReport;
+
 /// The classifier's output for one batch.
 #[derive(Debug, Clone)]
 pub struct ModelOutput {
@@ -14,6 +16,9 @@ pub struct ModelOutput {
     pub aux_losses: Vec<(String, Tensor<1>)>,
     /// Named statistics with one value per layer; the trainer records their means.
     pub layer_stats: Vec<(String, Vec<f64>)>,
+    /// Forward FLOPs the model's analytic cost counts that this pass did not execute (tokens a
+    /// Switch layer dropped, padding it did not route); 0 for the dense encoder.
+    pub skipped_flops: f64,
 }
 
 impl ModelOutput {
@@ -23,7 +28,37 @@ impl ModelOutput {
             logits,
             aux_losses: Vec::new(),
             layer_stats: Vec::new(),
+            skipped_flops: 0.0,
         }
+    }
+
+    /// Adds what the encoder's Switch layers report (one entry per depth, `None` for a dense
+    /// layer): the balance and z-losses summed over layers, the fraction of tokens each layer
+    /// dropped (0 for dense layers), and the FLOPs they skipped.
+    pub(crate) fn with_switch_reports(mut self, reports: Vec<Option<SwitchReport>>) -> Self {
+        let layers: Vec<&SwitchReport> = reports.iter().flatten().collect();
+        let Some(first) = layers.first() else {
+            return self;
+        };
+        let sum = |pick: fn(&SwitchReport) -> Tensor<1>| {
+            layers[1..]
+                .iter()
+                .fold(pick(first), |total, r| total + pick(r))
+        };
+        self.aux_losses
+            .push(("balance".into(), sum(|r| r.balance.clone())));
+        self.aux_losses
+            .push(("router_z".into(), sum(|r| r.z_loss.clone())));
+        let dropped = reports
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map_or(0.0, |r| r.dropped as f64 / r.tokens.max(1) as f64)
+            })
+            .collect();
+        self.layer_stats.push(("dropped_fraction".into(), dropped));
+        self.skipped_flops += layers.iter().map(|r| r.skipped_flops).sum::<f64>();
+        self
     }
 
     /// The task loss plus every auxiliary loss.

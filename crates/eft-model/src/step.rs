@@ -35,8 +35,7 @@ impl StepGradients {
     pub(crate) fn new(output: ModelOutput, loss: f64, grads: GradientsParams) -> Self {
         let output = ModelOutput {
             logits: output.logits.detach(),
-            aux_losses: output.aux_losses,
-            layer_stats: output.layer_stats,
+            ..output
         };
         Self {
             output,

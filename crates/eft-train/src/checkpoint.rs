@@ -46,6 +46,10 @@ pub struct LoopState {
     /// Analytic FLOPs of the steps completed.
     #[serde(default)]
     pub flops: f64,
+    /// The part of `flops` the steps did not execute (tokens Switch layers dropped or did not
+    /// route), forward and backward.
+    #[serde(default)]
+    pub skipped_flops: f64,
     /// Auxiliary losses and per-layer statistics since the last evaluation.
     #[serde(default, skip_serializing_if = "ExtraSums::is_empty")]
     pub extras: ExtraSums,
@@ -249,6 +253,7 @@ mod tests {
                 evals: vec![],
                 sessions: 1,
                 flops: 7.0,
+                skipped_flops: 1.5,
                 extras: ExtraSums::default(),
                 window: crate::metrics::MetricsWindow {
                     steps: 2,

@@ -74,13 +74,13 @@ impl RunConfig {
             || !self
                 .name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
             || self.name.starts_with('.')
         {
             return Err(TrainError::config(
                 "name",
                 format!("{:?}", self.name),
-                "use letters, digits, '-', '_' and '.', not starting with '.'",
+                "use letters, digits, '-', '_', '+' and '.', not starting with '.'",
             ));
         }
         self.task.validate()?;

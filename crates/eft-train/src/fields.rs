@@ -40,6 +40,27 @@ pub fn mechanism_fields() -> Vec<(&'static str, Vec<Field>)> {
         .collect()
 }
 
+/// The feed-forward kinds with their parameters' defaults, as fields under `model.feed_forward`
+/// (a Switch layer shown with 4 experts; `experts` has no default).
+pub fn feed_forward_fields() -> Vec<(&'static str, Vec<Field>)> {
+    use eft_model::{FeedForwardConfig, SwitchConfig};
+    [
+        ("dense", FeedForwardConfig::Dense),
+        (
+            "switch",
+            FeedForwardConfig::Switch(SwitchConfig::with_experts(4)),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, config)| {
+        let mut out = Vec::new();
+        walk("model.feed_forward", &to_json(&config), &mut out);
+        out.retain(|f| f.path != "model.feed_forward.kind");
+        (name, out)
+    })
+    .collect()
+}
+
 fn to_json(value: &impl Serialize) -> serde_json::Value {
     serde_json::to_value(value).expect("configs serialise")
 }

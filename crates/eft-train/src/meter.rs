@@ -49,6 +49,11 @@ pub struct MeterRecord {
     pub total_flops: f64,
     /// `total_flops / steps`.
     pub flops_per_step: f64,
+    /// FLOPs per step the steps executed: `flops_per_step` less what conditional computation
+    /// skipped (tokens a Switch layer dropped or did not route). Equal to it for a dense model;
+    /// absent in records written before it was measured.
+    #[serde(default)]
+    pub executed_flops_per_step: Option<f64>,
     /// Seconds per training step in the last session, warm-up excluded.
     pub step_seconds: Option<TimeSummary>,
     /// `flops_per_step / median step seconds`.

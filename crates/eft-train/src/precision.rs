@@ -151,14 +151,7 @@ impl LossScale {
     }
 }
 
-/// `t` in f32: cast when it is in a low-precision type, untouched (no autodiff node) when it is
-/// f32 already, so f32 runs pay nothing for it.
-pub fn in_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    match t.dtype() {
-        burn::tensor::DType::F32 => t,
-        _ => t.cast(FloatDType::F32),
-    }
-}
+pub use eft_model::in_f32;
 
 /// `model` with every float parameter cast to `dtype`, each a fresh leaf with its parameter's id:
 /// its gradients come out keyed like the f32 model's.

@@ -369,6 +369,8 @@ impl<'a> Session<'a> {
                 bar.abandon_with_message(format!("diverged at step {}: {why}", step + 1));
                 return self.diverged(&meter, step + 1, &why);
             }
+            // The backward pass of a skipped forward FLOP is two more skipped (ModelCost's rule).
+            self.state.skipped_flops += 3.0 * output.skipped_flops;
             if applied {
                 self.state.extras.add(&output);
                 let scale = match t.max_grad_norm {
@@ -603,6 +605,7 @@ impl<'a> Session<'a> {
         MeterRecord {
             total_flops: self.state.flops,
             flops_per_step,
+            executed_flops_per_step: Some((self.state.flops - self.state.skipped_flops) / steps),
             step_seconds,
             achieved_flops_per_second: achieved,
             matmul_peak_flops_per_second: self.matmul_peak,

@@ -92,7 +92,9 @@ pub struct ArenaArgs {
     /// Mechanisms, comma-separated, each optionally with parameters.
     #[arg(long, value_delimiter = ',', help = mechanism_help(
         "Mechanisms, comma-separated, each optionally with parameters as NAME:KEY=VALUE:KEY=VALUE \
-         (default: the preset's set, one or more per family)"
+         and techniques after `+` (`full+switch`, `full+switch:experts=8`: a Switch \
+         mixture-of-experts feed-forward, 4 experts unless given) (default: the preset's set, \
+         one or more per family)"
     ))]
     pub mechanisms: Vec<String>,
     /// Tasks, comma-separated.

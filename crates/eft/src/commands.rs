@@ -101,7 +101,8 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The table `--list-fields` prints: the resolved config's fields, then each mechanism's.
+/// The table `--list-fields` prints: the resolved config's fields, then each feed-forward kind's
+/// and each mechanism's.
 fn list_fields(config: &eft_train::RunConfig) -> String {
     use std::fmt::Write;
     let row = |f: &eft_train::fields::Field| format!("{:<36} {:<9} {}\n", f.path, f.kind, f.value);
@@ -110,15 +111,30 @@ fn list_fields(config: &eft_train::RunConfig) -> String {
         config.name
     );
     out.extend(eft_train::fields::fields(config).iter().map(row));
-    out.push_str(
-        "\nAttention parameters and their defaults (model.attention.PATH with kind = NAME):\n",
-    );
-    for (name, fields) in eft_train::fields::mechanism_fields() {
-        let _ = writeln!(out, "\n{name}:");
-        if fields.is_empty() {
-            out.push_str("  (no parameters)\n");
+    let sections = [
+        (
+            "Feed-forward kinds",
+            "model.feed_forward",
+            eft_train::fields::feed_forward_fields(),
+        ),
+        (
+            "Attention parameters",
+            "model.attention",
+            eft_train::fields::mechanism_fields(),
+        ),
+    ];
+    for (title, field, kinds) in sections {
+        let _ = writeln!(
+            out,
+            "\n{title} and their defaults ({field}.PATH with kind = NAME):"
+        );
+        for (name, fields) in kinds {
+            let _ = writeln!(out, "\n{name}:");
+            if fields.is_empty() {
+                out.push_str("  (no parameters)\n");
+            }
+            out.extend(fields.iter().map(|f| format!("  {}", row(f))));
         }
-        out.extend(fields.iter().map(|f| format!("  {}", row(f))));
     }
     out
 }

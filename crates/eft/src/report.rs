@@ -148,8 +148,8 @@ fn record_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
     let mut s = String::from(
-        "| run | attention | test accuracy | majority baseline | steps | wall-clock | tokens/s | peak heap/step | peak RSS | GFLOP/step | ms/step (p10–p90) | of matmul peak | cost |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| run | attention | test accuracy | majority baseline | steps | wall-clock | tokens/s | peak heap/step | peak RSS | GFLOP/step | executed GFLOP/step | ms/step (p10–p90) | of matmul peak | cost |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in records {
         let accuracy = match (&r.test, r.status) {
@@ -172,7 +172,7 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
                 .collect::<Vec<_>>()
                 .join(" / ")
         };
-        // The memory techniques a run used, after its mechanism.
+        // The memory and conditional-computation techniques a run used, after its mechanism.
         let mut techniques = Vec::new();
         if model.share != eft_model::Share::None {
             techniques.push(format!("{} layers, share {}", model.n_layers, model.share));
@@ -186,6 +186,16 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
         if let Some(c) = model.ffn_chunk {
             techniques.push(format!("ffn in pieces of {c}"));
         }
+        if let eft_model::FeedForwardConfig::Switch(s) = &model.feed_forward {
+            let every = match s.every {
+                1 => String::new(),
+                k => format!(" every {k} layers"),
+            };
+            techniques.push(format!(
+                "switch {} experts, capacity {}{every}",
+                s.experts, s.capacity_factor
+            ));
+        }
         if r.config.train.precision != eft_train::Precision::F32 {
             techniques.push(r.config.train.precision.to_string());
         }
@@ -194,9 +204,11 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
             false => format!("{} · {}", attention.trim(), techniques.join(", ")),
         };
         let na = || "n/a".to_string();
-        let (flops, step, share, cost) = match &r.meter {
+        let (flops, executed, step, share, cost) = match &r.meter {
             Some(m) => (
                 format!("{:.3}", m.flops_per_step / 1e9),
+                m.executed_flops_per_step
+                    .map_or_else(na, |f| format!("{:.3}", f / 1e9)),
                 m.step_seconds.map_or_else(na, |t| {
                     format!(
                         "{:.1} ({:.1}–{:.1})",
@@ -209,11 +221,11 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
                     .map_or_else(na, |f| format!("{:.1}%", 100.0 * f)),
                 format!("${:.4}", m.cost_usd),
             ),
-            None => (na(), na(), na(), na()),
+            None => (na(), na(), na(), na(), na()),
         };
         let (heap, rss) = memory(r);
         s += &format!(
-            "| {} | {} | {} | {:.1}% | {} | {:.0} s | {:.0} | {heap} | {rss} | {flops} | {step} | {share} | {cost} |\n",
+            "| {} | {} | {} | {:.1}% | {} | {:.0} s | {:.0} | {heap} | {rss} | {flops} | {executed} | {step} | {share} | {cost} |\n",
             r.config.name,
             attention.trim(),
             accuracy,
@@ -270,8 +282,10 @@ pub fn print_record(record: &RunRecord) {
     );
     if let Some(m) = &record.meter {
         println!(
-            "{:.3} GFLOP/step, {:.2e} FLOPs in all, {} of the matmul peak, ${:.4} at ${}/h (${:.3} per million tokens)",
+            "{:.3} GFLOP/step ({} executed), {:.2e} FLOPs in all, {} of the matmul peak, ${:.4} at ${}/h (${:.3} per million tokens)",
             m.flops_per_step / 1e9,
+            m.executed_flops_per_step
+                .map_or_else(|| "n/a".into(), |f| format!("{:.3}", f / 1e9)),
             m.total_flops,
             m.fraction_of_peak
                 .map_or_else(|| "n/a".into(), |f| format!("{:.1}%", 100.0 * f)),

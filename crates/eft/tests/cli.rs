@@ -132,6 +132,15 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         &["train", "--out", out, "--set", "model.ffn_chunk=0"],
         &["model.ffn_chunk", "at least 1"],
     );
+    let switch = |fields: &str| format!("model.feed_forward={{ kind = \"switch\", {fields} }}");
+    for (fields, want) in [
+        ("experts = 1", "at least 2 experts"),
+        ("experts = 4, capacity_factor = 0", "positive"),
+        ("experts = 4, jitter = 1.5", "jitter"),
+        ("capacity_factor = 2.0", "experts"),
+    ] {
+        fails_with(&["train", "--out", out, "--set", &switch(fields)], &[want]);
+    }
     fails_with(
         &["train", "--out", out, "--set", "train.precision=fp8"],
         &["train.precision", "bf16"],

@@ -7,6 +7,17 @@ use eft_model::ModelConfig;
 /// Trains a small 4-layer quick-ListOps model (width 32, 120 steps, 2000 training examples)
 /// changed by `change`, and returns its test accuracy and the majority class's.
 pub fn quick_listops_accuracy(change: impl FnOnce(&mut ModelConfig)) -> (f64, f64) {
+    let record = quick_listops_record(change);
+    let accuracy = (
+        record.test.unwrap().accuracy,
+        record.majority_baseline.test_accuracy,
+    );
+    eprintln!("test {} against majority {}", accuracy.0, accuracy.1);
+    accuracy
+}
+
+/// The record of [`quick_listops_accuracy`]'s run.
+pub fn quick_listops_record(change: impl FnOnce(&mut ModelConfig)) -> eft_train::RunRecord {
     let mut config = eft_train::preset("listops", "quick").unwrap();
     config.model.n_layers = 4;
     config.model.d_model = 32;
@@ -17,11 +28,5 @@ pub fn quick_listops_accuracy(change: impl FnOnce(&mut ModelConfig)) -> (f64, f6
         (task.train, task.val, task.test) = (2000, 100, 300);
     }
     let dir = tempfile::tempdir().unwrap();
-    let record = eft_train::train(config, &dir.path().join("run"), &Default::default()).unwrap();
-    let accuracy = (
-        record.test.unwrap().accuracy,
-        record.majority_baseline.test_accuracy,
-    );
-    eprintln!("test {} against majority {}", accuracy.0, accuracy.1);
-    accuracy
+    eft_train::train(config, &dir.path().join("run"), &Default::default()).unwrap()
 }

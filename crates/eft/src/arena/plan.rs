@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use eft_attention::AttentionConfig;
 use eft_train::{RunConfig, layered_with, preset};
+use serde::Deserialize;
 
 /// One (task, mechanism) cell of an arena.
 #[derive(Debug, Clone)]
@@ -49,19 +50,25 @@ const LRA: &[&str] = &[
     "synthesizer",
 ];
 
-/// A mechanism as an arena names it: `name:key=value:…`, read and checked.
+/// A mechanism as an arena names it: `name:key=value:…`, then any techniques joined by `+`
+/// (`full+switch`, `full+switch:experts=8`), read and checked.
 #[derive(Debug, Clone)]
 pub struct MechanismSpec {
-    /// The mechanism's name.
+    /// The column's name: the mechanism's, then each technique's (`full+switch-experts8`).
     pub name: String,
     /// The parameters given, as text.
     pub params: Vec<(String, String)>,
     /// The checked config they make.
     pub config: AttentionConfig,
+    /// Model fields the techniques set, as TOML values (`model.feed_forward = { kind = … }`).
+    pub techniques: Vec<(String, toml::Value)>,
 }
 
-/// Splits `name:key=value:…` into the mechanism's name and parameters, and checks them.
-pub fn parse_mechanism(spec: &str) -> anyhow::Result<MechanismSpec> {
+/// Experts a `+switch` column has when it does not say.
+const SWITCH_EXPERTS: i64 = 4;
+
+/// Reads `name:key=value:…` into its name and parameters.
+fn split_spec(spec: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
     let mut parts = spec.split(':');
     let name = parts.next().unwrap_or_default().trim().to_string();
     let params = parts
@@ -71,12 +78,56 @@ pub fn parse_mechanism(spec: &str) -> anyhow::Result<MechanismSpec> {
                 .with_context(|| format!("mechanism `{spec}`: `{p}` is not KEY=VALUE"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((name, params))
+}
+
+/// A technique after `+`: the model field it sets and its TOML value, checked against the
+/// field's type, and its label in the column name.
+fn parse_technique(spec: &str) -> anyhow::Result<(String, (String, toml::Value))> {
+    let (name, params) = split_spec(spec)?;
+    let label = params
+        .iter()
+        .fold(name.clone(), |l, (k, v)| format!("{l}-{k}{v}"));
+    match name.as_str() {
+        "switch" => {
+            let mut table = toml::Table::new();
+            table.insert("kind".into(), toml::Value::String("switch".into()));
+            table.insert("experts".into(), toml::Value::Integer(SWITCH_EXPERTS));
+            for (k, v) in params {
+                let value = v
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .or_else(|_| v.parse::<f64>().map(toml::Value::Float))
+                    .map_err(|_| {
+                        anyhow::anyhow!("technique `{spec}`: `{k}={v}` is not a number")
+                    })?;
+                table.insert(k, value);
+            }
+            let value = toml::Value::Table(table);
+            eft_model::FeedForwardConfig::deserialize(value.clone())
+                .with_context(|| format!("technique `{spec}`"))?;
+            Ok((label, ("model.feed_forward".into(), value)))
+        }
+        other => bail!("unknown technique `{other}` in `{spec}`; available: switch"),
+    }
+}
+/// Splits `name:key=value:…` into the mechanism's name and parameters, and checks them.
+pub fn parse_mechanism(spec: &str) -> anyhow::Result<MechanismSpec> {
+    let mut pieces = spec.split('+');
+    let (mut name, params) = split_spec(pieces.next().unwrap_or_default())?;
     // Checked now, so a typo stops the arena before hours of training, not in the middle.
     let config = AttentionConfig::from_name_and_params(&name, &params)?;
+    let mut techniques = Vec::new();
+    for technique in pieces {
+        let (label, set) = parse_technique(technique)?;
+        name = format!("{name}+{label}");
+        techniques.push(set);
+    }
     Ok(MechanismSpec {
         name,
         params,
         config,
+        techniques,
     })
 }
 
@@ -115,6 +166,7 @@ pub fn cells(
                 name: mechanism,
                 params,
                 config: attention,
+                techniques,
             } = parse_mechanism(spec)?;
             let name = format!("{task}-{mechanism}");
             let mut values = vec![
@@ -124,6 +176,7 @@ pub fn cells(
                     attention.given_table(&params),
                 ),
             ];
+            values.extend(techniques);
             if attention.recurrence().is_some() && base.model.pool == eft_model::Pool::Cls {
                 // A CLS token would only see the first segment.
                 values.push(("model.pool".into(), toml::Value::String("mean".into())));
@@ -233,6 +286,43 @@ mod tests {
                 .to_string()
                 .contains("KEY=VALUE")
         );
+    }
+
+    /// `+switch` columns set the model's feed-forward branch; bad parameters stop the arena
+    /// before it trains.
+    #[test]
+    fn techniques_after_a_plus_set_model_fields() {
+        let spec = parse_mechanism("full+switch").unwrap();
+        assert_eq!(spec.name, "full+switch");
+        let spec = parse_mechanism("local:block=8+switch:experts=8:capacity_factor=2").unwrap();
+        assert_eq!(spec.name, "local+switch-experts8-capacity_factor2");
+        let columns = super::cells(
+            "quick",
+            &["listops".into()],
+            &["full".into(), "full+switch:experts=8".into()],
+            &[],
+        )
+        .unwrap();
+        let eft_model::FeedForwardConfig::Switch(s) = &columns[1].config.model.feed_forward else {
+            panic!("{:?}", columns[1].config.model.feed_forward)
+        };
+        assert_eq!(s.experts, 8);
+        assert_eq!(columns[1].name, "listops-full+switch-experts8");
+        assert_eq!(
+            columns[0].config.model.feed_forward,
+            eft_model::FeedForwardConfig::Dense
+        );
+        for bad in ["full+switch:expert=8", "full+switch:experts=x", "full+moe"] {
+            assert!(parse_mechanism(bad).is_err(), "{bad}");
+        }
+        let e = super::cells(
+            "quick",
+            &["listops".into()],
+            &["full+switch:experts=1".into()],
+            &[],
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("experts"), "{e:#}");
     }
 
     #[test]

@@ -54,12 +54,17 @@ struct Row {
     majority_baseline: Option<f64>,
     lra_published: Option<f64>,
     flops_per_step: Option<f64>,
+    /// What the steps executed: less than `flops_per_step` where conditional computation
+    /// skipped work (a Switch layer's dropped and padding tokens).
+    executed_flops_per_step: Option<f64>,
     steps_per_second: Option<f64>,
     /// The largest heap in use during one training step (eft's tracking allocator). The arena
     /// trains every cell in one process, whose resident high-water mark only grows, so RSS is
     /// not a per-cell figure.
     peak_step_heap_bytes: Option<u64>,
     cost_usd: Option<f64>,
+    /// Trainable parameters (a Switch layer holds every expert's).
+    parameters: Option<u64>,
     error: Option<String>,
 }
 
@@ -77,9 +82,11 @@ fn row(o: &Outcome) -> Row {
         majority_baseline: r.map(|r| 100.0 * r.majority_baseline.test_accuracy),
         lra_published: published(&o.cell.mechanism, &o.cell.task),
         flops_per_step: meter.map(|m| m.flops_per_step),
+        executed_flops_per_step: meter.and_then(|m| m.executed_flops_per_step),
         steps_per_second: meter.and_then(|m| m.step_seconds).map(|t| 1.0 / t.median),
         peak_step_heap_bytes: meter.and_then(|m| m.peak_step_heap_bytes),
         cost_usd: meter.map(|m| m.cost_usd),
+        parameters: r.map(|r| r.parameters as u64),
         error: o.result.as_ref().err().cloned(),
     }
 }
@@ -238,9 +245,10 @@ fn markdown(rows: &[Row]) -> String {
         s += "\nNote: every model of LRA's Table 1 failed Path-X (chance, 50%).\n";
     }
 
-    s += "\n## Cost (relative to `full` on the same task)\n\nFLOPs per training step (analytic), steps per second \
+    s += "\n## Cost (relative to `full` on the same task)\n\nFLOPs per training step (analytic, and \
+          executed: less where conditional computation skipped work), steps per second \
           (median, warm-up excluded), the peak heap of a training step (eft's tracking allocator) and the run's cost at its price per hour.\n\n\
-          | task | mechanism | GFLOP/step | steps/s | peak heap/step | cost |\n|---|---|---|---|---|---|\n";
+          | task | mechanism | GFLOP/step | executed | steps/s | peak heap/step | cost |\n|---|---|---|---|---|---|---|\n";
     for r in rows {
         let full = find("full", &r.task);
         let ratio = |x: Option<f64>, f: Option<f64>| match (x, f) {
@@ -255,11 +263,12 @@ fn markdown(rows: &[Row]) -> String {
             x.map_or_else(|| "—".into(), |v| format!("{v:.digits$}"))
         };
         s += &format!(
-            "| {} | {} | {}{} | {}{} | {} MiB{} | {} |\n",
+            "| {} | {} | {}{} | {} | {}{} | {} MiB{} | {} |\n",
             r.task,
             r.mechanism,
             fmt(flops, 3),
             ratio(flops, full.and_then(|f| f.flops_per_step.map(|x| x / 1e9))),
+            fmt(r.executed_flops_per_step.map(|f| f / 1e9), 3),
             fmt(r.steps_per_second, 1),
             ratio(r.steps_per_second, full.and_then(|f| f.steps_per_second)),
             fmt(mem, 0),
@@ -298,13 +307,13 @@ fn tidy(x: f64) -> String {
 
 fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
-        "task,mechanism,status,test_accuracy,majority_baseline,lra_published,flops_per_step,steps_per_second,peak_step_heap_bytes,cost_usd,error\n",
+        "task,mechanism,status,test_accuracy,majority_baseline,lra_published,flops_per_step,executed_flops_per_step,steps_per_second,peak_step_heap_bytes,cost_usd,error\n",
     );
     let o = |x: Option<f64>| x.map_or_else(String::new, tidy);
     for r in rows {
         let error = r.error.as_deref().unwrap_or("").replace('"', "\"\"");
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},\"{error}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},{},\"{error}\"\n",
             r.task,
             r.mechanism,
             r.status,
@@ -312,6 +321,7 @@ fn csv(rows: &[Row]) -> String {
             o(r.majority_baseline),
             o(r.lra_published),
             o(r.flops_per_step),
+            o(r.executed_flops_per_step),
             o(r.steps_per_second),
             r.peak_step_heap_bytes
                 .map_or_else(String::new, |b| b.to_string()),
@@ -339,9 +349,11 @@ mod tests {
             majority_baseline: Some(10.0),
             lra_published: published(mechanism, task),
             flops_per_step: Some(2e9),
+            executed_flops_per_step: Some(2e9),
             steps_per_second: Some(speed),
             peak_step_heap_bytes: Some(64 << 20),
             cost_usd: Some(0.001),
+            parameters: Some(1000),
             error: accuracy.is_none().then(|| "out of memory".to_string()),
         }
     }
@@ -391,7 +403,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| listops | linear | 2.000 (1.00×) | 20.0 (2.00×) |"),
+            md.contains("| listops | linear | 2.000 (1.00×) | 2.000 | 20.0 (2.00×) |"),
             "{md}"
         );
         assert!(md.contains("- image × linear: out of memory"), "{md}");
