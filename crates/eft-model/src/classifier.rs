@@ -6,8 +6,8 @@ use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::{
-    Backward, Embeddings, Encoder, ModelConfig, ModelCost, ModelOutput, Pool, TaskShape, dense,
-    linear_flops,
+    Backward, Embeddings, Encoder, ExitHead, ExitsConfig, ModelConfig, ModelCost, ModelOutput,
+    Pool, TaskShape, dense, layer_norm_flops, linear_flops,
 };
 
 /// LRA's encoder classifier with a pluggable attention mechanism.
@@ -27,6 +27,8 @@ pub struct Classifier {
     /// Whether the blocks are reversible (their inputs rebuilt from their outputs in training).
     #[module(skip)]
     pub(crate) reversible: bool,
+    /// A head after each block but the last, when the config asks for early exits.
+    pub(crate) exits: Vec<ExitHead>,
 }
 
 impl Classifier {
@@ -52,6 +54,12 @@ impl Classifier {
             paired: dims.paired,
             recompute: config.recompute.segment(),
             reversible: config.residual == crate::Residual::Reversible,
+            exits: match config.exits {
+                ExitsConfig::None => Vec::new(),
+                ExitsConfig::Confidence(_) => (1..config.n_layers)
+                    .map(|_| ExitHead::new(config, dims.n_classes, device))
+                    .collect(),
+            },
         }
     }
 
@@ -64,8 +72,11 @@ impl Classifier {
     /// - logits: `[B, C]`; `[B·N, C]` with pooling `none`; `[B/2, C]` when paired
     pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> ModelOutput {
         let (x, padding) = self.embeddings.forward(tokens, padding); // [B, N', d]
-        let (x, reports) = self.encoder.forward_reporting(x, Some(padding.clone()));
-        self.head(x, padding).with_switch_reports(reports)
+        if !self.exits.is_empty() {
+            return self.forward_with_exits(x, padding);
+        }
+        let (x, report) = self.encoder.forward_reporting(x, Some(padding.clone()));
+        self.head(x, padding).with_report(report)
     }
 
     /// Pooling (or every position), the pair comparison and the Dense→ReLU→Dense head on the
@@ -94,7 +105,7 @@ impl Classifier {
     }
 
     /// Reduces `[B, N, d]` to `[B, d]`: the CLS position, or the mean over real tokens.
-    fn pool(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<2> {
+    pub(crate) fn pool(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<2> {
         let [batch, len, d] = x.dims();
         if self.cls_pool {
             return x.slice([0..batch, 0..1, 0..d]).reshape([batch, d]);
@@ -129,8 +140,16 @@ impl Classifier {
     /// CLS token): what the embeddings and the encoder state, plus pooling, the head and the loss.
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
         let n = len + usize::from(self.cls_pool);
-        let cost =
-            self.embeddings.cost(batch, n) + self.encoder.cost(batch, n) + self.head_cost(batch, n);
+        // Each exit head normalises its layer's output, then pools and classifies like the head.
+        let exit = ModelCost::layer(
+            layer_norm_flops(batch * n, self.encoder.width()),
+            (batch * n * self.encoder.width()) as f64,
+        ) + self.head_cost(batch, n);
+        let exits: ModelCost = self.exits.iter().map(|_| exit).sum();
+        let cost = self.embeddings.cost(batch, n)
+            + self.encoder.cost(batch, n)
+            + self.head_cost(batch, n)
+            + exits;
         // Rebuilding forms keep some block inputs and one segment's activations at a time (an
         // upper bound for reversible blocks, which hold one branch's), and run every block's
         // forward a second time.
@@ -169,7 +188,7 @@ impl Classifier {
     /// Pooling, the head and the loss. The head reads one pooled row per sequence, or every
     /// position; the loss is counted over the same rows (for per-position tasks that bounds the
     /// graded positions from above).
-    fn head_cost(&self, batch: usize, n: usize) -> ModelCost {
+    pub(crate) fn head_cost(&self, batch: usize, n: usize) -> ModelCost {
         let [head_in, hidden] = self.head_hidden.weight.dims();
         let d = head_in / if self.paired { 4 } else { 1 };
         let classes = self.classes();

@@ -4,7 +4,10 @@ use burn::tensor::Device;
 use eft_attention::{AttentionConfig, AttentionLayout};
 use serde::{Deserialize, Serialize};
 
-use crate::{Classifier, FeedForwardConfig, ModelError, Recompute, Residual, Share, TaskShape};
+use crate::{
+    Classifier, DepthConfig, ExitsConfig, FeedForwardConfig, ModelError, Recompute, Residual,
+    Share, TaskShape,
+};
 
 /// How positions are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -59,6 +62,14 @@ pub struct ModelConfig {
     /// The feed-forward branch of every block. Default `{ kind = "dense" }`.
     #[serde(default)]
     pub feed_forward: FeedForwardConfig,
+    /// How deep the encoder runs: `{ kind = "fixed" }` (default, each block once) or
+    /// `{ kind = "act", max_steps = T }` (the stack repeated per position until it halts).
+    #[serde(default)]
+    pub depth: DepthConfig,
+    /// Per-layer classifier heads for early exit: `{ kind = "none" }` (default) or
+    /// `{ kind = "confidence", threshold = p }`.
+    #[serde(default)]
+    pub exits: ExitsConfig,
     /// The attention mechanism used by every block. Default `{ kind = "full" }`.
     #[serde(default)]
     pub attention: AttentionConfig,
@@ -96,6 +107,8 @@ impl Default for ModelConfig {
             causal: false,
             residual: Residual::default(),
             feed_forward: FeedForwardConfig::default(),
+            depth: DepthConfig::default(),
+            exits: ExitsConfig::default(),
             attention: AttentionConfig::default(),
             layer_attention: vec![],
             share: Share::None,
@@ -155,6 +168,8 @@ impl ModelConfig {
         self.validate_sharing()?;
         self.validate_reversible()?;
         self.validate_switch()?;
+        self.validate_depth()?;
+        self.validate_exits()?;
         if self.ffn_chunk == Some(0) {
             return bad(
                 "model.ffn_chunk",
@@ -197,18 +212,116 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// The first setting that replaces the plain forward pass, in which conditional computation
+    /// runs and reports: recomputation, reversible blocks, segment recurrence.
+    fn rebuilding_setting(&self) -> Option<(&'static str, String)> {
+        if self.recompute != Recompute::None {
+            return Some(("model.recompute", format!("{:?}", self.recompute)));
+        }
+        if self.residual == Residual::Reversible {
+            return Some(("model.residual", "reversible".into()));
+        }
+        if self.layer_mechanisms().any(|a| a.recurrence().is_some()) {
+            return Some(("model.attention", "xl with segment".into()));
+        }
+        None
+    }
+
+    /// Exits need a threshold in (0, 1], more than one layer, one prediction per sequence, and
+    /// the plain forward pass (which runs the heads).
+    fn validate_exits(&self) -> Result<(), ModelError> {
+        let Some(threshold) = self.exits.threshold() else {
+            return Ok(());
+        };
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return bad(
+                "model.exits.threshold",
+                threshold.to_string(),
+                "must be in (0, 1]: the top class probability that lets a sequence exit (1: never)",
+            );
+        }
+        if self.n_layers < 2 {
+            return bad(
+                "model.exits",
+                "confidence".into(),
+                "exits need layers to exit between: set model.n_layers >= 2",
+            );
+        }
+        if self.pool == Pool::None {
+            return bad(
+                "model.exits",
+                "confidence".into(),
+                "a sequence exits whole, but this task predicts at every position (pool = none); \
+                 use model.exits = { kind = \"none\" }",
+            );
+        }
+        let refuse = |field, value: String| {
+            bad(
+                field,
+                value,
+                "early exit runs the plain forward pass, layer by layer; use model.exits = \
+                 { kind = \"none\" } or drop this",
+            )
+        };
+        if let Some((field, value)) = self.rebuilding_setting() {
+            return refuse(field, value);
+        }
+        if self.depth != DepthConfig::Fixed {
+            return refuse("model.depth", "act".into());
+        }
+        Ok(())
+    }
+
+    /// Adaptive computation time needs a step, a threshold in (0, 1], a non-negative ponder
+    /// weight, and the plain forward pass (the loop runs in it).
+    fn validate_depth(&self) -> Result<(), ModelError> {
+        let DepthConfig::Act(act) = &self.depth else {
+            return Ok(());
+        };
+        if act.max_steps == 0 {
+            return bad(
+                "model.depth.max_steps",
+                "0".into(),
+                "must be at least 1 (the most steps a position takes)",
+            );
+        }
+        let t = act.threshold;
+        if !(t > 0.0 && t <= 1.0) {
+            return bad(
+                "model.depth.threshold",
+                t.to_string(),
+                "must be in (0, 1]: 1 − ε, e.g. 0.99",
+            );
+        }
+        if !(act.ponder.is_finite() && act.ponder >= 0.0) {
+            return bad(
+                "model.depth.ponder",
+                act.ponder.to_string(),
+                "must be a number >= 0 (0 turns the ponder cost off)",
+            );
+        }
+        let refuse = |field, value: String| {
+            bad(
+                field,
+                value,
+                "adaptive computation time runs the stack in its own loop, which this does not \
+                 rebuild or route yet; use model.depth = { kind = \"fixed\" } or drop it",
+            )
+        };
+        if let Some((field, value)) = self.rebuilding_setting() {
+            return refuse(field, value);
+        }
+        if matches!(self.feed_forward, FeedForwardConfig::Switch(_)) {
+            return refuse("model.feed_forward", "switch".into());
+        }
+        Ok(())
+    }
+
     /// A Switch feed-forward layer needs two experts, a positive capacity, non-negative loss
     /// weights, and the plain forward pass that returns its auxiliary losses.
     fn validate_switch(&self) -> Result<(), ModelError> {
         let FeedForwardConfig::Switch(switch) = &self.feed_forward else {
             return Ok(());
-        };
-        let bad = |field, value: String, fix: &str| {
-            Err(ModelError::Config {
-                field,
-                value,
-                fix: fix.into(),
-            })
         };
         if switch.experts < 2 {
             return bad(
@@ -259,43 +372,19 @@ impl ModelConfig {
                  or model.share = \"none\"",
             );
         }
-        let refuse = |field, value: String, what: &str| {
+        let refuse = |field, value: String| {
             bad(
                 field,
                 value,
-                &format!(
-                    "{what} does not return a Switch layer's auxiliary losses yet; use \
-                     model.feed_forward = {{ kind = \"dense\" }} or drop {field}"
-                ),
+                "Switch layers run in the plain forward pass, which returns their auxiliary \
+                 losses; use model.feed_forward = { kind = \"dense\" } or drop this",
             )
         };
-        if self.recompute != Recompute::None {
-            return refuse(
-                "model.recompute",
-                format!("{:?}", self.recompute),
-                "the recomputing backward pass",
-            );
-        }
-        if self.residual == Residual::Reversible {
-            return refuse(
-                "model.residual",
-                "reversible".into(),
-                "the reversible backward pass",
-            );
+        if let Some((field, value)) = self.rebuilding_setting() {
+            return refuse(field, value);
         }
         if let Some(chunk) = self.ffn_chunk {
-            return refuse(
-                "model.ffn_chunk",
-                chunk.to_string(),
-                "the chunked feed-forward branch",
-            );
-        }
-        if self.layer_mechanisms().any(|a| a.recurrence().is_some()) {
-            return refuse(
-                "model.attention",
-                "xl with segment".into(),
-                "segment recurrence",
-            );
+            return refuse("model.ffn_chunk", chunk.to_string());
         }
         Ok(())
     }
@@ -511,12 +600,29 @@ impl ModelConfig {
                 fix: "a task needs at least 2 tokens, 2 classes and length 1".into(),
             });
         }
+        if dims.paired && self.exits != ExitsConfig::None {
+            return bad(
+                "model.exits",
+                "confidence".into(),
+                "this task compares two passages per example, which exit together; early exit \
+                 is not built for paired tasks yet: use model.exits = { kind = \"none\" }",
+            );
+        }
         let positions = self.positions_for(dims);
         for attention in self.layer_mechanisms() {
             attention.check_shape(positions, self.n_heads)?;
         }
         Ok(())
     }
+}
+
+/// A config error: `field` = `value` is refused, `fix` says what would be accepted.
+fn bad(field: &'static str, value: String, fix: impl Into<String>) -> Result<(), ModelError> {
+    Err(ModelError::Config {
+        field,
+        value,
+        fix: fix.into(),
+    })
 }
 
 #[cfg(test)]
@@ -537,6 +643,8 @@ pub(crate) mod tests {
             causal: false,
             residual: Residual::PreNorm,
             feed_forward: FeedForwardConfig::Dense,
+            depth: DepthConfig::Fixed,
+            exits: ExitsConfig::None,
             attention: AttentionConfig::default(),
             layer_attention: vec![],
             share: Share::None,

@@ -9,7 +9,9 @@ use burn::tensor::{Bool, Device, Int, Tensor, s};
 use eft_attention::Recurrence;
 
 use crate::norm::{new_norm, normalise};
-use crate::{Block, ModelConfig, ModelCost, SwitchReport, layer_norm_flops};
+use crate::{
+    Act, ActReport, Block, DepthConfig, ModelConfig, ModelCost, SwitchReport, layer_norm_flops,
+};
 
 /// `n_layers` blocks applied in order, then a LayerNorm.
 ///
@@ -26,6 +28,18 @@ pub struct Encoder {
     /// A parameter every layer's mechanism uses, lent to each block as it runs (Linformer's
     /// layerwise projection): one tensor, its gradient summed over the layers.
     layer_shared: Option<Param<Tensor<3>>>,
+    /// The halting unit and step embeddings when the stack is applied recurrently
+    /// (`model.depth = { kind = "act" }`).
+    act: Option<Act>,
+}
+
+/// What the encoder's conditional parts did in one forward pass.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderReport {
+    /// One entry per depth, `None` for a dense layer.
+    pub switch: Vec<Option<SwitchReport>>,
+    /// The recurrence's halting, under adaptive computation time.
+    pub act: Option<ActReport>,
 }
 
 impl Encoder {
@@ -45,6 +59,10 @@ impl Encoder {
             layer_shared: config
                 .layer_mechanisms()
                 .find_map(|a| a.layer_shared(config.layout(0, max_len), device)),
+            act: match &config.depth {
+                DepthConfig::Fixed => None,
+                DepthConfig::Act(act) => Some(Act::new(config, act, device)),
+            },
         }
     }
 
@@ -82,15 +100,26 @@ impl Encoder {
         self.block(depth).forward(x, padding)
     }
 
-    /// Every block's cost plus the final LayerNorm's (its input kept), for `[batch, len]`.
+    /// Every block's cost plus the final LayerNorm's (its input kept), for `[batch, len]`;
+    /// under adaptive computation time, `max_steps` steps of the stack and the halting.
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
         let rows = batch * len;
         let d = self.final_norm.gamma.dims()[0];
-        // Every depth runs (and keeps activations for) its block, shared or not.
+        let steps = self.act.as_ref().map_or(1, Act::max_steps);
+        let step: ModelCost = (0..steps).map(|_| self.step_cost(batch, len)).sum();
+        step + ModelCost::layer(layer_norm_flops(rows, d), (rows * d) as f64)
+    }
+
+    /// One pass of the stack: every depth runs (and keeps activations for) its block, shared or
+    /// not, plus the halting's own cost under adaptive computation time.
+    fn step_cost(&self, batch: usize, len: usize) -> ModelCost {
         let blocks: ModelCost = (0..self.depth())
             .map(|depth| self.block(depth).cost(batch, len))
             .sum();
-        blocks + ModelCost::layer(layer_norm_flops(rows, d), (rows * d) as f64)
+        match &self.act {
+            None => blocks,
+            Some(act) => blocks + act.step_cost(batch * len),
+        }
     }
 
     /// The final LayerNorm.
@@ -115,9 +144,10 @@ impl Encoder {
         self.forward_reporting(x, padding).0
     }
 
-    /// [`Encoder::forward`], with what each layer's Switch feed-forward reports (one entry per
-    /// depth, `None` for a dense layer; empty under segment recurrence, which validation does not
-    /// let Switch layers run under).
+    /// [`Encoder::forward`], with what its conditional parts report: each layer's Switch
+    /// feed-forward (none under segment recurrence or adaptive computation time, which
+    /// validation does not let Switch layers run under) and the halting of adaptive computation
+    /// time.
     ///
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
@@ -125,18 +155,31 @@ impl Encoder {
         &self,
         x: Tensor<3>,
         padding: Option<Tensor<2, Bool>>,
-    ) -> (Tensor<3>, Vec<Option<SwitchReport>>) {
+    ) -> (Tensor<3>, EncoderReport) {
         if let Some(r) = self.recurrence() {
             let x = self.recurrent(x, padding, r.segment, r.mem_len);
-            return (self.finish(x), Vec::new());
+            return (self.finish(x), EncoderReport::default());
         }
-        let mut reports = Vec::with_capacity(self.depth());
+        if let Some(act) = &self.act {
+            let [batch, len, _] = x.dims();
+            let step_flops = self.step_cost(batch, len).forward_flops;
+            let stack = |h: Tensor<3>| {
+                (0..self.depth()).fold(h, |h, depth| self.layer(depth, h, padding.clone()))
+            };
+            let (x, report) = act.run(x, padding.clone(), step_flops, stack);
+            let report = EncoderReport {
+                switch: Vec::new(),
+                act: Some(report),
+            };
+            return (self.finish(x), report);
+        }
+        let mut switch = Vec::with_capacity(self.depth());
         let x = (0..self.depth()).fold(x, |x, depth| {
             let (y, report) = self.block(depth).forward_reporting(x, padding.clone());
-            reports.push(report);
+            switch.push(report);
             y
         });
-        (self.finish(x), reports)
+        (self.finish(x), EncoderReport { switch, act: None })
     }
 
     /// Transformer-XL's segment recurrence: segment `s` of every layer attends to that layer's

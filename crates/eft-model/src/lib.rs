@@ -28,6 +28,7 @@
 //! `B` batch, `N` sequence length, `H` heads, `D` head dimension, `d` model width, `C` classes.
 #![warn(missing_docs)]
 
+mod act;
 mod block;
 mod classifier;
 mod config;
@@ -37,7 +38,9 @@ mod dropout;
 mod embedding;
 mod encoder;
 mod error;
+mod exits;
 mod feed_forward;
+mod halting;
 mod norm;
 mod output;
 mod precision;
@@ -51,15 +54,18 @@ mod step;
 mod switch;
 mod toml_form;
 
+pub use act::{ACT_POSITION_FLOPS, Act, ActConfig, ActReport, DepthConfig};
 pub use block::Block;
 pub use classifier::Classifier;
 pub use config::{ModelConfig, Pool, Positions};
 pub use cost::{GELU_FLOPS, ModelCost, layer_norm_flops, linear_flops};
 pub use eft_data::TaskShape;
 pub use embedding::{Embeddings, sinusoidal_table};
-pub use encoder::Encoder;
+pub use encoder::{Encoder, EncoderReport};
 pub use error::ModelError;
+pub use exits::{ConfidenceExits, ExitHead, Exited, ExitsConfig};
 pub use feed_forward::{FeedForward, FeedForwardConfig};
+pub use halting::Halting;
 pub use output::ModelOutput;
 pub use precision::in_f32;
 pub use recompute::Recompute;

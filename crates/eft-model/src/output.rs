@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::SwitchReport;
+use crate::{EncoderReport, SwitchReport};
 
 /// The classifier's output for one batch.
 #[derive(Debug, Clone)]
@@ -19,6 +19,9 @@ pub struct ModelOutput {
     /// Forward FLOPs the model's analytic cost counts that this pass did not execute (tokens a
     /// Switch layer dropped, padding it did not route); 0 for the dense encoder.
     pub skipped_flops: f64,
+    /// Logits of the exits before the last layer, in layer order (`model.exits`); empty
+    /// without exits.
+    pub exit_logits: Vec<Tensor<2>>,
 }
 
 impl ModelOutput {
@@ -29,7 +32,39 @@ impl ModelOutput {
             aux_losses: Vec::new(),
             layer_stats: Vec::new(),
             skipped_flops: 0.0,
+            exit_logits: Vec::new(),
         }
+    }
+
+    /// The task loss `loss` gives the logits, averaged over every exit when the model has
+    /// several (each layer's head trained equally).
+    pub fn task_loss(&self, loss: impl Fn(Tensor<2>) -> Tensor<1>) -> Tensor<1> {
+        let last = loss(self.logits.clone());
+        if self.exit_logits.is_empty() {
+            return last;
+        }
+        let heads = (self.exit_logits.len() + 1) as f64;
+        let sum = self
+            .exit_logits
+            .iter()
+            .fold(last, |total, l| total + loss(l.clone()));
+        sum / heads
+    }
+
+    /// Adds what the encoder's conditional parts report: see [`ModelOutput::with_switch_reports`];
+    /// under adaptive computation time the ponder cost (`ponder`), the mean steps per position
+    /// (`act_steps`) and the steps the batch ran (`act_steps_run`), each a one-entry statistic
+    /// (the whole stack), and the FLOPs of the steps not run.
+    pub(crate) fn with_report(mut self, report: EncoderReport) -> Self {
+        if let Some(act) = report.act {
+            self.aux_losses.push(("ponder".into(), act.ponder));
+            self.layer_stats
+                .push(("act_steps".into(), vec![act.mean_steps]));
+            self.layer_stats
+                .push(("act_steps_run".into(), vec![act.steps_run as f64]));
+            self.skipped_flops += act.skipped_flops;
+        }
+        self.with_switch_reports(report.switch)
     }
 
     /// Adds what the encoder's Switch layers report (one entry per depth, `None` for a dense
@@ -73,6 +108,18 @@ impl ModelOutput {
 mod tests {
     use super::*;
     use burn::tensor::{Device, TensorData};
+
+    /// With exits, every head's loss counts equally: the mean over the heads.
+    #[test]
+    fn exit_heads_share_the_task_loss_equally() {
+        let device = Device::flex();
+        let logits = |v: f32| Tensor::<2>::full([1, 2], v, &device);
+        let mut out = ModelOutput::new(logits(3.0));
+        let loss = |l: Tensor<2>| l.sum().reshape([1]);
+        assert_eq!(out.task_loss(loss).into_scalar::<f32>(), 6.0);
+        out.exit_logits = vec![logits(1.0), logits(2.0)];
+        assert_eq!(out.task_loss(loss).into_scalar::<f32>(), 4.0);
+    }
 
     #[test]
     fn auxiliary_losses_add_to_the_task_loss() {

@@ -35,6 +35,7 @@ impl StepGradients {
     pub(crate) fn new(output: ModelOutput, loss: f64, grads: GradientsParams) -> Self {
         let output = ModelOutput {
             logits: output.logits.detach(),
+            exit_logits: output.exit_logits.into_iter().map(|l| l.detach()).collect(),
             ..output
         };
         Self {

@@ -88,6 +88,66 @@ pub fn evaluate(
     }
 }
 
+/// Early-exit evaluation of a split at one threshold (`model.exits`): accuracy, loss, the
+/// layers the examples used and the forward FLOPs they executed against the full model's.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExitEval {
+    /// The top class probability that let an example exit.
+    pub threshold: f64,
+    /// Fraction classified correctly by the head each example exited at.
+    pub accuracy: f64,
+    /// Mean cross-entropy of those heads.
+    pub loss: f64,
+    /// Mean layers an example ran before it exited.
+    pub mean_layers: f64,
+    /// Forward FLOPs executed per example (blocks up to the exit and the heads passed).
+    pub flops_per_example: f64,
+    /// Forward FLOPs per example of the same batches through every layer.
+    pub full_flops_per_example: f64,
+    /// Examples evaluated.
+    pub examples: usize,
+}
+
+impl ExitEval {
+    /// The fraction of the full model's forward FLOPs the exits saved.
+    pub fn flops_saved(&self) -> f64 {
+        1.0 - self.flops_per_example / self.full_flops_per_example.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// [`evaluate`] with early exit at `threshold` ([`Classifier::forward_exiting`]).
+pub fn evaluate_exiting(
+    model: &Classifier,
+    examples: &[Example],
+    batch_size: usize,
+    device: &Device,
+    threshold: f64,
+) -> ExitEval {
+    let (mut loss, mut hits, mut layers) = (0.0, 0, 0);
+    let (mut executed, mut full) = (0.0, 0.0);
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let batch = Batch::from_examples(chunk);
+        let t = batch_tensors(&batch, device);
+        let exited = model.forward_exiting(t.tokens.clone(), t.padding.clone(), threshold);
+        let logits = t.graded(exited.logits);
+        hits += correct(logits.clone(), t.labels.clone());
+        loss += cross_entropy(logits, t.labels).into_scalar::<f64>() * batch.labels.len() as f64;
+        layers += exited.layers.iter().sum::<usize>();
+        executed += exited.executed_flops;
+        full += exited.full_flops;
+    }
+    let n = examples.len().max(1) as f64;
+    ExitEval {
+        threshold,
+        accuracy: hits as f64 / n,
+        loss: loss / n,
+        mean_layers: layers as f64 / n,
+        flops_per_example: executed / n,
+        full_flops_per_example: full / n,
+        examples: examples.len(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,21 +44,46 @@ pub fn mechanism_fields() -> Vec<(&'static str, Vec<Field>)> {
 /// (a Switch layer shown with 4 experts; `experts` has no default).
 pub fn feed_forward_fields() -> Vec<(&'static str, Vec<Field>)> {
     use eft_model::{FeedForwardConfig, SwitchConfig};
-    [
-        ("dense", FeedForwardConfig::Dense),
-        (
-            "switch",
-            FeedForwardConfig::Switch(SwitchConfig::with_experts(4)),
-        ),
-    ]
-    .into_iter()
-    .map(|(name, config)| {
-        let mut out = Vec::new();
-        walk("model.feed_forward", &to_json(&config), &mut out);
-        out.retain(|f| f.path != "model.feed_forward.kind");
-        (name, out)
-    })
-    .collect()
+    kinds(
+        "model.feed_forward",
+        [
+            ("dense", FeedForwardConfig::Dense),
+            (
+                "switch",
+                FeedForwardConfig::Switch(SwitchConfig::with_experts(4)),
+            ),
+        ],
+    )
+}
+
+/// The depth kinds with their parameters' defaults, as fields under `model.depth` (adaptive
+/// computation time shown with 4 steps; `max_steps` has no default).
+pub fn depth_fields() -> Vec<(&'static str, Vec<Field>)> {
+    use eft_model::{ActConfig, DepthConfig};
+    kinds(
+        "model.depth",
+        [
+            ("fixed", DepthConfig::Fixed),
+            ("act", DepthConfig::Act(ActConfig::with_max_steps(4))),
+        ],
+    )
+}
+
+/// Each named config's fields under `prefix`, its `kind` left out.
+fn kinds<T: Serialize, const N: usize>(
+    prefix: &str,
+    configs: [(&'static str, T); N],
+) -> Vec<(&'static str, Vec<Field>)> {
+    configs
+        .into_iter()
+        .map(|(name, config)| {
+            let mut out = Vec::new();
+            walk(prefix, &to_json(&config), &mut out);
+            let kind = format!("{prefix}.kind");
+            out.retain(|f| f.path != kind);
+            (name, out)
+        })
+        .collect()
 }
 
 fn to_json(value: &impl Serialize) -> serde_json::Value {

@@ -49,7 +49,9 @@ pub use atomic_file::write_atomic;
 pub use checkpoint::{Checkpoint, LoopState};
 pub use config::{RunConfig, TrainConfig};
 pub use error::TrainError;
-pub use evaluate::{BatchTensors, batch_tensors, cross_entropy, evaluate};
+pub use evaluate::{
+    BatchTensors, ExitEval, batch_tensors, cross_entropy, evaluate, evaluate_exiting,
+};
 pub use folder_lock::{FolderLock, LOCK_FILE};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
 pub use overrides::{layered, layered_with, merge, set, set_value};

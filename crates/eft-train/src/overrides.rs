@@ -111,12 +111,30 @@ pub fn layered_with(
     }
     let mut config: RunConfig = value
         .try_into()
-        .map_err(|e: toml::de::Error| toml_error(&e))?;
+        .map_err(|e: toml::de::Error| blame(base, overrides, &e))?;
     if !schedule_set {
         scale_warmup(&mut config.train, base.train.steps);
     }
     config.validate()?;
     Ok(config)
+}
+
+/// A config that does not deserialise, blamed on the first `--set` that alone breaks the base
+/// config (the error's text has no field path of its own: `invalid type: integer 3, expected
+/// internally tagged enum`), or left as it is.
+fn blame(base: &RunConfig, overrides: &[(String, String)], e: &toml::de::Error) -> TrainError {
+    let message = e.message().trim().replace('\n', " ");
+    for (key, raw) in overrides {
+        let mut value = toml::Value::try_from(base).expect("a run config always serialises");
+        if set(&mut value, key, raw).is_ok() && value.try_into::<RunConfig>().is_err() {
+            return TrainError::config(
+                key,
+                raw,
+                format!("{message}; `eft train --list-fields` lists every field and kind"),
+            );
+        }
+    }
+    toml_error(e)
 }
 
 /// A run shortened below its preset's warmup keeps the preset's shape: the warmup shrinks in

@@ -160,6 +160,10 @@ pub struct RunRecord {
     /// How a low-precision run computed (absent for f32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<PrecisionRecord>,
+    /// The test split with early exit at `model.exits.threshold`, when the model has exits
+    /// (`test` is the full model's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exits: Option<crate::ExitEval>,
 }
 
 /// What a low-precision run's record says about its arithmetic.

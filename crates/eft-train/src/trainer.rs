@@ -525,7 +525,18 @@ impl<'a> Session<'a> {
             &test,
             None,
         ))?;
-        self.write_record(meter, status, Some(test))
+        let exits = self.config.model.exits.threshold().map(|threshold| {
+            crate::evaluate_exiting(
+                &self.model.valid(),
+                &self.data.test,
+                self.config.train.batch_size,
+                &self.options.device,
+                threshold,
+            )
+        });
+        let mut record = self.record(meter, status, Some(test));
+        record.exits = exits;
+        self.store(record)
     }
 
     /// Ends a run whose step `at` (counting from 1) had a non-finite loss or gradient: no
@@ -586,6 +597,7 @@ impl<'a> Session<'a> {
             sessions: self.state.sessions,
             meter: Some(self.meter_record(meter)),
             diverged_at_step: None,
+            exits: None,
             precision: self.config.train.precision.backend_note().map(|note| {
                 crate::record::PrecisionRecord {
                     compute: self.config.train.precision,
@@ -647,8 +659,12 @@ fn step_gradients(
     let (tokens, padding) = (tensors.tokens.clone(), tensors.padding.clone());
     // The loss in f32 whatever the compute type, as autocast does.
     let loss_of = |output: &eft_model::ModelOutput| {
-        let logits = crate::in_f32(output.logits.clone());
-        let task = cross_entropy(tensors.graded(logits), tensors.labels.clone());
+        let task = output.task_loss(|logits| {
+            cross_entropy(
+                tensors.graded(crate::in_f32(logits)),
+                tensors.labels.clone(),
+            )
+        });
         let total = output.total_loss(task);
         if loss_scale == 1.0 {
             total

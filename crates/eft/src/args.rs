@@ -93,8 +93,11 @@ pub struct ArenaArgs {
     #[arg(long, value_delimiter = ',', help = mechanism_help(
         "Mechanisms, comma-separated, each optionally with parameters as NAME:KEY=VALUE:KEY=VALUE \
          and techniques after `+` (`full+switch`, `full+switch:experts=8`: a Switch \
-         mixture-of-experts feed-forward, 4 experts unless given) (default: the preset's set, \
-         one or more per family)"
+         mixture-of-experts feed-forward, 4 experts unless given; `full+act:max_steps=6`: one \
+         block applied recurrently with adaptive computation time, 4 steps at most unless given; \
+         `full+exits:threshold=0.7`: a head after every block, early exit at that confidence, \
+         0.5 unless given) \
+         (default: the preset's set, one or more per family)"
     ))]
     pub mechanisms: Vec<String>,
     /// Tasks, comma-separated.
@@ -441,6 +444,10 @@ pub struct EvalArgs {
     /// Split to evaluate.
     #[arg(long, value_enum, default_value_t = Split::Test)]
     pub split: Split,
+    /// Early-exit thresholds to sweep, comma-separated (a run trained with `model.exits`):
+    /// accuracy, layers used and FLOPs per threshold, written to RUN_DIR/exits.{md,json,png}.
+    #[arg(long, value_delimiter = ',')]
+    pub exit_threshold: Vec<f64>,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub device: Backend,

@@ -118,6 +118,11 @@ fn list_fields(config: &eft_train::RunConfig) -> String {
             eft_train::fields::feed_forward_fields(),
         ),
         (
+            "Depth kinds",
+            "model.depth",
+            eft_train::fields::depth_fields(),
+        ),
+        (
             "Attention parameters",
             "model.attention",
             eft_train::fields::mechanism_fields(),
@@ -209,6 +214,9 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let path = args.run.join(CHECKPOINT_FILE);
     let checkpoint = Checkpoint::load(&path)?;
+    if !args.exit_threshold.is_empty() {
+        crate::exits::check(&checkpoint, &args.exit_threshold)?;
+    }
     let device = device(args.device)?;
     let (data, model) = build_data_and_model(&checkpoint.config, &device)?;
     let model = load_weights(model, &checkpoint, &path)?;
@@ -217,6 +225,24 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         Split::Val => ("val", &data.val),
         Split::Test => ("test", &data.test),
     };
+    if !args.exit_threshold.is_empty() {
+        let table = crate::exits::sweep(
+            &args.run,
+            &checkpoint.config.name,
+            &model,
+            examples,
+            checkpoint.config.train.batch_size,
+            &device,
+            &args.exit_threshold,
+        )?;
+        println!(
+            "{} {split} after {} steps, early exit:\n\n{table}\nwrote {}",
+            checkpoint.config.name,
+            checkpoint.state.step,
+            args.run.join("exits.{md,json,png,svg}").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = evaluate(
         &model,
         examples,

@@ -8,6 +8,7 @@ mod args;
 mod attn;
 mod commands;
 mod device;
+mod exits;
 mod export;
 mod fetch;
 mod interrupt;

@@ -196,6 +196,21 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
                 s.experts, s.capacity_factor
             ));
         }
+        if let Some(e) = &r.exits {
+            techniques.push(format!(
+                "exits at p ≥ {}: {:.1}%, {:.2} layers, {:.0}% of the FLOPs",
+                e.threshold,
+                100.0 * e.accuracy,
+                e.mean_layers,
+                100.0 * (1.0 - e.flops_saved())
+            ));
+        }
+        if let eft_model::DepthConfig::Act(a) = &model.depth {
+            techniques.push(format!(
+                "act ≤{} steps, threshold {}, ponder {}",
+                a.max_steps, a.threshold, a.ponder
+            ));
+        }
         if r.config.train.precision != eft_train::Precision::F32 {
             techniques.push(r.config.train.precision.to_string());
         }
@@ -274,6 +289,16 @@ pub fn print_record(record: &RunRecord) {
             "{name}: stopped after {} of {} steps; continue with `eft train --resume <RUN_DIR>`",
             record.steps_done, record.config.train.steps
         ),
+    }
+    if let Some(e) = &record.exits {
+        println!(
+            "early exit at top probability ≥ {}: accuracy {:.2}%, {:.2} layers on average, {:.1}% \
+             of the full model's forward FLOPs",
+            e.threshold,
+            100.0 * e.accuracy,
+            e.mean_layers,
+            100.0 * (1.0 - e.flops_saved())
+        );
     }
     let (heap, rss) = memory(record);
     println!(

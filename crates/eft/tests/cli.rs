@@ -68,7 +68,7 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
     );
     fails_with(
         &["train", "--out", out, "--set", "model.depth=3"],
-        &["depth"],
+        &["`model.depth` = 3", "list-fields"],
     );
     fails_with(
         &["train", "--out", out, "--set", "train.batch_size=0"],
@@ -140,6 +140,20 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
         ("capacity_factor = 2.0", "experts"),
     ] {
         fails_with(&["train", "--out", out, "--set", &switch(fields)], &[want]);
+    }
+    for threshold in ["0", "1.5"] {
+        let exits = format!("model.exits={{ kind = \"confidence\", threshold = {threshold} }}");
+        fails_with(
+            &["train", "--out", out, "--set", &exits],
+            &["model.exits.threshold"],
+        );
+    }
+    for (fields, want) in [
+        ("max_steps = 0", "model.depth.max_steps"),
+        ("max_steps = 3, threshold = 1.5", "model.depth.threshold"),
+    ] {
+        let depth = format!("model.depth={{ kind = \"act\", {fields} }}");
+        fails_with(&["train", "--out", out, "--set", &depth], &[want]);
     }
     fails_with(
         &["train", "--out", out, "--set", "train.precision=fp8"],
@@ -640,6 +654,17 @@ fn killed_or_interrupted_runs_resume_to_the_same_weights() {
     assert!(
         text.contains(&format!("{:.2}%", 100.0 * acc)),
         "eval agrees with the record: {text}"
+    );
+    // A run without exits has no thresholds to sweep.
+    let straight = out.join("straight");
+    fails_with(
+        &[
+            "eval",
+            straight.to_str().unwrap(),
+            "--exit-threshold",
+            "0.5",
+        ],
+        &["--exit-threshold", "no exits"],
     );
 }
 

@@ -67,6 +67,13 @@ pub struct MechanismSpec {
 /// Experts a `+switch` column has when it does not say.
 const SWITCH_EXPERTS: i64 = 4;
 
+/// The most steps a `+act` column's positions take when it does not say.
+const ACT_STEPS: i64 = 4;
+
+/// The top probability that lets a `+exits` column's sequences exit, when it does not say
+/// (the quick models are rarely more confident than that).
+const EXIT_THRESHOLD: f64 = 0.5;
+
 /// Reads `name:key=value:…` into its name and parameters.
 fn split_spec(spec: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
     let mut parts = spec.split(':');
@@ -81,36 +88,58 @@ fn split_spec(spec: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
     Ok((name, params))
 }
 
-/// A technique after `+`: the model field it sets and its TOML value, checked against the
-/// field's type, and its label in the column name.
-fn parse_technique(spec: &str) -> anyhow::Result<(String, (String, toml::Value))> {
+/// A technique after `+`: the model fields it sets with their TOML values (its parameters
+/// checked against the field's type), and its label in the column name. `switch` sets
+/// `model.feed_forward`; `act` sets `model.depth` and one block (the Universal Transformer's
+/// shared step); `exits` sets `model.exits` (confidence exits).
+fn parse_technique(spec: &str) -> anyhow::Result<(String, Vec<(String, toml::Value)>)> {
     let (name, params) = split_spec(spec)?;
     let label = params
         .iter()
         .fold(name.clone(), |l, (k, v)| format!("{l}-{k}{v}"));
+    let (defaults, field): (&[(&str, i64)], &str) = match name.as_str() {
+        "switch" => (&[("experts", SWITCH_EXPERTS)], "model.feed_forward"),
+        "act" => (&[("max_steps", ACT_STEPS)], "model.depth"),
+        "exits" => (&[], "model.exits"),
+        other => bail!("unknown technique `{other}` in `{spec}`; available: switch, act, exits"),
+    };
+    let mut table = toml::Table::new();
+    let kind = if name == "exits" { "confidence" } else { &name };
+    table.insert("kind".into(), toml::Value::String(kind.into()));
+    if name == "exits" {
+        table.insert("threshold".into(), toml::Value::Float(EXIT_THRESHOLD));
+    }
+    for (k, v) in defaults {
+        table.insert(k.to_string(), toml::Value::Integer(*v));
+    }
+    for (k, v) in params {
+        let value = v
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| v.parse::<f64>().map(toml::Value::Float))
+            .map_err(|_| anyhow::anyhow!("technique `{spec}`: `{k}={v}` is not a number"))?;
+        table.insert(k, value);
+    }
+    let value = toml::Value::Table(table);
+    let mut sets = vec![(field.to_string(), value.clone())];
     match name.as_str() {
         "switch" => {
-            let mut table = toml::Table::new();
-            table.insert("kind".into(), toml::Value::String("switch".into()));
-            table.insert("experts".into(), toml::Value::Integer(SWITCH_EXPERTS));
-            for (k, v) in params {
-                let value = v
-                    .parse::<i64>()
-                    .map(toml::Value::Integer)
-                    .or_else(|_| v.parse::<f64>().map(toml::Value::Float))
-                    .map_err(|_| {
-                        anyhow::anyhow!("technique `{spec}`: `{k}={v}` is not a number")
-                    })?;
-                table.insert(k, value);
-            }
-            let value = toml::Value::Table(table);
-            eft_model::FeedForwardConfig::deserialize(value.clone())
+            eft_model::FeedForwardConfig::deserialize(value)
                 .with_context(|| format!("technique `{spec}`"))?;
-            Ok((label, ("model.feed_forward".into(), value)))
         }
-        other => bail!("unknown technique `{other}` in `{spec}`; available: switch"),
+        "exits" => {
+            eft_model::ExitsConfig::deserialize(value)
+                .with_context(|| format!("technique `{spec}`"))?;
+        }
+        _ => {
+            eft_model::DepthConfig::deserialize(value)
+                .with_context(|| format!("technique `{spec}`"))?;
+            sets.push(("model.n_layers".into(), toml::Value::Integer(1)));
+        }
     }
+    Ok((label, sets))
 }
+
 /// Splits `name:key=value:…` into the mechanism's name and parameters, and checks them.
 pub fn parse_mechanism(spec: &str) -> anyhow::Result<MechanismSpec> {
     let mut pieces = spec.split('+');
@@ -119,9 +148,9 @@ pub fn parse_mechanism(spec: &str) -> anyhow::Result<MechanismSpec> {
     let config = AttentionConfig::from_name_and_params(&name, &params)?;
     let mut techniques = Vec::new();
     for technique in pieces {
-        let (label, set) = parse_technique(technique)?;
+        let (label, sets) = parse_technique(technique)?;
         name = format!("{name}+{label}");
-        techniques.push(set);
+        techniques.extend(sets);
     }
     Ok(MechanismSpec {
         name,

@@ -65,8 +65,10 @@ pub fn measure(
         // The trainer's step: in `train.precision`, loss scaling left out (it changes no cost).
         let step = eft_train::step_in_precision(run.train.precision, 1.0, &model, |m| {
             m.step_gradients(tokens.clone(), padding.clone(), |output| {
-                let logits = eft_train::in_f32(output.logits.clone());
-                output.total_loss(eft_train::cross_entropy(logits, labels.clone()))
+                let task = output.task_loss(|logits| {
+                    eft_train::cross_entropy(eft_train::in_f32(logits), labels.clone())
+                });
+                output.total_loss(task)
             })
         })?;
         std::hint::black_box(step.grads);
