@@ -14,7 +14,7 @@ TASKS = ("listops", "text", "image")
 INTRO = (
     "Written by `bench/conditional.sh` from the quick arena's cells (`eft arena --tasks "
     "listops,text,image --mechanisms full,full+switch,full+switch:experts=8,"
-    "full+act:max_steps=6,full+exits --set seed=S`). Steps/s is the median training step, on a "
+    "full+act:max_steps=6,full+exits,full+learned_exits --set seed=S`). Steps/s is the median training step, on a "
     "shared 2-core machine; the last column holds training means over the seeds.\n\n"
     "- **Switch** (`full+switch`, 4 or 8 experts): every expert is as wide as the dense MLP "
     "(`model.d_ff`), so a kept token costs one MLP plus the router. *Analytic* FLOPs count every "
@@ -22,14 +22,17 @@ INTRO = (
     "Switch layers skipped: padding positions (not routed) and tokens dropped over capacity "
     "(1.25 × an even share). The dense model computes its padding, so its two figures are equal.\n"
     "- **Universal Transformer with ACT** (`full+act`): one block applied up to 6 times. Its "
-    "analytic FLOPs count 6 steps for every position, its executed FLOPs the steps each batch "
-    "ran, until its last position halted: every position of the batch is computed at each step "
-    "run (halted ones are frozen but still attended to), so the steps a position took on "
-    "average (the last column) are fewer than the batch ran.\n"
+    "analytic FLOPs count 6 steps for every position, its executed FLOPs the steps each "
+    "sequence ran, until its last position halted (a sequence whose positions have all halted "
+    "leaves the batch; within a sequence every position is computed at each step, halted ones "
+    "frozen but still attended to), so the steps a position took on average (the last column) "
+    "are fewer than its sequence ran.\n"
     "- **Early exit** (`full+exits`): a head after each of the 2 blocks, trained on the mean of "
     "their losses; the test accuracy is the last head's, the last column evaluates the test "
     "split exiting at the first head whose top probability is at least 0.5 (training executes "
-    "every head, so its step FLOPs are the analytic ones).\n"
+    "every head, so its step FLOPs are the analytic ones). `full+learned_exits` adds a depth "
+    "classifier on the pooled embeddings, trained on oracle depths (the head whose loss plus "
+    "0.01 per layer is least); its last column evaluates the test split at the depths it picks.\n"
 )
 
 
@@ -60,6 +63,7 @@ def what_it_did(report_path, row):
     if "act_steps" in stats:
         out["steps"] = stats["act_steps"][0]
         out["steps_run"] = stats["act_steps_run"][0]
+        out["sequence_steps"] = stats.get("act_steps_per_sequence", [float("nan")])[0]
     return out
 
 
@@ -72,11 +76,14 @@ def note(did):
         return f"{100 * mean(lambda d: d['dropped']):.1f}% of tokens dropped"
     if "steps" in did[0]:
         return (f"{mean(lambda d: d['steps']):.2f} steps per position, "
+                f"{mean(lambda d: d['sequence_steps']):.2f} per sequence, "
                 f"{mean(lambda d: d['steps_run']):.2f} per batch")
     if "exits" in did[0]:
         e = lambda d: d["exits"]
         share = mean(lambda d: 100 * e(d)["flops_per_example"] / e(d)["full_flops_per_example"])
-        return (f"exiting at p ≥ {e(did[0])['threshold']}: "
+        rule = e(did[0])["threshold"]
+        rule = "at the learned depth" if rule is None else f"at p ≥ {rule}"
+        return (f"exiting {rule}: "
                 f"{mean(lambda d: 100 * e(d)['accuracy']):.1f}% with "
                 f"{mean(lambda d: e(d)['mean_layers']):.2f} layers and {share:.0f}% of the "
                 f"forward FLOPs")

@@ -2,8 +2,9 @@
 //! the encoder's stack of blocks is one step, applied again and again to its own output with a
 //! learned step embedding added, while a halting unit decides per position how many steps it
 //! takes ([`crate::Halting`]). A position that has halted is frozen: its state stops changing
-//! (the others still attend to it). The batch stops when every position has halted, or after
-//! `max_steps`.
+//! (the others still attend to it). A sequence whose positions have all halted leaves the batch:
+//! each step runs the blocks on the sequences still running only. The batch stops when every
+//! position has halted, or after `max_steps`.
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -71,8 +72,12 @@ pub struct ActReport {
     pub mean_steps: f64,
     /// Steps the batch ran: until its last position halted.
     pub steps_run: usize,
-    /// Forward FLOPs of the steps the analytic count includes (`max_steps` of them) and the
-    /// batch did not run.
+    /// Sequences the blocks ran on, summed over the steps.
+    pub sequence_steps: usize,
+    /// Sequences in the batch.
+    pub sequences: usize,
+    /// Forward FLOPs the analytic count includes (`max_steps` steps of every sequence) and the
+    /// pass did not run: the steps after the batch stopped, and halted sequences' blocks.
     pub skipped_flops: f64,
 }
 
@@ -109,8 +114,9 @@ impl Act {
         }
     }
 
-    /// Runs `step` (the stack of blocks) recurrently on `x` as the module docs say; `step_flops`
-    /// is one step's forward FLOPs for this batch, for the report.
+    /// Runs `step` (the stack of blocks, on a batch and its padding) recurrently on `x` as the
+    /// module docs say; `blocks_flops` is the stack's forward FLOPs for the whole batch, for the
+    /// report.
     ///
     /// # Shapes
     /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
@@ -118,8 +124,8 @@ impl Act {
         &self,
         x: Tensor<3>,
         padding: Option<Tensor<2, Bool>>,
-        step_flops: f64,
-        step: impl Fn(Tensor<3>) -> Tensor<3>,
+        blocks_flops: f64,
+        step: impl Fn(Tensor<3>, Tensor<2, Bool>) -> Tensor<3>,
     ) -> (Tensor<3>, ActReport) {
         let [batch, len, d] = x.dims();
         let device = x.device();
@@ -132,11 +138,21 @@ impl Act {
             .sum()
             .into_scalar::<i64>()
             .max(1) as f64;
-        let mut halting = Halting::new(padding, self.config.threshold);
+        let mut halting = Halting::new(padding.clone(), self.config.threshold);
         let (mut state, mut out) = (x.clone(), x.zeros_like());
         let max_steps = self.config.max_steps;
-        let mut steps_run = 0;
+        let (mut steps_run, mut sequence_steps) = (0, 0);
         for t in 0..max_steps {
+            // The sequences with a position still running.
+            let live: Vec<i64> = halting
+                .running()
+                .any_dim(1)
+                .into_data()
+                .iter::<bool>()
+                .enumerate()
+                .filter(|(_, running)| *running)
+                .map(|(b, _)| b as i64)
+                .collect();
             let running = halting
                 .running()
                 .float()
@@ -149,7 +165,25 @@ impl Act {
                 .val()
                 .slice([t..t + 1, 0..d])
                 .unsqueeze_dim::<3>(0);
-            let y = step(state.clone() + embedding.cast(x.dtype()));
+            let input = state.clone() + embedding.cast(x.dtype());
+            let y = if live.len() == batch {
+                step(input, padding.clone())
+            } else {
+                // Halted sequences keep their state (their weights and running flags are 0).
+                let rows = Tensor::<1, Int>::from_data(
+                    burn::tensor::TensorData::new(live.clone(), [live.len()]),
+                    &device,
+                );
+                let stepped = step(
+                    input.select(0, rows.clone()),
+                    padding.clone().select(0, rows.clone()),
+                );
+                let change = stepped - state.clone().select(0, rows.clone());
+                state
+                    .clone()
+                    .select_assign(0, rows, change, burn::tensor::IndexingUpdateOp::Add)
+            };
+            sequence_steps += live.len();
             out = out + y.clone() * weight.cast(x.dtype()).unsqueeze_dim::<3>(2);
             // Halted positions keep their state: the others still attend to it.
             state = state.clone() + (y - state) * running;
@@ -160,11 +194,16 @@ impl Act {
         }
         let ponder = halting.ponder().sum().reshape([1]) * (self.config.ponder / real);
         let mean_steps = halting.updates().sum().into_scalar::<f64>() / real;
+        let own = self.step_cost(batch * len).forward_flops;
+        let per_sequence = blocks_flops / batch as f64;
+        let executed = steps_run as f64 * own + sequence_steps as f64 * per_sequence;
         let report = ActReport {
             ponder,
             mean_steps,
             steps_run,
-            skipped_flops: (max_steps - steps_run) as f64 * step_flops,
+            sequence_steps,
+            sequences: batch,
+            skipped_flops: max_steps as f64 * (own + blocks_flops) - executed,
         };
         (out, report)
     }
@@ -235,11 +274,12 @@ mod tests {
         let seen = RefCell::new(Vec::new());
         let shift =
             Tensor::<3>::from_data(TensorData::new(vec![0.0f32, 1.0, 10.0], [1, 1, 3]), &device);
-        let (out, report) = act.run(x, None, 7.0, |h| {
+        let (out, report) = act.run(x, None, 7.0, |h, _| {
             seen.borrow_mut().push(to_f64(h.clone()));
             h + shift.clone()
         });
         assert_eq!(report.steps_run, 3);
+        assert_eq!(report.sequence_steps, 3, "one sequence, three steps");
         assert_eq!(report.skipped_flops, 0.0);
         assert!((report.mean_steps - 2.0).abs() < 1e-12);
         // Second channel of each position's input at each step: it grows by 1 per step taken.
@@ -263,6 +303,42 @@ mod tests {
         assert!((ponder - 0.01 * 8.1 / 3.0).abs() < 1e-6, "{ponder}");
     }
 
+    /// Two sequences, the first halting at step 1 (p = 0.995), the second at step 3 (p = 0.4):
+    /// steps 2 and 3 run the blocks on the second alone, and the first's output is its step-1
+    /// output; only the second sequence's blocks count after step 1.
+    #[test]
+    fn halted_sequences_leave_the_batch() {
+        let device = Device::flex();
+        let act = unit(4, &device);
+        let x = Tensor::<3>::from_data(
+            TensorData::new(
+                vec![logit(0.995), 0.0, 0.0, logit(0.4), 0.0, 0.0],
+                [2, 1, 3],
+            ),
+            &device,
+        );
+        let rows = RefCell::new(Vec::new());
+        let shift =
+            Tensor::<3>::from_data(TensorData::new(vec![0.0f32, 1.0, 0.0], [1, 1, 3]), &device);
+        let (out, report) = act.run(x, None, 10.0, |h, pad| {
+            assert_eq!(pad.dims()[0], h.dims()[0]);
+            rows.borrow_mut().push(h.dims()[0]);
+            h + shift.clone()
+        });
+        assert_eq!(*rows.borrow(), [2, 1, 1]);
+        assert_eq!((report.steps_run, report.sequence_steps), (3, 4));
+        // Sequence 1: 1·y₁ = (p, 1, 0); sequence 2: 0.4·1 + 0.4·2 + 0.2·3 = 1.8.
+        let got = to_f64(out);
+        assert!(
+            (got[1] - 1.0).abs() < 1e-6 && (got[4] - 1.8).abs() < 1e-5,
+            "{got:?}"
+        );
+        // Four steps of two sequences analytic; three steps of bookkeeping and 4 sequence-steps
+        // of blocks (5 per sequence) run.
+        let own = act.step_cost(2).forward_flops;
+        assert!((report.skipped_flops - (4.0 * (own + 10.0) - 3.0 * own - 4.0 * 5.0)).abs() < 1e-9);
+    }
+
     /// When every position halts early the batch stops: the steps not run are reported as
     /// skipped, and padding positions neither run nor count.
     #[test]
@@ -275,13 +351,14 @@ mod tests {
         );
         let pad = Tensor::<2, Bool>::from_data(TensorData::new(vec![false, true], [1, 2]), &device);
         let calls = RefCell::new(0);
-        let (_, report) = act.run(x, Some(pad), 7.0, |h| {
+        let (_, report) = act.run(x, Some(pad), 7.0, |h, _| {
             *calls.borrow_mut() += 1;
             h
         });
         // p = 0.6: 0.6, then 1.2 > 0.99 at step 2. The padding position's p ≈ 0 is ignored.
         assert_eq!((report.steps_run, *calls.borrow()), (2, 2));
-        assert_eq!(report.skipped_flops, 4.0 * 7.0);
+        let own = act.step_cost(2).forward_flops;
+        assert_eq!(report.skipped_flops, 4.0 * (own + 7.0));
         assert!((report.mean_steps - 2.0).abs() < 1e-12);
         let ponder = report.ponder.into_scalar::<f64>();
         assert!((ponder - 0.01 * 2.4).abs() < 1e-6, "{ponder}");

@@ -29,6 +29,11 @@ pub struct Classifier {
     pub(crate) reversible: bool,
     /// A head after each block but the last, when the config asks for early exits.
     pub(crate) exits: Vec<ExitHead>,
+    /// Learned exits' depth classifier.
+    pub(crate) depth_head: Option<Linear>,
+    /// Learned exits' price of a layer in the oracle depth.
+    #[module(skip)]
+    pub(crate) depth_penalty: f64,
 }
 
 impl Classifier {
@@ -56,9 +61,15 @@ impl Classifier {
             reversible: config.residual == crate::Residual::Reversible,
             exits: match config.exits {
                 ExitsConfig::None => Vec::new(),
-                ExitsConfig::Confidence(_) => (1..config.n_layers)
+                _ => (1..config.n_layers)
                     .map(|_| ExitHead::new(config, dims.n_classes, device))
                     .collect(),
+            },
+            depth_head: matches!(config.exits, ExitsConfig::Learned(_))
+                .then(|| crate::exits::depth_head(config, device)),
+            depth_penalty: match &config.exits {
+                ExitsConfig::Learned(l) => l.penalty,
+                _ => 0.0,
             },
         }
     }
@@ -146,6 +157,13 @@ impl Classifier {
             (batch * n * self.encoder.width()) as f64,
         ) + self.head_cost(batch, n);
         let exits: ModelCost = self.exits.iter().map(|_| exit).sum();
+        let exits = match &self.depth_head {
+            Some(head) => {
+                let [d, layers] = head.weight.dims();
+                exits + ModelCost::layer(linear_flops(batch, d, layers, true), 0.0)
+            }
+            None => exits,
+        };
         let cost = self.embeddings.cost(batch, n)
             + self.encoder.cost(batch, n)
             + self.head_cost(batch, n)

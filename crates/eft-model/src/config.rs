@@ -230,15 +230,24 @@ impl ModelConfig {
     /// Exits need a threshold in (0, 1], more than one layer, one prediction per sequence, and
     /// the plain forward pass (which runs the heads).
     fn validate_exits(&self) -> Result<(), ModelError> {
-        let Some(threshold) = self.exits.threshold() else {
-            return Ok(());
-        };
-        if !(threshold > 0.0 && threshold <= 1.0) {
-            return bad(
-                "model.exits.threshold",
-                threshold.to_string(),
-                "must be in (0, 1]: the top class probability that lets a sequence exit (1: never)",
-            );
+        match &self.exits {
+            ExitsConfig::None => return Ok(()),
+            ExitsConfig::Confidence(c) if !(c.threshold > 0.0 && c.threshold <= 1.0) => {
+                return bad(
+                    "model.exits.threshold",
+                    c.threshold.to_string(),
+                    "must be in (0, 1]: the top class probability that lets a sequence exit \
+                     (1: never)",
+                );
+            }
+            ExitsConfig::Learned(l) if !(l.penalty.is_finite() && l.penalty >= 0.0) => {
+                return bad(
+                    "model.exits.penalty",
+                    l.penalty.to_string(),
+                    "must be a number >= 0: the loss a layer is worth in the oracle depth",
+                );
+            }
+            _ => {}
         }
         if self.n_layers < 2 {
             return bad(

@@ -162,11 +162,13 @@ impl Encoder {
         }
         if let Some(act) = &self.act {
             let [batch, len, _] = x.dims();
-            let step_flops = self.step_cost(batch, len).forward_flops;
-            let stack = |h: Tensor<3>| {
-                (0..self.depth()).fold(h, |h, depth| self.layer(depth, h, padding.clone()))
+            let blocks_flops: f64 = (0..self.depth())
+                .map(|depth| self.block(depth).cost(batch, len).forward_flops)
+                .sum();
+            let stack = |h: Tensor<3>, pad: Tensor<2, Bool>| {
+                (0..self.depth()).fold(h, |h, depth| self.layer(depth, h, Some(pad.clone())))
             };
-            let (x, report) = act.run(x, padding.clone(), step_flops, stack);
+            let (x, report) = act.run(x, padding.clone(), blocks_flops, stack);
             let report = EncoderReport {
                 switch: Vec::new(),
                 act: Some(report),

@@ -63,7 +63,9 @@ pub use eft_data::TaskShape;
 pub use embedding::{Embeddings, sinusoidal_table};
 pub use encoder::{Encoder, EncoderReport};
 pub use error::ModelError;
-pub use exits::{ConfidenceExits, ExitHead, Exited, ExitsConfig};
+pub use exits::{
+    ConfidenceExits, ExitHead, ExitRule, Exited, ExitsConfig, LearnedExits, oracle_depths,
+};
 pub use feed_forward::{FeedForward, FeedForwardConfig};
 pub use halting::Halting;
 pub use output::ModelOutput;

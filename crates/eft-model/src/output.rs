@@ -22,6 +22,9 @@ pub struct ModelOutput {
     /// Logits of the exits before the last layer, in layer order (`model.exits`); empty
     /// without exits.
     pub exit_logits: Vec<Tensor<2>>,
+    /// Learned exits: the depth classifier's scores `[B, n_layers]` and the price of a layer in
+    /// the oracle depth.
+    pub depth_logits: Option<(Tensor<2>, f64)>,
 }
 
 impl ModelOutput {
@@ -33,7 +36,37 @@ impl ModelOutput {
             layer_stats: Vec::new(),
             skipped_flops: 0.0,
             exit_logits: Vec::new(),
+            depth_logits: None,
         }
+    }
+
+    /// Learned exits: the depth classifier's cross-entropy against each sequence's oracle depth
+    /// ([`crate::oracle_depths`] of every head's per-sequence loss from `per_row`, without
+    /// gradient). `None` without a depth classifier.
+    pub fn depth_loss(&self, per_row: impl Fn(Tensor<2>) -> Tensor<1>) -> Option<Tensor<1>> {
+        let (scores, penalty) = self.depth_logits.as_ref()?;
+        let losses: Vec<Vec<f64>> = self
+            .exit_logits
+            .iter()
+            .chain(std::iter::once(&self.logits))
+            .map(|l| {
+                per_row(l.clone().detach())
+                    .into_data()
+                    .iter::<f64>()
+                    .collect()
+            })
+            .collect();
+        let depths = crate::oracle_depths(&losses, *penalty);
+        let [rows, _] = scores.dims();
+        let targets = Tensor::<2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(
+                depths.iter().map(|&n| n as i64 - 1).collect(),
+                [rows, 1],
+            ),
+            &scores.device(),
+        );
+        let log_probs = burn::tensor::activation::log_softmax(crate::in_f32(scores.clone()), 1);
+        Some(-log_probs.gather(1, targets).mean())
     }
 
     /// The task loss `loss` gives the logits, averaged over every exit when the model has
@@ -53,8 +86,8 @@ impl ModelOutput {
 
     /// Adds what the encoder's conditional parts report: see [`ModelOutput::with_switch_reports`];
     /// under adaptive computation time the ponder cost (`ponder`), the mean steps per position
-    /// (`act_steps`) and the steps the batch ran (`act_steps_run`), each a one-entry statistic
-    /// (the whole stack), and the FLOPs of the steps not run.
+    /// (`act_steps`), per sequence (`act_steps_per_sequence`) and the steps the batch ran
+    /// (`act_steps_run`), each a one-entry statistic (the whole stack), and the FLOPs not run.
     pub(crate) fn with_report(mut self, report: EncoderReport) -> Self {
         if let Some(act) = report.act {
             self.aux_losses.push(("ponder".into(), act.ponder));
@@ -62,6 +95,10 @@ impl ModelOutput {
                 .push(("act_steps".into(), vec![act.mean_steps]));
             self.layer_stats
                 .push(("act_steps_run".into(), vec![act.steps_run as f64]));
+            self.layer_stats.push((
+                "act_steps_per_sequence".into(),
+                vec![act.sequence_steps as f64 / act.sequences.max(1) as f64],
+            ));
             self.skipped_flops += act.skipped_flops;
         }
         self.with_switch_reports(report.switch)

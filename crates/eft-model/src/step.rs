@@ -36,6 +36,7 @@ impl StepGradients {
         let output = ModelOutput {
             logits: output.logits.detach(),
             exit_logits: output.exit_logits.into_iter().map(|l| l.detach()).collect(),
+            depth_logits: output.depth_logits.map(|(l, p)| (l.detach(), p)),
             ..output
         };
         Self {

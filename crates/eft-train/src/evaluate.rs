@@ -2,7 +2,7 @@
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData, activation::log_softmax};
 use eft_data::{Batch, Example};
-use eft_model::Classifier;
+use eft_model::{Classifier, ExitRule};
 
 use crate::EvalResult;
 
@@ -50,9 +50,14 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> BatchTensors {
 
 /// Mean cross-entropy of `logits` `[B, C]` against `labels` `[B]`.
 pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    cross_entropy_rows(logits, labels).mean()
+}
+
+/// Cross-entropy of each row of `logits` `[B, C]` against its label, `[B]`.
+pub fn cross_entropy_rows(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     let [batch, _] = logits.dims();
     let picked = log_softmax(logits, 1).gather(1, labels.reshape([batch, 1])); // [B, 1]
-    -picked.mean()
+    -picked.reshape([batch])
 }
 
 /// How many rows of `logits` `[B, C]` pick their label.
@@ -88,12 +93,13 @@ pub fn evaluate(
     }
 }
 
-/// Early-exit evaluation of a split at one threshold (`model.exits`): accuracy, loss, the
-/// layers the examples used and the forward FLOPs they executed against the full model's.
+/// Early-exit evaluation of a split (`model.exits`): accuracy, loss, the layers the examples
+/// used and the forward FLOPs they executed against the full model's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExitEval {
-    /// The top class probability that let an example exit.
-    pub threshold: f64,
+    /// The top class probability that let an example exit; none where a depth classifier
+    /// chose (learned exits).
+    pub threshold: Option<f64>,
     /// Fraction classified correctly by the head each example exited at.
     pub accuracy: f64,
     /// Mean cross-entropy of those heads.
@@ -115,20 +121,20 @@ impl ExitEval {
     }
 }
 
-/// [`evaluate`] with early exit at `threshold` ([`Classifier::forward_exiting`]).
+/// [`evaluate`] with early exit by `rule` ([`Classifier::forward_exiting`]).
 pub fn evaluate_exiting(
     model: &Classifier,
     examples: &[Example],
     batch_size: usize,
     device: &Device,
-    threshold: f64,
+    rule: ExitRule,
 ) -> ExitEval {
     let (mut loss, mut hits, mut layers) = (0.0, 0, 0);
     let (mut executed, mut full) = (0.0, 0.0);
     for chunk in examples.chunks(batch_size.max(1)) {
         let batch = Batch::from_examples(chunk);
         let t = batch_tensors(&batch, device);
-        let exited = model.forward_exiting(t.tokens.clone(), t.padding.clone(), threshold);
+        let exited = model.forward_exiting(t.tokens.clone(), t.padding.clone(), rule);
         let logits = t.graded(exited.logits);
         hits += correct(logits.clone(), t.labels.clone());
         loss += cross_entropy(logits, t.labels).into_scalar::<f64>() * batch.labels.len() as f64;
@@ -138,7 +144,10 @@ pub fn evaluate_exiting(
     }
     let n = examples.len().max(1) as f64;
     ExitEval {
-        threshold,
+        threshold: match rule {
+            ExitRule::Confidence(t) => Some(t),
+            ExitRule::Learned => None,
+        },
         accuracy: hits as f64 / n,
         loss: loss / n,
         mean_layers: layers as f64 / n,

@@ -69,6 +69,26 @@ pub fn depth_fields() -> Vec<(&'static str, Vec<Field>)> {
     )
 }
 
+/// The exit kinds with their parameters' defaults, as fields under `model.exits` (confidence
+/// exits shown with threshold 0.9; `threshold` has no default).
+pub fn exits_fields() -> Vec<(&'static str, Vec<Field>)> {
+    use eft_model::{ConfidenceExits, ExitsConfig, LearnedExits};
+    kinds(
+        "model.exits",
+        [
+            ("none", ExitsConfig::None),
+            (
+                "confidence",
+                ExitsConfig::Confidence(ConfidenceExits { threshold: 0.9 }),
+            ),
+            (
+                "learned",
+                ExitsConfig::Learned(LearnedExits { penalty: 0.01 }),
+            ),
+        ],
+    )
+}
+
 /// Each named config's fields under `prefix`, its `kind` left out.
 fn kinds<T: Serialize, const N: usize>(
     prefix: &str,

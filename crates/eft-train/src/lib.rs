@@ -50,7 +50,8 @@ pub use checkpoint::{Checkpoint, LoopState};
 pub use config::{RunConfig, TrainConfig};
 pub use error::TrainError;
 pub use evaluate::{
-    BatchTensors, ExitEval, batch_tensors, cross_entropy, evaluate, evaluate_exiting,
+    BatchTensors, ExitEval, batch_tensors, cross_entropy, cross_entropy_rows, evaluate,
+    evaluate_exiting,
 };
 pub use folder_lock::{FolderLock, LOCK_FILE};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};

@@ -525,13 +525,13 @@ impl<'a> Session<'a> {
             &test,
             None,
         ))?;
-        let exits = self.config.model.exits.threshold().map(|threshold| {
+        let exits = self.config.model.exits.rule().map(|rule| {
             crate::evaluate_exiting(
                 &self.model.valid(),
                 &self.data.test,
                 self.config.train.batch_size,
                 &self.options.device,
-                threshold,
+                rule,
             )
         });
         let mut record = self.record(meter, status, Some(test));
@@ -665,6 +665,17 @@ fn step_gradients(
                 tensors.labels.clone(),
             )
         });
+        // Learned exits: the depth classifier learns each sequence's oracle depth.
+        let depth = output.depth_loss(|logits| {
+            crate::cross_entropy_rows(
+                tensors.graded(crate::in_f32(logits)),
+                tensors.labels.clone(),
+            )
+        });
+        let task = match depth {
+            Some(depth) => task + depth,
+            None => task,
+        };
         let total = output.total_loss(task);
         if loss_scale == 1.0 {
             total

@@ -123,6 +123,11 @@ fn list_fields(config: &eft_train::RunConfig) -> String {
             eft_train::fields::depth_fields(),
         ),
         (
+            "Exit kinds",
+            "model.exits",
+            eft_train::fields::exits_fields(),
+        ),
+        (
             "Attention parameters",
             "model.attention",
             eft_train::fields::mechanism_fields(),

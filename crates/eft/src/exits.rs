@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use eft_data::Example;
-use eft_model::Classifier;
+use eft_model::{Classifier, ExitRule};
 use eft_train::{Checkpoint, ExitEval, TrainError, evaluate_exiting, write_atomic};
 
 use crate::plot::{Axis, Heading, Series, Unit, log_log};
@@ -21,12 +21,22 @@ pub fn check(checkpoint: &Checkpoint, thresholds: &[f64]) -> Result<(), TrainErr
             fix: fix.into(),
         })
     };
-    if checkpoint.config.model.exits.threshold().is_none() {
-        return bad(
-            format!("{thresholds:?}"),
-            "this run has no exits; train one with model.exits = { kind = \"confidence\", \
-             threshold = 0.9 }",
-        );
+    match checkpoint.config.model.exits.rule() {
+        None => {
+            return bad(
+                format!("{thresholds:?}"),
+                "this run has no exits; train one with model.exits = { kind = \"confidence\", \
+                 threshold = 0.9 }",
+            );
+        }
+        Some(ExitRule::Learned) => {
+            return bad(
+                format!("{thresholds:?}"),
+                "this run's depth classifier picks where each sequence exits: run eft eval \
+                 without --exit-threshold, or see its record's `exits`",
+            );
+        }
+        Some(ExitRule::Confidence(_)) => {}
     }
     match thresholds.iter().find(|t| !(**t > 0.0 && **t <= 1.0)) {
         Some(t) => bad(
@@ -50,9 +60,13 @@ pub fn sweep(
 ) -> anyhow::Result<String> {
     let mut points: Vec<ExitEval> = thresholds
         .iter()
-        .map(|&t| evaluate_exiting(model, examples, batch_size, device, t))
+        .map(|&t| evaluate_exiting(model, examples, batch_size, device, ExitRule::Confidence(t)))
         .collect();
-    points.sort_by(|a, b| a.threshold.total_cmp(&b.threshold));
+    points.sort_by(|a, b| {
+        a.threshold
+            .unwrap_or(0.0)
+            .total_cmp(&b.threshold.unwrap_or(0.0))
+    });
     let mut md = String::from(
         "| threshold | accuracy | loss | mean layers | GFLOP per example | of the full model |\n\
          |---|---|---|---|---|---|\n",
@@ -61,7 +75,7 @@ pub fn sweep(
         let _ = writeln!(
             md,
             "| {} | {:.2}% | {:.4} | {:.2} | {:.4} | {:.1}% |",
-            p.threshold,
+            p.threshold.unwrap_or(0.0),
             100.0 * p.accuracy,
             p.loss,
             p.mean_layers,

@@ -198,8 +198,8 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
         }
         if let Some(e) = &r.exits {
             techniques.push(format!(
-                "exits at p ≥ {}: {:.1}%, {:.2} layers, {:.0}% of the FLOPs",
-                e.threshold,
+                "exits {}: {:.1}%, {:.2} layers, {:.0}% of the FLOPs",
+                exit_rule(e.threshold),
                 100.0 * e.accuracy,
                 e.mean_layers,
                 100.0 * (1.0 - e.flops_saved())
@@ -268,6 +268,14 @@ fn memory(r: &RunRecord) -> (String, String) {
     )
 }
 
+/// How a run's sequences chose their exits, in words.
+fn exit_rule(threshold: Option<f64>) -> String {
+    match threshold {
+        Some(p) => format!("at top probability ≥ {p}"),
+        None => "at the learned depth".into(),
+    }
+}
+
 /// Prints a finished or stopped run's outcome and its meter figures, as `eft train` ends.
 pub fn print_record(record: &RunRecord) {
     let name = &record.config.name;
@@ -292,9 +300,9 @@ pub fn print_record(record: &RunRecord) {
     }
     if let Some(e) = &record.exits {
         println!(
-            "early exit at top probability ≥ {}: accuracy {:.2}%, {:.2} layers on average, {:.1}% \
-             of the full model's forward FLOPs",
-            e.threshold,
+            "early exit {}: accuracy {:.2}%, {:.2} layers on average, {:.1}% of the full model's \
+             forward FLOPs",
+            exit_rule(e.threshold),
             100.0 * e.accuracy,
             e.mean_layers,
             100.0 * (1.0 - e.flops_saved())

@@ -91,7 +91,8 @@ fn split_spec(spec: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
 /// A technique after `+`: the model fields it sets with their TOML values (its parameters
 /// checked against the field's type), and its label in the column name. `switch` sets
 /// `model.feed_forward`; `act` sets `model.depth` and one block (the Universal Transformer's
-/// shared step); `exits` sets `model.exits` (confidence exits).
+/// shared step); `exits` and `learned_exits` set `model.exits` (confidence exits, or a depth
+/// classifier's).
 fn parse_technique(spec: &str) -> anyhow::Result<(String, Vec<(String, toml::Value)>)> {
     let (name, params) = split_spec(spec)?;
     let label = params
@@ -100,11 +101,17 @@ fn parse_technique(spec: &str) -> anyhow::Result<(String, Vec<(String, toml::Val
     let (defaults, field): (&[(&str, i64)], &str) = match name.as_str() {
         "switch" => (&[("experts", SWITCH_EXPERTS)], "model.feed_forward"),
         "act" => (&[("max_steps", ACT_STEPS)], "model.depth"),
-        "exits" => (&[], "model.exits"),
-        other => bail!("unknown technique `{other}` in `{spec}`; available: switch, act, exits"),
+        "exits" | "learned_exits" => (&[], "model.exits"),
+        other => bail!(
+            "unknown technique `{other}` in `{spec}`; available: switch, act, exits, learned_exits"
+        ),
     };
     let mut table = toml::Table::new();
-    let kind = if name == "exits" { "confidence" } else { &name };
+    let kind = match name.as_str() {
+        "exits" => "confidence",
+        "learned_exits" => "learned",
+        other => other,
+    };
     table.insert("kind".into(), toml::Value::String(kind.into()));
     if name == "exits" {
         table.insert("threshold".into(), toml::Value::Float(EXIT_THRESHOLD));
@@ -127,7 +134,7 @@ fn parse_technique(spec: &str) -> anyhow::Result<(String, Vec<(String, toml::Val
             eft_model::FeedForwardConfig::deserialize(value)
                 .with_context(|| format!("technique `{spec}`"))?;
         }
-        "exits" => {
+        "exits" | "learned_exits" => {
             eft_model::ExitsConfig::deserialize(value)
                 .with_context(|| format!("technique `{spec}`"))?;
         }
@@ -341,9 +348,32 @@ mod tests {
             columns[0].config.model.feed_forward,
             eft_model::FeedForwardConfig::Dense
         );
-        for bad in ["full+switch:expert=8", "full+switch:experts=x", "full+moe"] {
+        let act = parse_mechanism("full+act:max_steps=6").unwrap();
+        assert_eq!(act.name, "full+act-max_steps6");
+        assert_eq!(act.techniques.len(), 2, "model.depth and one block");
+        let exits = parse_mechanism("full+exits:threshold=0.7").unwrap();
+        assert_eq!(exits.techniques[0].0, "model.exits");
+        let learned = parse_mechanism("full+learned_exits").unwrap();
+        assert_eq!(learned.name, "full+learned_exits");
+        for bad in [
+            "full+switch:expert=8",
+            "full+switch:experts=x",
+            "full+moe",
+            "full+act:max_step=6",
+            "full+exits:threshold=x",
+            "full+learned_exits:threshold=0.5",
+        ] {
             assert!(parse_mechanism(bad).is_err(), "{bad}");
         }
+        let columns = super::cells(
+            "quick",
+            &["listops".into()],
+            &["full+exits".into(), "full+act".into()],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(columns[0].config.model.exits.threshold(), Some(0.5));
+        assert_eq!(columns[1].config.model.n_layers, 1);
         let e = super::cells(
             "quick",
             &["listops".into()],
