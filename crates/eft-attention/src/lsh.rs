@@ -91,6 +91,13 @@ impl MechanismConfig for LshConfig {
     fn check_shape(&self, len: usize, _heads: usize) -> Result<(), AttentionError> {
         fits("chunk", self.chunk, len).and(fits("buckets", self.buckets, len))
     }
+
+    fn causal_leak(&self) -> Option<&'static str> {
+        Some(
+            "tokens are sorted by bucket and chunked over the whole sequence, so a later token's \
+             hash moves the chunk boundaries an earlier query sees",
+        )
+    }
 }
 
 /// LSH attention with `hashes` rounds of `buckets` buckets and chunks of `chunk`.

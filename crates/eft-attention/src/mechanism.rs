@@ -93,6 +93,13 @@ pub trait MechanismConfig:
         true
     }
 
+    /// Why its causal form still lets later tokens change earlier outputs, if it does: routing
+    /// that reads the whole sequence. Such a form masks every later key, but is not
+    /// autoregressive, and language modelling refuses it.
+    fn causal_leak(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The segment recurrence these parameters ask the encoder for, if any.
     fn recurrence(&self) -> Option<Recurrence> {
         None

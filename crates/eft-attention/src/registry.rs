@@ -83,6 +83,11 @@ macro_rules! mechanisms {
                 match self { $(Self::$variant(c) => c.supports_causal(),)* }
             }
 
+            /// [`MechanismConfig::causal_leak`].
+            pub fn causal_leak(&self) -> Option<&'static str> {
+                match self { $(Self::$variant(c) => c.causal_leak(),)* }
+            }
+
             /// The segment recurrence this mechanism asks the encoder for, if any.
             pub fn recurrence(&self) -> Option<Recurrence> {
                 match self { $(Self::$variant(c) => c.recurrence(),)* }

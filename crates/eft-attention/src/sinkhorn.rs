@@ -94,6 +94,13 @@ impl MechanismConfig for SinkhornConfig {
     fn supports_causal(&self) -> bool {
         self.sortcut.is_none()
     }
+
+    fn causal_leak(&self) -> Option<&'static str> {
+        Some(
+            "the sorting network reads each block's mean key, later tokens of the block \
+             included, and Sinkhorn normalisation mixes every block's scores",
+        )
+    }
 }
 
 /// Sinkhorn attention with its sorting network.

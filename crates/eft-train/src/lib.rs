@@ -61,7 +61,7 @@ pub use precision::{
 };
 pub use preset::{PRESETS, preset};
 pub use record::{
-    Baseline, EvalPoint, EvalResult, ExtraSums, PrecisionRecord, RunRecord, RunStatus,
+    Baseline, BitsPerByte, EvalPoint, EvalResult, ExtraSums, PrecisionRecord, RunRecord, RunStatus,
 };
 pub use schedule::Schedule;
 pub use trainer::{

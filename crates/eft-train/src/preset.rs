@@ -1,6 +1,7 @@
 //! Named starting configurations: `quick` (a CPU in minutes) and `paper` (LRA's released config).
 
 use eft_data::copying::{CopyingConfig, InductionConfig};
+use eft_data::lm::LmConfig;
 use eft_data::mqar::MqarConfig;
 use eft_data::pathfinder::PathfinderConfig;
 use eft_data::retrieval::RetrievalConfig;
@@ -33,6 +34,8 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
         ("copying", "paper") => Ok(copying("paper", 4_096, 16, 100_000)),
         ("induction", "quick") => Ok(induction("quick", 64, 2_000)),
         ("induction", "paper") => Ok(induction("paper", 256, 100_000)),
+        ("lm", "quick") => Ok(lm_quick()),
+        ("lm", "paper") => Ok(lm_paper()),
         (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
             "task",
             t,
@@ -329,6 +332,41 @@ fn mqar_paper() -> RunConfig {
     c.model.d_ff = 256;
     c.train.batch_size = 64;
     c.train.set_steps(20_000, 1_000);
+    c
+}
+
+/// Byte-level language modelling at 128 bytes with the quick model made causal, predicting every
+/// next byte: 20,000 training windows, 600 steps of batch 32 (a CPU in a few minutes).
+fn lm_quick() -> RunConfig {
+    let mut c = mqar_quick();
+    c.name = "lm-quick".into();
+    c.task = TaskConfig::Lm(LmConfig {
+        len: 128,
+        train: 20_000,
+        val: 200,
+        test: 500,
+    });
+    c.model.causal = true;
+    c.train.set_steps(600, 200);
+    c
+}
+
+/// Language modelling at 1024 bytes, 4 layers of width 256 (a GPU's job).
+fn lm_paper() -> RunConfig {
+    let mut c = lm_quick();
+    c.name = "lm-paper".into();
+    c.task = TaskConfig::Lm(LmConfig {
+        len: 1024,
+        train: 200_000,
+        val: 1_000,
+        test: 2_000,
+    });
+    c.model.d_model = 256;
+    c.model.n_heads = 4;
+    c.model.n_layers = 4;
+    c.model.d_ff = 1024;
+    c.train.batch_size = 32;
+    c.train.set_steps(50_000, 2_000);
     c
 }
 

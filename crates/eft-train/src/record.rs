@@ -81,6 +81,16 @@ impl ExtraSums {
     }
 }
 
+/// A language model's test cross-entropy in bits per byte, beside the unigram model's (byte
+/// frequencies of the training split), the baseline it must beat.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BitsPerByte {
+    /// The model's: its test loss (nats per byte) over ln 2.
+    pub test: f64,
+    /// The unigram model's on the same test bytes.
+    pub unigram: f64,
+}
+
 /// Loss and accuracy over a whole split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EvalResult {
@@ -164,6 +174,9 @@ pub struct RunRecord {
     /// (`test` is the full model's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exits: Option<crate::ExitEval>,
+    /// Language modelling: the test split's bits per byte and the unigram baseline's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bits_per_byte: Option<BitsPerByte>,
 }
 
 /// What a low-precision run's record says about its arithmetic.

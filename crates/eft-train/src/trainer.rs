@@ -536,6 +536,12 @@ impl<'a> Session<'a> {
         });
         let mut record = self.record(meter, status, Some(test));
         record.exits = exits;
+        if matches!(self.config.task, eft_data::TaskConfig::Lm(_)) {
+            record.bits_per_byte = Some(crate::record::BitsPerByte {
+                test: test.loss / std::f64::consts::LN_2,
+                unigram: eft_data::lm::unigram_bits_per_byte(&self.data),
+            });
+        }
         self.store(record)
     }
 
@@ -598,6 +604,7 @@ impl<'a> Session<'a> {
             meter: Some(self.meter_record(meter)),
             diverged_at_step: None,
             exits: None,
+            bits_per_byte: None,
             precision: self.config.train.precision.backend_note().map(|note| {
                 crate::record::PrecisionRecord {
                     compute: self.config.train.precision,

@@ -298,6 +298,12 @@ pub fn print_record(record: &RunRecord) {
             record.steps_done, record.config.train.steps
         ),
     }
+    if let Some(b) = &record.bits_per_byte {
+        println!(
+            "{name}: {:.3} bits per byte on the test split (unigram baseline {:.3})",
+            b.test, b.unigram
+        );
+    }
     if let Some(e) = &record.exits {
         println!(
             "early exit {}: accuracy {:.2}%, {:.2} layers on average, {:.1}% of the full model's \

@@ -20,7 +20,7 @@ pub struct Cell {
 }
 
 /// Every task the arena runs, in the order of LRA's Table 1 and then the diagnostics.
-const AVAILABLE: &[&str] = eft_data::TaskConfig::NAMES;
+const AVAILABLE: &[&str] = eft_data::TaskConfig::ARENA;
 
 /// The quick preset's mechanisms: one per family (exact, memory-efficient, sparse, LSH,
 /// low-rank, kernel, recurrence), parameters scaled to 32–576 tokens.
@@ -388,7 +388,7 @@ mod tests {
     fn the_quick_preset_has_every_task_and_family_and_valid_cells() {
         let cells = cells("quick", &[], &[], &[]).unwrap();
         assert_eq!(cells.len(), QUICK.len() * AVAILABLE.len());
-        for task in eft_data::TaskConfig::NAMES {
+        for task in eft_data::TaskConfig::ARENA {
             for family in [
                 "full",
                 "flash",
