@@ -34,8 +34,10 @@ fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
     )
 }
 
-/// A pass that ran `r` of `T` steps executed the analytic cost of a `T`-step model less `T − r`
-/// steps: the same as the analytic cost of an `r`-step model.
+/// A one-sequence pass that ran `r` of `T` steps executed the analytic cost of a `T`-step model
+/// less `T − r` steps: the same as the analytic cost of an `r`-step model. (One sequence, so the
+/// identity holds whatever the initialisation: with several, those that halt early leave the
+/// batch and save more.)
 #[test]
 fn skipped_flops_are_the_steps_not_run() {
     let device = Device::flex();
@@ -44,22 +46,19 @@ fn skipped_flops_are_the_steps_not_run() {
         .init(DIMS, &device)
         .unwrap();
     let (t, p) = batch(&device);
-    let out = model.forward(t, p);
+    let out = model.forward(t.slice([0..1, 0..8]), p.slice([0..1, 0..8]));
     let run = out
         .layer_stats
         .iter()
         .find(|(n, _)| n == "act_steps_run")
         .unwrap()
         .1[0] as usize;
-    assert!(
-        run < 6,
-        "the fresh halting unit (bias 1) halts in about two steps: {run}"
-    );
+    assert!((1..=6).contains(&run), "{run}");
     let shorter = config(ActConfig::with_max_steps(run))
         .init(DIMS, &device)
         .unwrap();
-    let executed = model.cost(2, 8).forward_flops - out.skipped_flops;
-    let want = shorter.cost(2, 8).forward_flops;
+    let executed = model.cost(1, 8).forward_flops - out.skipped_flops;
+    let want = shorter.cost(1, 8).forward_flops;
     assert!(
         (executed - want).abs() <= 1e-9 * want,
         "{executed} vs {want}"

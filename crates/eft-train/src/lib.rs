@@ -32,6 +32,7 @@ mod evaluate;
 pub mod export;
 pub mod fields;
 mod folder_lock;
+mod generate;
 pub mod meter;
 pub mod metrics;
 mod optimizer;
@@ -54,6 +55,7 @@ pub use evaluate::{
     evaluate_exiting,
 };
 pub use folder_lock::{FolderLock, LOCK_FILE};
+pub use generate::{Sampling, check_generation, generate, next_byte_logits};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
 pub use overrides::{layered, layered_with, merge, set, set_value};
 pub use precision::{

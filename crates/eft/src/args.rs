@@ -33,6 +33,9 @@ pub enum Command {
     /// Write a run's model weights alone for another framework (PyTorch: `[out, in]` Linear
     /// weights, LayerNorm `weight`/`bias`), e.g. `eft export runs/x --format pytorch x.safetensors`.
     Export(ExportArgs),
+    /// Continue a prompt with a trained language model (a run of task lm), e.g.
+    /// `eft generate runs/lm-quick --prompt "This movie" --tokens 200`.
+    Generate(GenerateArgs),
     /// Run one attention mechanism on tensors from a safetensors file (conformance checks).
     ///
     /// IN holds `q`, `k`, `v` (f32, B×H×N×D) and optionally `mask` (B×N, 1 = real token,
@@ -433,6 +436,32 @@ pub struct ExportArgs {
 pub enum ExportFormat {
     /// PyTorch's layouts and parameter names, loadable with `load_state_dict`.
     Pytorch,
+}
+
+/// Arguments of `eft generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The run folder of a language model (task lm).
+    #[arg(value_name = "RUN_DIR")]
+    pub run: PathBuf,
+    /// The text to continue.
+    #[arg(long)]
+    pub prompt: String,
+    /// Bytes to generate.
+    #[arg(long, default_value_t = 200)]
+    pub tokens: usize,
+    /// Softmax temperature, > 0 (1: the model's distribution; small: nearly greedy).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Draw only from the k most probable bytes (1: greedy).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Seed of the draws: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub device: Backend,
 }
 
 /// Arguments of `eft eval`.

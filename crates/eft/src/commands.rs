@@ -9,7 +9,7 @@ use eft_train::{
     evaluate, layered_with, load_weights, preset,
 };
 
-use crate::args::{Cli, Command, EvalArgs, Split, TrainArgs};
+use crate::args::{Cli, Command, EvalArgs, GenerateArgs, Split, TrainArgs};
 use crate::device::device;
 use crate::interrupt::{INTERRUPTED, stop_on_ctrl_c};
 
@@ -30,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
         Command::Export(args) => crate::export::run(args),
+        Command::Generate(args) => generate(args),
         Command::Attn(args) => crate::attn::run(args),
         Command::Profile(what) => crate::profile::run(what),
         Command::Report(args) => crate::report::run(args),
@@ -214,6 +215,32 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
         config.name = default_name(&config);
     }
     Ok(config)
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let path = args.run.join(CHECKPOINT_FILE);
+    let checkpoint = Checkpoint::load(&path)?;
+    let sampling = eft_train::Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        seed: args.seed,
+    };
+    sampling.validate()?;
+    eft_train::check_generation(&checkpoint.config, args.prompt.as_bytes())?;
+    let device = device(args.device)?;
+    let model = eft_train::build_model(&checkpoint.config, &device)?;
+    let model = load_weights(model, &checkpoint, &path)?;
+    let window = checkpoint.config.task.shape().max_len;
+    let bytes = eft_train::generate(
+        &model,
+        args.prompt.as_bytes(),
+        args.tokens,
+        window,
+        sampling,
+        &device,
+    );
+    println!("{}{}", args.prompt, String::from_utf8_lossy(&bytes));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {

@@ -81,6 +81,43 @@ fn a_quick_language_model_learns_below_the_unigram_baseline() {
     );
     assert!(stdout.contains("bits per byte"), "{stdout}");
 
+    // Generation: the same seed gives the same text, greedy decoding repeats itself exactly,
+    // and bad settings are one line and exit 2.
+    let run_dir = out.path().join("lm");
+    let generate = |extra: &[&str]| {
+        let out = eft(data.path())
+            .arg("generate")
+            .arg(&run_dir)
+            .args(["--tokens", "40"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let with_prompt = |extra: &[&str]| generate(&[&["--prompt", "the film"][..], extra].concat());
+    let (code, text, err) = with_prompt(&["--seed", "5"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.starts_with("the film") && text.trim_end().len() > "the film".len(),
+        "{text}"
+    );
+    assert_eq!(with_prompt(&["--seed", "5"]).1, text, "seeded");
+    let greedy = |seed| with_prompt(&["--top-k", "1", "--seed", seed]).1;
+    assert_eq!(greedy("1"), greedy("2"), "greedy decoding draws nothing");
+    for (flag, value) in [("--temperature", "0"), ("--top-k", "0")] {
+        let (code, _, err) = with_prompt(&[flag, value]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(flag), "{err}");
+    }
+    let long = "a".repeat(40);
+    let (code, _, err) = generate(&["--prompt", &long]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("32 positions"), "{err}");
+
     let leaky = eft(data.path())
         .args(["train", "--task", "lm", "--attention", "lsh", "--dry-run"])
         .output()
