@@ -6,8 +6,8 @@ use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::{
-    Backward, Embeddings, Encoder, ExitHead, ExitsConfig, ModelConfig, ModelCost, ModelOutput,
-    Pool, TaskShape, dense, layer_norm_flops, linear_flops,
+    Backward, Embeddings, Encoder, ExitHead, ExitsConfig, Head, ModelConfig, ModelCost,
+    ModelOutput, Pool, TaskShape, dense, layer_norm_flops, linear_flops,
 };
 
 /// LRA's encoder classifier with a pluggable attention mechanism.
@@ -15,9 +15,11 @@ use crate::{
 pub struct Classifier {
     pub(crate) embeddings: Embeddings,
     pub(crate) encoder: Encoder,
-    head_hidden: Linear,
+    /// The MLP head's hidden layer (`model.head = "mlp"`).
+    head_hidden: Option<Linear>,
     head_activation: Relu,
-    head_out: Linear,
+    /// The head's output layer; none when tied to the token embedding.
+    head_out: Option<Linear>,
     cls_pool: bool,
     per_position: bool,
     paired: bool,
@@ -44,16 +46,18 @@ impl Classifier {
                 .with_initializer(Initializer::XavierUniform { gain: 1.0 })
                 .init(device)
         };
+        let head_in = if dims.paired { 4 } else { 1 } * config.d_model;
         Self {
             embeddings: Embeddings::new(config, dims, device),
             encoder: Encoder::new(config, config.positions_for(dims), device),
             // Two towers: the head reads [x₁, x₂, x₁∗x₂, x₁−x₂].
-            head_hidden: linear(
-                if dims.paired { 4 } else { 1 } * config.d_model,
-                config.d_ff,
-            ),
+            head_hidden: (config.head == Head::Mlp).then(|| linear(head_in, config.d_ff)),
             head_activation: Relu::new(),
-            head_out: linear(config.d_ff, dims.n_classes),
+            head_out: match config.head {
+                Head::Mlp => Some(linear(config.d_ff, dims.n_classes)),
+                Head::Linear => Some(linear(head_in, dims.n_classes)),
+                Head::Tied => None,
+            },
             cls_pool: config.pool == Pool::Cls,
             per_position: config.pool == Pool::None,
             paired: dims.paired,
@@ -104,10 +108,16 @@ impl Classifier {
         } else {
             pooled
         };
-        let h = self
-            .head_activation
-            .forward(dense::apply(&self.head_hidden, pooled));
-        ModelOutput::new(dense::apply(&self.head_out, h))
+        let logits = match (&self.head_hidden, &self.head_out) {
+            (Some(hidden), Some(out)) => {
+                let h = self.head_activation.forward(dense::apply(hidden, pooled));
+                dense::apply(out, h)
+            }
+            (None, Some(out)) => dense::apply(out, pooled),
+            // Tied: scores against every token's embedding, padding's excluded.
+            _ => pooled.matmul(self.embeddings.output_table().transpose()),
+        };
+        ModelOutput::new(logits)
     }
 
     /// Whether rows come in pairs compared by the head.
@@ -139,7 +149,10 @@ impl Classifier {
 
     /// Number of classes.
     pub(crate) fn classes(&self) -> usize {
-        self.head_out.weight.dims()[1]
+        match &self.head_out {
+            Some(out) => out.weight.dims()[1],
+            None => self.embeddings.output_table().dims()[0],
+        }
     }
 
     /// Whether the head reads every position (pooling `none`).
@@ -207,9 +220,9 @@ impl Classifier {
     /// position; the loss is counted over the same rows (for per-position tasks that bounds the
     /// graded positions from above).
     pub(crate) fn head_cost(&self, batch: usize, n: usize) -> ModelCost {
-        let [head_in, hidden] = self.head_hidden.weight.dims();
-        let d = head_in / if self.paired { 4 } else { 1 };
         let classes = self.classes();
+        let d = self.encoder.width();
+        let head_in = d * if self.paired { 4 } else { 1 };
         let (rows, df) = ((batch * n) as f64, d as f64);
         let mut flops = 0.0;
         let heads = if self.per_position {
@@ -226,10 +239,16 @@ impl Classifier {
         } else {
             heads
         };
-        flops += linear_flops(heads, head_in, hidden, true)
-            + (heads * hidden) as f64 // ReLU
-            + linear_flops(heads, hidden, classes, true)
-            + heads as f64 * (4.0 * classes as f64 + 2.0); // log-softmax and the picked loss
+        flops += match (&self.head_hidden, &self.head_out) {
+            (Some(h), Some(_)) => {
+                let hidden = h.weight.dims()[1];
+                linear_flops(heads, head_in, hidden, true)
+                    + (heads * hidden) as f64 // ReLU
+                    + linear_flops(heads, hidden, classes, true)
+            }
+            (None, Some(_)) => linear_flops(heads, head_in, classes, true),
+            _ => linear_flops(heads, head_in, classes, false),
+        } + heads as f64 * (4.0 * classes as f64 + 2.0); // log-softmax and the picked loss
         ModelCost::layer(flops, 0.0)
     }
 
@@ -264,7 +283,7 @@ fn compare_pairs(pooled: Tensor<2>) -> Tensor<2> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Positions, TaskShape};
+    use crate::{Head, Positions, TaskShape};
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, TensorData};
     use eft_attention::testing::{assert_close, to_f64};
@@ -428,6 +447,70 @@ mod tests {
             diff > 1e-4,
             "a changed token moved the logits by only {diff}"
         );
+    }
+
+    /// A tied head scores every position against the token embedding itself: its logits are
+    /// the final states times the table (padding row left out), it adds no parameters, and a
+    /// token that is not in the input still gets a gradient through the output layer (an
+    /// untied head's embedding rows of absent tokens get none).
+    #[test]
+    fn a_tied_head_is_the_token_embedding() {
+        let dims = TaskShape {
+            vocab_size: 13,
+            max_len: 6,
+            n_classes: 12,
+            paired: false,
+        };
+        let build = |head| {
+            let device = Device::flex().autodiff();
+            device.seed(8);
+            let config = ModelConfig {
+                pool: Pool::None,
+                causal: true,
+                head,
+                ..crate::config::tests::small()
+            };
+            (config.init(dims, &device).unwrap(), device)
+        };
+        let (tied, device) = build(Head::Tied);
+        let (linear, _) = build(Head::Linear);
+        assert_eq!(
+            linear.num_params() - tied.num_params(),
+            16 * 12 + 12,
+            "a tied head has no weights of its own"
+        );
+        let (t, p) = batch(&[&[1, 2, 3, 1, 2, 3]], 6, &device);
+        let states = {
+            let (x, pad) = tied.embeddings.forward(t.clone(), p.clone());
+            let x = tied.encoder.forward(x, Some(pad));
+            x.reshape([6, 16])
+        };
+        let table = tied.embeddings.output_table(); // [12, 16]
+        let want = to_f64(states.matmul(table.transpose()));
+        let out = tied.forward(t.clone(), p.clone()).logits;
+        assert_close("tied logits", &to_f64(out.clone()), &want, 1e-5, 1e-6);
+        // Token 9 is not in the input: only the tied head gives its row a gradient.
+        let absent = |model: &Classifier, logits: Tensor<2>| {
+            let grads = GradientsParams::from_grads(logits.sum().backward(), model);
+            let g = grads
+                .get::<2>(model.embeddings.token_weight_id())
+                .expect("the embedding has a gradient");
+            to_f64(g.slice([9..10, 0..16]))
+                .iter()
+                .map(|v| v.abs())
+                .sum::<f64>()
+        };
+        assert!(absent(&tied, out) > 0.0);
+        let out = linear.forward(t, p).logits;
+        assert_eq!(absent(&linear, out), 0.0);
+        // A task whose classes are not its tokens cannot tie.
+        let e = ModelConfig {
+            head: Head::Tied,
+            ..crate::config::tests::small()
+        }
+        .init(DIMS, &Device::flex())
+        .unwrap_err();
+        assert!(e.to_string().contains("model.head"), "{e}");
     }
 
     #[test]

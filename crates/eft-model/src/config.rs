@@ -33,6 +33,20 @@ pub enum Pool {
     None,
 }
 
+/// The layer that turns the encoder's states into logits. TOML `model.head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// Dense → ReLU → Dense through `d_ff` hidden units (LRA's head).
+    #[default]
+    Mlp,
+    /// One linear layer (a language model's output layer).
+    Linear,
+    /// The token embedding, transposed, as the output layer (weight tying, Press & Wolf 2017):
+    /// for tasks whose classes are their tokens shifted by one (`lm`).
+    Tied,
+}
+
 /// The encoder classifier's configuration. TOML section `[model]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +67,9 @@ pub struct ModelConfig {
     /// Pooling before the head. Default `cls`.
     #[serde(default)]
     pub pool: Pool,
+    /// The output layer: `"mlp"` (default), `"linear"` or `"tied"` (the token embedding's).
+    #[serde(default)]
+    pub head: Head,
     /// Whether queries only see earlier keys. Default `false` (an encoder).
     #[serde(default)]
     pub causal: bool,
@@ -104,6 +121,7 @@ impl Default for ModelConfig {
             dropout: 0.1,
             positions: Positions::Learned,
             pool: Pool::Cls,
+            head: Head::Mlp,
             causal: false,
             residual: Residual::default(),
             feed_forward: FeedForwardConfig::default(),
@@ -609,6 +627,14 @@ impl ModelConfig {
                 fix: "a task needs at least 2 tokens, 2 classes and length 1".into(),
             });
         }
+        if self.head == Head::Tied && (dims.paired || dims.vocab_size != dims.n_classes + 1) {
+            return bad(
+                "model.head",
+                "tied".into(),
+                "the token embedding can only be the output layer when the classes are the \
+                 tokens shifted by one (task lm) and nothing is paired; use \"linear\" or \"mlp\"",
+            );
+        }
         if dims.paired && self.exits != ExitsConfig::None {
             return bad(
                 "model.exits",
@@ -649,6 +675,7 @@ pub(crate) mod tests {
             dropout: 0.0,
             positions: Positions::Learned,
             pool: Pool::Cls,
+            head: Head::Mlp,
             causal: false,
             residual: Residual::PreNorm,
             feed_forward: FeedForwardConfig::Dense,

@@ -44,6 +44,19 @@ impl Embeddings {
         }
     }
 
+    /// The token table's parameter id, for tests that read its gradient.
+    #[cfg(test)]
+    pub(crate) fn token_weight_id(&self) -> burn::module::ParamId {
+        self.tokens.weight.id
+    }
+
+    /// The token table without the padding row, `[vocab − 1, d]`: a tied output layer's weights
+    /// (row c is token c + 1's vector).
+    pub(crate) fn output_table(&self) -> Tensor<2> {
+        let [vocab, d] = self.tokens.weight.dims();
+        self.tokens.weight.val().slice([1..vocab, 0..d])
+    }
+
     /// Embeds tokens; returns the vectors and the padding mask, both with CLS prepended if used.
     ///
     /// # Shapes

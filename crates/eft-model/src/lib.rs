@@ -57,7 +57,7 @@ mod toml_form;
 pub use act::{ACT_POSITION_FLOPS, Act, ActConfig, ActReport, DepthConfig};
 pub use block::Block;
 pub use classifier::Classifier;
-pub use config::{ModelConfig, Pool, Positions};
+pub use config::{Head, ModelConfig, Pool, Positions};
 pub use cost::{GELU_FLOPS, ModelCost, layer_norm_flops, linear_flops};
 pub use eft_data::TaskShape;
 pub use embedding::{Embeddings, sinusoidal_table};
