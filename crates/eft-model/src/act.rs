@@ -143,9 +143,11 @@ impl Act {
         let max_steps = self.config.max_steps;
         let (mut steps_run, mut sequence_steps) = (0, 0);
         for t in 0..max_steps {
-            // The sequences with a position still running.
-            let live: Vec<i64> = halting
-                .running()
+            // The sequences with a position still running: one read back per step, which also
+            // stops the batch once every position has halted.
+            let running = halting.running();
+            let live: Vec<i64> = running
+                .clone()
                 .any_dim(1)
                 .into_data()
                 .iter::<bool>()
@@ -153,11 +155,10 @@ impl Act {
                 .filter(|(_, running)| *running)
                 .map(|(b, _)| b as i64)
                 .collect();
-            let running = halting
-                .running()
-                .float()
-                .cast(x.dtype())
-                .unsqueeze_dim::<3>(2);
+            if live.is_empty() {
+                break;
+            }
+            let running = running.float().cast(x.dtype()).unsqueeze_dim::<3>(2);
             let p = in_f32(sigmoid(dense::apply(&self.halt, state.clone()))).reshape([batch, len]);
             let weight = halting.step(p, t + 1 == max_steps);
             let embedding = self
@@ -188,9 +189,6 @@ impl Act {
             // Halted positions keep their state: the others still attend to it.
             state = state.clone() + (y - state) * running;
             steps_run += 1;
-            if !halting.any_running() {
-                break;
-            }
         }
         let ponder = halting.ponder().sum().reshape([1]) * (self.config.ponder / real);
         let mean_steps = halting.updates().sum().into_scalar::<f64>() / real;

