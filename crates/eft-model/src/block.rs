@@ -87,6 +87,36 @@ impl Block {
         dropout::apply(&self.dropout, h)
     }
 
+    /// The residual form with attention decoding a causal chunk at positions `start..` against
+    /// `cache` (see [`SelfAttention::decode`]).
+    ///
+    /// # Shapes
+    /// - x: `[B, n, d]`; padding: `[B, n]` → `[B, n, d]`
+    pub fn decode(
+        &self,
+        x: Tensor<3>,
+        padding: Tensor<2, Bool>,
+        cache: &mut eft_attention::AttentionCache,
+        start: usize,
+    ) -> Tensor<3> {
+        self.residual.apply(
+            x,
+            |x| {
+                let x = normalise(&self.attention_norm, x);
+                dropout::apply(
+                    &self.dropout,
+                    self.attention.decode(x, padding, cache, start),
+                )
+            },
+            |y| self.feed_forward_branch(y),
+        )
+    }
+
+    /// Whether the feed-forward part is a Switch layer.
+    pub fn is_switch(&self) -> bool {
+        self.switch.is_some()
+    }
+
     /// The feed-forward branch `g(x)`, applied to each piece of `model.ffn_chunk` positions in
     /// turn when the config splits it (each piece draws its own dropout masks, in order).
     ///

@@ -21,7 +21,7 @@ pub struct Classifier {
     /// The head's output layer; none when tied to the token embedding.
     head_out: Option<Linear>,
     cls_pool: bool,
-    per_position: bool,
+    pub(crate) per_position: bool,
     paired: bool,
     /// Blocks per rebuilt segment under gradient checkpointing, if the config asks for it.
     #[module(skip)]

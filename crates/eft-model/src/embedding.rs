@@ -71,28 +71,50 @@ impl Embeddings {
         tokens: Tensor<2, Int>,
         padding: Tensor<2, Bool>,
     ) -> (Tensor<3>, Tensor<2, Bool>) {
+        self.forward_from(tokens, padding, 0)
+    }
+
+    /// [`Embeddings::forward`] for tokens at positions `start..` of a longer sequence (a chunk
+    /// being decoded; no CLS is prepended after position 0).
+    ///
+    /// # Panics
+    /// Panics if the positions exceed a learned table; decoding checks its capacity first.
+    pub fn forward_from(
+        &self,
+        tokens: Tensor<2, Int>,
+        padding: Tensor<2, Bool>,
+        start: usize,
+    ) -> (Tensor<3>, Tensor<2, Bool>) {
         let [batch, _] = tokens.dims();
         let device = tokens.device();
         let mut x = self.tokens.forward(tokens); // [B, N, d]
         let mut padding = padding;
-        if let Some(cls) = &self.cls {
+        if let Some(cls) = self.cls.as_ref().filter(|_| start == 0) {
             let cls = cls.val().expand([batch, 1, self.d_model]);
             x = Tensor::cat(vec![cls, x], 1); // [B, N+1, d]
             let real = Tensor::<2, Bool>::full([batch, 1], false, &device);
             padding = Tensor::cat(vec![real, padding], 1);
         }
         let [_, len, _] = x.dims();
-        assert!(
-            len <= self.max_len,
-            "sequence of {len} positions exceeds the model's {}",
-            self.max_len
-        );
+        let end = start + len;
         let pos = match &self.positions {
             Some(table) => {
-                let ids = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
-                table.forward(ids) // [1, N', d]
+                assert!(
+                    end <= self.max_len,
+                    "sequence of {end} positions exceeds the model's {}",
+                    self.max_len
+                );
+                let ids = Tensor::<1, Int>::arange(start as i64..end as i64, &device);
+                table.forward(ids.reshape([1, len])) // [1, N', d]
             }
-            None => sinusoidal_table(len, self.d_model, &device).reshape([1, len, self.d_model]),
+            None => {
+                let positions: Vec<f64> = (start..end).map(|p| p as f64).collect();
+                eft_attention::sinusoid(&positions, self.d_model, &device).reshape([
+                    1,
+                    len,
+                    self.d_model,
+                ])
+            }
         };
         (dropout::apply(&self.dropout, x + pos), padding)
     }
@@ -104,6 +126,11 @@ impl Embeddings {
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
         let values = (batch * len * self.d_model) as f64;
         ModelCost::layer(values, values)
+    }
+
+    /// Positions a learned table holds; `None` for sinusoidal positions (any number).
+    pub fn learned_positions(&self) -> Option<usize> {
+        self.positions.as_ref().map(|_| self.max_len)
     }
 }
 

@@ -100,6 +100,11 @@ impl Encoder {
         self.block(depth).forward(x, padding)
     }
 
+    /// Whether the stack is applied recurrently with adaptive computation time.
+    pub fn adaptive(&self) -> bool {
+        self.act.is_some()
+    }
+
     /// Every block's cost plus the final LayerNorm's (its input kept), for `[batch, len]`;
     /// under adaptive computation time, `max_steps` steps of the stack and the halting.
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {

@@ -3,7 +3,9 @@
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
-use eft_attention::{Attention, AttentionCost, AttentionInput, AttentionShape, Memory};
+use eft_attention::{
+    Attention, AttentionCache, AttentionCost, AttentionInput, AttentionShape, Memory,
+};
 
 use crate::{ModelCost, dense, linear_flops};
 
@@ -68,31 +70,68 @@ impl SelfAttention {
         padding: Option<Tensor<2, Bool>>,
         memory: Option<StateMemory>,
     ) -> Tensor<3> {
-        let [batch, len, d_model] = x.dims();
-        let head_dim = d_model / self.n_heads;
-        let heads = |proj: &Linear, x: &Tensor<3>| {
-            let n = x.dims()[1];
-            dense::apply(proj, x.clone())
-                .reshape([batch, n, self.n_heads, head_dim])
-                .swap_dims(1, 2) // [B, H, N, D]
-        };
-        let mut input = AttentionInput::new(
-            heads(&self.query, &x),
-            heads(&self.key, &x),
-            heads(&self.value, &x),
-        )
-        .with_causal(self.causal);
-        input.key_padding = padding;
+        let mut input = self.project(&x, padding);
         if let Some((states, padding)) = memory {
             input = input.with_memory(Memory {
-                k: heads(&self.key, &states),
-                v: heads(&self.value, &states),
+                k: self.heads(&self.key, &states),
+                v: self.heads(&self.value, &states),
                 padding,
             });
         }
-        let out = self.mechanism.forward(input); // [B, H, N, D]
-        let out = out.swap_dims(1, 2).reshape([batch, len, d_model]); // [B, N, d]
+        self.merge(self.mechanism.forward(input))
+    }
+
+    /// Attends a causal chunk of positions `start..` to the earlier positions that `cache`
+    /// holds (see [`Attention::decode`]), updating it.
+    ///
+    /// # Shapes
+    /// - x: `[B, n, d]`; padding: `[B, n]` → `[B, n, d]`
+    pub fn decode(
+        &self,
+        x: Tensor<3>,
+        padding: Tensor<2, Bool>,
+        cache: &mut AttentionCache,
+        start: usize,
+    ) -> Tensor<3> {
+        let input = self.project(&x, Some(padding));
+        self.merge(self.mechanism.decode(cache, input, start))
+    }
+
+    /// Queries, keys and values of `x` (`[B, N, d]`) by head, with the layer's masks.
+    fn project(&self, x: &Tensor<3>, padding: Option<Tensor<2, Bool>>) -> AttentionInput {
+        let mut input = AttentionInput::new(
+            self.heads(&self.query, x),
+            self.heads(&self.key, x),
+            self.heads(&self.value, x),
+        )
+        .with_causal(self.causal);
+        input.key_padding = padding;
+        input
+    }
+
+    /// `proj(x)` split into heads: `[B, N, d]` → `[B, H, N, D]`.
+    fn heads(&self, proj: &Linear, x: &Tensor<3>) -> Tensor<4> {
+        let [batch, n, d_model] = x.dims();
+        dense::apply(proj, x.clone())
+            .reshape([batch, n, self.n_heads, d_model / self.n_heads])
+            .swap_dims(1, 2)
+    }
+
+    /// Heads merged and projected back: `[B, H, N, D]` → `[B, N, d]`.
+    fn merge(&self, out: Tensor<4>) -> Tensor<3> {
+        let [batch, heads, len, dim] = out.dims();
+        let out = out.swap_dims(1, 2).reshape([batch, len, heads * dim]);
         dense::apply(&self.output, out)
+    }
+
+    /// Number of heads.
+    pub fn heads_count(&self) -> usize {
+        self.n_heads
+    }
+
+    /// Whether queries only see earlier keys.
+    pub fn causal(&self) -> bool {
+        self.causal
     }
 
     /// The layer as it should be at training step `step` (see [`Attention::at_step`]).

@@ -110,6 +110,18 @@ impl RunConfig {
                     ),
                 ));
             }
+            if let eft_model::FeedForwardConfig::Switch(switch) = &self.model.feed_forward
+                && switch.capacity_factor < switch.experts as f64
+            {
+                return Err(TrainError::config(
+                    "model.feed_forward.capacity_factor",
+                    switch.capacity_factor,
+                    format!(
+                        "a Switch layer that drops tokens makes each byte's prediction depend on                          how many bytes are routed with it, later ones included; the lm task                          needs capacity_factor ≥ experts ({}), so none is dropped",
+                        switch.experts
+                    ),
+                ));
+            }
         }
         // Recall tasks are graded at positions: the head must read every position.
         let per_position = self.task.per_position();

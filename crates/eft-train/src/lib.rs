@@ -27,6 +27,7 @@
 mod atomic_file;
 mod checkpoint;
 mod config;
+pub mod context;
 mod error;
 mod evaluate;
 pub mod export;
@@ -55,13 +56,13 @@ pub use evaluate::{
     evaluate_exiting,
 };
 pub use folder_lock::{FolderLock, LOCK_FILE};
-pub use generate::{Sampling, check_generation, generate, next_byte_logits};
+pub use generate::{Sampling, check_generation, generate};
 pub use optimizer::{AdamState, OptimizerConfig, OptimizerKind, adam_step};
 pub use overrides::{layered, layered_with, merge, set, set_value};
 pub use precision::{
     LOW_PRECISION, LossScale, Precision, cast_parameters, f32_gradients, in_f32, step_in_precision,
 };
-pub use preset::{PRESETS, preset};
+pub use preset::{PRESETS, preset, presets_for};
 pub use record::{
     Baseline, BitsPerByte, EvalPoint, EvalResult, ExtraSums, PrecisionRecord, RunRecord, RunStatus,
 };

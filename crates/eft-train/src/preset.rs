@@ -1,7 +1,7 @@
 //! Named starting configurations: `quick` (a CPU in minutes) and `paper` (LRA's released config).
 
 use eft_data::copying::{CopyingConfig, InductionConfig};
-use eft_data::lm::LmConfig;
+use eft_data::lm::{LmConfig, LmCorpus};
 use eft_data::mqar::MqarConfig;
 use eft_data::pathfinder::PathfinderConfig;
 use eft_data::retrieval::RetrievalConfig;
@@ -12,6 +12,14 @@ use crate::{OptimizerConfig, Precision, RunConfig, Schedule, TrainConfig, TrainE
 
 /// The presets every task offers.
 pub const PRESETS: &[&str] = &["quick", "paper"];
+
+/// The presets task `task` offers: every task's, and `lite` for `lm`.
+pub fn presets_for(task: &str) -> &'static [&'static str] {
+    match task {
+        "lm" => &["quick", "lite", "paper"],
+        _ => PRESETS,
+    }
+}
 
 /// The preset `preset` for task `task`.
 pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
@@ -35,6 +43,7 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
         ("induction", "quick") => Ok(induction("quick", 64, 2_000)),
         ("induction", "paper") => Ok(induction("paper", 256, 100_000)),
         ("lm", "quick") => Ok(lm_quick()),
+        ("lm", "lite") => Ok(lm_lite()),
         ("lm", "paper") => Ok(lm_paper()),
         (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
             "task",
@@ -44,10 +53,13 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
                 TaskConfig::NAMES.join(", ")
             ),
         )),
-        (_, p) => Err(TrainError::config(
+        (t, p) => Err(TrainError::config(
             "preset",
             p,
-            format!("unknown preset; known presets: {}", PRESETS.join(", ")),
+            format!(
+                "unknown preset for task {t}; known presets: {}",
+                presets_for(t).join(", ")
+            ),
         )),
     }
 }
@@ -345,9 +357,26 @@ fn lm_quick() -> RunConfig {
         train: 20_000,
         val: 200,
         test: 500,
+        corpus: LmCorpus::Imdb,
     });
     c.model.causal = true;
     c.train.set_steps(600, 200);
+    c
+}
+
+/// Language modelling at 512 bytes with the quick model, 3,000 steps: longer contexts than
+/// quick, still a CPU's job (about ten minutes with `full` here).
+fn lm_lite() -> RunConfig {
+    let mut c = lm_quick();
+    c.name = "lm-lite".into();
+    c.task = TaskConfig::Lm(LmConfig {
+        len: 512,
+        train: 50_000,
+        val: 200,
+        test: 500,
+        corpus: LmCorpus::Imdb,
+    });
+    c.train.set_steps(3_000, 500);
     c
 }
 
@@ -360,6 +389,7 @@ fn lm_paper() -> RunConfig {
         train: 200_000,
         val: 1_000,
         test: 2_000,
+        corpus: LmCorpus::Imdb,
     });
     c.model.d_model = 256;
     c.model.n_heads = 4;
@@ -409,7 +439,7 @@ mod tests {
     #[test]
     fn every_preset_validates_and_round_trips_through_toml() {
         for task in TaskConfig::NAMES {
-            for p in PRESETS {
+            for p in presets_for(task) {
                 let c = preset(task, p).unwrap();
                 c.validate().unwrap();
                 assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);

@@ -36,6 +36,10 @@ pub enum Command {
     /// Continue a prompt with a trained language model (a run of task lm), e.g.
     /// `eft generate runs/lm-quick --prompt "This movie" --tokens 200`.
     Generate(GenerateArgs),
+    /// Effective context of trained language models: bits per byte against how many earlier
+    /// bytes each sees; writes <out>/effective-context.{json,md} and its chart, e.g.
+    /// `eft context runs/lm-full runs/lm-xl --out bench/results`.
+    Context(ContextArgs),
     /// Run one attention mechanism on tensors from a safetensors file (conformance checks).
     ///
     /// IN holds `q`, `k`, `v` (f32, B×H×N×D) and optionally `mask` (B×N, 1 = real token,
@@ -155,6 +159,36 @@ pub enum ProfileCommand {
     /// recomputing, reversible and shared, each in a fresh process, plus the reversible rebuild's
     /// drift per depth; writes <out>/memory-techniques.{json,md} and its charts.
     Memory(MemoryArgs),
+    /// Decoding speed and state size against context length for each decoding form (key-value
+    /// cache, window cache, segment memory, kernel sums, recomputation); writes
+    /// <out>/decoding.{json,md} and its charts.
+    Decode(DecodeArgs),
+}
+
+/// Arguments of `eft profile decode`.
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// Forms to measure, by the start of their label (e.g. `full,linear`); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub forms: Vec<String>,
+    /// Context lengths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1024,2048,4096,8192,16384,32768,65536", value_parser = at_least_one())]
+    pub contexts: Vec<usize>,
+    /// Bytes decoded and timed at each context.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one())]
+    pub steps: usize,
+    /// Longest context the recomputing form is run at.
+    #[arg(long, default_value_t = 4096)]
+    pub max_recompute: usize,
+    /// Seed of the weights and the bytes fed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder for the results.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// Measure nothing: rewrite the table and redraw the charts from the JSON already in --out.
+    #[arg(long)]
+    pub redraw: bool,
 }
 
 /// Arguments of `eft profile memory`.
@@ -413,6 +447,29 @@ pub enum Split {
     Test,
 }
 
+/// Arguments of `eft context`.
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// Run folders of task lm.
+    #[arg(value_name = "RUN_DIR", required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Contexts measured, comma-separated (default: powers of two up to each run's window).
+    #[arg(long, value_delimiter = ',', value_parser = at_least_one())]
+    pub contexts: Option<Vec<usize>>,
+    /// Test windows whose next byte is predicted.
+    #[arg(long, default_value_t = 2000, value_parser = at_least_one())]
+    pub windows: usize,
+    /// Relative bits-per-byte gap to the longest context within which context stops counting.
+    #[arg(long, default_value_t = 0.01)]
+    pub tolerance: f64,
+    /// Folder for the results.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// Where the model runs.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub device: Backend,
+}
+
 /// Arguments of `eft export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -505,8 +562,8 @@ fn task_help() -> String {
 /// The run presets of the registry.
 fn preset_help() -> String {
     format!(
-        "Starting config: `quick` (a CPU in minutes) or `paper` (LRA's released settings) \
-         [possible values: {}]",
+        "Starting config: `quick` (a CPU in minutes) or `paper` (LRA's released settings); \
+         task lm also has `lite` (512 bytes) [possible values: {}]",
         eft_train::PRESETS.join(", ")
     )
 }

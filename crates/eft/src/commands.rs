@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval(args),
         Command::Export(args) => crate::export::run(args),
         Command::Generate(args) => generate(args),
+        Command::Context(args) => crate::context::run(args),
         Command::Attn(args) => crate::attn::run(args),
         Command::Profile(what) => crate::profile::run(what),
         Command::Report(args) => crate::report::run(args),
@@ -231,6 +232,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let model = eft_train::build_model(&checkpoint.config, &device)?;
     let model = load_weights(model, &checkpoint, &path)?;
     let window = checkpoint.config.task.shape().max_len;
+    eprintln!("decoding: {}", model.decoder(window)?.describe());
     let bytes = eft_train::generate(
         &model,
         args.prompt.as_bytes(),
@@ -238,7 +240,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         window,
         sampling,
         &device,
-    );
+    )?;
     println!("{}{}", args.prompt, String::from_utf8_lossy(&bytes));
     Ok(ExitCode::SUCCESS)
 }

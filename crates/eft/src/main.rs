@@ -7,6 +7,7 @@ mod arena;
 mod args;
 mod attn;
 mod commands;
+mod context;
 mod device;
 mod exits;
 mod export;

@@ -128,6 +128,20 @@ fn a_quick_language_model_learns_below_the_unigram_baseline() {
         err.contains("model.attention") && err.contains("later bytes"),
         "{err}"
     );
+    let dropping = eft(data.path())
+        .args([
+            "train",
+            "--task",
+            "lm",
+            "--set",
+            "model.feed_forward={ kind = \"switch\", experts = 4 }",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&dropping.stderr);
+    assert_eq!(dropping.status.code(), Some(2), "{err}");
+    assert!(err.contains("capacity_factor"), "{err}");
     let encoder = eft(data.path())
         .args([
             "train",

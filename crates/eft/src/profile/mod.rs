@@ -4,6 +4,7 @@
 //! measures that configuration alone; the tracking allocator gives the heap's peak as well. Times
 //! are medians of repeated passes after a warm-up.
 
+mod decode;
 mod matmul;
 mod memory;
 mod model;
@@ -100,6 +101,7 @@ pub fn run(what: ProfileCommand) -> anyhow::Result<ExitCode> {
         ProfileCommand::Sweep(args) => sweep::sweep(&args)?,
         ProfileCommand::Matmul(args) => println!("{}", matmul::measure(&args)),
         ProfileCommand::Memory(args) => memory::run(&args)?,
+        ProfileCommand::Decode(args) => decode::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
