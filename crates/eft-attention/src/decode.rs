@@ -109,7 +109,13 @@ impl KvCache {
         let [batch, heads, n, dim] = k.dims();
         let free = self.slots.iter().filter(|s| s.is_none()).count();
         if free < n || self.kv.is_none() {
-            let grow = (n - free.min(n)).max(self.slots.len());
+            // A cache that only grows doubles (amortised O(1) copies per key); a window's stops
+            // at the window plus one chunk, so it grows by what it needs.
+            let needed = n - free.min(n);
+            let grow = match self.visibility {
+                Visibility::Window(_) => needed,
+                _ => needed.max(self.slots.len()),
+            };
             let zeros = || Tensor::<4>::zeros([batch, heads, grow, dim], &k.device());
             self.kv = Some(match self.kv.take() {
                 None => (zeros(), zeros()),
@@ -476,7 +482,8 @@ impl Attention {
                     Self::Synthesizer(_) => "its weights are built for the whole length",
                     Self::Cosformer(_) => "its re-weighting depends on the sequence length",
                     Self::Lsh(_) | Self::Sinkhorn(_) => "it routes over the whole sequence",
-                    _ => "it has no causal form",
+                    Self::BlockBert(_) | Self::BigBird(_) => "it has no causal form",
+                    _ => "none is written for it yet",
                 }
             )),
         }
@@ -645,6 +652,13 @@ mod tests {
             assert!(sizes.iter().any(|&(m, _)| m == most), "{name}: {sizes:?}");
         };
         bound("sliding", &[("window", "3")], 3);
+        // Its slots stop at the window plus the longest chunk.
+        let (_, _, sizes) = both(&mechanism("sliding", &[("window", "3")], &device), 3);
+        let [b, h, _, d] = DIMS;
+        assert!(
+            sizes.iter().all(|s| s.1 <= 2 * b * h * d * (3 + 5)),
+            "{sizes:?}"
+        );
         bound("local", &[("block", "4")], 3);
         bound("xl", &[("segment", "4"), ("mem_len", "3")], 6);
         bound("full", &[], DIMS[2]);

@@ -74,6 +74,8 @@ pub struct Checkpoint {
     pub model: BTreeMap<String, NamedArray>,
     /// Adam moments by name (`m.<param>`, `v.<param>`).
     pub adam: BTreeMap<String, NamedArray>,
+    /// Pruning masks by parameter name (1 kept, 0 pruned); empty when nothing is pruned.
+    pub masks: BTreeMap<String, NamedArray>,
 }
 
 impl Checkpoint {
@@ -83,7 +85,8 @@ impl Checkpoint {
             .model
             .iter()
             .map(|(k, a)| (format!("model.{k}"), a))
-            .chain(self.adam.iter().map(|(k, a)| (format!("adam.{k}"), a)));
+            .chain(self.adam.iter().map(|(k, a)| (format!("adam.{k}"), a)))
+            .chain(self.masks.iter().map(|(k, a)| (format!("mask.{k}"), a)));
         if let Some(problem) = self.non_finite() {
             return Err(TrainError::file(
                 path,
@@ -147,7 +150,7 @@ impl Checkpoint {
         let saved: Saved =
             serde_json::from_str(state_text).map_err(|e| corrupt(format!("saved state: {e}")))?;
         let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        let (mut model, mut adam) = (BTreeMap::new(), BTreeMap::new());
+        let (mut model, mut adam, mut masks) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for (name, view) in tensors.tensors() {
             if view.dtype() != Dtype::F32 {
                 return Err(corrupt(format!("`{name}` is {:?}, not F32", view.dtype())));
@@ -161,6 +164,8 @@ impl Checkpoint {
                 model.insert(k.to_string(), array);
             } else if let Some(k) = name.strip_prefix("adam.") {
                 adam.insert(k.to_string(), array);
+            } else if let Some(k) = name.strip_prefix("mask.") {
+                masks.insert(k.to_string(), array);
             } else {
                 return Err(corrupt(format!("unexpected tensor `{name}`")));
             }
@@ -171,6 +176,7 @@ impl Checkpoint {
             adam_steps: saved.adam_steps,
             model,
             adam,
+            masks,
         };
         if format == FORMAT {
             let stored = field("eft.sha256")?;
@@ -204,8 +210,13 @@ impl Checkpoint {
             hash.update((text.len() as u64).to_le_bytes());
             hash.update(text.as_bytes());
         }
-        let arrays = self.model.iter().map(|(k, a)| ("model.", k, a));
-        for (prefix, name, array) in arrays.chain(self.adam.iter().map(|(k, a)| ("adam.", k, a))) {
+        let arrays = self
+            .model
+            .iter()
+            .map(|(k, a)| ("model.", k, a))
+            .chain(self.adam.iter().map(|(k, a)| ("adam.", k, a)))
+            .chain(self.masks.iter().map(|(k, a)| ("mask.", k, a)));
+        for (prefix, name, array) in arrays {
             hash.update(prefix.as_bytes());
             hash.update(name.as_bytes());
             hash.update([0]);
@@ -272,6 +283,7 @@ mod tests {
                 ("m.a.weight".to_string(), array(0.2)),
                 ("v.a.weight".to_string(), array(0.3)),
             ]),
+            masks: BTreeMap::from([("a.weight".to_string(), array(1.0))]),
         }
     }
 

@@ -33,6 +33,14 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     /// The learning-rate schedule.
     pub schedule: Schedule,
+    /// Start from the weights of another run (its folder, which holds a checkpoint) with a fresh
+    /// optimiser, instead of a fresh initialisation; with it, `steps = 0` evaluates those
+    /// weights without training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
+    /// Magnitude pruning, fixed when training starts and kept through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<crate::prune::PruneConfig>,
 }
 
 fn ten() -> usize {
@@ -143,8 +151,13 @@ impl RunConfig {
             ));
         }
         let t = &self.train;
+        // Loaded weights may be evaluated as they are.
+        let evaluate_only = t.steps == 0 && t.init_from.is_some();
+        if let Some(p) = &t.prune {
+            p.validate()?;
+        }
         for (field, v) in [
-            ("train.steps", t.steps),
+            ("train.steps", if evaluate_only { 1 } else { t.steps }),
             ("train.batch_size", t.batch_size),
             ("train.eval_every", t.eval_every),
             ("train.checkpoint_every", t.checkpoint_every),
@@ -180,6 +193,9 @@ impl RunConfig {
             ));
         }
         t.optimizer.validate()?;
+        if evaluate_only {
+            return Ok(());
+        }
         t.schedule.validate(t.steps)
     }
 

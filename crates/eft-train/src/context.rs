@@ -4,8 +4,8 @@
 //! set of test targets (the byte after each test window), bits per byte when the model is given
 //! only the last `c` bytes before the target, fed as a sequence of its own from position 0, for a
 //! ladder of `c`. Where the curve stops falling, more context no longer helps: the effective
-//! context is the smallest `c` whose bits per byte is within a tolerance of the longest
-//! context's. RECL compares a group of models against their best and over two context
+//! context is the smallest `c` whose bits per byte is within a tolerance of the curve's best
+//! (which need not be at the longest context: a model can do worse with more). RECL compares a group of models against their best and over two context
 //! lengths at a time; this measures each model against itself, on one corpus.
 
 use burn::tensor::activation::log_softmax;
@@ -56,17 +56,21 @@ pub fn bits_at_context(
     nats / windows.len() as f64 / std::f64::consts::LN_2
 }
 
-/// The smallest context whose bits per byte is at most `(1 + tolerance)` times the longest
-/// context's, from a curve of `(context, bits)` points in increasing context.
+/// The smallest context whose bits per byte is at most `(1 + tolerance)` times the curve's
+/// best, from a curve of `(context, bits)` points in increasing context.
 ///
 /// # Panics
 /// Panics on an empty curve.
 pub fn effective_context(curve: &[(usize, f64)], tolerance: f64) -> usize {
-    let &(longest, best) = curve.last().expect("a curve with points");
+    let best = curve
+        .iter()
+        .map(|p| p.1)
+        .reduce(f64::min)
+        .expect("a curve with points");
     curve
         .iter()
         .find(|&&(_, bits)| bits <= best * (1.0 + tolerance))
-        .map_or(longest, |&(c, _)| c)
+        .map_or(0, |&(c, _)| c)
 }
 
 /// The contexts measured by default for windows of `len` bytes: powers of two, then `len`.
@@ -88,6 +92,9 @@ mod tests {
         assert_eq!(effective_context(&curve, 0.01), 8);
         assert_eq!(effective_context(&curve, 0.0), 16);
         assert_eq!(effective_context(&curve, 0.5), 2);
+        // Worse with more context: measured against the best, not the longest.
+        let rising = [(1, 4.0), (2, 3.0), (4, 3.2), (8, 3.5)];
+        assert_eq!(effective_context(&rising, 0.01), 2);
         assert_eq!(default_contexts(12), vec![1, 2, 4, 8, 12]);
         assert_eq!(default_contexts(8), vec![1, 2, 4, 8]);
     }

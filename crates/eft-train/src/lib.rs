@@ -41,6 +41,7 @@ mod overrides;
 pub mod params;
 mod precision;
 mod preset;
+pub mod prune;
 mod record;
 pub mod safetensors_file;
 mod schedule;
@@ -64,7 +65,8 @@ pub use precision::{
 };
 pub use preset::{PRESETS, preset, presets_for};
 pub use record::{
-    Baseline, BitsPerByte, EvalPoint, EvalResult, ExtraSums, PrecisionRecord, RunRecord, RunStatus,
+    Baseline, BitsPerByte, EvalPoint, EvalResult, ExtraSums, PrecisionRecord, PruneRecord,
+    RunRecord, RunStatus,
 };
 pub use schedule::Schedule;
 pub use trainer::{

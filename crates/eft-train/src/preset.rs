@@ -88,6 +88,8 @@ fn listops_quick() -> RunConfig {
             log_every: 10,
             precision: Precision::F32,
             max_grad_norm: Some(1.0),
+            init_from: None,
+            prune: None,
             optimizer: OptimizerConfig {
                 weight_decay: 0.01,
                 ..OptimizerConfig::default()
@@ -124,6 +126,8 @@ fn listops_paper() -> RunConfig {
             log_every: 10,
             precision: Precision::F32,
             max_grad_norm: None,
+            init_from: None,
+            prune: None,
             optimizer: OptimizerConfig {
                 weight_decay: 0.1,
                 ..OptimizerConfig::default()

@@ -81,6 +81,17 @@ impl ExtraSums {
     }
 }
 
+/// What pruning did to a run's weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PruneRecord {
+    /// The pruning asked for.
+    pub asked: crate::prune::PruneConfig,
+    /// The share of the prunable weights that are zero at the end of the run.
+    pub sparsity: f64,
+    /// Prunable weights.
+    pub prunable: usize,
+}
+
 /// A language model's test cross-entropy in bits per byte, beside the unigram model's (byte
 /// frequencies of the training split), the baseline it must beat.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -177,6 +188,9 @@ pub struct RunRecord {
     /// Language modelling: the test split's bits per byte and the unigram baseline's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bits_per_byte: Option<BitsPerByte>,
+    /// The masks' effect, for a pruned run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneRecord>,
 }
 
 /// What a low-precision run's record says about its arithmetic.

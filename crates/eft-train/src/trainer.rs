@@ -6,6 +6,7 @@
 //! moments and the loop state in the checkpoint, a resumed run takes the very same steps as one
 //! that never stopped.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -165,6 +166,32 @@ pub fn build_data_and_model(
     Ok((build_data(config)?, model))
 }
 
+/// `model` with the weights of the run in folder `source` (`train.init_from`), which must be of
+/// the same task and model shape.
+fn init_from(
+    model: Classifier,
+    source: &str,
+    config: &RunConfig,
+) -> Result<Classifier, TrainError> {
+    let path = Path::new(source).join(CHECKPOINT_FILE);
+    let bad = |problem: String| TrainError::config("train.init_from", source, problem);
+    if !path.is_file() {
+        return Err(bad(
+            "holds no checkpoint: give the folder of a run of the same task".into(),
+        ));
+    }
+    let checkpoint = Checkpoint::load(&path)?;
+    if checkpoint.config.task.shape() != config.task.shape() {
+        return Err(bad(format!(
+            "is a run of task {} with other shapes; start from a run of task {} with the same \
+             data settings",
+            checkpoint.config.task.name(),
+            config.task.name()
+        )));
+    }
+    load_weights(model, &checkpoint, &path)
+}
+
 /// The model for `config`, its parameters drawn under the run's seed.
 pub fn build_model(config: &RunConfig, device: &Device) -> Result<Classifier, TrainError> {
     Ok(with_seed(device, config.seed, || {
@@ -216,6 +243,8 @@ struct Session<'a> {
     data: Dataset,
     model: Classifier,
     adam: AdamState,
+    /// Pruning masks re-applied after every optimiser step; empty when nothing is pruned.
+    masks: BTreeMap<String, crate::params::NamedArray>,
     state: LoopState,
     dir: PathBuf,
     options: &'a TrainOptions,
@@ -248,15 +277,28 @@ impl<'a> Session<'a> {
         let model = build_model(&config, &device)?;
         check_memory(&config, &model)?;
         let data = build_data(&config)?;
-        let (model, adam, mut state) = match checkpoint {
-            None => (
-                model,
-                AdamState::default(),
-                LoopState {
-                    loss_scale: config.train.precision.initial_scale(),
-                    ..LoopState::default()
-                },
-            ),
+        let (model, adam, mut state, masks) = match checkpoint {
+            None => {
+                let model = match &config.train.init_from {
+                    Some(source) => init_from(model, source, &config)?,
+                    None => model,
+                };
+                let masks = config
+                    .train
+                    .prune
+                    .as_ref()
+                    .map(|p| crate::prune::magnitude_masks(&export_params(&model), p))
+                    .unwrap_or_default();
+                (
+                    crate::prune::apply_masks(model, &masks),
+                    AdamState::default(),
+                    LoopState {
+                        loss_scale: config.train.precision.initial_scale(),
+                        ..LoopState::default()
+                    },
+                    masks,
+                )
+            }
             Some(c) => {
                 let path = dir.join(CHECKPOINT_FILE);
                 let model = load_weights(model, &c, &path)?;
@@ -267,7 +309,7 @@ impl<'a> Session<'a> {
                         "the checkpoint is damaged; restore a backup",
                     )
                 })?;
-                (model, adam, c.state)
+                (model, adam, c.state, c.masks)
             }
         };
         state.sessions += 1;
@@ -278,6 +320,7 @@ impl<'a> Session<'a> {
             data,
             model,
             adam,
+            masks,
             state,
             dir: dir.to_path_buf(),
             options,
@@ -385,6 +428,9 @@ impl<'a> Session<'a> {
                     lr,
                     scale,
                 );
+                if !self.masks.is_empty() {
+                    self.model = crate::prune::apply_masks(self.model, &self.masks);
+                }
             }
             let seconds = started.elapsed().as_secs_f64();
             self.times.add(seconds);
@@ -496,6 +542,7 @@ impl<'a> Session<'a> {
             adam_steps: self.adam.steps,
             model: export_params(&self.model),
             adam: self.adam.export(),
+            masks: self.masks.clone(),
         }
         .save(&self.dir.join(CHECKPOINT_FILE))?;
         tracing::debug!(step = self.state.step, "checkpoint written");
@@ -605,6 +652,18 @@ impl<'a> Session<'a> {
             diverged_at_step: None,
             exits: None,
             bits_per_byte: None,
+            prune: self.config.train.prune.as_ref().map(|asked| {
+                let params = export_params(&self.model);
+                crate::PruneRecord {
+                    asked: asked.clone(),
+                    sparsity: crate::prune::sparsity(&params),
+                    prunable: params
+                        .iter()
+                        .filter(|(n, a)| crate::prune::prunable(n, a))
+                        .map(|(_, a)| a.values.len())
+                        .sum(),
+                }
+            }),
             precision: self.config.train.precision.backend_note().map(|note| {
                 crate::record::PrecisionRecord {
                     compute: self.config.train.precision,

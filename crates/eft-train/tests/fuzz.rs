@@ -119,6 +119,7 @@ fn written() -> Checkpoint {
         adam_steps: 3,
         model: [("w".to_string(), array(4))].into(),
         adam: [("m.w".to_string(), array(4)), ("v.w".to_string(), array(4))].into(),
+        masks: Default::default(),
     }
 }
 

@@ -40,6 +40,10 @@ pub enum Command {
     /// bytes each sees; writes <out>/effective-context.{json,md} and its chart, e.g.
     /// `eft context runs/lm-full runs/lm-xl --out bench/results`.
     Context(ContextArgs),
+    /// Prune a trained run by weight magnitude into a new run: zero the smallest share of the
+    /// dense layers' weights, then fine-tune with them held at zero (or only evaluate), e.g.
+    /// `eft prune runs/listops-full-quick --sparsity 0.8 --finetune 300`. RUN is not modified.
+    Prune(PruneArgs),
     /// Run one attention mechanism on tensors from a safetensors file (conformance checks).
     ///
     /// IN holds `q`, `k`, `v` (f32, B×H×N×D) and optionally `mask` (B×N, 1 = real token,
@@ -445,6 +449,47 @@ pub enum Split {
     Val,
     /// The test split.
     Test,
+}
+
+/// Arguments of `eft prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The run to prune (its folder; it is read, not modified).
+    #[arg(value_name = "RUN_DIR")]
+    pub run: PathBuf,
+    /// Share of the prunable weights set to zero, in [0, 1).
+    #[arg(long)]
+    pub sparsity: f64,
+    /// Rank all dense weights together (global) or each matrix alone (layer).
+    #[arg(long, value_enum, default_value_t = PruneScopeArg::Global)]
+    pub scope: PruneScopeArg,
+    /// Fine-tuning steps with the mask held; 0 evaluates the pruned weights as they are.
+    #[arg(long, default_value_t = 0)]
+    pub finetune: usize,
+    /// The new run's name (default: RUN's name with -prune<percent>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder for the new run (default: RUN's folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Any other field of the new run, as KEY=VALUE (repeatable; e.g. a fine-tuning learning rate).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub set: Vec<(String, String)>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Where the model runs.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub device: Backend,
+}
+
+/// Pruning scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PruneScopeArg {
+    /// One magnitude threshold over all dense weights.
+    Global,
+    /// The same share of each matrix.
+    Layer,
 }
 
 /// Arguments of `eft context`.

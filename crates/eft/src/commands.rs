@@ -9,7 +9,7 @@ use eft_train::{
     evaluate, layered_with, load_weights, preset,
 };
 
-use crate::args::{Cli, Command, EvalArgs, GenerateArgs, Split, TrainArgs};
+use crate::args::{Cli, Command, EvalArgs, GenerateArgs, PruneArgs, Split, TrainArgs};
 use crate::device::device;
 use crate::interrupt::{INTERRUPTED, stop_on_ctrl_c};
 
@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval(args),
         Command::Export(args) => crate::export::run(args),
         Command::Generate(args) => generate(args),
+        Command::Prune(args) => prune(args),
         Command::Context(args) => crate::context::run(args),
         Command::Attn(args) => crate::attn::run(args),
         Command::Profile(what) => crate::profile::run(what),
@@ -84,18 +85,31 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let record = match (config, &args.resume) {
         (None, Some(dir)) => eft_train::resume(dir, &options)?,
         (None, None) => unreachable!("a config is resolved unless resuming"),
-        (Some(mut config), _) => {
-            // Before a folder or a progress line exists.
-            eft_train::preflight(&config)?;
-            if args.name.is_none() {
-                config.name = free_name(&args.out, &config.name)?;
-            }
-            let dir = args.out.join(&config.name);
-            eprintln!("training {} → {}", config.name, dir.display());
-            eft_train::train(config, &dir, &options)?
-        }
+        (Some(config), _) => train_new(config, &args.out, args.name.is_some(), &options)?,
     };
-    crate::report::print_record(&record);
+    finish(&record)
+}
+
+/// Trains a new run of `config` under `out`; an unnamed run takes a free name there.
+fn train_new(
+    mut config: eft_train::RunConfig,
+    out: &std::path::Path,
+    named: bool,
+    options: &TrainOptions,
+) -> anyhow::Result<eft_train::RunRecord> {
+    // Before a folder or a progress line exists.
+    eft_train::preflight(&config)?;
+    if !named {
+        config.name = free_name(out, &config.name)?;
+    }
+    let dir = out.join(&config.name);
+    eprintln!("training {} → {}", config.name, dir.display());
+    Ok(eft_train::train(config, &dir, options)?)
+}
+
+/// Prints a run's record; the exit code says how it ended.
+fn finish(record: &eft_train::RunRecord) -> anyhow::Result<ExitCode> {
+    crate::report::print_record(record);
     Ok(match record.status {
         RunStatus::Finished => ExitCode::SUCCESS,
         RunStatus::Diverged => ExitCode::from(DIVERGED),
@@ -216,6 +230,52 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
         config.name = default_name(&config);
     }
     Ok(config)
+}
+
+/// `eft prune`: a new run that starts from RUN's weights, prunes them by magnitude and
+/// fine-tunes (or only evaluates) with the mask held; RUN is not modified.
+fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let path = args.run.join(CHECKPOINT_FILE);
+    let source = Checkpoint::load(&path)?;
+    let scope = match args.scope {
+        crate::args::PruneScopeArg::Global => "global",
+        crate::args::PruneScopeArg::Layer => "layer",
+    };
+    let name = args.name.clone().unwrap_or_else(|| {
+        format!(
+            "{}-prune{}",
+            source.config.name,
+            (args.sparsity * 100.0).round()
+        )
+    });
+    let mut sets = vec![
+        ("name".to_string(), name),
+        (
+            "train.init_from".to_string(),
+            format!("{:?}", args.run.display().to_string()),
+        ),
+        (
+            "train.prune".to_string(),
+            format!("{{ sparsity = {:?}, scope = {scope:?} }}", args.sparsity),
+        ),
+        ("train.steps".to_string(), args.finetune.to_string()),
+    ];
+    sets.extend(args.set.iter().cloned());
+    let config = eft_train::layered(&source.config, None, &sets)?;
+    let out = args
+        .out
+        .clone()
+        .or_else(|| args.run.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let options = TrainOptions {
+        device: device(args.device)?,
+        progress: !args.no_progress,
+        stop: stop_on_ctrl_c()?,
+        git_commit: env!("EFT_GIT_COMMIT").to_string(),
+        ..TrainOptions::default()
+    };
+    let record = train_new(config, &out, args.name.is_some(), &options)?;
+    finish(&record)
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {

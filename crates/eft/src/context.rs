@@ -109,19 +109,24 @@ fn write_report(out: &std::path::Path, results: &Results) -> anyhow::Result<()> 
         "# Effective context\n\n\
          Bits per byte of the byte after each of {} test windows when the model sees only the \
          last `c` bytes before it (fed from position 0). Effective context: the smallest `c` \
-         within {:.0}% of the longest context's bits per byte — beyond it, more context buys \
-         less than that (Dai et al. 2019's RECL, simplified: each model against itself, one \
-         corpus).\n",
+         within {:.0}% of the curve's best bits per byte — beyond it, more context buys less \
+         than that; \"longest − best\" is what the rest of the window adds (positive: the model \
+         does worse with more context). Dai et al. 2019's RECL, simplified: each model against \
+         itself, one corpus. Regenerate with `bash bench/context.sh`.\n",
         results.windows,
         results.tolerance * 100.0
     )?;
     let header: Vec<String> = contexts.iter().map(|c| c.to_string()).collect();
     writeln!(
         md,
-        "| run | mechanism | trained on | effective | {} |",
+        "| run | mechanism | trained on | effective | best at | longest − best | {} |",
         header.join(" | ")
     )?;
-    writeln!(md, "|---|---|---:|---:|{}", "---:|".repeat(contexts.len()))?;
+    writeln!(
+        md,
+        "|---|---|---:|---:|---:|---:|{}",
+        "---:|".repeat(contexts.len())
+    )?;
     for curve in &results.curves {
         let cells: Vec<String> = contexts
             .iter()
@@ -138,12 +143,21 @@ fn write_report(out: &std::path::Path, results: &Results) -> anyhow::Result<()> 
         } else {
             format!("{} ({})", curve.mechanism, curve.params)
         };
+        let best = curve
+            .points
+            .iter()
+            .copied()
+            .reduce(|a, b| if b.1 < a.1 { b } else { a })
+            .unwrap_or((0, f64::NAN));
+        let longest = curve.points.last().map_or(f64::NAN, |p| p.1);
         writeln!(
             md,
-            "| {} | {mechanism} | {} | {} | {} |",
+            "| {} | {mechanism} | {} | {} | {} | {:+.3} | {} |",
             curve.run,
             curve.trained_len,
             curve.effective,
+            best.0,
+            longest - best.1,
             cells.join(" | ")
         )?;
     }

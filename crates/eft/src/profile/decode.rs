@@ -83,15 +83,27 @@ pub fn run(args: &DecodeArgs) -> anyhow::Result<()> {
     } else {
         let mut contexts = args.contexts.clone();
         contexts.sort_unstable();
-        let mut points = Vec::new();
+        // Forms not measured now keep their earlier points.
+        let mut points: Vec<Point> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Results>(&b).ok())
+            .map(|r| r.points)
+            .unwrap_or_default();
         for (label, name, params, recompute) in FORMS {
             if !args.forms.is_empty() && !args.forms.iter().any(|f| label.starts_with(f.as_str())) {
                 continue;
             }
-            points.extend(measure_form(
-                args, &contexts, label, name, params, recompute,
-            )?);
+            let fresh = measure_form(args, &contexts, label, name, params, recompute)?;
+            points.retain(|p| p.form != label);
+            points.extend(fresh);
         }
+        points.sort_by_key(|p| {
+            let form = FORMS
+                .iter()
+                .position(|f| f.0 == p.form)
+                .unwrap_or(FORMS.len());
+            (form, p.context)
+        });
         let results = Results {
             machine: eft_meter::machine(),
             steps: args.steps,
