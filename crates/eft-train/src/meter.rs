@@ -69,8 +69,10 @@ pub struct MeterRecord {
     pub usd_per_hour: f64,
     /// Wall-clock training time priced at `usd_per_hour`.
     pub cost_usd: f64,
-    /// Dollars per million training tokens at the run's tokens/s.
-    pub usd_per_million_tokens: f64,
+    /// Dollars per million training tokens at the run's tokens/s; `None` when it trained none
+    /// (an evaluation-only run).
+    #[serde(default)]
+    pub usd_per_million_tokens: Option<f64>,
 }
 
 /// FLOP/s of an `n × n` by `n × n` matrix product on `device`: the median of three after one

@@ -691,10 +691,8 @@ impl<'a> Session<'a> {
             peak_step_heap_bytes: self.peak_heap,
             usd_per_hour: price,
             cost_usd: eft_meter::dollars(meter.seconds(), price),
-            usd_per_million_tokens: eft_meter::dollars_per_million_tokens(
-                meter.tokens_per_second(),
-                price,
-            ),
+            usd_per_million_tokens: (meter.tokens_per_second() > 0.0)
+                .then(|| eft_meter::dollars_per_million_tokens(meter.tokens_per_second(), price)),
         }
     }
 

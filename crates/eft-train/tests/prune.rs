@@ -108,6 +108,10 @@ fn pruned_weights_stay_zero_through_fine_tuning_and_resume() {
     .unwrap();
     assert_eq!(record.steps_done, 0);
     assert!(record.test.is_some());
+    // Its record reads back (nothing trained: no price per token, not a NaN).
+    let text = std::fs::read_to_string(dir.join(eft_train::RECORD_FILE)).unwrap();
+    let read: eft_train::RunRecord = serde_json::from_str(&text).unwrap();
+    assert_eq!(read.meter.unwrap().usd_per_million_tokens, None);
     let masks = magnitude_masks(
         &trained,
         &PruneConfig {

@@ -145,6 +145,10 @@ pub struct ReportArgs {
     /// figure in this folder (`curves.png`, `curves.svg`).
     #[arg(long, value_name = "DIR")]
     pub curves: Option<PathBuf>,
+    /// Also draw the pruned runs' test accuracy against the share of dense weights kept, one
+    /// line per task and fine-tuning length, into this folder (`pruning.png`, `pruning.svg`).
+    #[arg(long, value_name = "DIR")]
+    pub pruning: Option<PathBuf>,
 }
 
 /// What `eft profile` measures.

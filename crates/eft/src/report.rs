@@ -9,7 +9,7 @@ use eft_train::metrics::{self, MetricsKind};
 use eft_train::{RECORD_FILE, RunRecord, RunStatus};
 
 use crate::args::ReportArgs;
-use crate::plot::{Axis, Bubble, Curves, Heading, Unit};
+use crate::plot::{Axis, Bubble, Curves, Heading, Series, Unit, log_log};
 
 /// Runs the command.
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -58,6 +58,26 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {}", path.display());
         }
     }
+    if let Some(dir) = &args.pruning {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let series = pruning(&runs);
+        anyhow::ensure!(!series.is_empty(), "no finished pruned run to plot");
+        let heading = Heading {
+            title: "Accuracy against the weights kept",
+            subtitle: &subtitle,
+        };
+        let kept = Axis {
+            label: "dense weights kept (%)",
+            unit: Unit::Plain,
+        };
+        let accuracy = Axis {
+            label: "test accuracy (%)",
+            unit: Unit::Plain,
+        };
+        for path in log_log(&dir.join("pruning"), heading, kept, accuracy, &series)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     if let Some(dir) = &args.curves {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let heading = Heading {
@@ -102,6 +122,37 @@ fn bubbles(runs: &[(PathBuf, RunRecord)]) -> Vec<Bubble> {
             })
         })
         .collect()
+}
+
+/// Finished pruned runs as lines of test accuracy against the share of dense weights kept, one
+/// per task and fine-tuning length.
+fn pruning(runs: &[(PathBuf, RunRecord)]) -> Vec<Series> {
+    let mut series: Vec<Series> = Vec::new();
+    for (_, r) in runs {
+        let (Some(p), Some(test)) = (&r.prune, &r.test) else {
+            continue;
+        };
+        if r.status != RunStatus::Finished {
+            continue;
+        }
+        let name = match r.config.train.steps {
+            0 => format!("{}, not fine-tuned", r.config.task.name()),
+            n => format!("{}, fine-tuned {n} steps", r.config.task.name()),
+        };
+        let point = (100.0 * (1.0 - p.sparsity), 100.0 * test.accuracy);
+        match series.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push(point),
+            None => series.push(Series {
+                name,
+                points: vec![point],
+            }),
+        }
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| b.0.total_cmp(&a.0));
+    }
+    series.sort_by(|a, b| a.name.cmp(&b.name));
+    series
 }
 
 /// Each run's loss and accuracy curves from its `metrics.jsonl`.
@@ -214,6 +265,20 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
         if r.config.train.precision != eft_train::Precision::F32 {
             techniques.push(r.config.train.precision.to_string());
         }
+        if let Some(p) = &r.prune {
+            techniques.push(
+                format!(
+                    "pruned {:.1}% ({:?}), {}",
+                    100.0 * p.sparsity,
+                    p.asked.scope,
+                    match r.config.train.steps {
+                        0 => "not fine-tuned".to_string(),
+                        n => format!("fine-tuned {n} steps"),
+                    }
+                )
+                .to_lowercase(),
+            );
+        }
         let attention = match techniques.is_empty() {
             true => attention,
             false => format!("{} · {}", attention.trim(), techniques.join(", ")),
@@ -321,7 +386,7 @@ pub fn print_record(record: &RunRecord) {
     );
     if let Some(m) = &record.meter {
         println!(
-            "{:.3} GFLOP/step ({} executed), {:.2e} FLOPs in all, {} of the matmul peak, ${:.4} at ${}/h (${:.3} per million tokens)",
+            "{:.3} GFLOP/step ({} executed), {:.2e} FLOPs in all, {} of the matmul peak, ${:.4} at ${}/h ({} per million tokens)",
             m.flops_per_step / 1e9,
             m.executed_flops_per_step
                 .map_or_else(|| "n/a".into(), |f| format!("{:.3}", f / 1e9)),
@@ -331,6 +396,7 @@ pub fn print_record(record: &RunRecord) {
             m.cost_usd,
             m.usd_per_hour,
             m.usd_per_million_tokens
+                .map_or_else(|| "n/a".into(), |d| format!("${d:.3}"))
         );
     }
 }

@@ -481,17 +481,28 @@ fn prune_writes_a_new_run_and_names_bad_input() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
     let source = out.join("listops-full-quick");
     let before = std::fs::read(source.join("checkpoint.safetensors")).unwrap();
     let pruned = eft()
         .arg("prune")
         .arg(&source)
         .args(["--sparsity", "0.75", "--finetune", "5", "--no-progress"])
-        .args(["--set", "train.schedule={ kind = \"constant\", lr = 0.001 }"])
+        .args([
+            "--set",
+            "train.schedule={ kind = \"constant\", lr = 0.001 }",
+        ])
         .output()
         .unwrap();
-    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
+    assert!(
+        pruned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
     let record: serde_json::Value = serde_json::from_slice(
         &std::fs::read(out.join("listops-full-quick-prune75/record.json")).unwrap(),
     )
@@ -499,10 +510,19 @@ fn prune_writes_a_new_run_and_names_bad_input() {
     let sparsity = record["prune"]["sparsity"].as_f64().unwrap();
     assert!((sparsity - 0.75).abs() < 1e-3, "{sparsity}");
     assert_eq!(record["steps_done"], 5);
-    assert_eq!(std::fs::read(source.join("checkpoint.safetensors")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(source.join("checkpoint.safetensors")).unwrap(),
+        before
+    );
     let source = source.to_str().unwrap();
-    fails_with(&["prune", source, "--sparsity", "1"], &["train.prune.sparsity", "[0, 1)"]);
-    fails_with(&["prune", "/nonexistent/run", "--sparsity", "0.5"], &["no checkpoint"]);
+    fails_with(
+        &["prune", source, "--sparsity", "1"],
+        &["train.prune.sparsity", "[0, 1)"],
+    );
+    fails_with(
+        &["prune", "/nonexistent/run", "--sparsity", "0.5"],
+        &["no checkpoint"],
+    );
 }
 
 fn tiny_config(dir: &Path) -> PathBuf {

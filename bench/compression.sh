@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Regenerates bench/results/compression.md and pruning.{png,svg}: magnitude pruning of the quick
+# arena's `full` ListOps and Image models at 0–95% sparsity (global ranking of the dense layers'
+# weights), evaluated as pruned and after 100 steps of fine-tuning with the mask held. The
+# source models are the quick arena's cells (eft arena --tasks listops,image --mechanisms full).
+# About 10 minutes on 2 cores; finished runs are kept, so rerunning continues where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p eft
+eft=./target/release/eft
+out=runs/compression
+$eft arena --tasks listops,image --mechanisms full --out "$out" --name sources --no-progress
+for task in listops image; do
+  source="$out/sources/$task-full"
+  for sparsity in 0 0.2 0.4 0.6 0.8 0.9 0.95; do
+    for steps in 0 100; do
+      name="$task-s$sparsity-ft$steps"
+      if [ -f "$out/pruned/$name/record.json" ] && grep -q '"status": "finished"' "$out/pruned/$name/record.json"; then
+        continue
+      fi
+      rm -rf "${out:?}/pruned/$name"
+      $eft prune "$source" --sparsity "$sparsity" --finetune "$steps" --name "$name" \
+        --out "$out/pruned" --no-progress >/dev/null
+    done
+  done
+done
+mkdir -p bench/results
+$eft report "$out/pruned" --pruning bench/results >/dev/null
+python3 bench/compression_table.py "$out" > bench/results/compression.md
+cat bench/results/compression.md
