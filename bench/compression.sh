@@ -3,7 +3,9 @@
 # arena's `full` ListOps and Image models at 0–95% sparsity (global ranking of the dense layers'
 # weights), evaluated as pruned and after 100 steps of fine-tuning with the mask held. The
 # source models are the quick arena's cells (eft arena --tasks listops,image --mechanisms full).
-# About 10 minutes on 2 cores; finished runs are kept, so rerunning continues where it stopped.
+# Then the same models as teachers of performer, linear and half-width full students (soft
+# targets at T = 2, alpha = 0.5) against the students alone, three seeds each. About 25 minutes
+# on 2 cores; finished runs are kept, so rerunning continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p eft
@@ -21,6 +23,32 @@ for task in listops image; do
       rm -rf "${out:?}/pruned/$name"
       $eft prune "$source" --sparsity "$sparsity" --finetune "$steps" --name "$name" \
         --out "$out/pruned" --no-progress >/dev/null
+    done
+  done
+done
+# Distillation: the full models above teach performer, linear and a half-width full student,
+# each also trained without the teacher; three seeds, the same steps and data as the teacher.
+for task in listops image; do
+  teacher="$out/sources/$task-full"
+  for student in performer linear half; do
+    flags=(--attention "$student")
+    if [ "$student" = half ]; then
+      flags=(--attention full --set model.d_model=32 --set model.d_ff=64)
+    fi
+    for seed in 1 2 3; do
+      for alpha in 0 0.5; do
+        name="$task-$student-a$alpha-seed$seed"
+        if [ -f "$out/distilled/$name/record.json" ] && grep -q '"status": "finished"' "$out/distilled/$name/record.json"; then
+          continue
+        fi
+        rm -rf "${out:?}/distilled/$name"
+        distill=()
+        if [ "$alpha" != 0 ]; then
+          distill=(--set "train.distill={ teacher = \"$teacher\", temperature = 2.0, alpha = $alpha }")
+        fi
+        $eft train --config "$teacher/config.toml" "${flags[@]}" "${distill[@]}" --seed "$seed" \
+          --name "$name" --out "$out/distilled" --no-progress >/dev/null
+      done
     done
   done
 done

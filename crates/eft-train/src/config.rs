@@ -41,6 +41,9 @@ pub struct TrainConfig {
     /// Magnitude pruning, fixed when training starts and kept through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<crate::prune::PruneConfig>,
+    /// Knowledge distillation from a finished run's predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::DistillConfig>,
 }
 
 fn ten() -> usize {
@@ -155,6 +158,9 @@ impl RunConfig {
         let evaluate_only = t.steps == 0 && t.init_from.is_some();
         if let Some(p) = &t.prune {
             p.validate()?;
+        }
+        if let Some(d) = &t.distill {
+            d.validate()?;
         }
         for (field, v) in [
             ("train.steps", if evaluate_only { 1 } else { t.steps }),

@@ -28,6 +28,7 @@ mod atomic_file;
 mod checkpoint;
 mod config;
 pub mod context;
+pub mod distill;
 mod error;
 mod evaluate;
 pub mod export;

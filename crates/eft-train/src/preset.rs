@@ -90,6 +90,7 @@ fn listops_quick() -> RunConfig {
             max_grad_norm: Some(1.0),
             init_from: None,
             prune: None,
+            distill: None,
             optimizer: OptimizerConfig {
                 weight_decay: 0.01,
                 ..OptimizerConfig::default()
@@ -128,6 +129,7 @@ fn listops_paper() -> RunConfig {
             max_grad_norm: None,
             init_from: None,
             prune: None,
+            distill: None,
             optimizer: OptimizerConfig {
                 weight_decay: 0.1,
                 ..OptimizerConfig::default()

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use eft_data::{Batch, Dataset, train_batch_indices};
 use eft_meter::{StepTimes, Throughput, peak_rss_bytes};
 use eft_model::Classifier;
@@ -245,6 +245,8 @@ struct Session<'a> {
     adam: AdamState,
     /// Pruning masks re-applied after every optimiser step; empty when nothing is pruned.
     masks: BTreeMap<String, crate::params::NamedArray>,
+    /// The distillation teacher, on the plain device (no gradient).
+    teacher: Option<Classifier>,
     state: LoopState,
     dir: PathBuf,
     options: &'a TrainOptions,
@@ -276,6 +278,12 @@ impl<'a> Session<'a> {
         crate::precision::check_backend(config.train.precision, &options.device)?;
         let model = build_model(&config, &device)?;
         check_memory(&config, &model)?;
+        let teacher = config
+            .train
+            .distill
+            .as_ref()
+            .map(|d| d.load_teacher(&config, &options.device))
+            .transpose()?;
         let data = build_data(&config)?;
         let (model, adam, mut state, masks) = match checkpoint {
             None => {
@@ -321,6 +329,7 @@ impl<'a> Session<'a> {
             model,
             adam,
             masks,
+            teacher,
             state,
             dir: dir.to_path_buf(),
             options,
@@ -377,9 +386,22 @@ impl<'a> Session<'a> {
                 .or_insert_with(|| model.cost(shape[0], shape[1]).step_flops());
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
             let precision = (t.precision, self.state.loss_scale.map_or(1.0, |s| s.scale));
+            // The teacher sees the batch without gradient or dropout (the plain device).
+            let teacher = match (&self.teacher, &t.distill) {
+                (Some(teacher), Some(config)) if config.alpha > 0.0 => {
+                    let logits = teacher
+                        .forward(
+                            tensors.tokens.clone().inner(),
+                            tensors.padding.clone().inner(),
+                        )
+                        .logits;
+                    Some((Tensor::from_inner(logits), config))
+                }
+                _ => None,
+            };
             let (output, loss_value, mut grads) =
                 with_seed(&device, step_seed(self.config.seed, step), || {
-                    step_gradients(&self.model, &tensors, precision)
+                    step_gradients(&self.model, &tensors, precision, teacher)
                 });
             if self.options.overflow_at_step == Some(step) {
                 grads = crate::precision::poisoned(&self.model, grads);
@@ -719,15 +741,22 @@ fn step_gradients(
     model: &Classifier,
     tensors: &crate::BatchTensors,
     (precision, loss_scale): (crate::Precision, f64),
+    teacher: Option<(Tensor<2>, &crate::distill::DistillConfig)>,
 ) -> (eft_model::ModelOutput, f64, GradientsParams) {
     let (tokens, padding) = (tensors.tokens.clone(), tensors.padding.clone());
     // The loss in f32 whatever the compute type, as autocast does.
     let loss_of = |output: &eft_model::ModelOutput| {
         let task = output.task_loss(|logits| {
-            cross_entropy(
-                tensors.graded(crate::in_f32(logits)),
-                tensors.labels.clone(),
-            )
+            let logits = tensors.graded(crate::in_f32(logits));
+            match &teacher {
+                None => cross_entropy(logits, tensors.labels.clone()),
+                Some((teacher, config)) => crate::distill::distillation_loss(
+                    logits,
+                    tensors.graded(teacher.clone()),
+                    tensors.labels.clone(),
+                    config,
+                ),
+            }
         });
         // Learned exits: the depth classifier learns each sequence's oracle depth.
         let depth = output.depth_loss(|logits| {

@@ -265,6 +265,15 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
         if r.config.train.precision != eft_train::Precision::F32 {
             techniques.push(r.config.train.precision.to_string());
         }
+        if let Some(d) = &r.config.train.distill {
+            let teacher = Path::new(&d.teacher)
+                .file_name()
+                .map_or(d.teacher.clone(), |n| n.to_string_lossy().into_owned());
+            techniques.push(format!(
+                "distilled from {teacher} (T {}, α {})",
+                d.temperature, d.alpha
+            ));
+        }
         if let Some(p) = &r.prune {
             techniques.push(
                 format!(
