@@ -166,7 +166,7 @@ fn write_report(out: &std::path::Path, results: &Results) -> anyhow::Result<()> 
         .curves
         .iter()
         .map(|c| Series {
-            name: c.mechanism.clone(),
+            name: format!("{}, trained on {}", c.mechanism, c.trained_len),
             points: c.points.iter().map(|&(x, y)| (x as f64, y)).collect(),
         })
         .collect();
