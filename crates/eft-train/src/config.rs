@@ -38,6 +38,14 @@ pub struct TrainConfig {
     /// weights without training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<String>,
+    /// With `init_from`: take that run's weights as they were after this many steps (a snapshot
+    /// it kept with `keep_at`), not its last ones: rewinding, for lottery tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_step: Option<usize>,
+    /// Steps after which a copy of the weights is kept as `weights-step<k>.safetensors` (0: the
+    /// initial weights), for later runs to rewind to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_at: Vec<usize>,
     /// Magnitude pruning, fixed when training starts and kept through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<crate::prune::PruneConfig>,
@@ -158,6 +166,13 @@ impl RunConfig {
         let evaluate_only = t.steps == 0 && t.init_from.is_some();
         if let Some(p) = &t.prune {
             p.validate()?;
+        }
+        if t.init_step.is_some() && t.init_from.is_none() {
+            return Err(TrainError::config(
+                "train.init_step",
+                t.init_step.unwrap_or(0),
+                "rewinds the run named by train.init_from: set that too",
+            ));
         }
         if let Some(d) = &t.distill {
             d.validate()?;

@@ -72,7 +72,8 @@ pub enum TrainError {
 const GIB: f64 = (1u64 << 30) as f64;
 
 impl TrainError {
-    pub(crate) fn config(field: &str, value: impl ToString, fix: impl ToString) -> Self {
+    /// A config field (or command-line flag) with its offending value and what would do.
+    pub fn config(field: &str, value: impl ToString, fix: impl ToString) -> Self {
         TrainError::Config {
             field: field.to_string(),
             value: value.to_string(),

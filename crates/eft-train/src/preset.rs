@@ -89,6 +89,8 @@ fn listops_quick() -> RunConfig {
             precision: Precision::F32,
             max_grad_norm: Some(1.0),
             init_from: None,
+            init_step: None,
+            keep_at: Vec::new(),
             prune: None,
             distill: None,
             optimizer: OptimizerConfig {
@@ -128,6 +130,8 @@ fn listops_paper() -> RunConfig {
             precision: Precision::F32,
             max_grad_norm: None,
             init_from: None,
+            init_step: None,
+            keep_at: Vec::new(),
             prune: None,
             distill: None,
             optimizer: OptimizerConfig {

@@ -27,6 +27,10 @@ pub struct PruneConfig {
     /// How weights are ranked. Default `global`.
     #[serde(default)]
     pub scope: PruneScope,
+    /// Rank the final weights of this run (its folder) instead of this run's starting weights:
+    /// a lottery ticket's mask, found by training, applied to rewound or fresh weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// How weights are ranked for pruning.
@@ -193,6 +197,7 @@ mod tests {
                 &PruneConfig {
                     sparsity: s,
                     scope: PruneScope::Global,
+                    from: None,
                 },
             )
         };
@@ -212,6 +217,7 @@ mod tests {
             &PruneConfig {
                 sparsity: 0.5,
                 scope: PruneScope::Layer,
+                from: None,
             },
         );
         assert_eq!(zeros(&layer, "a.weight"), vec![1, 4, 5]); // 0.1, 0.2, 0.05
@@ -229,6 +235,7 @@ mod tests {
             &PruneConfig {
                 sparsity: 0.5,
                 scope: PruneScope::Global,
+                from: None,
             },
         );
         assert_eq!(zeros(&m, "w.weight"), vec![0, 1]);
@@ -240,6 +247,7 @@ mod tests {
             let err = PruneConfig {
                 sparsity: s,
                 scope: PruneScope::Global,
+                from: None,
             }
             .validate()
             .unwrap_err()

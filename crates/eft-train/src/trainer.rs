@@ -171,14 +171,22 @@ pub fn build_data_and_model(
 fn init_from(
     model: Classifier,
     source: &str,
+    step: Option<usize>,
     config: &RunConfig,
 ) -> Result<Classifier, TrainError> {
-    let path = Path::new(source).join(CHECKPOINT_FILE);
     let bad = |problem: String| TrainError::config("train.init_from", source, problem);
+    let path = match step {
+        None => Path::new(source).join(CHECKPOINT_FILE),
+        Some(k) => Path::new(source).join(snapshot_file(k)),
+    };
     if !path.is_file() {
-        return Err(bad(
-            "holds no checkpoint: give the folder of a run of the same task".into(),
-        ));
+        return Err(bad(match step {
+            None => "holds no checkpoint: give the folder of a run of the same task".into(),
+            Some(k) => format!(
+                "kept no weights at step {k}: train it with --set train.keep_at=[{k}] to rewind \
+                 there"
+            ),
+        }));
     }
     let checkpoint = Checkpoint::load(&path)?;
     if checkpoint.config.task.shape() != config.task.shape() {
@@ -190,6 +198,11 @@ fn init_from(
         )));
     }
     load_weights(model, &checkpoint, &path)
+}
+
+/// The file a run keeps its weights in after `step` steps (`train.keep_at`).
+pub fn snapshot_file(step: usize) -> String {
+    format!("weights-step{step}.safetensors")
 }
 
 /// The model for `config`, its parameters drawn under the run's seed.
@@ -288,15 +301,46 @@ impl<'a> Session<'a> {
         let (model, adam, mut state, masks) = match checkpoint {
             None => {
                 let model = match &config.train.init_from {
-                    Some(source) => init_from(model, source, &config)?,
+                    Some(source) => init_from(model, source, config.train.init_step, &config)?,
                     None => model,
                 };
-                let masks = config
-                    .train
-                    .prune
-                    .as_ref()
-                    .map(|p| crate::prune::magnitude_masks(&export_params(&model), p))
-                    .unwrap_or_default();
+                let masks = match &config.train.prune {
+                    None => BTreeMap::new(),
+                    Some(p) => {
+                        let ranked = match &p.from {
+                            None => export_params(&model),
+                            Some(run) => {
+                                let path = Path::new(run).join(CHECKPOINT_FILE);
+                                if !path.is_file() {
+                                    return Err(TrainError::config(
+                                        "train.prune.from",
+                                        run,
+                                        "holds no checkpoint: give the folder of a trained run \
+                                         of this model",
+                                    ));
+                                }
+                                Checkpoint::load(&path)?.model
+                            }
+                        };
+                        crate::prune::magnitude_masks(&ranked, p)
+                    }
+                };
+                let params = export_params(&model);
+                if let Some(problem) = masks.iter().find_map(|(name, mask)| {
+                    let fits = params.get(name).is_some_and(|a| a.shape == mask.shape);
+                    (!fits).then(|| format!("`{name}` does not fit this model"))
+                }) {
+                    return Err(TrainError::config(
+                        "train.prune.from",
+                        config
+                            .train
+                            .prune
+                            .as_ref()
+                            .and_then(|p| p.from.clone())
+                            .unwrap_or_default(),
+                        format!("{problem}: rank a run of the same model"),
+                    ));
+                }
                 (
                     crate::prune::apply_masks(model, &masks),
                     AdamState::default(),
@@ -366,6 +410,9 @@ impl<'a> Session<'a> {
                 return self.finish(&meter, RunStatus::Interrupted);
             }
             let step = self.state.step;
+            if t.keep_at.contains(&step) {
+                self.keep_snapshot()?;
+            }
             let started = Instant::now();
             let heap_base = eft_meter::reset_peak();
             self.model = self.model.at_step(step);
@@ -518,6 +565,9 @@ impl<'a> Session<'a> {
             }
         }
         bar.finish_and_clear();
+        if self.config.train.keep_at.contains(&self.state.step) {
+            self.keep_snapshot()?;
+        }
         self.finish(&meter, RunStatus::Finished)
     }
 
@@ -549,6 +599,19 @@ impl<'a> Session<'a> {
         self.state.loss_sum = 0.0;
         self.state.loss_count = 0;
         Ok(point)
+    }
+
+    /// Writes the weights as they are now beside the checkpoint (`train.keep_at`).
+    fn keep_snapshot(&self) -> Result<(), TrainError> {
+        Checkpoint {
+            config: self.config.clone(),
+            state: self.state.clone(),
+            adam_steps: self.adam.steps,
+            model: export_params(&self.model),
+            adam: BTreeMap::new(),
+            masks: self.masks.clone(),
+        }
+        .save(&self.dir.join(snapshot_file(self.state.step)))
     }
 
     fn checkpoint(

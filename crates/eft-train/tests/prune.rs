@@ -27,7 +27,11 @@ fn pruned(source: &Path, sparsity: f64, scope: PruneScope, steps: usize) -> RunC
     let mut c = tiny();
     c.name = "pruned".into();
     c.train.init_from = Some(source.display().to_string());
-    c.train.prune = Some(PruneConfig { sparsity, scope });
+    c.train.prune = Some(PruneConfig {
+        sparsity,
+        scope,
+        from: None,
+    });
     c.train.steps = steps;
     c
 }
@@ -54,7 +58,14 @@ fn pruned_weights_stay_zero_through_fine_tuning_and_resume() {
         train(pruned(&source, sparsity, scope, 8), &dir, &stopping).unwrap();
         let record = resume(&dir, &TrainOptions::default()).unwrap();
         let after = load(&dir);
-        let masks = magnitude_masks(&trained, &PruneConfig { sparsity, scope });
+        let masks = magnitude_masks(
+            &trained,
+            &PruneConfig {
+                sparsity,
+                scope,
+                from: None,
+            },
+        );
         assert_eq!(
             after.masks, masks,
             "the checkpoint holds the masks of the source weights"
@@ -117,6 +128,7 @@ fn pruned_weights_stay_zero_through_fine_tuning_and_resume() {
         &PruneConfig {
             sparsity: 0.5,
             scope: PruneScope::Global,
+            from: None,
         },
     );
     for (name, a) in &load(&dir).model {
@@ -160,4 +172,74 @@ fn a_missing_or_foreign_source_is_named() {
         err.contains("train.init_from") && err.contains("other shapes"),
         "{err}"
     );
+}
+
+/// Lottery tickets' parts: a run keeps its weights at the steps asked (step 0: its
+/// initialisation), a later run rewinds to them, masks can be ranked by another run's trained
+/// weights, and ranking a pruned run at a higher sparsity keeps every weight it pruned pruned.
+#[test]
+fn snapshots_rewinding_and_masks_from_another_run() {
+    let root = tempfile::tempdir().unwrap();
+    let source = root.path().join("source");
+    let mut config = tiny();
+    config.train.keep_at = vec![0, 4, 8];
+    train(config.clone(), &source, &TrainOptions::default()).unwrap();
+    let at = |k: usize| load_file(&source.join(eft_train::snapshot_file(k))).model;
+    // Step 0 is the initialisation the run's seed draws; step 8 (the last) its final weights.
+    let fresh = eft_train::params::export_params(
+        &eft_train::build_model(&config, &burn::tensor::Device::flex()).unwrap(),
+    );
+    assert_eq!(at(0), fresh);
+    assert_eq!(at(8), load(&source).model);
+    assert_ne!(at(4), at(0));
+
+    // Round 1: masks ranked by the trained weights, applied to the rewound step-4 weights.
+    let ticket = root.path().join("ticket");
+    let mut round = pruned(&source, 0.5, PruneScope::Global, 0);
+    round.train.init_step = Some(4);
+    round.train.prune.as_mut().unwrap().from = Some(source.display().to_string());
+    train(round.clone(), &ticket, &Default::default()).unwrap();
+    let masks = magnitude_masks(&load(&source).model, round.train.prune.as_ref().unwrap());
+    let got = load(&ticket);
+    assert_eq!(got.masks, masks);
+    let rewound = at(4);
+    for (name, w) in &got.model {
+        let want: Vec<f32> = match masks.get(name) {
+            Some(m) => rewound[name]
+                .values
+                .iter()
+                .zip(&m.values)
+                .map(|(w, m)| w * m)
+                .collect(),
+            None => rewound[name].values.clone(),
+        };
+        assert_eq!(w.values, want, "{name}");
+    }
+
+    // Round 2 ranks round 1's (pruned) weights at a higher sparsity: a superset of its zeros.
+    let deeper = PruneConfig {
+        sparsity: 0.75,
+        scope: PruneScope::Global,
+        from: None,
+    };
+    let next = magnitude_masks(&got.model, &deeper);
+    for (name, m) in &masks {
+        for (i, keep) in m.values.iter().enumerate() {
+            if *keep == 0.0 {
+                assert_eq!(next[name].values[i], 0.0, "{name}[{i}] came back");
+            }
+        }
+    }
+
+    // Rewinding to a step the source did not keep is named.
+    let mut missing = round;
+    missing.train.init_step = Some(3);
+    let err = train(missing, &root.path().join("missing"), &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("keep_at=[3]"), "{err}");
+}
+
+fn load_file(path: &Path) -> Checkpoint {
+    Checkpoint::load(path).unwrap()
 }

@@ -462,8 +462,24 @@ pub struct PruneArgs {
     #[arg(value_name = "RUN_DIR")]
     pub run: PathBuf,
     /// Share of the prunable weights set to zero, in [0, 1).
-    #[arg(long)]
-    pub sparsity: f64,
+    #[arg(long, required_unless_present = "lottery")]
+    pub sparsity: Option<f64>,
+    /// Iterative magnitude pruning for lottery tickets (Frankle & Carbin 2019): each round
+    /// prunes --rate of the weights left, ranked by the previous round's trained weights, and
+    /// retrains from RUN's weights at step --rewind (kept with train.keep_at), beside a control
+    /// with the same mask from a fresh initialisation.
+    #[arg(long, conflicts_with_all = ["sparsity", "finetune"])]
+    pub lottery: bool,
+    /// Lottery rounds.
+    #[arg(long, default_value_t = 5, value_parser = at_least_one())]
+    pub rounds: usize,
+    /// Share of the remaining weights each lottery round prunes, in (0, 1).
+    #[arg(long, default_value_t = 0.2)]
+    pub rate: f64,
+    /// The step whose weights a lottery round retrains from (0: the initialisation); RUN must
+    /// have kept them (`--set train.keep_at=[k]` when it trained).
+    #[arg(long, default_value_t = 0)]
+    pub rewind: usize,
     /// Rank all dense weights together (global) or each matrix alone (layer).
     #[arg(long, value_enum, default_value_t = PruneScopeArg::Global)]
     pub scope: PruneScopeArg,

@@ -235,19 +235,20 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
 /// `eft prune`: a new run that starts from RUN's weights, prunes them by magnitude and
 /// fine-tunes (or only evaluates) with the mask held; RUN is not modified.
 fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    if args.lottery {
+        return lottery(args);
+    }
+    let sparsity = args.sparsity.unwrap_or_default();
     let path = args.run.join(CHECKPOINT_FILE);
     let source = Checkpoint::load(&path)?;
     let scope = match args.scope {
         crate::args::PruneScopeArg::Global => "global",
         crate::args::PruneScopeArg::Layer => "layer",
     };
-    let name = args.name.clone().unwrap_or_else(|| {
-        format!(
-            "{}-prune{}",
-            source.config.name,
-            (args.sparsity * 100.0).round()
-        )
-    });
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-prune{}", source.config.name, (sparsity * 100.0).round()));
     let mut sets = vec![
         ("name".to_string(), name),
         (
@@ -256,12 +257,19 @@ fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
         ),
         (
             "train.prune".to_string(),
-            format!("{{ sparsity = {:?}, scope = {scope:?} }}", args.sparsity),
+            format!("{{ sparsity = {sparsity:?}, scope = {scope:?} }}"),
         ),
         ("train.steps".to_string(), args.finetune.to_string()),
     ];
     sets.extend(args.set.iter().cloned());
     let config = eft_train::layered(&source.config, None, &sets)?;
+    let (out, options) = pruned_runs(&args)?;
+    let record = train_new(config, &out, args.name.is_some(), &options)?;
+    finish(&record)
+}
+
+/// Where `eft prune` writes its runs (--out, else beside RUN) and how they train.
+fn pruned_runs(args: &PruneArgs) -> anyhow::Result<(std::path::PathBuf, TrainOptions)> {
     let out = args
         .out
         .clone()
@@ -274,8 +282,93 @@ fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
         git_commit: env!("EFT_GIT_COMMIT").to_string(),
         ..TrainOptions::default()
     };
-    let record = train_new(config, &out, args.name.is_some(), &options)?;
-    finish(&record)
+    Ok((out, options))
+}
+
+/// `eft prune --lottery`: per round r, sparsity 1 − (1 − rate)^r ranked by the previous round's
+/// trained ticket (round 1: RUN), a ticket retrained from RUN's weights at step --rewind and a
+/// control with the same mask from a fresh initialisation (the next seed), each for RUN's steps
+/// less the rewind. Finished rounds are kept, so rerunning continues.
+fn lottery(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    if !(args.rate > 0.0 && args.rate < 1.0) {
+        return Err(TrainError::config(
+            "--rate",
+            args.rate,
+            "must be in (0, 1): the share of the remaining weights each round prunes",
+        )
+        .into());
+    }
+    let source = Checkpoint::load(&args.run.join(CHECKPOINT_FILE))?;
+    if !args
+        .run
+        .join(eft_train::snapshot_file(args.rewind))
+        .is_file()
+    {
+        return Err(TrainError::config(
+            "--rewind",
+            args.rewind,
+            format!(
+                "{} kept no weights at step {k}: train it with --set train.keep_at=[{k}]",
+                args.run.display(),
+                k = args.rewind
+            ),
+        )
+        .into());
+    }
+    let steps = source.config.train.steps.saturating_sub(args.rewind).max(1);
+    let base = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-lottery", source.config.name));
+    let (out, options) = pruned_runs(&args)?;
+    let quoted = |p: &std::path::Path| format!("{:?}", p.display().to_string());
+    let mut ranked = args.run.clone();
+    println!("| round | sparsity | ticket | control (fresh init) |\n|---:|---:|---:|---:|");
+    for round in 1..=args.rounds {
+        let sparsity = 1.0 - (1.0 - args.rate).powi(round as i32);
+        let prune = format!(
+            "{{ sparsity = {sparsity:?}, scope = \"global\", from = {} }}",
+            quoted(&ranked)
+        );
+        let mut accuracy = Vec::new();
+        for (kind, rewind) in [("ticket", true), ("control", false)] {
+            let name = format!("{base}-r{round}-{kind}");
+            let dir = out.join(&name);
+            let finished = std::fs::read_to_string(dir.join(eft_train::RECORD_FILE))
+                .ok()
+                .and_then(|t| serde_json::from_str::<eft_train::RunRecord>(&t).ok())
+                .filter(|r| r.status == RunStatus::Finished);
+            let record = match finished {
+                Some(r) => r,
+                None if dir.join(CHECKPOINT_FILE).is_file() => eft_train::resume(&dir, &options)?,
+                None => {
+                    let mut sets = vec![
+                        ("name".to_string(), name.clone()),
+                        ("train.prune".to_string(), prune.clone()),
+                        ("train.steps".to_string(), steps.to_string()),
+                    ];
+                    if rewind {
+                        sets.push(("train.init_from".into(), quoted(&args.run)));
+                        sets.push(("train.init_step".into(), args.rewind.to_string()));
+                    } else {
+                        sets.push(("seed".into(), (source.config.seed + 1).to_string()));
+                    }
+                    sets.extend(args.set.iter().cloned());
+                    let config = eft_train::layered(&source.config, None, &sets)?;
+                    train_new(config, &out, true, &options)?
+                }
+            };
+            accuracy.push(record.test.map_or(f64::NAN, |t| 100.0 * t.accuracy));
+        }
+        println!(
+            "| {round} | {:.1}% | {:.1}% | {:.1}% |",
+            100.0 * sparsity,
+            accuracy[0],
+            accuracy[1]
+        );
+        ranked = out.join(format!("{base}-r{round}-ticket"));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {

@@ -479,6 +479,7 @@ fn prune_writes_a_new_run_and_names_bad_input() {
         .arg(&config)
         .arg("--out")
         .arg(&out)
+        .args(["--set", "train.keep_at=[0]"])
         .output()
         .unwrap();
     assert!(
@@ -514,7 +515,40 @@ fn prune_writes_a_new_run_and_names_bad_input() {
         std::fs::read(source.join("checkpoint.safetensors")).unwrap(),
         before
     );
+    // Two lottery rounds: a ticket rewound to the initialisation and a control per round.
+    let lottery = eft()
+        .arg("prune")
+        .arg(&source)
+        .args([
+            "--lottery",
+            "--rounds",
+            "2",
+            "--rate",
+            "0.5",
+            "--no-progress",
+        ])
+        .args([
+            "--set",
+            "train.schedule={ kind = \"constant\", lr = 0.001 }",
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&lottery.stdout);
+    assert!(
+        lottery.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lottery.stderr)
+    );
+    assert!(table.contains("| 2 | 75.0% |"), "{table}");
+    for run in ["r1-ticket", "r1-control", "r2-ticket", "r2-control"] {
+        let record = out.join(format!("listops-full-quick-lottery-{run}/record.json"));
+        assert!(record.exists(), "{run}");
+    }
     let source = source.to_str().unwrap();
+    fails_with(
+        &["prune", source, "--lottery", "--rewind", "3"],
+        &["--rewind", "keep_at=[3]"],
+    );
     fails_with(
         &["prune", source, "--sparsity", "1"],
         &["train.prune.sparsity", "[0, 1)"],
