@@ -4,8 +4,9 @@
 # weights), evaluated as pruned and after 100 steps of fine-tuning with the mask held. The
 # source models are the quick arena's cells (eft arena --tasks listops,image --mechanisms full).
 # Then the same models as teachers of performer, linear and half-width full students (soft
-# targets at T = 2, alpha = 0.5) against the students alone, three seeds each. About 25 minutes
-# on 2 cores; finished runs are kept, so rerunning continues where it stopped.
+# targets at T = 2, alpha = 0.5) against the students alone, three seeds each, and lottery
+# tickets (five rounds of halving, rewound to the initialisation, beside fresh-init controls).
+# About 30 minutes on 2 cores; finished runs are kept, so rerunning continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p eft
@@ -51,6 +52,18 @@ for task in listops image; do
       done
     done
   done
+done
+# Lottery tickets: the same models retrained with their initialisation kept, then five rounds
+# that each prune half the remaining weights, the ticket rewound to the initialisation beside a
+# control with the same mask from a fresh initialisation.
+for task in listops image; do
+  source="$out/lottery/$task-source"
+  if ! grep -qs '"status": "finished"' "$source/record.json"; then
+    rm -rf "$source"
+    $eft train --config "$out/sources/$task-full/config.toml" --set "train.keep_at=[0]" \
+      --name "$task-source" --out "$out/lottery" --no-progress >/dev/null
+  fi
+  $eft prune "$source" --lottery --rounds 5 --rate 0.5 --rewind 0 --no-progress >/dev/null
 done
 mkdir -p bench/results
 $eft report "$out/pruned" --pruning bench/results >/dev/null

@@ -104,3 +104,38 @@ if os.path.isdir(distilled):
             f"{m(taught):.1f} ± {sd(taught):.1f}% | {diff:+.1f} ({verdict}) |"
         )
     print()
+
+lottery = os.path.join(root, "lottery")
+if os.path.isdir(lottery):
+    print("## Lottery tickets\n")
+    print(
+        "Each model retrained with its initialisation kept (`--set train.keep_at=[0]`), then "
+        "`eft prune SOURCE --lottery --rounds 5 --rate 0.5 --rewind 0`: round r prunes to "
+        "1 − 0.5^r of the dense weights, ranked by round r − 1's trained ticket (round 1: the "
+        "source), and trains the ticket from the source's initialisation under that mask, beside "
+        "a control with the same mask from a fresh initialisation (the next seed, which also "
+        "changes the data order). Same steps as the source; one seed.\n"
+    )
+    for task in ("listops", "image"):
+        src = os.path.join(lottery, f"{task}-source")
+        if not os.path.isdir(src):
+            continue
+        s0 = record(src)
+        print(f"### {task}\n")
+        print(f"Source (dense): {100 * s0['test']['accuracy']:.1f}%.\n")
+        print("| round | sparsity | ticket | control (fresh init) | ticket − control |")
+        print("|---:|---:|---:|---:|---:|")
+        for r in range(1, 20):
+            t = os.path.join(lottery, f"{task}-source-lottery-r{r}-ticket")
+            c = os.path.join(lottery, f"{task}-source-lottery-r{r}-control")
+            if not (os.path.isdir(t) and os.path.isdir(c)):
+                break
+            t, c = record(t), record(c)
+            if t["status"] != "finished" or c["status"] != "finished":
+                break
+            ta, ca = 100 * t["test"]["accuracy"], 100 * c["test"]["accuracy"]
+            print(
+                f"| {r} | {100 * t['prune']['sparsity']:.1f}% | {ta:.1f}% | {ca:.1f}% | "
+                f"{ta - ca:+.1f} |"
+            )
+        print()
