@@ -14,7 +14,7 @@ use crate::mechanism::at_least;
 use crate::sinusoid::sinusoid;
 use crate::{
     AttentionCost, AttentionError, AttentionInput, AttentionLayout, AttentionShape, Mechanism,
-    MechanismConfig, Memory, Recurrence, attend_scores,
+    MechanismConfig, Memory, Recurrence, attend,
 };
 use serde::{Deserialize, Serialize};
 
@@ -125,9 +125,10 @@ impl XlAttention {
         let bias = |p: &Param<Tensor<2>>| p.val().reshape([1, heads, 1, dim]);
         let content = (input.q.clone() + bias(&self.content_bias)).matmul(k.transpose());
 
-        // Every distance M + i − j that occurs, from −(N − 1) to M + N − 1, encoded once.
+        // Every distance M + i − j that occurs, encoded once, largest first: from M + N − 1
+        // down to −(N − 1).
         let span = keys + len - 1;
-        let distances: Vec<f64> = (0..span).map(|x| x as f64 - (len as f64 - 1.0)).collect();
+        let distances: Vec<f64> = (0..span).map(|y| keys as f64 - 1.0 - y as f64).collect();
         let r = sinusoid(&distances, dim, &device)
             .cast(input.q.dtype())
             .reshape([1, span, dim])
@@ -136,12 +137,19 @@ impl XlAttention {
             .reshape([1, heads, span, dim])
             .expand([batch, heads, span, dim]);
         let by_distance = (input.q + bias(&self.position_bias)).matmul(r.transpose()); // [B, H, N, span]
-        let index: Vec<i64> = (0..len * keys)
-            .map(|x| (mem + x / keys + len - 1 - x % keys) as i64)
-            .collect();
-        let index = Tensor::<4, Int>::from_data(TensorData::new(index, [1, 1, len, keys]), &device)
-            .expand([batch, heads, len, keys]);
-        let position = by_distance.gather(3, index);
+        // Query i and key j need column (N − 1 − i) + j: row i's window starts one column
+        // earlier than row i − 1's. Read flat, rows of span − 1 from offset N − 1 line the
+        // windows up (Transformer-XL's relative shift), without a gather.
+        let position = if len == 1 {
+            by_distance
+        } else {
+            let rows = len * (span - 1);
+            by_distance
+                .reshape([batch, heads, len * span])
+                .slice(s![.., .., len - 1..len - 1 + rows])
+                .reshape([batch, heads, len, span - 1])
+                .slice(s![.., .., .., 0..keys])
+        };
         let scores = (content + position) / (dim as f64).sqrt();
 
         let later: Vec<bool> = (0..len * keys)
@@ -153,7 +161,7 @@ impl XlAttention {
         if let Some(p) = padding {
             blocked = blocked.bool_or(p.reshape([batch, 1, 1, keys]).expand([batch, 1, len, keys]));
         }
-        attend_scores(scores, v, Some(blocked))
+        attend(scores, v, Some(blocked))
     }
 
     /// The whole sequence in segments of `segment`, each segment also seeing the `mem_len` keys
