@@ -128,11 +128,11 @@ impl Classifier {
     }
 
     fn check_decoding(&self, capacity: usize) -> Result<(), ModelError> {
-        let attention = self.encoder.block(0).self_attention().clone();
-        if !self.per_position || !attention.causal() {
+        let causal = self.encoder.block(0).self_attention().causal();
+        if !self.per_position || !causal {
             return Err(ModelError::Config {
                 field: "causal",
-                value: attention.causal().to_string(),
+                value: causal.to_string(),
                 fix: "decoding needs a causal per-position model: model.causal = true and \
                       model.pool = \"none\" (a language model)"
                     .into(),

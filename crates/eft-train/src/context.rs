@@ -8,7 +8,6 @@
 //! (which need not be at the longest context: a model can do worse with more). RECL compares a group of models against their best and over two context
 //! lengths at a time; this measures each model against itself, on one corpus.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use eft_data::Example;
 use eft_model::Classifier;
@@ -49,9 +48,10 @@ pub fn bits_at_context(
             .reshape([b, context, classes])
             .slice([0..b, context - 1..context, 0..classes])
             .reshape([b, classes]);
-        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, 1]), device);
-        let picked = log_softmax(last, 1).gather(1, targets);
-        nats -= picked.sum().into_scalar::<f64>();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [b]), device);
+        nats += crate::cross_entropy_rows(last, targets)
+            .sum()
+            .into_scalar::<f64>();
     }
     nats / windows.len() as f64 / std::f64::consts::LN_2
 }
@@ -85,6 +85,7 @@ pub fn default_contexts(len: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::activation::log_softmax;
 
     #[test]
     fn effective_context_is_where_the_curve_flattens() {

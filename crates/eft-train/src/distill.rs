@@ -15,7 +15,7 @@ use burn::tensor::{Device, Int, Tensor};
 use eft_model::Classifier;
 use serde::{Deserialize, Serialize};
 
-use crate::{CHECKPOINT_FILE, Checkpoint, RECORD_FILE, RunConfig, RunStatus, TrainError};
+use crate::{CHECKPOINT_FILE, Checkpoint, RunConfig, RunStatus, TrainError};
 
 /// `train.distill = { teacher = "runs/NAME", temperature = 2, alpha = 0.5 }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,10 +75,7 @@ impl DistillConfig {
                 "holds no checkpoint: give the folder of a finished run".into(),
             ));
         }
-        let finished = std::fs::read_to_string(dir.join(RECORD_FILE))
-            .ok()
-            .and_then(|t| serde_json::from_str::<crate::RunRecord>(&t).ok())
-            .is_some_and(|r| r.status == RunStatus::Finished);
+        let finished = crate::RunRecord::read(dir).is_some_and(|r| r.status == RunStatus::Finished);
         if !finished {
             return Err(bad(
                 "has not finished: finish it first (eft train --resume DIR)".into(),

@@ -127,11 +127,29 @@ pub fn sparsity(params: &BTreeMap<String, NamedArray>) -> f64 {
     zeros as f64 / total.max(1) as f64
 }
 
-/// `module` with each parameter named in `masks` multiplied by its mask.
-pub fn apply_masks<M: Module>(module: M, masks: &BTreeMap<String, NamedArray>) -> M {
+/// The masks as flat tensors on `device`, built once for [`apply_masks`] (which runs after every
+/// optimiser step).
+pub fn mask_tensors(
+    masks: &BTreeMap<String, NamedArray>,
+    device: &burn::tensor::Device,
+) -> BTreeMap<String, Tensor<1>> {
+    masks
+        .iter()
+        .map(|(name, m)| {
+            let flat = NamedArray {
+                shape: vec![m.values.len()],
+                values: m.values.clone(),
+            };
+            (name.clone(), flat.to_tensor::<1>(device))
+        })
+        .collect()
+}
+
+/// `module` with each parameter named in `masks` ([`mask_tensors`]) multiplied by its mask.
+pub fn apply_masks<M: Module>(module: M, masks: &BTreeMap<String, Tensor<1>>) -> M {
     struct Apply<'a> {
         path: PathStack,
-        masks: &'a BTreeMap<String, NamedArray>,
+        masks: &'a BTreeMap<String, Tensor<1>>,
     }
     impl ModuleMapper for Apply<'_> {
         fn enter_module(&mut self, name: &str, _: &str) {
@@ -147,7 +165,7 @@ pub fn apply_masks<M: Module>(module: M, masks: &BTreeMap<String, NamedArray>) -
             let (id, tensor, mapper) = param.consume();
             let require_grad = tensor.is_require_grad();
             let inner = tensor.inner();
-            let masked = inner.clone() * mask.to_tensor::<D>(&inner.device());
+            let masked = inner.clone() * mask.clone().reshape(inner.dims());
             let mut out = Tensor::from_inner(masked);
             if require_grad {
                 out = out.require_grad();

@@ -193,6 +193,14 @@ pub struct RunRecord {
     pub prune: Option<PruneRecord>,
 }
 
+impl RunRecord {
+    /// The record in run folder `dir`, if it holds a readable one.
+    pub fn read(dir: &std::path::Path) -> Option<Self> {
+        let text = std::fs::read_to_string(dir.join(crate::RECORD_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
 /// What a low-precision run's record says about its arithmetic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrecisionRecord {

@@ -258,6 +258,8 @@ struct Session<'a> {
     adam: AdamState,
     /// Pruning masks re-applied after every optimiser step; empty when nothing is pruned.
     masks: BTreeMap<String, crate::params::NamedArray>,
+    /// The same masks as tensors, built once.
+    mask_tensors: BTreeMap<String, Tensor<1>>,
     /// The distillation teacher, on the plain device (no gradient).
     teacher: Option<Classifier>,
     state: LoopState,
@@ -342,7 +344,10 @@ impl<'a> Session<'a> {
                     ));
                 }
                 (
-                    crate::prune::apply_masks(model, &masks),
+                    crate::prune::apply_masks(
+                        model,
+                        &crate::prune::mask_tensors(&masks, &options.device),
+                    ),
                     AdamState::default(),
                     LoopState {
                         loss_scale: config.train.precision.initial_scale(),
@@ -372,6 +377,7 @@ impl<'a> Session<'a> {
             data,
             model,
             adam,
+            mask_tensors: crate::prune::mask_tensors(&masks, &options.device),
             masks,
             teacher,
             state,
@@ -498,7 +504,7 @@ impl<'a> Session<'a> {
                     scale,
                 );
                 if !self.masks.is_empty() {
-                    self.model = crate::prune::apply_masks(self.model, &self.masks);
+                    self.model = crate::prune::apply_masks(self.model, &self.mask_tensors);
                 }
             }
             let seconds = started.elapsed().as_secs_f64();

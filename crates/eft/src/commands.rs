@@ -334,10 +334,8 @@ fn lottery(args: PruneArgs) -> anyhow::Result<ExitCode> {
         for (kind, rewind) in [("ticket", true), ("control", false)] {
             let name = format!("{base}-r{round}-{kind}");
             let dir = out.join(&name);
-            let finished = std::fs::read_to_string(dir.join(eft_train::RECORD_FILE))
-                .ok()
-                .and_then(|t| serde_json::from_str::<eft_train::RunRecord>(&t).ok())
-                .filter(|r| r.status == RunStatus::Finished);
+            let finished =
+                eft_train::RunRecord::read(&dir).filter(|r| r.status == RunStatus::Finished);
             let record = match finished {
                 Some(r) => r,
                 None if dir.join(CHECKPOINT_FILE).is_file() => eft_train::resume(&dir, &options)?,
