@@ -269,6 +269,12 @@ impl Block {
         self
     }
 
+    /// The block with its attention sub-layer replaced by `f` of it (head pruning, gates).
+    pub fn map_attention(mut self, f: impl FnOnce(SelfAttention) -> SelfAttention) -> Self {
+        self.attention = f(self.attention);
+        self
+    }
+
     /// The attention sub-layer, for cost accounting.
     pub fn self_attention(&self) -> &SelfAttention {
         &self.attention

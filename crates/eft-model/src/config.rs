@@ -107,6 +107,11 @@ pub struct ModelConfig {
     /// it (reversible training, evaluation). Default: not split.
     #[serde(default)]
     pub ffn_chunk: Option<usize>,
+    /// The heads each layer keeps after head pruning (ascending indices into its `n_heads`
+    /// heads, one list per layer; `eft prune --heads` writes it); the head dimension stays
+    /// `d_model / n_heads`. Default: empty, every head.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_heads: Vec<Vec<usize>>,
 }
 
 impl Default for ModelConfig {
@@ -132,6 +137,7 @@ impl Default for ModelConfig {
             share: Share::None,
             recompute: Recompute::default(),
             ffn_chunk: None,
+            kept_heads: vec![],
         }
     }
 }
@@ -184,6 +190,7 @@ impl ModelConfig {
             );
         }
         self.validate_sharing()?;
+        self.validate_kept_heads()?;
         self.validate_reversible()?;
         self.validate_switch()?;
         self.validate_depth()?;
@@ -416,6 +423,58 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Head-pruned layers: one list per layer, each a non-empty ascending set of head indices,
+    /// every layer with its own weights and a mechanism whose heads do not depend on their index.
+    fn validate_kept_heads(&self) -> Result<(), ModelError> {
+        if self.kept_heads.is_empty() {
+            return Ok(());
+        }
+        let bad = |value: String, fix: String| {
+            Err(ModelError::Config {
+                field: "model.kept_heads",
+                value,
+                fix,
+            })
+        };
+        if self.kept_heads.len() != self.n_layers {
+            return bad(
+                format!("{} lists", self.kept_heads.len()),
+                format!(
+                    "must list the kept heads of each of the {} layers",
+                    self.n_layers
+                ),
+            );
+        }
+        for (layer, kept) in self.kept_heads.iter().enumerate() {
+            let ascending = kept.windows(2).all(|w| w[0] < w[1]);
+            if kept.is_empty() || !ascending || kept.iter().any(|&h| h >= self.n_heads) {
+                return bad(
+                    format!("{kept:?} at layer {layer}"),
+                    format!(
+                        "each layer keeps at least one head, listed once in ascending order, \
+                         each below n_heads = {}",
+                        self.n_heads
+                    ),
+                );
+            }
+        }
+        if self.share != Share::None {
+            return bad(
+                "with shared layers".into(),
+                "head-pruned layers need their own weights: set model.share = \"none\"".into(),
+            );
+        }
+        for attention in self.layer_mechanisms() {
+            attention.check_head_removal()?;
+        }
+        Ok(())
+    }
+
+    /// Heads of layer `layer`: its kept heads after head pruning, else `n_heads`.
+    pub fn heads_at(&self, layer: usize) -> usize {
+        self.kept_heads.get(layer).map_or(self.n_heads, Vec::len)
+    }
+
     /// Reversible blocks split the width in two halves, each with the heads, and already rebuild
     /// every block in the backward pass.
     fn validate_reversible(&self) -> Result<(), ModelError> {
@@ -558,7 +617,7 @@ impl ModelConfig {
         AttentionLayout {
             layer,
             max_len,
-            heads: self.n_heads,
+            heads: self.heads_at(layer),
             head_dim: self.d_model / self.n_heads,
         }
     }
@@ -686,6 +745,7 @@ pub(crate) mod tests {
             share: Share::None,
             recompute: Recompute::default(),
             ffn_chunk: None,
+            kept_heads: vec![],
         }
     }
 

@@ -72,6 +72,23 @@ impl Encoder {
         self
     }
 
+    /// The encoder with each block's attention sub-layer replaced by `f(block index, layer)`; the
+    /// index is the depth where no depths share a block.
+    pub fn map_attention(
+        mut self,
+        mut f: impl FnMut(usize, crate::SelfAttention) -> crate::SelfAttention,
+    ) -> Self {
+        self.blocks = (self.blocks.into_iter().enumerate())
+            .map(|(i, b)| b.map_attention(|a| f(i, a)))
+            .collect();
+        self
+    }
+
+    /// Each distinct block's attention sub-layer, in block order.
+    pub fn attention_layers(&self) -> impl Iterator<Item = &crate::SelfAttention> {
+        self.blocks.iter().map(Block::self_attention)
+    }
+
     /// Width `d` of the residual stream.
     pub fn width(&self) -> usize {
         self.final_norm.gamma.dims()[0]

@@ -42,6 +42,7 @@ mod error;
 mod exits;
 mod feed_forward;
 mod halting;
+mod head_pruning;
 mod norm;
 mod output;
 mod precision;

@@ -1,10 +1,10 @@
 //! Multi-head self-attention: projections around a pluggable mechanism.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use eft_attention::{
-    Attention, AttentionCache, AttentionCost, AttentionInput, AttentionShape, Memory,
+    Attention, AttentionCache, AttentionCost, AttentionInput, AttentionShape, Memory, select_param,
 };
 
 use crate::{ModelCost, dense, linear_flops};
@@ -16,7 +16,9 @@ pub type StateMemory = (Tensor<3>, Option<Tensor<2, Bool>>);
 
 /// Projects to heads, runs the configured mechanism, merges heads and projects back.
 ///
-/// Q/K/V projections have no bias (as in LRA); the output projection has one.
+/// Q/K/V projections have no bias (as in LRA); the output projection has one. A head-pruned
+/// layer (`model.kept_heads`) has fewer heads of the same dimension, so its projections are
+/// narrower than the residual stream.
 #[derive(Module, Debug)]
 pub struct SelfAttention {
     query: Linear,
@@ -25,29 +27,37 @@ pub struct SelfAttention {
     output: Linear,
     mechanism: Attention,
     n_heads: usize,
+    head_dim: usize,
     causal: bool,
+    /// Multipliers of the heads' outputs (Michel et al. 2019's gates `ξ_h`), present only while
+    /// head importance is measured: `|∂L/∂ξ_h|` at `ξ = 1` ranks the heads.
+    gate: Option<Param<Tensor<1>>>,
 }
 
 impl SelfAttention {
     /// Builds the layer at depth `layer` (counting from 0) for up to `max_len` positions.
     pub fn new(config: &ModelConfig, layer: usize, max_len: usize, device: &Device) -> Self {
         let d = config.d_model;
-        let linear = |bias| {
-            LinearConfig::new(d, d)
+        let (n_heads, head_dim) = (config.heads_at(layer), d / config.n_heads);
+        let inner = n_heads * head_dim;
+        let linear = |(from, to), bias| {
+            LinearConfig::new(from, to)
                 .with_bias(bias)
                 .with_initializer(Initializer::XavierUniform { gain: 1.0 })
                 .init(device)
         };
         Self {
-            query: linear(false),
-            key: linear(false),
-            value: linear(false),
-            output: linear(true),
+            query: linear((d, inner), false),
+            key: linear((d, inner), false),
+            value: linear((d, inner), false),
+            output: linear((inner, d), true),
             mechanism: config
                 .attention_at(layer)
                 .init(config.layout(layer, max_len), device),
-            n_heads: config.n_heads,
+            n_heads,
+            head_dim,
             causal: config.causal,
+            gate: None,
         }
     }
 
@@ -111,15 +121,19 @@ impl SelfAttention {
 
     /// `proj(x)` split into heads: `[B, N, d]` → `[B, H, N, D]`.
     fn heads(&self, proj: &Linear, x: &Tensor<3>) -> Tensor<4> {
-        let [batch, n, d_model] = x.dims();
+        let [batch, n, _] = x.dims();
         dense::apply(proj, x.clone())
-            .reshape([batch, n, self.n_heads, d_model / self.n_heads])
+            .reshape([batch, n, self.n_heads, self.head_dim])
             .swap_dims(1, 2)
     }
 
     /// Heads merged and projected back: `[B, H, N, D]` → `[B, N, d]`.
     fn merge(&self, out: Tensor<4>) -> Tensor<3> {
         let [batch, heads, len, dim] = out.dims();
+        let out = match &self.gate {
+            Some(gate) => out * gate.val().reshape([1, heads, 1, 1]),
+            None => out,
+        };
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * dim]);
         dense::apply(&self.output, out)
     }
@@ -127,6 +141,51 @@ impl SelfAttention {
     /// Number of heads.
     pub fn heads_count(&self) -> usize {
         self.n_heads
+    }
+
+    /// The layer with only heads `kept` (ascending indices into its heads): the Q/K/V columns
+    /// and output rows of the other heads are cut out, and the mechanism keeps its kept heads'
+    /// parameters ([`Attention::keep_heads`]). Equals this layer with the other heads' outputs
+    /// set to zero.
+    pub fn keep_heads(self, kept: &[usize]) -> Self {
+        let dims: Vec<usize> = kept
+            .iter()
+            .flat_map(|&h| h * self.head_dim..(h + 1) * self.head_dim)
+            .collect();
+        let columns = |mut l: Linear| {
+            l.weight = select_param(l.weight, 1, &dims);
+            l
+        };
+        let mut output = self.output;
+        output.weight = select_param(output.weight, 0, &dims);
+        Self {
+            query: columns(self.query),
+            key: columns(self.key),
+            value: columns(self.value),
+            output,
+            mechanism: self.mechanism.keep_heads(kept),
+            n_heads: kept.len(),
+            gate: self.gate.map(|g| select_param(g, 0, kept)),
+            ..self
+        }
+    }
+
+    /// The layer with its heads' outputs multiplied by `gate` (one value per head), a trained
+    /// parameter whose gradient [`SelfAttention::gate_gradient`] reads; `None` removes the gates.
+    pub fn with_gate(mut self, gate: Option<&[f32]>) -> Self {
+        let device = self.query.weight.device();
+        self.gate = gate.map(|g| {
+            let values = TensorData::new(g.to_vec(), [g.len()]);
+            Param::from_tensor(Tensor::<1>::from_data(values, &device).require_grad())
+        });
+        self
+    }
+
+    /// The gates' gradient in `grads`, one value per head (`None` without gates).
+    pub fn gate_gradient(&self, grads: &burn::optim::GradientsParams) -> Option<Vec<f32>> {
+        let gate = self.gate.as_ref()?;
+        let grad = grads.get::<1>(gate.id)?;
+        grad.into_data().try_to_vec::<f32>().ok()
     }
 
     /// Whether queries only see earlier keys.
@@ -155,20 +214,21 @@ impl SelfAttention {
     /// The layer's cost for a `[batch, len]` input: the Q/K/V and output projections (Q, K, V and
     /// the merged heads kept for the backward pass) plus the mechanism's own cost.
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
-        let d = self.query.weight.dims()[0];
+        let [d, inner] = self.query.weight.dims();
         let rows = batch * len;
-        let projections = 3.0 * linear_flops(rows, d, d, false) + linear_flops(rows, d, d, true);
-        ModelCost::layer(projections, 4.0 * (rows * d) as f64)
-            + ModelCost::attention(self.attention_cost(batch, len, d))
+        let projections =
+            3.0 * linear_flops(rows, d, inner, false) + linear_flops(rows, inner, d, true);
+        ModelCost::layer(projections, 4.0 * (rows * inner) as f64)
+            + ModelCost::attention(self.attention_cost(batch, len))
     }
 
     /// The mechanism's analytic cost for a `[batch, len]` input.
-    pub fn attention_cost(&self, batch: usize, len: usize, d_model: usize) -> AttentionCost {
+    pub fn attention_cost(&self, batch: usize, len: usize) -> AttentionCost {
         self.mechanism.cost(AttentionShape {
             batch,
             heads: self.n_heads,
             len,
-            head_dim: d_model / self.n_heads,
+            head_dim: self.head_dim,
         })
     }
 }

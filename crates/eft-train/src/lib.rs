@@ -35,6 +35,7 @@ pub mod export;
 pub mod fields;
 mod folder_lock;
 mod generate;
+pub mod head_importance;
 pub mod meter;
 pub mod metrics;
 mod optimizer;

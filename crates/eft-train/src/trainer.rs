@@ -167,7 +167,8 @@ pub fn build_data_and_model(
 }
 
 /// `model` with the weights of the run in folder `source` (`train.init_from`), which must be of
-/// the same task and model shape.
+/// the same task and model shape, or the same model with every head where this one keeps
+/// `model.kept_heads` (head pruning: the other heads are cut out of the source's weights).
 fn init_from(
     model: Classifier,
     source: &str,
@@ -197,7 +198,22 @@ fn init_from(
             config.task.name()
         )));
     }
-    load_weights(model, &checkpoint, &path)
+    let cuts_heads =
+        !config.model.kept_heads.is_empty() && checkpoint.config.model.kept_heads.is_empty();
+    if !cuts_heads {
+        return load_weights(model, &checkpoint, &path);
+    }
+    // The source has every head: load it into the unpruned model, then cut the heads out.
+    let every_head = RunConfig {
+        model: eft_model::ModelConfig {
+            kept_heads: vec![],
+            ..config.model.clone()
+        },
+        ..config.clone()
+    };
+    let device = model.devices()[0].clone();
+    let full = load_weights(build_model(&every_head, &device)?, &checkpoint, &path)?;
+    Ok(full.keep_heads(&config.model)?)
 }
 
 /// The file a run keeps its weights in after `step` steps (`train.keep_at`).
@@ -806,7 +822,7 @@ impl<'a> Session<'a> {
 /// One step's forward pass, task loss and f32 parameter gradients, by the model's backward form
 /// (plain, recomputing segments, or rebuilding reversible blocks), in `precision` on a cast copy
 /// of the weights with the loss multiplied by `loss_scale` (the gradients divided back).
-fn step_gradients(
+pub(crate) fn step_gradients(
     model: &Classifier,
     tensors: &crate::BatchTensors,
     (precision, loss_scale): (crate::Precision, f64),

@@ -462,8 +462,16 @@ pub struct PruneArgs {
     #[arg(value_name = "RUN_DIR")]
     pub run: PathBuf,
     /// Share of the prunable weights set to zero, in [0, 1).
-    #[arg(long, required_unless_present = "lottery")]
+    #[arg(long, required_unless_present_any = ["lottery", "heads"])]
     pub sparsity: Option<f64>,
+    /// Share of the attention heads to remove, in [0, 1): the least important by Michel et al.
+    /// (2019)'s |∂L/∂gate| on training batches, normalised per layer; each layer keeps at least
+    /// one. The new run has smaller Q/K/V/O weights and fewer heads.
+    #[arg(long, conflicts_with_all = ["sparsity", "lottery"])]
+    pub heads: Option<f64>,
+    /// Training batches the head importance is summed over (with --heads).
+    #[arg(long, default_value_t = 32, value_parser = at_least_one())]
+    pub importance_batches: usize,
     /// Iterative magnitude pruning for lottery tickets (Frankle & Carbin 2019): each round
     /// prunes --rate of the weights left, ranked by the previous round's trained weights, and
     /// retrains from RUN's weights at step --rewind (kept with train.keep_at), beside a control
@@ -486,7 +494,7 @@ pub struct PruneArgs {
     /// Fine-tuning steps with the mask held; 0 evaluates the pruned weights as they are.
     #[arg(long, default_value_t = 0)]
     pub finetune: usize,
-    /// The new run's name (default: RUN's name with -prune<percent>).
+    /// The new run's name (default: RUN's name with -prune<percent>, or -heads<percent>).
     #[arg(long)]
     pub name: Option<String>,
     /// Folder for the new run (default: RUN's folder).

@@ -238,6 +238,9 @@ fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     if args.lottery {
         return lottery(args);
     }
+    if let Some(share) = args.heads {
+        return prune_heads(args, share);
+    }
     let sparsity = args.sparsity.unwrap_or_default();
     let path = args.run.join(CHECKPOINT_FILE);
     let source = Checkpoint::load(&path)?;
@@ -245,27 +248,74 @@ fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
         crate::args::PruneScopeArg::Global => "global",
         crate::args::PruneScopeArg::Layer => "layer",
     };
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{}-prune{}", source.config.name, (sparsity * 100.0).round()));
+    let name = format!("{}-prune{}", source.config.name, (sparsity * 100.0).round());
+    let prune = format!("{{ sparsity = {sparsity:?}, scope = {scope:?} }}");
+    train_pruned(&args, &source, name, ("train.prune", prune))
+}
+
+/// A new run that starts from RUN's weights with one pruning field set and fine-tunes for
+/// --finetune steps (0: only evaluates), named --name or `name`.
+fn train_pruned(
+    args: &PruneArgs,
+    source: &Checkpoint,
+    name: String,
+    (field, value): (&str, String),
+) -> anyhow::Result<ExitCode> {
     let mut sets = vec![
-        ("name".to_string(), name),
+        ("name".to_string(), args.name.clone().unwrap_or(name)),
         (
             "train.init_from".to_string(),
             format!("{:?}", args.run.display().to_string()),
         ),
-        (
-            "train.prune".to_string(),
-            format!("{{ sparsity = {sparsity:?}, scope = {scope:?} }}"),
-        ),
+        (field.to_string(), value),
         ("train.steps".to_string(), args.finetune.to_string()),
     ];
     sets.extend(args.set.iter().cloned());
     let config = eft_train::layered(&source.config, None, &sets)?;
-    let (out, options) = pruned_runs(&args)?;
+    let (out, options) = pruned_runs(args)?;
     let record = train_new(config, &out, args.name.is_some(), &options)?;
     finish(&record)
+}
+
+/// `eft prune --heads`: ranks RUN's heads by importance, then a new run with the least
+/// important share removed from the weights, fine-tuned for --finetune steps (0: evaluated).
+fn prune_heads(args: PruneArgs, share: f64) -> anyhow::Result<ExitCode> {
+    if !(0.0..1.0).contains(&share) {
+        return Err(TrainError::config(
+            "--heads",
+            share,
+            "must be in [0, 1): the share of attention heads removed (0.5 removes half)",
+        )
+        .into());
+    }
+    let source = Checkpoint::load(&args.run.join(CHECKPOINT_FILE))?;
+    let importance = eft_train::head_importance::head_importance(
+        &args.run,
+        args.importance_batches,
+        &device(args.device)?,
+    )?;
+    let total: usize = importance.iter().map(Vec::len).sum();
+    let remove = (share * total as f64).round() as usize;
+    let kept = eft_train::head_importance::heads_to_keep(&importance, remove);
+    println!("| layer | head | importance (normalised) | kept |\n|---:|---:|---:|:---:|");
+    let normalised = eft_train::head_importance::normalised(&importance);
+    for (layer, scores) in normalised.iter().enumerate() {
+        for (head, score) in scores.iter().enumerate() {
+            let mark = if kept[layer].contains(&head) {
+                "yes"
+            } else {
+                ""
+            };
+            println!("| {layer} | {head} | {score:.3} | {mark} |");
+        }
+    }
+    let name = format!("{}-heads{}", source.config.name, (share * 100.0).round());
+    train_pruned(
+        &args,
+        &source,
+        name,
+        ("model.kept_heads", format!("{kept:?}")),
+    )
 }
 
 /// Where `eft prune` writes its runs (--out, else beside RUN) and how they train.

@@ -473,6 +473,7 @@ fn help_explains_every_option() {
 fn prune_writes_a_new_run_and_names_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path());
+    let config_path = config.to_str().unwrap();
     let out = dir.path().join("runs");
     let trained = eft()
         .args(["train", "--no-progress", "--steps", "20", "--config"])
@@ -544,7 +545,71 @@ fn prune_writes_a_new_run_and_names_bad_input() {
         let record = out.join(format!("listops-full-quick-lottery-{run}/record.json"));
         assert!(record.exists(), "{run}");
     }
+    // Half the heads removed (one of each layer's two), fine-tuned for 3 steps.
+    let heads = eft()
+        .arg("prune")
+        .arg(&source)
+        .args([
+            "--heads",
+            "0.5",
+            "--finetune",
+            "3",
+            "--importance-batches",
+            "2",
+        ])
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(
+        heads.status.success(),
+        "{}",
+        String::from_utf8_lossy(&heads.stderr)
+    );
+    let table = String::from_utf8_lossy(&heads.stdout);
+    assert_eq!(table.matches("| yes |").count(), 2, "{table}");
+    let pruned_dir = out.join("listops-full-quick-heads50");
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(pruned_dir.join("config.toml")).unwrap()).unwrap();
+    let kept = config["model"]["kept_heads"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept.iter().all(|l| l.as_array().unwrap().len() == 1),
+        "{kept:?}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pruned_dir.join("record.json")).unwrap()).unwrap();
+    assert_eq!(record["steps_done"], 3);
+    // Its checkpoint loads into the model its config builds.
+    let eval = eft().arg("eval").arg(&pruned_dir).output().unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let source = source.to_str().unwrap();
+    fails_with(&["prune", source, "--heads", "1"], &["--heads", "[0, 1)"]);
+    fails_with(
+        &[
+            "train",
+            "--config",
+            config_path,
+            "--attention",
+            "strided",
+            "--set",
+            "model.kept_heads=[[0], [1]]",
+        ],
+        &["strided", "index"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--config",
+            config_path,
+            "--set",
+            "model.kept_heads=[[0], [2]]",
+        ],
+        &["model.kept_heads", "below n_heads = 2"],
+    );
     fails_with(
         &["prune", source, "--lottery", "--rewind", "3"],
         &["--rewind", "keep_at=[3]"],
