@@ -5,8 +5,9 @@
 # source models are the quick arena's cells (eft arena --tasks listops,image --mechanisms full).
 # Then the same models as teachers of performer, linear and half-width full students (soft
 # targets at T = 2, alpha = 0.5) against the students alone, three seeds each, and lottery
-# tickets (five rounds of halving, rewound to the initialisation, beside fresh-init controls).
-# About 30 minutes on 2 cores; finished runs are kept, so rerunning continues where it stopped.
+# tickets (five rounds of halving, rewound to the initialisation, beside fresh-init controls),
+# and head pruning (importance against random choice, and the step it makes faster).
+# About 45 minutes on 2 cores; finished runs are kept, so rerunning continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p eft
@@ -65,6 +66,53 @@ for task in listops image; do
   fi
   $eft prune "$source" --lottery --rounds 5 --rate 0.5 --rewind 0 --no-progress >/dev/null
 done
+# Head pruning: the same models' heads ranked by |dL/dgate| over 32 training batches (normalised
+# per layer), the least important 25/50/75% cut out of the weights, evaluated and fine-tuned for
+# 100 steps; beside a control that cuts as many heads chosen at random (seeded by task and
+# share). Then a training step of the quick model with 4, 3, 2 and 1 heads per layer at
+# N = 1024 and 4096, each in its own process.
+mkdir -p "$out/heads"
+for task in listops image; do
+  source="$out/sources/$task-full"
+  for share in 0.25 0.5 0.75; do
+    for steps in 0 100; do
+      for order in importance random; do
+        name="$task-h$share-ft$steps-$order"
+        if [ -f "$out/heads/$name/record.json" ] && grep -q '"status": "finished"' "$out/heads/$name/record.json"; then
+          continue
+        fi
+        rm -rf "${out:?}/heads/$name"
+        extra=()
+        if [ "$order" = random ]; then
+          kept=$(python3 -c "
+import random
+rng, layers, heads = random.Random('$task-$share'), 2, 4
+remove = round($share * layers * heads)
+while True:
+    gone = set(rng.sample(range(layers * heads), remove))
+    kept = [[h for h in range(heads) if l * heads + h not in gone] for l in range(layers)]
+    if all(kept):
+        print(kept)
+        break")
+          extra=(--set "model.kept_heads=$kept")
+        fi
+        $eft prune "$source" --heads "$share" --finetune "$steps" --name "$name" \
+          --out "$out/heads" --no-progress "${extra[@]}" > "$out/heads/$name.log"
+      done
+    done
+  done
+done
+steps_file="$out/heads/steps.jsonl"
+if [ ! -s "$steps_file" ]; then
+  for len in 1024 4096; do
+    for h in 4 3 2 1; do
+      kept=$(python3 -c "print([list(range($h))] * 2)")
+      $eft profile attention --model quick --mechanism full --len "$len" --repeats 5 \
+        --set "model.kept_heads=$kept" >> "$steps_file.partial"
+    done
+  done
+  mv "$steps_file.partial" "$steps_file"
+fi
 mkdir -p bench/results
 $eft report "$out/pruned" --pruning bench/results >/dev/null
 python3 bench/compression_table.py "$out" > bench/results/compression.md

@@ -289,13 +289,41 @@ fn prune_heads(args: PruneArgs, share: f64) -> anyhow::Result<ExitCode> {
         .into());
     }
     let source = Checkpoint::load(&args.run.join(CHECKPOINT_FILE))?;
+    let model = &source.config.model;
+    if !model.kept_heads.is_empty() {
+        return Err(TrainError::config(
+            "--heads",
+            share,
+            format!(
+                "{} already lost heads (model.kept_heads); prune the run it came from with a \
+                 larger --heads instead",
+                args.run.display()
+            ),
+        )
+        .into());
+    }
+    let layers = model.n_layers;
+    let total: usize = (0..layers).map(|l| model.heads_at(l)).sum();
+    let remove = (share * total as f64).round() as usize;
+    let most = total - layers;
+    if remove > most {
+        return Err(TrainError::config(
+            "--heads",
+            share,
+            format!(
+                "removes {remove} of the {total} heads, but each of the {} layers keeps one: \
+                 remove at most {most} (--heads {:.3})",
+                layers,
+                most as f64 / total as f64
+            ),
+        )
+        .into());
+    }
     let importance = eft_train::head_importance::head_importance(
         &args.run,
         args.importance_batches,
         &device(args.device)?,
     )?;
-    let total: usize = importance.iter().map(Vec::len).sum();
-    let remove = (share * total as f64).round() as usize;
     let kept = eft_train::head_importance::heads_to_keep(&importance, remove);
     println!("| layer | head | importance (normalised) | kept |\n|---:|---:|---:|:---:|");
     let normalised = eft_train::head_importance::normalised(&importance);

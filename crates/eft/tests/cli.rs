@@ -589,6 +589,10 @@ fn prune_writes_a_new_run_and_names_bad_input() {
     let source = source.to_str().unwrap();
     fails_with(&["prune", source, "--heads", "1"], &["--heads", "[0, 1)"]);
     fails_with(
+        &["prune", source, "--heads", "0.75"],
+        &["--heads", "removes 3 of the 4 heads", "at most 2"],
+    );
+    fails_with(
         &[
             "train",
             "--config",
