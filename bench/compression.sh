@@ -70,7 +70,7 @@ done
 # per layer), the least important 25/50/75% cut out of the weights, evaluated and fine-tuned for
 # 100 steps; beside a control that cuts as many heads chosen at random (seeded by task and
 # share). Then a training step of the quick model with 4, 3, 2 and 1 heads per layer at
-# N = 1024 and 4096, each in its own process.
+# N = 1024 and 4096, each in its own process, three rounds.
 mkdir -p "$out/heads"
 for task in listops image; do
   source="$out/sources/$task-full"
@@ -104,11 +104,15 @@ while True:
 done
 steps_file="$out/heads/steps.jsonl"
 if [ ! -s "$steps_file" ]; then
-  for len in 1024 4096; do
-    for h in 4 3 2 1; do
-      kept=$(python3 -c "print([list(range($h))] * 2)")
-      $eft profile attention --model quick --mechanism full --len "$len" --repeats 5 \
-        --set "model.kept_heads=$kept" >> "$steps_file.partial"
+  rm -f "$steps_file.partial"
+  # Three rounds over every configuration in turn, so a slow spell of the machine lands on all.
+  for round in 1 2 3; do
+    for len in 1024 4096; do
+      for h in 4 3 2 1; do
+        kept=$(python3 -c "print([list(range($h))] * 2)")
+        $eft profile attention --model quick --mechanism full --len "$len" --repeats 5 \
+          --set "model.kept_heads=$kept" >> "$steps_file.partial"
+      done
     done
   done
   mv "$steps_file.partial" "$steps_file"

@@ -197,22 +197,33 @@ if os.path.isdir(heads):
             "`eft profile attention --model quick --mechanism full --len N --repeats 5 --set "
             "model.kept_heads=…`: one forward+backward training step of the quick model "
             "(d_model 64, head dimension 16, 2 layers, batch 1) with h heads kept in each "
-            "layer, each in its own process; median of 5 steps, peak heap over the step. "
-            "Ratios are to 4 heads at the same length, measured in the same run.\n"
+            "layer, each in its own process; the median over three rounds (each round runs every "
+            "configuration in turn) of each process's median of 5 steps, and the peak heap over "
+            "the step. Ratios are to 4 heads at the same length, measured in the same run; the "
+            "FLOPs are the meter's count of the step.\n"
         )
-        print("| N | heads per layer | ms/step | × time | heap peak MiB | × memory |")
-        print("|---:|---:|---:|---:|---:|---:|")
-        base = {}
-        for m in steps:
-            kept = dict(m["sets"])["model.kept_heads"]
-            h = len(json.loads(kept)[0])
-            if h == 4:
-                base[m["len"]] = m
+        print("| N | heads per layer | GFLOP/step | × FLOPs | ms/step (runs) | × time | heap peak MiB | × memory |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        import statistics
+
+        cells = {}
         for m in steps:
             h = len(json.loads(dict(m["sets"])["model.kept_heads"])[0])
-            b = base.get(m["len"])
-            ms, mib = 1e3 * m["seconds"], m["heap_peak_bytes"] / 2**20
-            rt = f"{m['seconds'] / b['seconds']:.2f}" if b else "—"
-            rm = f"{m['heap_peak_bytes'] / b['heap_peak_bytes']:.2f}" if b else "—"
-            print(f"| {m['len']} | {h} | {ms:.0f} | {rt} | {mib:.1f} | {rm} |")
+            cells.setdefault((m["len"], h), []).append(m)
+        for (n, h) in sorted(cells, key=lambda k: (k[0], -k[1])):
+            runs, base = cells[(n, h)], cells.get((n, 4))
+            sec = statistics.median(m["seconds"] for m in runs)
+            heap = max(m["heap_peak_bytes"] for m in runs)
+            flops = runs[0]["flops"]
+            spread = ", ".join(f"{1e3 * m['seconds']:.0f}" for m in runs)
+            if base:
+                b_sec = statistics.median(m["seconds"] for m in base)
+                b_heap = max(m["heap_peak_bytes"] for m in base)
+                ratios = (f"{flops / base[0]['flops']:.2f}", f"{sec / b_sec:.2f}", f"{heap / b_heap:.2f}")
+            else:
+                ratios = ("—", "—", "—")
+            print(
+                f"| {n} | {h} | {flops / 1e9:.2f} | {ratios[0]} | {1e3 * sec:.0f} ({spread}) | "
+                f"{ratios[1]} | {heap / 2**20:.1f} | {ratios[2]} |"
+            )
         print()
