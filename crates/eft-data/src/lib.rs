@@ -14,6 +14,7 @@ pub mod image;
 mod image_pool;
 pub mod listops;
 pub mod lm;
+pub mod mlm;
 pub mod mqar;
 pub mod pathfinder;
 pub mod retrieval;

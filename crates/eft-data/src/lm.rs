@@ -56,21 +56,48 @@ pub enum LmCorpus {
     Brown,
 }
 
-fn default_len() -> usize {
+pub(crate) fn default_len() -> usize {
     256
+}
+
+/// Checks a window length and the splits of a byte-window task.
+pub(crate) fn check_windows(len: usize, splits: [usize; 3]) -> Result<(), DataError> {
+    if len < 2 {
+        return Err(DataError::config(
+            "task.len",
+            len,
+            "must be at least 2 bytes",
+        ));
+    }
+    crate::check_splits(splits[0], splits[1], splits[2])
+}
+
+/// The train, validation and test byte streams of `documents` ([`split_documents`]; each
+/// document followed by a newline), or the problem when one holds no more than `len` bytes.
+pub(crate) fn document_streams(documents: &[Vec<u8>], len: usize) -> Result<[Vec<u8>; 3], String> {
+    let streams = split_documents(documents.len()).map(|docs| {
+        let mut bytes = Vec::new();
+        for d in docs {
+            bytes.extend_from_slice(&documents[d]);
+            bytes.push(b'\n');
+        }
+        bytes
+    });
+    for (name, s) in ["train", "val", "test"].iter().zip(&streams) {
+        if s.len() <= len {
+            return Err(format!(
+                "its {name} documents hold {} bytes, fewer than one window of {len} + 1",
+                s.len()
+            ));
+        }
+    }
+    Ok(streams)
 }
 
 impl LmConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), DataError> {
-        if self.len < 2 {
-            return Err(DataError::config(
-                "task.len",
-                self.len,
-                "must be at least 2 bytes",
-            ));
-        }
-        crate::check_splits(self.train, self.val, self.test)
+        check_windows(self.len, [self.train, self.val, self.test])
     }
 
     /// The fetched corpus: the Text task's `reviews.json`, or the Retrieval task's Brown folder.
@@ -97,30 +124,12 @@ impl LmConfig {
                 .collect(),
             LmCorpus::Brown => read_corpus(path)?.into_iter().map(|d| d.text).collect(),
         };
-        let bad = |problem: String| DataError::File {
-            path: path.display().to_string(),
-            problem,
-            fix: "use a larger corpus or a smaller task.len".into(),
-        };
-        let [train, val, test] = split_documents(documents.len());
-        let stream = |docs: &[usize]| -> Vec<u8> {
-            let mut bytes = Vec::new();
-            for &d in docs {
-                bytes.extend_from_slice(&documents[d]);
-                bytes.push(b'\n');
-            }
-            bytes
-        };
-        let (train, val, test) = (stream(&train), stream(&val), stream(&test));
-        for (name, s) in [("train", &train), ("val", &val), ("test", &test)] {
-            if s.len() <= self.len {
-                return Err(bad(format!(
-                    "its {name} documents hold {} bytes, fewer than one window of {} + 1",
-                    s.len(),
-                    self.len
-                )));
-            }
-        }
+        let [train, val, test] =
+            document_streams(&documents, self.len).map_err(|problem| DataError::File {
+                path: path.display().to_string(),
+                problem,
+                fix: "use a larger corpus or a smaller task.len".into(),
+            })?;
         Ok(Dataset {
             train: self.windows(&train, self.train, seed, 0),
             val: self.windows(&val, self.val, HELD_OUT_SEED, 1),

