@@ -318,14 +318,9 @@ impl SegmentMemory {
 
 /// The chunk's key padding per batch row, on the host.
 fn host_padding(input: &AttentionInput) -> Vec<Vec<bool>> {
-    let [batch, _, n, _] = input.q.dims();
-    match &input.key_padding {
-        None => vec![vec![false; n]; batch],
-        Some(p) => {
-            let flat: Vec<bool> = p.clone().into_data().iter::<bool>().collect();
-            flat.chunks(n).map(<[bool]>::to_vec).collect()
-        }
-    }
+    let n = input.q.dims()[2];
+    let flat: Vec<bool> = chunk_padding(input).into_data().iter::<bool>().collect();
+    flat.chunks(n).map(<[bool]>::to_vec).collect()
 }
 
 /// The chunk's key padding, all real when it has none.
