@@ -2,7 +2,7 @@
 //! heads they keep, and the per-head parameters that shrink with them.
 
 use burn::module::Param;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use crate::{Attention, AttentionConfig, AttentionError};
 
@@ -82,11 +82,9 @@ pub fn select_param<const D: usize>(
 ) -> Param<Tensor<D>> {
     let (id, tensor, mapper) = param.consume();
     let require_grad = tensor.is_require_grad();
-    let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-    let len = indices.len();
     // On the inner (untracked) tensor: the slice is a new leaf, not a node of a graph.
     let inner = tensor.inner();
-    let indices = Tensor::<1, Int>::from_data(TensorData::new(indices, [len]), &inner.device());
+    let indices = crate::index_tensor(indices, &inner.device());
     let mut selected = Tensor::from_inner(inner.select(dim, indices));
     if require_grad {
         selected = selected.require_grad();

@@ -8,7 +8,7 @@
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, Linear, LinearConfig, Relu};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::norm::{new_norm, normalise};
@@ -231,12 +231,7 @@ impl Classifier {
             let Some(head) = self.exits.get(d) else {
                 continue;
             };
-            let pick = |ids: &[usize]| {
-                Tensor::<1, Int>::from_data(
-                    TensorData::new(ids.iter().map(|&i| i as i64).collect(), [ids.len()]),
-                    &device,
-                )
-            };
+            let pick = |ids: &[usize]| eft_attention::index_tensor(ids, &device);
             let (leave, stay, logits) = match rule {
                 ExitRule::Confidence(threshold) if threshold < 1.0 => {
                     let logits = self.exit_logits(head, h.clone(), pad.clone());
@@ -297,10 +292,7 @@ impl Classifier {
             }
             all.push(logits);
         }
-        let index = Tensor::<1, Int>::from_data(
-            TensorData::new(order.iter().map(|&i| i as i64).collect(), [batch]),
-            &device,
-        );
+        let index = eft_attention::index_tensor(&order, &device);
         Exited {
             logits: Tensor::cat(all, 0).select(0, index),
             layers,

@@ -4,7 +4,7 @@
 //! load-balancing loss `α·E·Σᵢ fᵢ·Pᵢ` (fᵢ the fraction of tokens whose top expert is i, Pᵢ the mean
 //! router probability of i) and the router z-loss `β·mean_t (log Σⱼ exp zₜⱼ)²`.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 /// Tokens an expert takes: `⌈factor · tokens / experts⌉`.
 pub fn expert_capacity(tokens: usize, experts: usize, factor: f64) -> usize {
@@ -62,10 +62,7 @@ pub fn route(logits: Tensor<2>, capacity: usize) -> Routing {
             load[e] <= capacity
         })
         .collect();
-    let index = Tensor::<2, Int>::from_data(
-        TensorData::new(expert.iter().map(|&e| e as i64).collect(), [tokens, 1]),
-        &device,
-    );
+    let index = eft_attention::index_tensor(&expert, &device).reshape([tokens, 1]);
     let gate = probs.clone().gather(1, index).reshape([tokens]);
     // fᵢ counts every token's first choice, dropped or not (it carries no gradient).
     let fraction: Vec<f32> = (0..experts)

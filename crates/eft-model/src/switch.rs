@@ -5,7 +5,7 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::{FeedForward, ModelConfig, ModelCost, expert_capacity, in_f32, linear_flops, route};
@@ -135,12 +135,7 @@ impl Switch {
                 .map(|(i, _)| i)
                 .collect(),
         };
-        let rows = |ids: &[usize]| {
-            Tensor::<1, Int>::from_data(
-                TensorData::new(ids.iter().map(|&i| i as i64).collect(), [ids.len()]),
-                &device,
-            )
-        };
+        let rows = |ids: &[usize]| eft_attention::index_tensor(ids, &device);
         let tokens = flat.clone().select(0, rows(&real)); // [T, d]
         let experts = self.experts.len();
         let routing = route(
@@ -235,6 +230,7 @@ impl Switch {
 mod tests {
     use super::*;
     use burn::optim::GradientsParams;
+    use burn::tensor::TensorData;
     use burn::tensor::activation::softmax;
     use eft_attention::testing::{assert_close, to_f64};
 

@@ -35,16 +35,11 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> BatchTensors {
     let shape = [batch.batch, batch.len];
     let tokens: Vec<i64> = batch.tokens.iter().map(|&t| i64::from(t)).collect();
     let labels: Vec<i64> = batch.labels.iter().map(|&l| i64::from(l)).collect();
-    let index = |v: &[usize]| {
-        let v: Vec<i64> = v.iter().map(|&i| i as i64).collect();
-        let n = v.len();
-        Tensor::from_data(TensorData::new(v, [n]), device)
-    };
     BatchTensors {
         tokens: Tensor::from_data(TensorData::new(tokens, shape), device),
         padding: Tensor::from_data(TensorData::new(batch.padding.clone(), shape), device),
         labels: Tensor::from_data(TensorData::new(labels, [batch.labels.len()]), device),
-        rows: (!batch.rows.is_empty()).then(|| index(&batch.rows)),
+        rows: (!batch.rows.is_empty()).then(|| eft_attention::index_tensor(&batch.rows, device)),
     }
 }
 
