@@ -274,6 +274,20 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
                 d.temperature, d.alpha
             ));
         }
+        if !model.kept_heads.is_empty() {
+            let kept: usize = model.kept_heads.iter().map(Vec::len).sum();
+            let total = model.n_heads * model.n_layers;
+            techniques.push(format!("heads {kept} of {total} kept"));
+        }
+        if let Some(source) = &r.config.train.init_from {
+            let name = Path::new(source)
+                .file_name()
+                .map_or(source.clone(), |n| n.to_string_lossy().into_owned());
+            techniques.push(match r.config.train.init_step {
+                Some(k) => format!("from {name} at step {k}"),
+                None => format!("from {name}"),
+            });
+        }
         if let Some(p) = &r.prune {
             techniques.push(
                 format!(

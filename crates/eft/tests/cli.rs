@@ -586,6 +586,13 @@ fn prune_writes_a_new_run_and_names_bad_input() {
         "{}",
         String::from_utf8_lossy(&eval.stderr)
     );
+    // The report names the technique and where the weights came from.
+    let report = eft().arg("report").arg(&pruned_dir).output().unwrap();
+    let table = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        table.contains("heads 2 of 4 kept") && table.contains("from listops-full-quick"),
+        "{table}"
+    );
     let source = source.to_str().unwrap();
     fails_with(&["prune", source, "--heads", "1"], &["--heads", "[0, 1)"]);
     fails_with(
