@@ -68,25 +68,26 @@ for task in listops image; do
 done
 # Head pruning: the same models' heads ranked by |dL/dgate| over 32 training batches (normalised
 # per layer), the least important 25/50/75% cut out of the weights, evaluated and fine-tuned for
-# 100 steps; beside a control that cuts as many heads chosen at random (seeded by task and
-# share). Then a training step of the quick model with 4, 3, 2 and 1 heads per layer at
+# 100 steps; beside a control that cuts as many heads chosen at random (three draws, seeded by
+# task, share and draw). Then a training step of the quick model with 4, 3, 2 and 1 heads per layer at
 # N = 1024 and 4096, each in its own process, three rounds.
 mkdir -p "$out/heads"
 for task in listops image; do
   source="$out/sources/$task-full"
   for share in 0.25 0.5 0.75; do
     for steps in 0 100; do
-      for order in importance random; do
+      for order in importance random random2 random3; do
         name="$task-h$share-ft$steps-$order"
         if [ -f "$out/heads/$name/record.json" ] && grep -q '"status": "finished"' "$out/heads/$name/record.json"; then
           continue
         fi
         rm -rf "${out:?}/heads/$name"
         extra=()
-        if [ "$order" = random ]; then
+        if [ "$order" != importance ]; then
           kept=$(python3 -c "
 import random
-rng, layers, heads = random.Random('$task-$share'), 2, 4
+seed = '$task-$share' + {'random': ''}.get('$order', '-$order')
+rng, layers, heads = random.Random(seed), 2, 4
 remove = round($share * layers * heads)
 while True:
     gone = set(rng.sample(range(layers * heads), remove))

@@ -151,7 +151,9 @@ if os.path.isdir(heads):
         if r["status"] != "finished":
             continue
         task, share, steps, order = name.split("-")
-        cells[(task, float(share[1:]), int(steps[2:]), order)] = r
+        # The random draws are one control with a spread.
+        order = "random" if order.startswith("random") else order
+        cells.setdefault((task, float(share[1:]), int(steps[2:]), order), []).append(r)
     print("## Head pruning\n")
     print(
         "The same `full` models (2 layers × 4 heads), `eft prune SOURCE --heads s --finetune N`: "
@@ -159,7 +161,7 @@ if os.path.isdir(heads):
         "training batches and normalised per layer (Michel et al. 2019), the least important "
         "share s of the 8 heads cut out of the Q/K/V/O weights (each layer keeps one), then "
         "evaluated (N = 0) or fine-tuned for N = 100 steps. The control cuts as many heads "
-        "chosen at random (seeded). One seed.\n"
+        "chosen at random: mean ± standard deviation over three draws. One training seed.\n"
     )
     for task in ("listops", "image"):
         rows = sorted({(s, n) for (t, s, n, _) in cells if t == task})
@@ -177,10 +179,19 @@ if os.path.isdir(heads):
         print(line + ".\n")
         print("| heads removed | parameters | by importance, pruned | random, pruned | by importance, fine-tuned | random, fine-tuned |")
         print("|---:|---:|---:|---:|---:|---:|")
-        acc = lambda r: "—" if r is None else f"{100 * r['test']['accuracy']:.1f}%"
+        import statistics
+
+        def acc(runs):
+            if not runs:
+                return "—"
+            a = [100 * r["test"]["accuracy"] for r in runs]
+            if len(a) == 1:
+                return f"{a[0]:.1f}%"
+            return f"{statistics.mean(a):.1f} ± {statistics.stdev(a):.1f}%"
+
         for share in sorted({s for s, _ in rows}):
             get = lambda n, o: cells.get((task, share, n, o))
-            any_run = next(r for r in (get(0, "importance"), get(100, "importance")) if r)
+            any_run = next(r[0] for r in (get(0, "importance"), get(100, "importance")) if r)
             removed = round(share * 8)
             print(
                 f"| {removed} of 8 | {any_run['parameters']} | {acc(get(0, 'importance'))} | "
