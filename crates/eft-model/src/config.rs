@@ -640,10 +640,19 @@ impl ModelConfig {
             self.n_layers
         };
         let [d, f, layers] = [self.d_model, self.d_ff, blocks].map(|x| x as u64);
-        let block = d
-            .saturating_mul(d)
-            .saturating_mul(4)
-            .saturating_add(d.saturating_mul(f).saturating_mul(2));
+        let block = d.saturating_mul(f).saturating_mul(2);
+        // Q/K/V/O: 4·d·(heads · head dimension) per block; narrower where heads were pruned.
+        let head_dim = (self.d_model / self.n_heads.max(1)) as u64;
+        let projection = |heads: usize| {
+            let inner = (heads as u64).saturating_mul(head_dim);
+            d.saturating_mul(inner).saturating_mul(4)
+        };
+        // Summed over the kept-head lists (finite, unlike a huge n_layers a fuzzer may ask for).
+        let projections = match self.kept_heads.is_empty() {
+            true => layers.saturating_mul(projection(self.n_heads)),
+            false => (self.kept_heads.iter())
+                .fold(0u64, |sum, k| sum.saturating_add(projection(k.len()))),
+        };
         // A Switch layer holds E MLPs and the router where a dense block holds one MLP.
         let experts = match &self.feed_forward {
             FeedForwardConfig::Switch(s) => {
@@ -672,6 +681,7 @@ impl ModelConfig {
         (dims.vocab_size as u64)
             .saturating_mul(d)
             .saturating_add(layers.saturating_mul(block))
+            .saturating_add(projections)
             .saturating_add(d.saturating_mul(dims.n_classes as u64))
             .saturating_add(mechanisms)
             .saturating_add(experts)

@@ -163,6 +163,14 @@ fn pruned_heads_equal_gated_heads_forward_and_gradients() {
             shapes(&fresh),
             "{name}: shapes of the config's model"
         );
+        // The preflight's lower bound on parameters holds, and shrinks with the heads.
+        let count: usize = shapes(&fresh)
+            .iter()
+            .map(|s| s.iter().product::<usize>())
+            .sum();
+        let bound = pruned_cfg.parameters_at_least(DIMS);
+        assert!(bound as usize <= count, "{name}: {bound} > {count}");
+        assert!(bound < config(pruned_cfg.attention.clone()).parameters_at_least(DIMS));
         checked += 1;
     }
     assert!(
