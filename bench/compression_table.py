@@ -3,6 +3,7 @@ of the magnitude-pruned quick ListOps and Image models against sparsity, as prun
 fine-tuning with the mask held, beside the unpruned source and the majority baseline."""
 import json
 import os
+import statistics
 import sys
 
 root = sys.argv[1]
@@ -11,6 +12,11 @@ root = sys.argv[1]
 def record(path):
     with open(os.path.join(path, "record.json")) as f:
         return json.load(f)
+
+
+def mean_sd(values):
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 rows = {}
@@ -68,8 +74,6 @@ print("![accuracy against the weights kept](pruning.png)\n")
 
 distilled = os.path.join(root, "distilled")
 if os.path.isdir(distilled):
-    import statistics
-
     cells = {}
     for name in sorted(os.listdir(distilled)):
         r = record(os.path.join(distilled, name))
@@ -94,14 +98,13 @@ if os.path.isdir(distilled):
         alone, taught = by_alpha.get("a0", []), by_alpha.get("a0.5", [])
         if not alone or not taught:
             continue
-        m = lambda v: statistics.mean(v)
-        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
-        diff = m(taught) - m(alone)
-        verdict = "tie" if abs(diff) <= max(sd(alone), sd(taught)) else ("better" if diff > 0 else "worse")
+        (ma, sa), (mt, st) = mean_sd(alone), mean_sd(taught)
+        diff = mt - ma
+        verdict = "tie" if abs(diff) <= max(sa, st) else ("better" if diff > 0 else "worse")
         label = "full, half width" if student == "half" else student
         print(
-            f"| {task} | {label} | {m(alone):.1f} ± {sd(alone):.1f}% | "
-            f"{m(taught):.1f} ± {sd(taught):.1f}% | {diff:+.1f} ({verdict}) |"
+            f"| {task} | {label} | {ma:.1f} ± {sa:.1f}% | "
+            f"{mt:.1f} ± {st:.1f}% | {diff:+.1f} ({verdict}) |"
         )
     print()
 
@@ -179,15 +182,13 @@ if os.path.isdir(heads):
         print(line + ".\n")
         print("| heads removed | parameters | by importance, pruned | random, pruned | by importance, fine-tuned | random, fine-tuned |")
         print("|---:|---:|---:|---:|---:|---:|")
-        import statistics
-
         def acc(runs):
             if not runs:
                 return "—"
             a = [100 * r["test"]["accuracy"] for r in runs]
             if len(a) == 1:
                 return f"{a[0]:.1f}%"
-            return f"{statistics.mean(a):.1f} ± {statistics.stdev(a):.1f}%"
+            return "{:.1f} ± {:.1f}%".format(*mean_sd(a))
 
         for share in sorted({s for s, _ in rows}):
             get = lambda n, o: cells.get((task, share, n, o))
@@ -215,8 +216,6 @@ if os.path.isdir(heads):
         )
         print("| N | heads per layer | GFLOP/step | × FLOPs | ms/step (runs) | × time | heap peak MiB | × memory |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-        import statistics
-
         cells = {}
         for m in steps:
             h = len(json.loads(dict(m["sets"])["model.kept_heads"])[0])

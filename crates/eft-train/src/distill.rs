@@ -90,8 +90,7 @@ impl DistillConfig {
                 student.task.name()
             )));
         }
-        let model = crate::build_model(&checkpoint.config, device)?;
-        crate::load_weights(model, &checkpoint, &path)
+        crate::model_with_weights(&checkpoint.config, &checkpoint, &path, device)
     }
 }
 

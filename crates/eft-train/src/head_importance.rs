@@ -13,17 +13,16 @@ use eft_data::{Batch, train_batch_indices};
 use eft_model::ModelConfig;
 
 use crate::evaluate::batch_tensors;
-use crate::{CHECKPOINT_FILE, Checkpoint, Precision, RunConfig, TrainError};
+use crate::{Checkpoint, Precision, RunConfig, TrainError};
 
-/// Each head's importance in the finished run in `run_dir`, one list per layer, from `batches`
-/// training batches (the run's first batches, in its order), without dropout.
+/// Each head's importance in a run's `checkpoint` (read from `path`), one list per layer, from
+/// `batches` training batches (the run's first batches, in its order), without dropout.
 pub fn head_importance(
-    run_dir: &Path,
+    checkpoint: &Checkpoint,
+    path: &Path,
     batches: usize,
     device: &Device,
 ) -> Result<Vec<Vec<f64>>, TrainError> {
-    let path = run_dir.join(CHECKPOINT_FILE);
-    let checkpoint = Checkpoint::load(&path)?;
     let source = &checkpoint.config;
     let config = RunConfig {
         model: ModelConfig {
@@ -33,7 +32,7 @@ pub fn head_importance(
         ..source.clone()
     };
     let device = device.clone().autodiff();
-    let model = crate::load_weights(crate::build_model(&config, &device)?, &checkpoint, &path)?;
+    let model = crate::model_with_weights(&config, checkpoint, path, &device)?;
     let data = crate::build_data(&config)?;
     let ones: Vec<Vec<f32>> = model
         .encoder()

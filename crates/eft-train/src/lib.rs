@@ -73,5 +73,5 @@ pub use record::{
 pub use schedule::Schedule;
 pub use trainer::{
     CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, TrainOptions, build_data, build_data_and_model,
-    build_model, load_weights, preflight, resume, snapshot_file, train,
+    build_model, load_weights, model_with_weights, preflight, resume, snapshot_file, train,
 };

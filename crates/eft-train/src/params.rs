@@ -198,23 +198,22 @@ pub fn transfer_params<M: Module>(
             };
             let (id, tensor, mapper) = param.consume();
             let dims = tensor.dims().to_vec();
-            let (rows, width) = (dims[0], dims[1..].iter().product::<usize>());
-            let same_width = array.shape.len() == D && array.shape[1..] == dims[1..];
-            if !same_width {
+            if array.shape == dims {
+                self.whole += 1;
+                return Param::from_mapped_value(id, replaced(&tensor, array), mapper);
+            }
+            if array.shape.len() != D || array.shape[1..] != dims[1..] {
                 self.problems.push(format!(
                     "`{name}` has shape {:?}, the model expects {dims:?}",
                     array.shape
                 ));
                 return Param::from_mapped_value(id, tensor, mapper);
             }
-            let common = rows.min(array.shape[0]);
+            // A table of other rows: the rows both have, the rest as initialised.
+            self.partial += 1;
+            let common = dims[0].min(array.shape[0]) * dims[1..].iter().product::<usize>();
             let mut values = tensor.to_data().try_to_vec::<f32>().unwrap_or_default();
-            values[..common * width].copy_from_slice(&array.values[..common * width]);
-            if common == rows && common == array.shape[0] {
-                self.whole += 1;
-            } else {
-                self.partial += 1;
-            }
+            values[..common].copy_from_slice(&array.values[..common]);
             let values = NamedArray {
                 shape: dims,
                 values,

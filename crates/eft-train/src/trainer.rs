@@ -216,7 +216,7 @@ fn init_from(
         ..config.clone()
     };
     let device = model.devices()[0].clone();
-    let full = load_weights(build_model(&every_head, &device)?, &checkpoint, &path)?;
+    let full = model_with_weights(&every_head, &checkpoint, &path, &device)?;
     Ok(full.keep_heads(&config.model)?)
 }
 
@@ -252,6 +252,16 @@ fn transfer_from(
 /// The file a run keeps its weights in after `step` steps (`train.keep_at`).
 pub fn snapshot_file(step: usize) -> String {
     format!("weights-step{step}.safetensors")
+}
+
+/// The model `config` builds, holding the weights of `checkpoint` (read from `path`).
+pub fn model_with_weights(
+    config: &RunConfig,
+    checkpoint: &Checkpoint,
+    path: &Path,
+    device: &Device,
+) -> Result<Classifier, TrainError> {
+    load_weights(build_model(config, device)?, checkpoint, path)
 }
 
 /// The model for `config`, its parameters drawn under the run's seed.
@@ -393,10 +403,7 @@ impl<'a> Session<'a> {
                     ));
                 }
                 (
-                    crate::prune::apply_masks(
-                        model,
-                        &crate::prune::mask_tensors(&masks, &options.device),
-                    ),
+                    model,
                     AdamState::default(),
                     LoopState {
                         loss_scale: config.train.precision.initial_scale(),
@@ -418,6 +425,13 @@ impl<'a> Session<'a> {
                 (model, adam, c.state, c.masks)
             }
         };
+        // Fresh weights take the mask here; a checkpoint's already hold it (multiplying again
+        // changes nothing).
+        let mask_tensors = crate::prune::mask_tensors(&masks, &options.device);
+        let model = match masks.is_empty() {
+            true => model,
+            false => crate::prune::apply_masks(model, &mask_tensors),
+        };
         state.sessions += 1;
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
         let metrics = MetricsLog::open(dir, state.step)?;
@@ -426,7 +440,7 @@ impl<'a> Session<'a> {
             data,
             model,
             adam,
-            mask_tensors: crate::prune::mask_tensors(&masks, &options.device),
+            mask_tensors,
             masks,
             teacher,
             state,

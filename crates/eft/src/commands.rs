@@ -288,7 +288,8 @@ fn prune_heads(args: PruneArgs, share: f64) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    let source = Checkpoint::load(&args.run.join(CHECKPOINT_FILE))?;
+    let path = args.run.join(CHECKPOINT_FILE);
+    let source = Checkpoint::load(&path)?;
     let model = &source.config.model;
     if !model.kept_heads.is_empty() {
         return Err(TrainError::config(
@@ -320,7 +321,8 @@ fn prune_heads(args: PruneArgs, share: f64) -> anyhow::Result<ExitCode> {
         .into());
     }
     let importance = eft_train::head_importance::head_importance(
-        &args.run,
+        &source,
+        &path,
         args.importance_batches,
         &device(args.device)?,
     )?;
