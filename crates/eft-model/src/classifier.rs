@@ -36,6 +36,8 @@ pub struct Classifier {
     /// Learned exits' price of a layer in the oracle depth.
     #[module(skip)]
     pub(crate) depth_penalty: f64,
+    /// ELECTRA's generator, when the model is a discriminator being pretrained.
+    pub(crate) generator: Option<crate::Generator>,
 }
 
 impl Classifier {
@@ -75,6 +77,7 @@ impl Classifier {
                 ExitsConfig::Learned(l) => l.penalty,
                 _ => 0.0,
             },
+            generator: None,
         }
     }
 
@@ -180,7 +183,8 @@ impl Classifier {
         let cost = self.embeddings.cost(batch, n)
             + self.encoder.cost(batch, n)
             + self.head_cost(batch, n)
-            + exits;
+            + exits
+            + self.generator_cost(batch, n);
         // Rebuilding forms keep some block inputs and one segment's activations at a time (an
         // upper bound for reversible blocks, which hold one branch's), and run every block's
         // forward a second time.

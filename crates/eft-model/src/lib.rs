@@ -41,6 +41,7 @@ mod encoder;
 mod error;
 mod exits;
 mod feed_forward;
+mod generator;
 mod halting;
 mod head_pruning;
 mod norm;
@@ -70,6 +71,7 @@ pub use exits::{
     ConfidenceExits, ExitHead, ExitRule, Exited, ExitsConfig, LearnedExits, oracle_depths,
 };
 pub use feed_forward::{FeedForward, FeedForwardConfig};
+pub use generator::Generator;
 pub use halting::Halting;
 pub use output::ModelOutput;
 pub use precision::in_f32;

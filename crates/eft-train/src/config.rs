@@ -52,6 +52,10 @@ pub struct TrainConfig {
     /// Knowledge distillation from a finished run's predictions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<crate::distill::DistillConfig>,
+    /// Pretrain as ELECTRA's discriminator beside a generator (task `mlm` only); absent means
+    /// the task's own loss (masked-byte prediction for `mlm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub electra: Option<crate::electra::ElectraConfig>,
 }
 
 fn ten() -> usize {
@@ -177,6 +181,10 @@ impl RunConfig {
         if let Some(d) = &t.distill {
             d.validate()?;
         }
+        if let Some(e) = &t.electra {
+            e.validate()?;
+            self.check_electra(e)?;
+        }
         for (field, v) in [
             ("train.steps", if evaluate_only { 1 } else { t.steps }),
             ("train.batch_size", t.batch_size),
@@ -218,6 +226,48 @@ impl RunConfig {
             return Ok(());
         }
         t.schedule.validate(t.steps)
+    }
+
+    /// Refuses ELECTRA where it is not built: another task, a rebuilding backward pass, low
+    /// precision, distillation or exits; and a generator ratio that gives no valid model.
+    fn check_electra(&self, e: &crate::electra::ElectraConfig) -> Result<(), TrainError> {
+        let refuse = |field: &'static str, value: String, fix: &str| {
+            Err(TrainError::config(field, value, fix.to_string()))
+        };
+        if !matches!(self.task, eft_data::TaskConfig::Mlm(_)) {
+            return refuse(
+                "train.electra",
+                self.task.name().into(),
+                "ELECTRA pretrains on task mlm: use `eft pretrain --objective electra` or                  --task mlm",
+            );
+        }
+        if self.model.recompute != eft_model::Recompute::None
+            || self.model.residual == eft_model::Residual::Reversible
+        {
+            return refuse(
+                "train.electra",
+                "a rebuilding backward pass".into(),
+                "ELECTRA keeps every activation: set model.recompute = \"none\" and \
+                 model.residual = \"pre_norm\"",
+            );
+        }
+        if self.train.precision != Precision::F32 {
+            return refuse(
+                "train.precision",
+                self.train.precision.to_string(),
+                "ELECTRA trains in f32 only: set train.precision = \"f32\"",
+            );
+        }
+        if self.train.distill.is_some() || self.model.exits != eft_model::ExitsConfig::None {
+            return refuse(
+                "train.electra",
+                "with distillation or exits".into(),
+                "ELECTRA's discriminator trains alone: drop train.distill and model.exits",
+            );
+        }
+        self.model
+            .generator(e.generator, "train.electra.generator")?;
+        Ok(())
     }
 
     /// The config as TOML text, as saved beside a run.

@@ -74,7 +74,13 @@ pub fn evaluate(
     for chunk in examples.chunks(batch_size.max(1)) {
         let batch = Batch::from_examples(chunk);
         let t = batch_tensors(&batch, device);
-        let logits = t.graded(model.forward(t.tokens.clone(), t.padding.clone()).logits);
+        // An ELECTRA model is graded on its generator's masked-byte predictions.
+        let logits = match t.rows.clone().filter(|_| model.has_generator()) {
+            Some(rows) => model
+                .generator_scores(t.tokens.clone(), t.padding.clone(), rows)
+                .expect("the model has a generator"),
+            None => t.graded(model.forward(t.tokens.clone(), t.padding.clone()).logits),
+        };
         hits += correct(logits.clone(), t.labels.clone());
         loss += cross_entropy(logits, t.labels).into_scalar::<f64>() * batch.labels.len() as f64;
         graded += batch.labels.len();

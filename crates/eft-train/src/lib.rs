@@ -29,6 +29,7 @@ mod checkpoint;
 mod config;
 pub mod context;
 pub mod distill;
+pub mod electra;
 mod error;
 mod evaluate;
 pub mod export;

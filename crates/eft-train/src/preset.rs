@@ -96,6 +96,7 @@ fn listops_quick() -> RunConfig {
             keep_at: Vec::new(),
             prune: None,
             distill: None,
+            electra: None,
             optimizer: OptimizerConfig {
                 weight_decay: 0.01,
                 ..OptimizerConfig::default()
@@ -137,6 +138,7 @@ fn listops_paper() -> RunConfig {
             keep_at: Vec::new(),
             prune: None,
             distill: None,
+            electra: None,
             optimizer: OptimizerConfig {
                 weight_decay: 0.1,
                 ..OptimizerConfig::default()

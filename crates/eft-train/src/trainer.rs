@@ -267,7 +267,23 @@ pub fn model_with_weights(
 /// The model for `config`, its parameters drawn under the run's seed.
 pub fn build_model(config: &RunConfig, device: &Device) -> Result<Classifier, TrainError> {
     Ok(with_seed(device, config.seed, || {
-        let model = config.model.init(config.task.shape(), device)?;
+        let shape = config.task.shape();
+        let model = match (&config.train.electra, &config.task) {
+            (Some(e), eft_data::TaskConfig::Mlm(mlm)) => {
+                let generator = config
+                    .model
+                    .generator(e.generator, "train.electra.generator")?;
+                let discriminator = crate::electra::discriminator_shape(shape);
+                config.model.init(discriminator, device)?.with_generator(
+                    &generator,
+                    config.model.positions_for(shape),
+                    shape.n_classes,
+                    mlm.mask_rate,
+                    device,
+                )
+            }
+            _ => config.model.init(shape, device)?,
+        };
         crate::params::materialize(&model);
         Ok::<_, eft_model::ModelError>(model)
     })?)
@@ -515,14 +531,20 @@ impl<'a> Session<'a> {
                 }
                 _ => None,
             };
-            let (output, loss_value, mut grads) =
-                with_seed(&device, step_seed(self.config.seed, step), || {
-                    step_gradients(&self.model, &tensors, precision, teacher)
+            let seed = step_seed(self.config.seed, step);
+            let (output, logits, loss_value, mut grads) =
+                with_seed(&device, seed, || match &t.electra {
+                    Some(e) => crate::electra::step_gradients(&self.model, &tensors, e, seed),
+                    None => {
+                        let (output, loss, grads) =
+                            step_gradients(&self.model, &tensors, precision, teacher);
+                        let logits = tensors.graded(output.logits.clone());
+                        (output, logits, loss, grads)
+                    }
                 });
             if self.options.overflow_at_step == Some(step) {
                 grads = crate::precision::poisoned(&self.model, grads);
             }
-            let logits = tensors.graded(output.logits.clone());
             let step_hits = correct(logits.inner(), tensors.labels.clone().inner());
             hits += step_hits;
             seen += batch.labels.len();

@@ -44,6 +44,11 @@ pub enum Command {
     /// dense layers' weights, then fine-tune with them held at zero (or only evaluate), e.g.
     /// `eft prune runs/listops-full-quick --sparsity 0.8 --finetune 300`. RUN is not modified.
     Prune(PruneArgs),
+    /// Pretrain an encoder on masked bytes of IMDb's training reviews and the Brown corpus (task
+    /// mlm), to fine-tune with `train.init_from`: `--objective mlm` predicts the masked bytes,
+    /// `electra` trains ELECTRA's discriminator beside a small generator; `--flops` spends a
+    /// budget of the meter's FLOPs, e.g. `eft pretrain --objective electra --flops 1.5e13`.
+    Pretrain(Box<crate::pretrain::PretrainArgs>),
     /// Run one attention mechanism on tensors from a safetensors file (conformance checks).
     ///
     /// IN holds `q`, `k`, `v` (f32, B×H×N×D) and optionally `mask` (B×N, 1 = real token,
@@ -641,7 +646,7 @@ fn preset_help() -> String {
     )
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
         _ => Err(format!("`{s}` is not NAME=VALUE")),

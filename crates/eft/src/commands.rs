@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => crate::export::run(args),
         Command::Generate(args) => generate(args),
         Command::Prune(args) => prune(args),
+        Command::Pretrain(args) => crate::pretrain::run(*args),
         Command::Context(args) => crate::context::run(args),
         Command::Attn(args) => crate::attn::run(args),
         Command::Profile(what) => crate::profile::run(what),
@@ -74,14 +75,7 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    let options = TrainOptions {
-        device: device(args.device)?,
-        progress: !args.no_progress,
-        stop: stop_on_ctrl_c()?,
-        stop_after: args.stop_after,
-        git_commit: env!("EFT_GIT_COMMIT").to_string(),
-        ..TrainOptions::default()
-    };
+    let options = train_options(args.device, args.no_progress, args.stop_after)?;
     let record = match (config, &args.resume) {
         (None, Some(dir)) => eft_train::resume(dir, &options)?,
         (None, None) => unreachable!("a config is resolved unless resuming"),
@@ -91,7 +85,24 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Trains a new run of `config` under `out`; an unnamed run takes a free name there.
-fn train_new(
+/// How a training command runs: on `backend`, with or without a progress bar, stopped by
+/// Ctrl-C (with a checkpoint) or after `stop_after` steps.
+pub(crate) fn train_options(
+    backend: crate::args::Backend,
+    no_progress: bool,
+    stop_after: Option<usize>,
+) -> anyhow::Result<TrainOptions> {
+    Ok(TrainOptions {
+        device: device(backend)?,
+        progress: !no_progress,
+        stop: stop_on_ctrl_c()?,
+        stop_after,
+        git_commit: env!("EFT_GIT_COMMIT").to_string(),
+        ..TrainOptions::default()
+    })
+}
+
+pub(crate) fn train_new(
     mut config: eft_train::RunConfig,
     out: &std::path::Path,
     named: bool,
@@ -108,7 +119,7 @@ fn train_new(
 }
 
 /// Prints a run's record; the exit code says how it ended.
-fn finish(record: &eft_train::RunRecord) -> anyhow::Result<ExitCode> {
+pub(crate) fn finish(record: &eft_train::RunRecord) -> anyhow::Result<ExitCode> {
     crate::report::print_record(record);
     Ok(match record.status {
         RunStatus::Finished => ExitCode::SUCCESS,
@@ -185,7 +196,7 @@ fn free_name(out: &std::path::Path, name: &str) -> anyhow::Result<String> {
 }
 
 /// Preset → --config file → named flags → --set, then validation.
-fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
+pub(crate) fn resolve(args: &TrainArgs) -> anyhow::Result<eft_train::RunConfig> {
     let mut base = preset(&args.task, &args.preset)?;
     let default_name = |c: &eft_train::RunConfig| {
         format!(

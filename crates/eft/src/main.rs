@@ -15,6 +15,7 @@ mod fetch;
 mod interrupt;
 mod memory;
 mod plot;
+mod pretrain;
 mod profile;
 mod report;
 

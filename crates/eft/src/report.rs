@@ -125,7 +125,7 @@ fn bubbles(runs: &[(PathBuf, RunRecord)]) -> Vec<Bubble> {
 }
 
 /// Finished pruned runs as lines of test accuracy against the share of dense weights kept, one
-/// per task and fine-tuning length.
+/// per task and fine-tuning length, or per task for lottery tickets and their controls.
 fn pruning(runs: &[(PathBuf, RunRecord)]) -> Vec<Series> {
     let mut series: Vec<Series> = Vec::new();
     for (_, r) in runs {
@@ -135,9 +135,16 @@ fn pruning(runs: &[(PathBuf, RunRecord)]) -> Vec<Series> {
         if r.status != RunStatus::Finished {
             continue;
         }
-        let name = match r.config.train.steps {
-            0 => format!("{}, not fine-tuned", r.config.task.name()),
-            n => format!("{}, fine-tuned {n} steps", r.config.task.name()),
+        let task = r.config.task.name();
+        // Lottery rounds rank a trained run's weights (`prune.from`): the ticket rewinds, the
+        // control starts fresh; one-shot pruning fine-tunes the pruned weights.
+        let name = match (p.asked.from.is_some(), r.config.train.init_step) {
+            (true, Some(k)) => format!("{task}, ticket rewound to step {k}"),
+            (true, None) => format!("{task}, same mask, fresh init"),
+            (false, _) => match r.config.train.steps {
+                0 => format!("{task}, not fine-tuned"),
+                n => format!("{task}, fine-tuned {n} steps"),
+            },
         };
         let point = (100.0 * (1.0 - p.sparsity), 100.0 * test.accuracy);
         match series.iter_mut().find(|s| s.name == name) {
@@ -272,6 +279,12 @@ fn table<'a>(records: impl Iterator<Item = &'a RunRecord>) -> String {
             techniques.push(format!(
                 "distilled from {teacher} (T {}, α {})",
                 d.temperature, d.alpha
+            ));
+        }
+        if let Some(e) = &r.config.train.electra {
+            techniques.push(format!(
+                "ELECTRA (generator ×{}, λ {})",
+                e.generator, e.rtd_weight
             ));
         }
         if !model.kept_heads.is_empty() {
