@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates bench/results/compression.md and pruning.{png,svg}: magnitude pruning of the quick
+# Regenerates bench/results/compression.md, pruning.{png,svg}, lottery.{png,svg} and
+# distillation.svg: magnitude pruning of the quick
 # arena's `full` ListOps and Image models at 0–95% sparsity (global ranking of the dense layers'
 # weights), evaluated as pruned and after 100 steps of fine-tuning with the mask held. The
 # source models are the quick arena's cells (eft arena --tasks listops,image --mechanisms full).
@@ -120,5 +121,10 @@ if [ ! -s "$steps_file" ]; then
 fi
 mkdir -p bench/results
 $eft report "$out/pruned" --pruning bench/results >/dev/null
-python3 bench/compression_table.py "$out" > bench/results/compression.md
+lottery_plot=$(mktemp -d)
+$eft report "$out/lottery" --pruning "$lottery_plot" >/dev/null
+cp "$lottery_plot/pruning.png" bench/results/lottery.png
+cp "$lottery_plot/pruning.svg" bench/results/lottery.svg
+rm -rf "$lottery_plot"
+python3 bench/compression_table.py "$out" bench/results > bench/results/compression.md
 cat bench/results/compression.md

@@ -7,6 +7,54 @@ import statistics
 import sys
 
 root = sys.argv[1]
+# Where the charts go (the folder compression.md is written to); none are drawn without it.
+plots = sys.argv[2] if len(sys.argv) > 2 else None
+
+
+def write_dot_plot(path, groups):
+    """An SVG of test accuracy per (task, student): alone and distilled side by side, each a
+    dot at the mean with a bar of ± one standard deviation."""
+    width, height, left, top, bottom = 760, 380, 60, 50, 90
+    lows = [m - s for _, a, b in groups for m, s in (a, b)]
+    highs = [m + s for _, a, b in groups for m, s in (a, b)]
+    lo, hi = 5 * int(min(lows) // 5), 5 * (int(max(highs) // 5) + 1)
+    y = lambda v: top + (height - top - bottom) * (hi - v) / (hi - lo)
+    step = (width - left - 20) / len(groups)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="22" font-size="16">Distillation: test accuracy, alone and '
+        "distilled from the full teacher</text>",
+    ]
+    for v in range(lo, hi + 1, 5):
+        out.append(
+            f'<line x1="{left}" x2="{width - 20}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v}%</text>'
+        )
+    for i, (name, alone, taught) in enumerate(groups):
+        cx = left + step * (i + 0.5)
+        for dx, (m, s), color in ((-10, alone, "#888"), (10, taught, "#1f77b4")):
+            out.append(
+                f'<line x1="{cx + dx:.1f}" x2="{cx + dx:.1f}" y1="{y(m - s):.1f}" '
+                f'y2="{y(m + s):.1f}" stroke="{color}" stroke-width="2"/>'
+                f'<circle cx="{cx + dx:.1f}" cy="{y(m):.1f}" r="5" fill="{color}"/>'
+            )
+        task, student = name.split(", ", 1)
+        for j, line in enumerate((task, student)):
+            out.append(
+                f'<text x="{cx:.1f}" y="{height - bottom + 20 + 15 * j}" '
+                f'text-anchor="middle">{line}</text>'
+            )
+    for j, (label, color) in enumerate((("alone", "#888"), ("distilled", "#1f77b4"))):
+        x = width - 200 + 90 * j
+        out.append(
+            f'<circle cx="{x}" cy="40" r="5" fill="{color}"/>'
+            f'<text x="{x + 10}" y="44">{label}</text>'
+        )
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
 
 
 def record(path):
@@ -94,6 +142,7 @@ if os.path.isdir(distilled):
     )
     print("| task | student | alone | distilled | difference |")
     print("|---|---|---:|---:|---:|")
+    groups = []
     for (task, student), by_alpha in sorted(cells.items()):
         alone, taught = by_alpha.get("a0", []), by_alpha.get("a0.5", [])
         if not alone or not taught:
@@ -106,7 +155,11 @@ if os.path.isdir(distilled):
             f"| {task} | {label} | {ma:.1f} ± {sa:.1f}% | "
             f"{mt:.1f} ± {st:.1f}% | {diff:+.1f} ({verdict}) |"
         )
+        groups.append((f"{task}, {label}", (ma, sa), (mt, st)))
     print()
+    if plots and groups:
+        write_dot_plot(os.path.join(plots, "distillation.svg"), groups)
+        print("![distilled against alone, mean ± sd over 3 seeds](distillation.svg)\n")
 
 lottery = os.path.join(root, "lottery")
 if os.path.isdir(lottery):
@@ -142,6 +195,12 @@ if os.path.isdir(lottery):
                 f"{ta - ca:+.1f} |"
             )
         print()
+
+if plots and os.path.isfile(os.path.join(plots, "lottery.png")):
+    print(
+        "Tickets and controls against the weights kept (`eft report runs/compression/lottery "
+        "--pruning DIR`):\n\n![ticket against fresh initialisation](lottery.png)\n"
+    )
 
 heads = os.path.join(root, "heads")
 if os.path.isdir(heads):
@@ -237,3 +296,11 @@ if os.path.isdir(heads):
                 f"{ratios[1]} | {heap / 2**20:.1f} | {ratios[2]} |"
             )
         print()
+
+# ELECTRA against MLM: the runs bench/pretrain.sh keeps beside these.
+pretraining = os.path.join(os.path.dirname(os.path.normpath(root)), "pretraining")
+if os.path.isfile(os.path.join(pretraining, "electra", "record.json")):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import pretrain_table
+
+    print(pretrain_table.section(pretraining))
