@@ -512,10 +512,15 @@ impl<'a> Session<'a> {
             let tensors = batch_tensors(&batch, &device);
             let shape = tensors.tokens.dims();
             let model = &self.model;
-            self.state.flops += *self
-                .step_flops
-                .entry(shape)
-                .or_insert_with(|| model.cost(shape[0], shape[1]).step_flops());
+            // A distillation teacher runs forward on every batch: its FLOPs are the step's too.
+            let teacher_model = self
+                .teacher
+                .as_ref()
+                .filter(|_| t.distill.as_ref().is_some_and(|d| d.alpha > 0.0));
+            self.state.flops += *self.step_flops.entry(shape).or_insert_with(|| {
+                model.cost(shape[0], shape[1]).step_flops()
+                    + teacher_model.map_or(0.0, |m| m.cost(shape[0], shape[1]).forward_flops)
+            });
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
             let precision = (t.precision, self.state.loss_scale.map_or(1.0, |s| s.scale));
             // The teacher sees the batch without gradient or dropout (the plain device).

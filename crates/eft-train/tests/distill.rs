@@ -62,8 +62,41 @@ fn alpha_zero_is_the_plain_run_and_a_teacher_changes_the_student() {
     );
     assert_eq!(a.test, b.test);
     let half = root.path().join("half");
-    train(student(&teacher, 0.5), &half, &Default::default()).unwrap();
+    let c = train(student(&teacher, 0.5), &half, &Default::default()).unwrap();
     assert_ne!(weights(&plain), weights(&half), "the teacher was not used");
+    // The teacher's forward pass on every batch is counted; at alpha 0 it does not run.
+    let (plain_flops, taught_flops) = (
+        a.meter.as_ref().unwrap().total_flops,
+        c.meter.as_ref().unwrap().total_flops,
+    );
+    assert_eq!(b.meter.as_ref().unwrap().total_flops, plain_flops);
+    let config = student(&teacher, 0.5);
+    let data = eft_train::build_data(&config).unwrap();
+    let device = burn::tensor::Device::flex();
+    let teacher_model = eft_train::build_model(
+        &RunConfig::from_toml(&std::fs::read_to_string(teacher.join("config.toml")).unwrap())
+            .unwrap(),
+        &device,
+    )
+    .unwrap();
+    let forward: f64 = (0..config.train.steps)
+        .map(|step| {
+            let t = &config.train;
+            let rows = eft_data::train_batch_indices(
+                data.train.len(),
+                t.batch_size,
+                config.seed,
+                step as u64,
+            );
+            let batch = eft_data::Batch::from_examples(rows.iter().map(|&i| &data.train[i]));
+            teacher_model.cost(batch.batch, batch.len).forward_flops
+        })
+        .sum();
+    let counted = taught_flops - plain_flops;
+    assert!(
+        (counted - forward).abs() <= 1e-9 * forward,
+        "{counted} vs {forward}"
+    );
 }
 
 #[test]

@@ -112,7 +112,9 @@ pub struct ArenaArgs {
          mixture-of-experts feed-forward, 4 experts unless given; `full+act:max_steps=6`: one \
          block applied recurrently with adaptive computation time, 4 steps at most unless given; \
          `full+exits:threshold=0.7`: a head after every block, early exit at that confidence, \
-         0.5 unless given; `full+learned_exits`: a depth classifier picks each sequence's exit) \
+         0.5 unless given; `full+learned_exits`: a depth classifier picks each sequence's exit; \
+         `linear+distill:alpha=0.5`: distilled from the same task's `full` cell, listed before it, \
+         or `:teacher=NAME`'s) \
          (default: the preset's set, one or more per family)"
     ))]
     pub mechanisms: Vec<String>,

@@ -9,13 +9,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::bail;
-use eft_train::{
-    CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, RunConfig, RunRecord, RunStatus, TrainOptions,
-};
+use eft_train::{CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, RunConfig, RunRecord, RunStatus};
 
 use crate::args::ArenaArgs;
-use crate::device::device;
-use crate::interrupt::{INTERRUPTED, stop_on_ctrl_c};
+use crate::interrupt::INTERRUPTED;
 use report::Outcome;
 
 /// Where a cell stands before this session touches it.
@@ -73,19 +70,13 @@ fn differences(stored: &RunConfig, planned: &RunConfig) -> String {
 
 /// Runs the command.
 pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
-    let cells = plan::cells(&args.preset, &args.tasks, &args.mechanisms, &args.sets)?;
+    let mut cells = plan::cells(&args.preset, &args.tasks, &args.mechanisms, &args.sets)?;
     let name = args.name.clone().unwrap_or_else(|| args.preset.clone());
     let dir = args.out.join(&name);
+    plan::resolve_teachers(&mut cells, &dir)?;
     // One arena process per folder; each cell's run folder is claimed again by its training.
     let _lock = eft_train::FolderLock::acquire(&dir)?;
-    let options = TrainOptions {
-        device: device(args.device)?,
-        progress: !args.no_progress,
-        stop: stop_on_ctrl_c()?,
-        stop_after: None,
-        git_commit: env!("EFT_GIT_COMMIT").to_string(),
-        ..TrainOptions::default()
-    };
+    let options = crate::commands::train_options(args.device, args.no_progress, None)?;
     eprintln!(
         "arena {name}: {} cells ({} preset) → {}",
         cells.len(),

@@ -92,18 +92,23 @@ fn split_spec(spec: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
 /// checked against the field's type), and its label in the column name. `switch` sets
 /// `model.feed_forward`; `act` sets `model.depth` and one block (the Universal Transformer's
 /// shared step); `exits` and `learned_exits` set `model.exits` (confidence exits, or a depth
-/// classifier's).
+/// classifier's); `distill` sets `train.distill` with the same task's cell of mechanism
+/// `teacher` (default `full`) as the teacher, resolved by [`resolve_teachers`].
 fn parse_technique(spec: &str) -> anyhow::Result<(String, Vec<(String, toml::Value)>)> {
     let (name, params) = split_spec(spec)?;
     let label = params
         .iter()
         .fold(name.clone(), |l, (k, v)| format!("{l}-{k}{v}"));
+    if name == "distill" {
+        return parse_distill(spec, label, params);
+    }
     let (defaults, field): (&[(&str, i64)], &str) = match name.as_str() {
         "switch" => (&[("experts", SWITCH_EXPERTS)], "model.feed_forward"),
         "act" => (&[("max_steps", ACT_STEPS)], "model.depth"),
         "exits" | "learned_exits" => (&[], "model.exits"),
         other => bail!(
-            "unknown technique `{other}` in `{spec}`; available: switch, act, exits, learned_exits"
+            "unknown technique `{other}` in `{spec}`; available: switch, act, exits, \
+             learned_exits, distill"
         ),
     };
     let mut table = toml::Table::new();
@@ -145,6 +150,59 @@ fn parse_technique(spec: &str) -> anyhow::Result<(String, Vec<(String, toml::Val
         }
     }
     Ok((label, sets))
+}
+
+/// `distill[:teacher=NAME][:temperature=T][:alpha=A]`: `train.distill` naming the teacher by
+/// its mechanism until [`resolve_teachers`] turns it into the cell's folder.
+fn parse_distill(
+    spec: &str,
+    label: String,
+    params: Vec<(String, String)>,
+) -> anyhow::Result<(String, Vec<(String, toml::Value)>)> {
+    let mut table = toml::Table::new();
+    table.insert("teacher".into(), toml::Value::String("full".into()));
+    for (k, v) in params {
+        let value =
+            match k.as_str() {
+                "teacher" => toml::Value::String(v),
+                _ => toml::Value::Float(v.parse::<f64>().map_err(|_| {
+                    anyhow::anyhow!("technique `{spec}`: `{k}={v}` is not a number")
+                })?),
+            };
+        table.insert(k, value);
+    }
+    let value = toml::Value::Table(table);
+    eft_train::distill::DistillConfig::deserialize(value.clone())
+        .map_err(anyhow::Error::from)
+        .and_then(|d| Ok(d.validate()?))
+        .with_context(|| format!("technique `{spec}`"))?;
+    Ok((label, vec![("train.distill".into(), value)]))
+}
+
+/// Points each `+distill` cell's teacher (a mechanism's name) at the folder in `dir` of the
+/// same task's cell of that mechanism, which must come earlier in `cells` so that it has
+/// trained first.
+pub fn resolve_teachers(cells: &mut [Cell], dir: &std::path::Path) -> anyhow::Result<()> {
+    for i in 0..cells.len() {
+        let Some(d) = &cells[i].config.train.distill else {
+            continue;
+        };
+        let teacher = format!("{}-{}", cells[i].task, d.teacher);
+        if !cells[..i].iter().any(|c| c.name == teacher) {
+            bail!(
+                "cell {} distils from {teacher}, which this arena does not train before it: \
+                 list mechanism `{}` before `{}` in --mechanisms",
+                cells[i].name,
+                d.teacher,
+                cells[i].mechanism
+            );
+        }
+        let path = dir.join(&teacher).display().to_string();
+        if let Some(d) = &mut cells[i].config.train.distill {
+            d.teacher = path;
+        }
+    }
+    Ok(())
 }
 
 /// Splits `name:key=value:…` into the mechanism's name and parameters, and checks them.
@@ -382,6 +440,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("experts"), "{e:#}");
+    }
+
+    /// `+distill` cells learn from the same task's earlier cell of the teacher mechanism, in
+    /// the arena's folder; a teacher the arena does not train first is refused before training.
+    #[test]
+    fn distill_columns_take_the_earlier_teacher_cell() {
+        let spec = parse_mechanism("linear+distill:alpha=0.7").unwrap();
+        assert_eq!(spec.name, "linear+distill-alpha0.7");
+        let mut columns = super::cells(
+            "quick",
+            &["listops".into(), "image".into()],
+            &["full".into(), "linear+distill:alpha=0.7".into()],
+            &[],
+        )
+        .unwrap();
+        resolve_teachers(&mut columns, std::path::Path::new("arena/quick")).unwrap();
+        let d = columns[3].config.train.distill.as_ref().unwrap();
+        assert_eq!(columns[3].name, "image-linear+distill-alpha0.7");
+        assert_eq!(
+            (d.teacher.as_str(), d.alpha),
+            ("arena/quick/image-full", 0.7)
+        );
+        assert!(columns[2].config.train.distill.is_none());
+        let mut late = super::cells(
+            "quick",
+            &["listops".into()],
+            &["linear+distill".into(), "full".into()],
+            &[],
+        )
+        .unwrap();
+        let e = resolve_teachers(&mut late, std::path::Path::new("a")).unwrap_err();
+        assert!(
+            e.to_string().contains("list mechanism `full` before"),
+            "{e}"
+        );
+        for bad in [
+            "full+distill:alpha=2",
+            "full+distill:temperature=x",
+            "full+distill:tau=1",
+        ] {
+            assert!(parse_mechanism(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
