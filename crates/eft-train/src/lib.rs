@@ -41,6 +41,7 @@ pub mod meter;
 pub mod metrics;
 mod optimizer;
 mod overrides;
+pub mod parallel;
 pub mod params;
 mod precision;
 mod preset;
@@ -68,8 +69,8 @@ pub use precision::{
 };
 pub use preset::{PRESETS, preset, presets_for};
 pub use record::{
-    Baseline, BitsPerByte, EvalPoint, EvalResult, ExtraSums, PrecisionRecord, PruneRecord,
-    RunRecord, RunStatus,
+    Baseline, BitsPerByte, EvalPoint, EvalResult, ExtraSums, ParallelRecord, PrecisionRecord,
+    PruneRecord, RunRecord, RunStatus,
 };
 pub use schedule::Schedule;
 pub use trainer::{

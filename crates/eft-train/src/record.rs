@@ -181,6 +181,10 @@ pub struct RunRecord {
     /// How a low-precision run computed (absent for f32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<PrecisionRecord>,
+    /// How many data-parallel ranks trained this session and what their all-reduce cost
+    /// (absent for one process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<ParallelRecord>,
     /// The test split with early exit at `model.exits.threshold`, when the model has exits
     /// (`test` is the full model's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,6 +215,16 @@ pub struct PrecisionRecord {
     /// The loss scaling's state at the end (f16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<crate::LossScale>,
+}
+
+/// A data-parallel session: its ranks and the time the gradient all-reduce took.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ParallelRecord {
+    /// Ranks that trained, each on its slice of every global batch.
+    pub ranks: usize,
+    /// Mean seconds per step of rank 0's gradient all-reduce (flattening and writing back
+    /// included).
+    pub all_reduce_seconds_per_step: f64,
 }
 
 #[cfg(test)]

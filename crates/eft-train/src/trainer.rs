@@ -57,6 +57,8 @@ pub struct TrainOptions {
     /// low-precision run skips an overflowing step.
     #[doc(hidden)]
     pub overflow_at_step: Option<usize>,
+    /// The data-parallel ranks this process trains among ([`crate::parallel`]); one by default.
+    pub collective: Arc<dyn crate::parallel::Collective>,
 }
 
 impl Default for TrainOptions {
@@ -68,6 +70,7 @@ impl Default for TrainOptions {
             stop_after: None,
             git_commit: "unknown".into(),
             overflow_at_step: None,
+            collective: Arc::new(crate::parallel::Solo),
         }
     }
 }
@@ -87,6 +90,18 @@ pub fn train(
     run_dir: &Path,
     options: &TrainOptions,
 ) -> Result<RunRecord, TrainError> {
+    let hash = config_hash(&config);
+    let own = RankDir::new(run_dir, options)?;
+    let session = start(config, own.path(), options);
+    run_agreed(session, hash, options)
+}
+
+/// Sets up a new run in `run_dir` and writes its config, up to the first step.
+fn start<'a>(
+    config: RunConfig,
+    run_dir: &Path,
+    options: &'a TrainOptions,
+) -> Result<Session<'a>, TrainError> {
     config.validate()?;
     let fresh = std::fs::read_dir(run_dir).map_or(true, |mut d| d.next().is_none());
     let lock = FolderLock::acquire(run_dir)?;
@@ -113,11 +128,103 @@ pub fn train(
         &run_dir.join(CONFIG_FILE),
         session.config.to_toml().as_bytes(),
     )?;
+    Ok(session)
+}
+
+/// Runs a session once every rank has set up the same config (at once, so a rank that failed
+/// leaves none of the others waiting).
+fn run_agreed(
+    session: Result<Session<'_>, TrainError>,
+    hash: u64,
+    options: &TrainOptions,
+) -> Result<RunRecord, TrainError> {
+    let ranks = &*options.collective;
+    if ranks.size() == 1 {
+        return session?.run();
+    }
+    let others = crate::parallel::agree(ranks, session.is_err(), hash);
+    let session = session?;
+    others?;
     session.run()
+}
+
+/// A stable hash of the config every rank must share.
+fn config_hash(config: &RunConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    config.to_toml().hash(&mut h);
+    h.finish()
+}
+
+/// Where a rank writes: rank 0 the run's folder, the others a private one they remove at the
+/// end (they train the same weights, so only rank 0's files are kept).
+struct RankDir {
+    path: PathBuf,
+    private: bool,
+}
+
+impl RankDir {
+    fn new(run_dir: &Path, options: &TrainOptions) -> Result<Self, TrainError> {
+        let rank = options.collective.rank();
+        if rank == 0 {
+            return Ok(Self {
+                path: run_dir.to_path_buf(),
+                private: false,
+            });
+        }
+        let path = std::env::temp_dir().join(format!(
+            "eft-rank{rank}-{}-{}",
+            std::process::id(),
+            run_dir
+                .file_name()
+                .map_or("run".into(), |n| n.to_string_lossy())
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).map_err(TrainError::io(&path))?;
+        Ok(Self {
+            path,
+            private: true,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RankDir {
+    fn drop(&mut self) {
+        if self.private {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// Continues the run in `run_dir` from its last checkpoint, with the config saved there.
 pub fn resume(run_dir: &Path, options: &TrainOptions) -> Result<RunRecord, TrainError> {
+    let own = RankDir::new(run_dir, options)?;
+    // Every rank starts from rank 0's files; the others continue in their own folder.
+    let copied = match own.private {
+        false => Ok(()),
+        true => [CHECKPOINT_FILE, RECORD_FILE]
+            .iter()
+            .filter(|f| run_dir.join(f).exists())
+            .try_for_each(|f| {
+                std::fs::copy(run_dir.join(f), own.path().join(f))
+                    .map(|_| ())
+                    .map_err(TrainError::io(run_dir.join(f)))
+            }),
+    };
+    let session = copied.and_then(|()| resume_session(own.path(), options));
+    let hash = session.as_ref().map_or(0, |s| config_hash(&s.config));
+    run_agreed(session, hash, options)
+}
+
+/// Loads the run in `run_dir` up to its next step.
+fn resume_session<'a>(
+    run_dir: &Path,
+    options: &'a TrainOptions,
+) -> Result<Session<'a>, TrainError> {
     let path = run_dir.join(CHECKPOINT_FILE);
     if !path.exists() {
         return Err(Checkpoint::not_found(&path));
@@ -153,7 +260,7 @@ pub fn resume(run_dir: &Path, options: &TrainOptions) -> Result<RunRecord, Train
         }
     }
     let config = checkpoint.config.clone();
-    Session::new(config, Some(checkpoint), run_dir, options, lock)?.run()
+    Session::new(config, Some(checkpoint), run_dir, options, lock)
 }
 
 /// Builds the task's splits and the model for `config`; what evaluation needs.
@@ -349,6 +456,9 @@ struct Session<'a> {
     step_flops: std::collections::HashMap<[usize; 2], f64>,
     /// The run's `metrics.jsonl` and `metrics.csv`.
     metrics: MetricsLog,
+    /// This session's seconds in gradient all-reduces, and how many steps made one.
+    reduce_seconds: f64,
+    reduce_steps: usize,
     /// This process's claim on `dir`, released when the session ends.
     _lock: FolderLock,
 }
@@ -362,6 +472,17 @@ impl<'a> Session<'a> {
         lock: FolderLock,
     ) -> Result<Self, TrainError> {
         let device = options.device.clone().autodiff();
+        let ranks = options.collective.size();
+        if !config.train.batch_size.is_multiple_of(ranks) {
+            return Err(TrainError::config(
+                "train.batch_size",
+                config.train.batch_size,
+                format!(
+                    "is the global batch, split evenly among the {ranks} ranks: use a multiple \
+                     of {ranks}"
+                ),
+            ));
+        }
         // The model first: its cost decides whether a step fits before the data is drawn
         // (minutes for Path-X).
         preflight(&config)?;
@@ -467,6 +588,8 @@ impl<'a> Session<'a> {
             matmul_peak: 0.0,
             step_flops: Default::default(),
             metrics,
+            reduce_seconds: 0.0,
+            reduce_steps: 0,
             _lock: lock,
         })
     }
@@ -479,13 +602,19 @@ impl<'a> Session<'a> {
         let bar = self.progress_bar();
         // Not on a terminal the bar is hidden; a plain line every twentieth of the run keeps a
         // log or a pipe informed without ANSI codes.
-        let plain_every = (self.options.progress && !std::io::stderr().is_terminal())
+        let quiet = self.options.collective.rank() > 0;
+        let plain_every = (self.options.progress && !quiet && !std::io::stderr().is_terminal())
             .then(|| steps.div_ceil(PLAIN_PROGRESS_LINES).max(1));
         let t = self.config.train.clone();
         let mut hits = 0usize;
         let mut seen = 0usize;
+        let ranks = self.options.collective.clone();
+        let (rank, size) = (ranks.rank(), ranks.size());
+        // Several ranks stop together: a request seen by any stops all after the step it rode
+        // on with the gradients.
+        let mut stop_agreed = false;
         while self.state.step < steps {
-            if self.options.stop.load(Ordering::SeqCst)
+            if (stop_agreed || (size == 1 && self.options.stop.load(Ordering::SeqCst)))
                 || self
                     .options
                     .stop_after
@@ -508,19 +637,30 @@ impl<'a> Session<'a> {
                 self.config.seed,
                 step as u64,
             );
-            let batch = Batch::from_examples(indices.iter().map(|&i| &self.data.train[i]));
-            let tensors = batch_tensors(&batch, &device);
-            let shape = tensors.tokens.dims();
+            // Each rank trains on its slice of the global batch; every rank knows every slice's
+            // shape, so each counts the FLOPs and tokens of the whole step.
+            let shards: Vec<Batch> = (0..size)
+                .map(|r| {
+                    let slice = &indices[crate::parallel::shard(indices.len(), r, size)];
+                    Batch::from_examples(slice.iter().map(|&i| &self.data.train[i]))
+                })
+                .collect();
+            let batch = &shards[rank];
+            let tensors = batch_tensors(batch, &device);
             let model = &self.model;
             // A distillation teacher runs forward on every batch: its FLOPs are the step's too.
             let teacher_model = self
                 .teacher
                 .as_ref()
                 .filter(|_| t.distill.as_ref().is_some_and(|d| d.alpha > 0.0));
-            self.state.flops += *self.step_flops.entry(shape).or_insert_with(|| {
-                model.cost(shape[0], shape[1]).step_flops()
-                    + teacher_model.map_or(0.0, |m| m.cost(shape[0], shape[1]).forward_flops)
-            });
+            for shard in &shards {
+                let shape = [shard.batch, shard.len];
+                self.state.flops += *self.step_flops.entry(shape).or_insert_with(|| {
+                    model.cost(shape[0], shape[1]).step_flops()
+                        + teacher_model.map_or(0.0, |m| m.cost(shape[0], shape[1]).forward_flops)
+                });
+            }
+            let graded: usize = shards.iter().map(|b| b.labels.len()).sum();
             // Dropout draws from the device's generator: pin it to (seed, step) for exact resume.
             let precision = (t.precision, self.state.loss_scale.map_or(1.0, |s| s.scale));
             // The teacher sees the batch without gradient or dropout (the plain device).
@@ -550,9 +690,33 @@ impl<'a> Session<'a> {
             if self.options.overflow_at_step == Some(step) {
                 grads = crate::precision::poisoned(&self.model, grads);
             }
-            let step_hits = correct(logits.inner(), tensors.labels.clone().inner());
+            let mut step_hits = correct(logits.inner(), tensors.labels.clone().inner());
+            let mut loss_value = loss_value;
+            if size > 1 {
+                // The whole batch's mean loss is each slice's weighted by its graded labels.
+                let weight = batch.labels.len() as f32 / graded as f32;
+                let stop = self.options.stop.load(Ordering::SeqCst);
+                let mut extra = [
+                    loss_value as f32 * weight,
+                    step_hits as f32,
+                    f32::from(u8::from(stop)),
+                ];
+                let reducing = Instant::now();
+                grads = crate::parallel::all_reduce_gradients(
+                    &self.model,
+                    grads,
+                    weight,
+                    &mut extra,
+                    &*ranks,
+                )?;
+                self.reduce_seconds += reducing.elapsed().as_secs_f64();
+                self.reduce_steps += 1;
+                loss_value = f64::from(extra[0]);
+                step_hits = extra[1] as usize;
+                stop_agreed = extra[2] > 0.0;
+            }
             hits += step_hits;
-            seen += batch.labels.len();
+            seen += graded;
             let norm = grad_norm(&self.model, &grads);
             let finite = loss_value.is_finite() && norm.is_finite();
             // f16: an overflowing step is skipped and the loss scale halved.
@@ -605,7 +769,7 @@ impl<'a> Session<'a> {
                 self.peak_heap = Some(self.peak_heap.unwrap_or(0).max(peak));
             }
             self.state.step += 1;
-            meter.add(batch.real_tokens() as u64);
+            meter.add(shards.iter().map(Batch::real_tokens).sum::<usize>() as u64);
             // A skipped step's loss and gradient are infinite: they stay out of the averages.
             if applied {
                 self.state.loss_sum += loss_value;
@@ -613,7 +777,7 @@ impl<'a> Session<'a> {
                 self.state.window.add(StepMetrics {
                     loss: loss_value,
                     correct: step_hits,
-                    seen: batch.labels.len(),
+                    seen: graded,
                     grad_norm: norm,
                     seconds,
                     heap_peak_bytes: step_heap,
@@ -645,15 +809,17 @@ impl<'a> Session<'a> {
             }
             if self.state.step.is_multiple_of(t.eval_every) || done {
                 let point = self.validate(lr, &meter)?;
-                bar.suspend(|| {
-                    eprintln!(
-                        "step {:>6}  train loss {:.4}  val loss {:.4}  val acc {:.2}%",
-                        point.step,
-                        point.train_loss,
-                        point.val_loss,
-                        100.0 * point.val_accuracy
-                    )
-                });
+                if !quiet {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "step {:>6}  train loss {:.4}  val loss {:.4}  val acc {:.2}%",
+                            point.step,
+                            point.train_loss,
+                            point.val_loss,
+                            100.0 * point.val_accuracy
+                        )
+                    });
+                }
                 (hits, seen) = (0, 0);
             }
             if self.state.step.is_multiple_of(t.checkpoint_every) && !done {
@@ -845,6 +1011,10 @@ impl<'a> Session<'a> {
                         .sum(),
                 }
             }),
+            parallel: (self.reduce_steps > 0).then(|| crate::ParallelRecord {
+                ranks: self.options.collective.size(),
+                all_reduce_seconds_per_step: self.reduce_seconds / self.reduce_steps as f64,
+            }),
             precision: self.config.train.precision.backend_note().map(|note| {
                 crate::record::PrecisionRecord {
                     compute: self.config.train.precision,
@@ -879,7 +1049,7 @@ impl<'a> Session<'a> {
 
     fn progress_bar(&self) -> ProgressBar {
         let steps = self.config.train.steps as u64;
-        if !self.options.progress {
+        if !self.options.progress || self.options.collective.rank() > 0 {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::new(steps).with_position(self.state.step as u64);

@@ -4,23 +4,16 @@
 
 use std::path::Path;
 
+use common::weights;
 use eft_train::distill::DistillConfig;
-use eft_train::{CHECKPOINT_FILE, Checkpoint, RunConfig, TrainOptions, preset, train};
+use eft_train::{RunConfig, TrainOptions, train};
+
+mod common;
 
 fn tiny(d_model: usize) -> RunConfig {
-    let mut c = preset("listops", "quick").unwrap();
-    c.name = "run".into();
-    if let eft_data::TaskConfig::ListOps(t) = &mut c.task {
-        (t.min_len, t.max_len, t.max_depth) = (5, 30, 3);
-        (t.train, t.val, t.test) = (64, 16, 16);
-    }
-    c.model.d_model = d_model;
-    c.model.n_heads = 2;
-    c.model.d_ff = 2 * d_model;
+    let mut c = common::tiny_listops("run", 64, d_model);
     c.model.dropout = 0.1;
-    c.train.batch_size = 8;
     c.train.set_steps(6, 3);
-    c.train.schedule = eft_train::Schedule::Constant { lr: 3e-3 };
     c
 }
 
@@ -32,15 +25,6 @@ fn student(teacher: &Path, alpha: f64) -> RunConfig {
         alpha,
     });
     c
-}
-
-fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    Checkpoint::load(&dir.join(CHECKPOINT_FILE))
-        .unwrap()
-        .model
-        .into_iter()
-        .map(|(k, a)| (k, a.values))
-        .collect()
 }
 
 #[test]

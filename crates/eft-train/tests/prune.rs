@@ -5,22 +5,12 @@
 use std::path::Path;
 
 use eft_train::prune::{PruneConfig, PruneScope, magnitude_masks, prunable};
-use eft_train::{CHECKPOINT_FILE, Checkpoint, RunConfig, TrainOptions, preset, resume, train};
+use eft_train::{CHECKPOINT_FILE, Checkpoint, RunConfig, TrainOptions, resume, train};
+
+mod common;
 
 fn tiny() -> RunConfig {
-    let mut c = preset("listops", "quick").unwrap();
-    c.name = "source".into();
-    if let eft_data::TaskConfig::ListOps(t) = &mut c.task {
-        (t.min_len, t.max_len, t.max_depth) = (5, 30, 3);
-        (t.train, t.val, t.test) = (64, 16, 16);
-    }
-    c.model.d_model = 16;
-    c.model.n_heads = 2;
-    c.model.d_ff = 32;
-    c.train.batch_size = 8;
-    c.train.set_steps(8, 4);
-    c.train.schedule = eft_train::Schedule::Constant { lr: 3e-3 };
-    c
+    common::tiny_listops("source", 64, 16)
 }
 
 fn pruned(source: &Path, sparsity: f64, scope: PruneScope, steps: usize) -> RunConfig {

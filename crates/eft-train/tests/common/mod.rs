@@ -30,3 +30,32 @@ pub fn quick_listops_record(change: impl FnOnce(&mut ModelConfig)) -> eft_train:
     let dir = tempfile::tempdir().unwrap();
     eft_train::train(config, &dir.path().join("run"), &Default::default()).unwrap()
 }
+
+/// A small ListOps run named `name`: sequences of 5–30 tokens, `train` training examples (16
+/// validation and test), width `d_model` with 2 heads and an MLP of twice the width, batch 8,
+/// a constant learning rate of 3e-3, 8 steps evaluated every 4.
+pub fn tiny_listops(name: &str, train: usize, d_model: usize) -> eft_train::RunConfig {
+    let mut c = eft_train::preset("listops", "quick").unwrap();
+    c.name = name.into();
+    if let eft_data::TaskConfig::ListOps(t) = &mut c.task {
+        (t.min_len, t.max_len, t.max_depth) = (5, 30, 3);
+        (t.train, t.val, t.test) = (train, 16, 16);
+    }
+    c.model.d_model = d_model;
+    c.model.n_heads = 2;
+    c.model.d_ff = 2 * d_model;
+    c.train.batch_size = 8;
+    c.train.set_steps(8, 4);
+    c.train.schedule = eft_train::Schedule::Constant { lr: 3e-3 };
+    c
+}
+
+/// The weights in the checkpoint of the run in `dir`, by name.
+pub fn weights(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    eft_train::Checkpoint::load(&dir.join(eft_train::CHECKPOINT_FILE))
+        .unwrap()
+        .model
+        .into_iter()
+        .map(|(k, a)| (k, a.values))
+        .collect()
+}
