@@ -42,6 +42,8 @@ pub mod metrics;
 mod optimizer;
 mod overrides;
 pub mod parallel;
+#[cfg(feature = "mpi")]
+pub mod parallel_mpi;
 pub mod params;
 mod precision;
 mod preset;

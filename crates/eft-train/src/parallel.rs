@@ -17,7 +17,7 @@ use burn::tensor::{Tensor, TensorData};
 use crate::TrainError;
 
 /// The ranks of a run and the one operation they need: an element-wise sum.
-pub trait Collective: Send + Sync {
+pub trait Collective {
     /// This process's rank, from 0.
     fn rank(&self) -> usize;
     /// How many ranks there are.

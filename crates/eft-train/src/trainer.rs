@@ -58,7 +58,7 @@ pub struct TrainOptions {
     #[doc(hidden)]
     pub overflow_at_step: Option<usize>,
     /// The data-parallel ranks this process trains among ([`crate::parallel`]); one by default.
-    pub collective: Arc<dyn crate::parallel::Collective>,
+    pub collective: std::rc::Rc<dyn crate::parallel::Collective>,
 }
 
 impl Default for TrainOptions {
@@ -70,7 +70,7 @@ impl Default for TrainOptions {
             stop_after: None,
             git_commit: "unknown".into(),
             overflow_at_step: None,
-            collective: Arc::new(crate::parallel::Solo),
+            collective: std::rc::Rc::new(crate::parallel::Solo),
         }
     }
 }

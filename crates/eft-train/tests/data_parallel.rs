@@ -3,7 +3,7 @@
 //! 0 alone writes the run; a batch the ranks cannot split evenly is refused on every rank.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use common::weights;
 use eft_train::parallel::ThreadGroup;
@@ -28,7 +28,7 @@ fn train_ranks(config: &RunConfig, dir: &Path, ranks: usize) -> Vec<Result<RunRe
                 let config = config.clone();
                 s.spawn(move || {
                     let options = TrainOptions {
-                        collective: Arc::new(rank),
+                        collective: Rc::new(rank),
                         ..TrainOptions::default()
                     };
                     train(config, dir, &options).map_err(|e| e.to_string())

@@ -98,6 +98,7 @@ pub(crate) fn train_options(
         stop: stop_on_ctrl_c()?,
         stop_after,
         git_commit: env!("EFT_GIT_COMMIT").to_string(),
+        collective: crate::ranks::collective(),
         ..TrainOptions::default()
     })
 }
@@ -110,17 +111,35 @@ pub(crate) fn train_new(
 ) -> anyhow::Result<eft_train::RunRecord> {
     // Before a folder or a progress line exists.
     eft_train::preflight(&config)?;
+    let ranks = options.collective.size();
+    if !named && ranks > 1 {
+        // Each rank would pick a free name while rank 0 creates it, and they would differ.
+        return Err(TrainError::config(
+            "--name",
+            "(none)",
+            format!("{ranks} ranks must be told the run's name: give --name"),
+        )
+        .into());
+    }
     if !named {
         config.name = free_name(out, &config.name)?;
     }
     let dir = out.join(&config.name);
-    eprintln!("training {} → {}", config.name, dir.display());
+    if crate::ranks::reports() {
+        let on = match ranks {
+            1 => String::new(),
+            k => format!(" on {k} ranks"),
+        };
+        eprintln!("training {} → {}{on}", config.name, dir.display());
+    }
     Ok(eft_train::train(config, &dir, options)?)
 }
 
 /// Prints a run's record; the exit code says how it ended.
 pub(crate) fn finish(record: &eft_train::RunRecord) -> anyhow::Result<ExitCode> {
-    crate::report::print_record(record);
+    if crate::ranks::reports() {
+        crate::report::print_record(record);
+    }
     Ok(match record.status {
         RunStatus::Finished => ExitCode::SUCCESS,
         RunStatus::Diverged => ExitCode::from(DIVERGED),

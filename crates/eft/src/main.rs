@@ -17,6 +17,7 @@ mod memory;
 mod plot;
 mod pretrain;
 mod profile;
+mod ranks;
 mod report;
 
 use std::process::ExitCode;
@@ -37,11 +38,19 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match commands::run(cli) {
+    if let Err(e) = ranks::start() {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(commands::exit_code(&e))
+            let code = commands::exit_code(&e);
+            ranks::abort_others(code);
+            ExitCode::from(code)
         }
-    }
+    };
+    ranks::finish();
+    code
 }
