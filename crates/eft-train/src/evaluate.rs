@@ -70,6 +70,43 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> EvalResult {
+    evaluate_sums(model, examples, batch_size, device).result()
+}
+
+/// What [`evaluate`] adds up: the summed loss, the hits and the graded labels, and the examples;
+/// slices of a split evaluated apart (by data-parallel ranks) add up to the whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EvalSums {
+    /// Sum of the graded labels' cross-entropies.
+    pub loss: f64,
+    /// Graded labels predicted right.
+    pub hits: usize,
+    /// Graded labels.
+    pub graded: usize,
+    /// Examples evaluated.
+    pub examples: usize,
+}
+
+impl EvalSums {
+    /// Mean loss and accuracy per graded label.
+    pub fn result(&self) -> EvalResult {
+        // Per sequence, or per query position (MQAR).
+        let n = self.graded.max(1) as f64;
+        EvalResult {
+            loss: self.loss / n,
+            accuracy: self.hits as f64 / n,
+            examples: self.examples,
+        }
+    }
+}
+
+/// [`evaluate`]'s sums over `examples`.
+pub fn evaluate_sums(
+    model: &Classifier,
+    examples: &[Example],
+    batch_size: usize,
+    device: &Device,
+) -> EvalSums {
     let (mut loss, mut hits, mut graded) = (0.0, 0, 0);
     for chunk in examples.chunks(batch_size.max(1)) {
         let batch = Batch::from_examples(chunk);
@@ -85,11 +122,10 @@ pub fn evaluate(
         loss += cross_entropy(logits, t.labels).into_scalar::<f64>() * batch.labels.len() as f64;
         graded += batch.labels.len();
     }
-    // Accuracy and loss are per graded label: per sequence, or per query position (MQAR).
-    let n = graded.max(1) as f64;
-    EvalResult {
-        loss: loss / n,
-        accuracy: hits as f64 / n,
+    EvalSums {
+        loss,
+        hits,
+        graded,
         examples: examples.len(),
     }
 }

@@ -59,8 +59,8 @@ pub use checkpoint::{Checkpoint, LoopState};
 pub use config::{RunConfig, TrainConfig};
 pub use error::TrainError;
 pub use evaluate::{
-    BatchTensors, ExitEval, batch_tensors, cross_entropy, cross_entropy_rows, evaluate,
-    evaluate_exiting,
+    BatchTensors, EvalSums, ExitEval, batch_tensors, cross_entropy, cross_entropy_rows, evaluate,
+    evaluate_exiting, evaluate_sums,
 };
 pub use folder_lock::{FolderLock, LOCK_FILE};
 pub use generate::{Sampling, check_generation, generate};

@@ -186,6 +186,41 @@ pub fn all_reduce_gradients<M: Module>(
     Ok(unflat.out)
 }
 
+/// Loss and accuracy of `model` over `examples`, each rank evaluating its contiguous slice and
+/// the sums added over ranks (one process evaluates them all, as [`crate::evaluate`]).
+///
+/// # Errors
+/// When the ranks can no longer reach each other.
+pub fn evaluate_split(
+    model: &eft_model::Classifier,
+    examples: &[eft_data::Example],
+    batch_size: usize,
+    device: &burn::tensor::Device,
+    collective: &dyn Collective,
+) -> Result<crate::EvalResult, TrainError> {
+    let (rank, size, n) = (collective.rank(), collective.size(), examples.len());
+    let part = &examples[n * rank / size..n * (rank + 1) / size];
+    let sums = crate::evaluate_sums(model, part, batch_size, device);
+    if size == 1 {
+        return Ok(sums.result());
+    }
+    // Counts below 2^24 are exact in f32.
+    let mut shared = [
+        sums.loss as f32,
+        sums.hits as f32,
+        sums.graded as f32,
+        sums.examples as f32,
+    ];
+    collective.all_reduce_sum(&mut shared)?;
+    Ok(crate::EvalSums {
+        loss: f64::from(shared[0]),
+        hits: shared[1] as usize,
+        graded: shared[2] as usize,
+        examples: shared[3] as usize,
+    }
+    .result())
+}
+
 /// Checks, on every rank at once, that setting up went well everywhere (`failed` says how it
 /// went here) and that every rank runs the same config (by `config_hash`): every rank gets the
 /// same answer, so none is left waiting for the others.

@@ -22,7 +22,7 @@ use eft_model::Classifier;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{Checkpoint, LoopState};
-use crate::evaluate::{batch_tensors, correct, cross_entropy, evaluate};
+use crate::evaluate::{batch_tensors, correct, cross_entropy};
 use crate::folder_lock::FolderLock;
 use crate::meter::{MeterRecord, matmul_peak};
 use crate::metrics::{MetricsKind, MetricsLine, MetricsLog, StepMetrics};
@@ -834,12 +834,13 @@ impl<'a> Session<'a> {
     }
 
     fn validate(&mut self, lr: f64, meter: &Throughput) -> Result<EvalPoint, TrainError> {
-        let result = evaluate(
+        let result = crate::parallel::evaluate_split(
             &self.model.valid(),
             &self.data.val,
             self.config.train.batch_size,
             &self.options.device,
-        );
+            &*self.options.collective,
+        )?;
         let (aux_losses, layer_stats) = self.state.extras.take_means();
         let point = EvalPoint {
             step: self.state.step,
@@ -907,12 +908,13 @@ impl<'a> Session<'a> {
         if status != RunStatus::Finished {
             return Ok(record);
         }
-        let test = evaluate(
+        let test = crate::parallel::evaluate_split(
             &self.model.valid(),
             &self.data.test,
             self.config.train.batch_size,
             &self.options.device,
-        );
+            &*self.options.collective,
+        )?;
         self.metrics.append(&MetricsLine::evaluation(
             MetricsKind::Test,
             self.state.step,

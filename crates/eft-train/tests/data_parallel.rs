@@ -1,6 +1,7 @@
 //! Data parallelism with ranks as threads: K ranks, each on its slice of a global batch of B,
 //! train the model one process trains on batches of B, to f32 reduction-order tolerance; rank
-//! 0 alone writes the run; a batch the ranks cannot split evenly is refused on every rank.
+//! 0 alone writes the run; the ranks' evaluations of slices of a split add up to the whole; a
+//! batch the ranks cannot split evenly is refused on every rank.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -74,6 +75,19 @@ fn k_ranks_train_the_model_one_process_trains() {
         let losses = |r: &RunRecord| r.evals.iter().map(|e| e.train_loss).collect::<Vec<_>>();
         for (p, q) in losses(&single).iter().zip(losses(&record)) {
             assert!((p - q).abs() < 1e-4, "train loss {p} vs {q}");
+        }
+        // Each rank evaluated a slice of the split; the sums are the whole split's.
+        let (a, b) = (single.test.unwrap(), record.test.unwrap());
+        assert_eq!((a.accuracy, a.examples), (b.accuracy, b.examples));
+        assert!(
+            (a.loss - b.loss).abs() < 1e-5,
+            "test loss {} vs {}",
+            a.loss,
+            b.loss
+        );
+        for (p, q) in single.evals.iter().zip(&record.evals) {
+            assert_eq!(p.val_accuracy, q.val_accuracy);
+            assert!((p.val_loss - q.val_loss).abs() < 1e-5);
         }
         // Only rank 0 wrote into the run's folder.
         let files = std::fs::read_dir(&dir).unwrap().count();
