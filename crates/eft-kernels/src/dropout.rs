@@ -152,3 +152,61 @@ mod tests {
         assert!(other.iter().zip(&yv).any(|(a, b)| a != b));
     }
 }
+
+/// Dropout with one mask stream per row of `x` (its first dimension): element `j` of row `r`
+/// (counting within the row) is kept when [`keeps`]`(row_seed(seed, keys[r]), j, prob)`. A row's
+/// mask depends on its key and its own elements only, not on the other rows or where it sits in
+/// the batch: data-parallel ranks holding different slices of a batch, keyed by example, draw
+/// the masks one process draws for the whole batch. The mask is built on the host and the
+/// product differentiated by autodiff.
+///
+/// # Panics
+/// Panics if `keys` does not have one key per row of `x`.
+pub fn dropout_rows<const D: usize>(x: Tensor<D>, prob: f64, seed: u64, keys: &[u64]) -> Tensor<D> {
+    let dims = x.dims();
+    assert_eq!(dims[0], keys.len(), "one dropout key per row");
+    let per_row: usize = dims[1..].iter().product();
+    let prob = prob as f32;
+    let mask: Vec<f32> = keys
+        .iter()
+        .flat_map(|&key| {
+            let seed = row_seed(seed, key);
+            (0..per_row).map(move |j| mask_value(seed, j, prob))
+        })
+        .collect();
+    let mask = Tensor::<D>::from_data(TensorData::new(mask, dims), &x.device()).cast(x.dtype());
+    x * mask
+}
+
+/// The seed of the row keyed `key` under the call's `seed`.
+fn row_seed(seed: u64, key: u64) -> u64 {
+    let lo = mix(seed as u32 ^ mix(key as u32));
+    let hi = mix((seed >> 32) as u32 ^ mix((key >> 32) as u32 ^ 0x9e37_79b9));
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+#[cfg(test)]
+mod row_tests {
+    use super::*;
+
+    /// A row's mask is the same wherever the row sits and however long the batch's other rows
+    /// are padded; rows with different keys differ; about `prob` of the elements drop.
+    #[test]
+    fn a_rows_mask_follows_its_key_not_its_place() {
+        let device = burn::tensor::Device::flex();
+        let x = Tensor::<3>::ones([3, 5, 8], &device);
+        let whole = dropout_rows(x, 0.25, 42, &[7, 8, 9]);
+        let alone = dropout_rows(Tensor::<3>::ones([1, 5, 8], &device), 0.25, 42, &[8]);
+        let values = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
+        let whole = values(whole);
+        assert_eq!(whole[40..80], values(alone)[..]);
+        assert_ne!(whole[..40], whole[40..80]);
+        let dropped = whole.iter().filter(|&&v| v == 0.0).count() as f64 / whole.len() as f64;
+        assert!((dropped - 0.25).abs() < 0.1, "{dropped}");
+        assert!(
+            whole
+                .iter()
+                .all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6)
+        );
+    }
+}

@@ -32,7 +32,7 @@ pub use block_pattern::{BlockPattern, ElementRule};
 pub use block_sparse::{BlockSparseBackend, block_sparse_attention};
 pub use cpu::fused_cpu;
 pub use dense::{DenseBackend, linear};
-pub use dropout::{DropoutBackend, dropout};
+pub use dropout::{DropoutBackend, dropout, dropout_rows};
 pub use elu_feature::{EluFeatureBackend, elu_plus_one};
 pub use favor::{FavorBackend, favor_features};
 pub use flash::{

@@ -13,7 +13,41 @@ pub(crate) fn apply<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D
     if dropout.prob == 0.0 || !(training || REPLAYING.with(std::cell::Cell::get)) {
         return x;
     }
-    eft_kernels::dropout(x, dropout.prob, draw_seed(&device))
+    let seed = draw_seed(&device);
+    let keyed = ROW_KEYS.with(|k| {
+        k.borrow()
+            .as_ref()
+            .filter(|keys| keys.len() == x.dims()[0])
+            .cloned()
+    });
+    match keyed {
+        Some(keys) => eft_kernels::dropout_rows(x, dropout.prob, seed, &keys),
+        None => eft_kernels::dropout(x, dropout.prob, seed),
+    }
+}
+
+thread_local! {
+    /// One key per batch row while [`with_row_keys`] runs: each row's dropout mask follows its
+    /// key (its example), not its place in the batch.
+    static ROW_KEYS: std::cell::RefCell<Option<std::rc::Rc<[u64]>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a training step) with dropout masks drawn per batch row from `keys`, one per row of
+/// the batch's `[rows, …]` activations, so that a row draws the same mask in any batch that holds
+/// it (data-parallel ranks, each with a slice, draw the masks of one process with the whole
+/// batch). Activations whose first dimension is not the rows (tokens routed to a Switch expert)
+/// keep the batch-wide mask.
+pub fn with_row_keys<T>(keys: Vec<u64>, f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ROW_KEYS.with(|k| *k.borrow_mut() = None);
+        }
+    }
+    ROW_KEYS.with(|k| *k.borrow_mut() = Some(keys.into()));
+    let _reset = Reset;
+    f()
 }
 
 thread_local! {

@@ -63,6 +63,7 @@ pub use classifier::Classifier;
 pub use config::{Head, ModelConfig, Pool, Positions};
 pub use cost::{GELU_FLOPS, ModelCost, layer_norm_flops, linear_flops};
 pub use decode::DecodeState;
+pub use dropout::with_row_keys;
 pub use eft_data::TaskShape;
 pub use embedding::{Embeddings, sinusoidal_table};
 pub use encoder::{Encoder, EncoderReport};

@@ -56,6 +56,12 @@ pub struct TrainConfig {
     /// the task's own loss (masked-byte prediction for `mlm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub electra: Option<crate::electra::ElectraConfig>,
+    /// Draw each example's dropout masks from its own key (its index in the training split)
+    /// instead of one stream for the batch, so that data-parallel ranks, each holding a slice of
+    /// the batch, draw the masks one process draws (required to train on several ranks with
+    /// dropout). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_example_dropout: bool,
 }
 
 fn ten() -> usize {

@@ -221,6 +221,15 @@ pub fn evaluate_split(
     .result())
 }
 
+static AGREED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process's ranks have agreed to start training: from then on a failure on one
+/// rank leaves the others waiting in a sum, so the launch must be ended; before it, every rank
+/// fails at the same point and can exit on its own.
+pub fn started() -> bool {
+    AGREED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Checks, on every rank at once, that setting up went well everywhere (`failed` says how it
 /// went here) and that every rank runs the same config (by `config_hash`): every rank gets the
 /// same answer, so none is left waiting for the others.
@@ -258,6 +267,7 @@ pub fn agree(
              with the same command and files"
         )));
     }
+    AGREED.store(true, std::sync::atomic::Ordering::SeqCst);
     Ok(())
 }
 

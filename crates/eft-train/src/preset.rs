@@ -97,6 +97,7 @@ fn listops_quick() -> RunConfig {
             prune: None,
             distill: None,
             electra: None,
+            per_example_dropout: false,
             optimizer: OptimizerConfig {
                 weight_decay: 0.01,
                 ..OptimizerConfig::default()
@@ -139,6 +140,7 @@ fn listops_paper() -> RunConfig {
             prune: None,
             distill: None,
             electra: None,
+            per_example_dropout: false,
             optimizer: OptimizerConfig {
                 weight_decay: 0.1,
                 ..OptimizerConfig::default()

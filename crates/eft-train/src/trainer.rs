@@ -172,9 +172,13 @@ impl RankDir {
                 private: false,
             });
         }
+        // Unique within the process too: ranks as threads of one process (tests) train several
+        // runs at once.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
-            "eft-rank{rank}-{}-{}",
+            "eft-rank{rank}-{}-{}-{}",
             std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
             run_dir
                 .file_name()
                 .map_or("run".into(), |n| n.to_string_lossy())
@@ -483,6 +487,17 @@ impl<'a> Session<'a> {
                 ),
             ));
         }
+        if ranks > 1 && config.model.dropout > 0.0 && !config.train.per_example_dropout {
+            return Err(TrainError::config(
+                "train.per_example_dropout",
+                false,
+                format!(
+                    "with dropout, {ranks} ranks train the one-process model only if each \
+                     example draws its own masks: set it to true (also in a one-process run \
+                     to compare with), or model.dropout = 0"
+                ),
+            ));
+        }
         // The model first: its cost decides whether a step fits before the data is drawn
         // (minutes for Path-X).
         preflight(&config)?;
@@ -646,6 +661,14 @@ impl<'a> Session<'a> {
                 })
                 .collect();
             let batch = &shards[rank];
+            // Each batch row's dropout key: its example's index (and tower, for pairs).
+            let row_keys = t.per_example_dropout.then(|| {
+                let mine = &indices[crate::parallel::shard(indices.len(), rank, size)];
+                let per = batch.batch / mine.len().max(1);
+                mine.iter()
+                    .flat_map(|&i| (0..per).map(move |t| (i * per + t) as u64))
+                    .collect::<Vec<u64>>()
+            });
             let tensors = batch_tensors(batch, &device);
             let model = &self.model;
             // A distillation teacher runs forward on every batch: its FLOPs are the step's too.
@@ -677,15 +700,19 @@ impl<'a> Session<'a> {
                 _ => None,
             };
             let seed = step_seed(self.config.seed, step);
+            let step_once = || match &t.electra {
+                Some(e) => crate::electra::step_gradients(&self.model, &tensors, e, seed),
+                None => {
+                    let (output, loss, grads) =
+                        step_gradients(&self.model, &tensors, precision, teacher);
+                    let logits = tensors.graded(output.logits.clone());
+                    (output, logits, loss, grads)
+                }
+            };
             let (output, logits, loss_value, mut grads) =
-                with_seed(&device, seed, || match &t.electra {
-                    Some(e) => crate::electra::step_gradients(&self.model, &tensors, e, seed),
-                    None => {
-                        let (output, loss, grads) =
-                            step_gradients(&self.model, &tensors, precision, teacher);
-                        let logits = tensors.graded(output.logits.clone());
-                        (output, logits, loss, grads)
-                    }
+                with_seed(&device, seed, || match row_keys {
+                    Some(keys) => eft_model::with_row_keys(keys, step_once),
+                    None => step_once(),
                 });
             if self.options.overflow_at_step == Some(step) {
                 grads = crate::precision::poisoned(&self.model, grads);

@@ -39,13 +39,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = ranks::start() {
-        eprintln!("error: {e:#}");
+        report_error(&e);
         return ExitCode::from(2);
     }
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            report_error(&e);
             let code = commands::exit_code(&e);
             ranks::abort_others(code);
             ExitCode::from(code)
@@ -53,4 +53,11 @@ fn main() -> ExitCode {
     };
     ranks::finish();
     code
+}
+
+/// The error as one line in one write, so that the lines of several ranks sharing a terminal
+/// do not interleave.
+fn report_error(e: &anyhow::Error) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("error: {e:#}\n").as_bytes());
 }

@@ -56,10 +56,13 @@ pub fn reports() -> bool {
     collective().rank() == 0
 }
 
-/// Ends every rank with `code` after a failure here, so none waits for this one forever.
+/// Ends every rank with `code` after a failure here once training started, so none waits for
+/// this one forever (before it, every rank fails at the same point and exits on its own).
 pub fn abort_others(code: u8) {
     #[cfg(feature = "mpi")]
-    if let Some(world) = WORLD.with(|w| w.borrow().clone()) {
+    if let Some(world) = WORLD.with(|w| w.borrow().clone())
+        && eft_train::parallel::started()
+    {
         world.abort(i32::from(code));
     }
     let _ = code;

@@ -1,7 +1,8 @@
 //! `mpirun -np K eft train` (built with `--features mpi`): K ranks × a global batch train the
-//! parameters one process trains on the same batch; a killed rank takes the others down within
-//! seconds and the run resumes from its last checkpoint, with another number of ranks; a batch
-//! the ranks cannot split stops every rank with the same one-line error.
+//! parameters one process trains on the same batch, with and without dropout; a killed rank
+//! takes the others down within seconds and the run resumes from its last checkpoint, with
+//! another number of ranks; a batch the ranks cannot split stops every rank with exit 2 and
+//! one line.
 #![cfg(feature = "mpi")]
 
 use std::path::Path;
@@ -68,10 +69,27 @@ fn weights(dir: &Path) -> Vec<Vec<f32>> {
 
 #[test]
 fn ranks_train_what_one_process_trains() {
+    same_model_on_ranks(&[], &[2, 4]);
+}
+
+/// With dropout, each example drawing its own masks (`train.per_example_dropout`).
+#[test]
+fn ranks_with_dropout_train_what_one_process_trains() {
+    let dropout = [
+        "--set",
+        "model.dropout=0.1",
+        "--set",
+        "train.per_example_dropout=true",
+    ];
+    same_model_on_ranks(&dropout, &[2]);
+}
+
+fn same_model_on_ranks(extra: &[&str], rank_counts: &[usize]) {
     let out = tempfile::tempdir().unwrap();
     let train = |ranks: usize, name: &str| {
         ok(eft(ranks)
             .args(RUN)
+            .args(extra)
             .args(["--steps", "20", "--name", name, "--out"])
             .arg(out.path())
             .output()
@@ -79,7 +97,7 @@ fn ranks_train_what_one_process_trains() {
     };
     train(1, "one");
     let one = weights(&out.path().join("one"));
-    for ranks in [2, 4] {
+    for &ranks in rank_counts {
         let name = format!("ranks{ranks}");
         train(ranks, &name);
         let diffs: Vec<f32> = one
@@ -200,11 +218,18 @@ fn a_batch_the_ranks_cannot_split_stops_every_rank() {
         .arg(out.path())
         .output()
         .unwrap();
-    assert!(!run.status.success());
+    // Every rank refuses it before training starts, prints one line and exits with 2.
     let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 4, "{err}");
-    assert!(lines.iter().all(|l| l.contains("multiple of 4")), "{err}");
+    for line in lines {
+        assert!(
+            line.starts_with("error: config field `train.batch_size` = 6")
+                && line.ends_with("use a multiple of 4"),
+            "{err}"
+        );
+    }
     let unnamed = eft(2)
         .args(RUN)
         .arg("--out")
