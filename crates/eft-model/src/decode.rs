@@ -72,13 +72,16 @@ impl DecodeState {
         }
     }
 
-    /// Floats the state holds: every layer's cache or sums, or the token history.
-    pub fn floats(&self) -> usize {
+    /// Bytes the state holds: every layer's cache or sums (f32), or the token history (an i64
+    /// token and a padding flag per position).
+    pub fn bytes(&self) -> usize {
         match &self.form {
-            Form::Incremental(layers) => layers.iter().map(AttentionCache::floats).sum(),
+            Form::Incremental(layers) => {
+                4 * layers.iter().map(AttentionCache::floats).sum::<usize>()
+            }
             Form::Recompute { history, .. } => history
                 .as_ref()
-                .map_or(0, |(t, _)| t.shape().num_elements()),
+                .map_or(0, |(t, _)| 9 * t.shape().num_elements()),
         }
     }
 

@@ -184,12 +184,7 @@ fn measure_form(
             step(&model, &mut state, 1, &mut rng, &device)?;
         }
         let seconds = clock.elapsed().as_secs_f64();
-        let bytes = if recompute {
-            // The history is kept as i64 tokens and a padding flag per position.
-            state.floats() as u64 * 9
-        } else {
-            state.floats() as u64 * 4
-        };
+        let bytes = state.bytes() as u64;
         eprintln!(
             "{label} at {context}: {:.1} tokens/s, state {:.2} MiB, prefill {:.0} positions/s",
             args.steps as f64 / seconds,
