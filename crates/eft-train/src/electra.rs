@@ -192,7 +192,7 @@ pub fn detection_loss(
         .div(count)
 }
 
-/// How many real positions the discriminator's logits classify right, and how many there are.
+/// The share of real positions the discriminator's logits classify right.
 fn detection_hits(logits: Tensor<2>, labels: Tensor<1, Int>, padding: Tensor<2, Bool>) -> f64 {
     let [rows, _] = logits.dims();
     let real = padding.bool_not().reshape([rows]);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use common::weights;
-use eft_train::parallel::ThreadGroup;
+use eft_train::parallel::{Collective, ThreadGroup};
 use eft_train::{RunConfig, RunRecord, TrainOptions, train};
 
 mod common;
@@ -21,16 +21,28 @@ fn tiny() -> RunConfig {
 
 /// Trains `config` on `ranks` threads into `dir`; each rank's result.
 fn train_ranks(config: &RunConfig, dir: &Path, ranks: usize) -> Vec<Result<RunRecord, String>> {
+    train_ranks_with(config, dir, ranks, |_| TrainOptions::default())
+}
+
+/// [`train_ranks`] with each rank's options (its collective set here) from `options(rank)`.
+fn train_ranks_with(
+    config: &RunConfig,
+    dir: &Path,
+    ranks: usize,
+    options: impl Fn(usize) -> TrainOptions + Sync,
+) -> Vec<Result<RunRecord, String>> {
     let group = ThreadGroup::new(ranks);
     std::thread::scope(|s| {
         let handles: Vec<_> = group
             .into_iter()
             .map(|rank| {
                 let config = config.clone();
+                let options = &options;
                 s.spawn(move || {
+                    let base = options(rank.rank());
                     let options = TrainOptions {
                         collective: Rc::new(rank),
-                        ..TrainOptions::default()
+                        ..base
                     };
                     train(config, dir, &options).map_err(|e| e.to_string())
                 })
@@ -38,6 +50,21 @@ fn train_ranks(config: &RunConfig, dir: &Path, ranks: usize) -> Vec<Result<RunRe
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
+}
+
+/// A stop request (Ctrl-C) seen by one rank stops every rank after the same step.
+#[test]
+fn a_stop_on_one_rank_stops_every_rank_after_the_same_step() {
+    let root = tempfile::tempdir().unwrap();
+    let results = train_ranks_with(&tiny(), &root.path().join("run"), 2, |rank| TrainOptions {
+        stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(rank == 1)),
+        ..TrainOptions::default()
+    });
+    for r in results {
+        let r = r.unwrap();
+        assert_eq!(r.status, eft_train::RunStatus::Interrupted);
+        assert_eq!(r.steps_done, 1, "the request rode on step 1's sum");
+    }
 }
 
 #[test]
