@@ -178,6 +178,45 @@ pub fn dropout_rows<const D: usize>(x: Tensor<D>, prob: f64, seed: u64, keys: &[
     x * mask
 }
 
+/// Dropout of columns `offset..offset + w` (`w` = `x`'s last dimension) of an activation `full`
+/// columns wide: each element gets the mask it has in the whole activation under [`dropout`]
+/// (`keys` = `None`) or [`dropout_rows`] (one key per row of `x`'s first dimension). Ranks that
+/// each hold a block of a split layer's columns drop what one process drops. The mask is built
+/// on the host and the product differentiated by autodiff.
+///
+/// # Panics
+/// Panics if the block does not fit in `full` columns, or `keys` does not have one key per row.
+pub fn dropout_columns<const D: usize>(
+    x: Tensor<D>,
+    prob: f64,
+    seed: u64,
+    keys: Option<&[u64]>,
+    full: usize,
+    offset: usize,
+) -> Tensor<D> {
+    let dims = x.dims();
+    let width = dims[D - 1];
+    assert!(offset + width <= full, "columns beyond the activation");
+    let rows: usize = dims[..D - 1].iter().product();
+    let prob = prob as f32;
+    let (seeds, per_key) = match keys {
+        Some(keys) => {
+            assert_eq!(dims[0], keys.len(), "one dropout key per row");
+            let seeds: Vec<u64> = keys.iter().map(|&k| row_seed(seed, k)).collect();
+            (seeds, rows / keys.len().max(1))
+        }
+        None => (vec![seed], rows),
+    };
+    let mask: Vec<f32> = (0..rows)
+        .flat_map(|r| {
+            let (seed, inner) = (seeds[r / per_key.max(1)], r % per_key.max(1));
+            (0..width).map(move |c| mask_value(seed, inner * full + offset + c, prob))
+        })
+        .collect();
+    let mask = Tensor::<D>::from_data(TensorData::new(mask, dims), &x.device()).cast(x.dtype());
+    x * mask
+}
+
 /// The seed of the row keyed `key` under the call's `seed`.
 fn row_seed(seed: u64, key: u64) -> u64 {
     let lo = mix(seed as u32 ^ mix(key as u32));
@@ -188,6 +227,32 @@ fn row_seed(seed: u64, key: u64) -> u64 {
 #[cfg(test)]
 mod row_tests {
     use super::*;
+
+    /// Blocks of columns, each dropped with its offset, put side by side drop what the whole
+    /// activation drops, keyed by row or not.
+    #[test]
+    fn column_blocks_drop_what_the_whole_activation_drops() {
+        let device = burn::tensor::Device::flex();
+        let x = crate::test_util::random([3, 4, 12], 5, &device);
+        let keys = [7u64, 1, 90];
+        for keyed in [None, Some(&keys[..])] {
+            let whole = match keyed {
+                Some(k) => dropout_rows(x.clone(), 0.4, 77, k),
+                None => dropout(x.clone(), 0.4, 77),
+            };
+            let blocks: Vec<Tensor<3>> = (0..3)
+                .map(|b| {
+                    let part = x
+                        .clone()
+                        .slice(burn::tensor::s![.., .., 4 * b..4 * (b + 1)]);
+                    dropout_columns(part, 0.4, 77, keyed, 12, 4 * b)
+                })
+                .collect();
+            let joined = Tensor::cat(blocks, 2);
+            let (w, j) = (whole.into_data(), joined.into_data());
+            assert_eq!(w, j, "keyed {}", keyed.is_some());
+        }
+    }
 
     /// A row's mask is the same wherever the row sits and however long the batch's other rows
     /// are padded; rows with different keys differ; about `prob` of the elements drop.

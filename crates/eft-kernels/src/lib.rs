@@ -23,6 +23,7 @@ mod gelu;
 mod kernel_attention;
 mod layer_norm;
 mod materialised;
+mod rank_sum;
 mod routing;
 mod softmax;
 #[cfg(test)]
@@ -32,7 +33,7 @@ pub use block_pattern::{BlockPattern, ElementRule};
 pub use block_sparse::{BlockSparseBackend, block_sparse_attention};
 pub use cpu::fused_cpu;
 pub use dense::{DenseBackend, linear};
-pub use dropout::{DropoutBackend, dropout, dropout_rows};
+pub use dropout::{DropoutBackend, dropout, dropout_columns, dropout_rows};
 pub use elu_feature::{EluFeatureBackend, elu_plus_one};
 pub use favor::{FavorBackend, favor_features};
 pub use flash::{
@@ -42,4 +43,8 @@ pub use gelu::{GeluBackend, gelu};
 pub use kernel_attention::{KernelAttentionBackend, kernel_attention};
 pub use layer_norm::{LayerNormBackend, layer_norm};
 pub use materialised::{MaterialisedBackend, materialised_attention};
+pub use rank_sum::{
+    RankGroup, RankSum, RankSumBackend, copy_to_ranks, join_rank_group, ranks_run_on,
+    sum_over_ranks,
+};
 pub use softmax::{SoftmaxBackend, softmax};

@@ -275,6 +275,14 @@ impl Block {
         self
     }
 
+    /// The block's part on one rank of a tensor-parallel split (attention heads and MLP
+    /// columns; norms whole). Switch blocks are refused by the config before this.
+    pub(crate) fn split(mut self, split: crate::tensor_parallel::TensorSplit) -> Self {
+        self.attention = self.attention.split(split);
+        self.feed_forward = self.feed_forward.map(|f| f.split(split));
+        self
+    }
+
     /// The attention sub-layer, for cost accounting.
     pub fn self_attention(&self) -> &SelfAttention {
         &self.attention

@@ -112,6 +112,14 @@ pub struct ModelConfig {
     /// `d_model / n_heads`. Default: empty, every head.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_heads: Vec<Vec<usize>>,
+    /// Ranks that each hold a block of every layer's heads and MLP columns (Megatron-LM tensor
+    /// parallelism, under `mpirun -np K`); must divide the heads and `d_ff`. Default 1: whole
+    /// layers.
+    #[serde(
+        default = "crate::tensor_parallel::whole",
+        skip_serializing_if = "crate::tensor_parallel::is_whole"
+    )]
+    pub tensor_parallel: usize,
 }
 
 impl Default for ModelConfig {
@@ -138,6 +146,7 @@ impl Default for ModelConfig {
             recompute: Recompute::default(),
             ffn_chunk: None,
             kept_heads: vec![],
+            tensor_parallel: 1,
         }
     }
 }
@@ -221,6 +230,7 @@ impl ModelConfig {
             }
         }
         self.validate_segments()?;
+        self.validate_tensor_parallel()?;
         for attention in self.layer_mechanisms() {
             attention.validate()?;
             if self.causal && !attention.supports_causal() {
@@ -239,7 +249,7 @@ impl ModelConfig {
 
     /// The first setting that replaces the plain forward pass, in which conditional computation
     /// runs and reports: recomputation, reversible blocks, segment recurrence.
-    fn rebuilding_setting(&self) -> Option<(&'static str, String)> {
+    pub(crate) fn rebuilding_setting(&self) -> Option<(&'static str, String)> {
         if self.recompute != Recompute::None {
             return Some(("model.recompute", format!("{:?}", self.recompute)));
         }
@@ -756,6 +766,7 @@ pub(crate) mod tests {
             recompute: Recompute::default(),
             ffn_chunk: None,
             kept_heads: vec![],
+            tensor_parallel: 1,
         }
     }
 

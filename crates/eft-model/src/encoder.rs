@@ -84,6 +84,24 @@ impl Encoder {
         self
     }
 
+    /// The encoder with each distinct block replaced by `f` of it.
+    pub(crate) fn map_blocks(mut self, f: impl FnMut(Block) -> Block) -> Self {
+        self.blocks = self.blocks.into_iter().map(f).collect();
+        self
+    }
+
+    /// See [`crate::Classifier::rank_partial_params`]: the split layers' head-shared mechanism
+    /// parameters and, when any layer is split, the layerwise-shared one.
+    pub(crate) fn rank_partial_params(&self) -> Vec<burn::module::ParamId> {
+        let split = self.attention_layers().any(|a| a.tensor_split().is_some());
+        let mut ids: Vec<_> = self
+            .attention_layers()
+            .flat_map(|a| a.head_shared().iter().copied())
+            .collect();
+        ids.extend(self.layer_shared.as_ref().filter(|_| split).map(|p| p.id));
+        ids
+    }
+
     /// Each distinct block's attention sub-layer, in block order.
     pub fn attention_layers(&self) -> impl Iterator<Item = &crate::SelfAttention> {
         self.blocks.iter().map(Block::self_attention)

@@ -55,6 +55,7 @@ mod self_attention;
 mod share;
 mod step;
 mod switch;
+mod tensor_parallel;
 mod toml_form;
 
 pub use act::{ACT_POSITION_FLOPS, Act, ActConfig, ActReport, DepthConfig};
@@ -83,3 +84,4 @@ pub use self_attention::{SelfAttention, StateMemory};
 pub use share::Share;
 pub use step::{Backward, StepGradients};
 pub use switch::{SOFTMAX_FLOPS, Switch, SwitchConfig, SwitchReport};
+pub use tensor_parallel::TensorSplit;

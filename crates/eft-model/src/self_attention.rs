@@ -1,12 +1,13 @@
 //! Multi-head self-attention: projections around a pluggable mechanism.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use eft_attention::{
     Attention, AttentionCache, AttentionCost, AttentionInput, AttentionShape, Memory, select_param,
 };
 
+use crate::tensor_parallel::{self, TensorSplit};
 use crate::{ModelCost, dense, linear_flops};
 
 use crate::ModelConfig;
@@ -32,6 +33,12 @@ pub struct SelfAttention {
     /// Multipliers of the heads' outputs (Michel et al. 2019's gates `ξ_h`), present only while
     /// head importance is measured: `|∂L/∂ξ_h|` at `ξ = 1` ranks the heads.
     gate: Option<Param<Tensor<1>>>,
+    /// The block of heads this rank holds under tensor parallelism; `None`: all of them.
+    #[module(skip)]
+    split: Option<TensorSplit>,
+    /// The mechanism's parameters all heads share, whose gradients the ranks sum when split.
+    #[module(skip)]
+    head_shared: Vec<ParamId>,
 }
 
 impl SelfAttention {
@@ -58,6 +65,8 @@ impl SelfAttention {
             head_dim,
             causal: config.causal,
             gate: None,
+            split: None,
+            head_shared: Vec::new(),
         }
     }
 
@@ -82,6 +91,7 @@ impl SelfAttention {
     ) -> Tensor<3> {
         let mut input = self.project(&x, padding);
         if let Some((states, padding)) = memory {
+            let states = tensor_parallel::enter(self.split, states);
             input = input.with_memory(Memory {
                 k: self.heads(&self.key, &states),
                 v: self.heads(&self.value, &states),
@@ -109,6 +119,7 @@ impl SelfAttention {
 
     /// Queries, keys and values of `x` (`[B, N, d]`) by head, with the layer's masks.
     fn project(&self, x: &Tensor<3>, padding: Option<Tensor<2, Bool>>) -> AttentionInput {
+        let x = &tensor_parallel::enter(self.split, x.clone());
         let mut input = AttentionInput::new(
             self.heads(&self.query, x),
             self.heads(&self.key, x),
@@ -135,12 +146,47 @@ impl SelfAttention {
             None => out,
         };
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * dim]);
-        dense::apply(&self.output, out)
+        match self.split {
+            None => dense::apply(&self.output, out),
+            Some(_) => tensor_parallel::row_parallel(&self.output, out),
+        }
     }
 
-    /// Number of heads.
+    /// The layer's part on one of `split.ranks` ranks: its block of heads, as [`Self::keep_heads`]
+    /// cuts them, the output summed over the ranks before the bias.
+    pub(crate) fn split(self, split: TensorSplit) -> Self {
+        let kept: Vec<usize> = split.block(self.n_heads).collect();
+        let whole = tensor_parallel::param_shapes(&self.mechanism);
+        let mut layer = self.keep_heads(&kept);
+        // What keeping heads did not shrink is shared by every head.
+        layer.head_shared = tensor_parallel::param_shapes(&layer.mechanism)
+            .into_iter()
+            .filter(|(id, shape)| whole.get(id) == Some(shape))
+            .map(|(id, _)| id)
+            .collect();
+        layer.split = Some(split);
+        layer
+    }
+
+    /// The block of heads this rank holds, if the layer is split.
+    pub fn tensor_split(&self) -> Option<TensorSplit> {
+        self.split
+    }
+
+    /// The mechanism's parameters shared by all heads, if the layer is split (see
+    /// [`crate::Classifier::rank_partial_params`]).
+    pub(crate) fn head_shared(&self) -> &[ParamId] {
+        &self.head_shared
+    }
+
+    /// Number of heads (on this rank, if the layer is split).
     pub fn heads_count(&self) -> usize {
         self.n_heads
+    }
+
+    /// Ranks the layer is split over (1 when whole).
+    fn ranks(&self) -> usize {
+        self.split.map_or(1, |s| s.ranks)
     }
 
     /// The layer with only heads `kept` (ascending indices into its heads): the Q/K/V columns
@@ -212,9 +258,11 @@ impl SelfAttention {
     }
 
     /// The layer's cost for a `[batch, len]` input: the Q/K/V and output projections (Q, K, V and
-    /// the merged heads kept for the backward pass) plus the mechanism's own cost.
+    /// the merged heads kept for the backward pass) plus the mechanism's own cost. A split layer
+    /// states the whole layer's, which its ranks share.
     pub fn cost(&self, batch: usize, len: usize) -> ModelCost {
         let [d, inner] = self.query.weight.dims();
+        let inner = inner * self.ranks();
         let rows = batch * len;
         let projections =
             3.0 * linear_flops(rows, d, inner, false) + linear_flops(rows, inner, d, true);
@@ -222,11 +270,11 @@ impl SelfAttention {
             + ModelCost::attention(self.attention_cost(batch, len))
     }
 
-    /// The mechanism's analytic cost for a `[batch, len]` input.
+    /// The mechanism's analytic cost for a `[batch, len]` input (all heads of a split layer).
     pub fn attention_cost(&self, batch: usize, len: usize) -> AttentionCost {
         self.mechanism.cost(AttentionShape {
             batch,
-            heads: self.n_heads,
+            heads: self.n_heads * self.ranks(),
             len,
             head_dim: self.head_dim,
         })

@@ -52,6 +52,7 @@ mod record;
 pub mod safetensors_file;
 mod schedule;
 pub mod seeding;
+pub mod tensor_parallel;
 mod trainer;
 
 pub use atomic_file::write_atomic;

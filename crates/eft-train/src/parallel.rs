@@ -10,7 +10,9 @@
 
 use std::sync::{Arc, Barrier, Mutex};
 
-use burn::module::{Module, ModuleVisitor, Param};
+use std::collections::BTreeSet;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
@@ -106,25 +108,31 @@ pub fn shard(batch: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
     rank * per..(rank + 1) * per
 }
 
-/// Sums `grads` (of `model`'s parameters) over the ranks, each rank's first multiplied by
-/// `weight`, together with `extra` values appended to the same buffer (one all-reduce). A
-/// parameter has a gradient after the sum where any rank had one.
+/// Sums `grads` (of `model`'s parameters, or only those in `only`) over the ranks, each rank's
+/// first multiplied by `weight`, together with `extra` values appended to the same buffer (one
+/// all-reduce). A parameter has a gradient after the sum where any rank had one; those outside
+/// `only` keep this rank's.
 pub fn all_reduce_gradients<M: Module>(
     model: &M,
     grads: GradientsParams,
     weight: f32,
     extra: &mut [f32],
     collective: &dyn Collective,
+    only: Option<&BTreeSet<ParamId>>,
 ) -> Result<GradientsParams, TrainError> {
     // Layout: per parameter a presence flag and its values, in the model's visiting order.
     struct Flatten<'a> {
         grads: &'a GradientsParams,
+        only: Option<&'a BTreeSet<ParamId>>,
         weight: f32,
         buffer: Vec<f32>,
         device: Option<burn::tensor::Device>,
     }
     impl ModuleVisitor for Flatten<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.only.is_some_and(|o| !o.contains(&param.id)) {
+                return;
+            }
             let n: usize = param.shape().num_elements();
             match self.grads.get::<D>(param.id) {
                 Some(g) => {
@@ -143,12 +151,17 @@ pub fn all_reduce_gradients<M: Module>(
     }
     struct Unflatten<'a> {
         buffer: &'a [f32],
+        only: Option<&'a BTreeSet<ParamId>>,
         at: usize,
         device: burn::tensor::Device,
         out: GradientsParams,
     }
     impl ModuleVisitor for Unflatten<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.only.is_some_and(|o| !o.contains(&param.id)) {
+                return;
+            }
+            self.out.remove::<D>(param.id);
             let shape = param.shape();
             let n = shape.num_elements();
             let present = self.buffer[self.at] > 0.0;
@@ -163,14 +176,14 @@ pub fn all_reduce_gradients<M: Module>(
     }
     let mut flat = Flatten {
         grads: &grads,
+        only,
         weight,
         buffer: Vec::new(),
         device: None,
     };
     model.visit(&mut flat);
-    let Some(device) = flat.device else {
-        return Ok(grads);
-    };
+    // With no gradient here the sum still runs: the other ranks wait for it.
+    let device = flat.device.unwrap_or_default();
     let mut buffer = flat.buffer;
     let params_end = buffer.len();
     buffer.extend_from_slice(extra);
@@ -178,9 +191,10 @@ pub fn all_reduce_gradients<M: Module>(
     extra.copy_from_slice(&buffer[params_end..]);
     let mut unflat = Unflatten {
         buffer: &buffer[..params_end],
+        only,
         at: 0,
         device,
-        out: GradientsParams::new(),
+        out: grads,
     };
     model.visit(&mut unflat);
     Ok(unflat.out)
@@ -322,8 +336,8 @@ mod tests {
                         }
                         let weight = [0.25, 0.75][r.rank()];
                         let mut extra = [k];
-                        let out =
-                            all_reduce_gradients(&model, grads, weight, &mut extra, r).unwrap();
+                        let out = all_reduce_gradients(&model, grads, weight, &mut extra, r, None)
+                            .unwrap();
                         let values = |t: Option<Tensor<1>>| {
                             t.map(|t| t.into_data().try_to_vec::<f32>().unwrap())
                         };

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
@@ -129,20 +129,36 @@ pub fn materialize<M: Module>(module: &M) {
 
 /// The global L2 norm of the gradients in `grads` of `module`'s parameters.
 pub fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
-    struct SumSquares<'a> {
+    square_sum(module, grads, |_| true).sqrt()
+}
+
+/// The sum of the squared gradients in `grads` of `module`'s parameters that `counted` accepts.
+pub(crate) fn square_sum<M: Module>(
+    module: &M,
+    grads: &GradientsParams,
+    counted: impl Fn(ParamId) -> bool,
+) -> f64 {
+    struct SumSquares<'a, F> {
         grads: &'a GradientsParams,
+        counted: F,
         sum: f64,
     }
-    impl ModuleVisitor for SumSquares<'_> {
+    impl<F: Fn(ParamId) -> bool> ModuleVisitor for SumSquares<'_, F> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
+            if (self.counted)(param.id)
+                && let Some(g) = self.grads.get::<D>(param.id)
+            {
                 self.sum += g.square().sum().into_scalar::<f64>();
             }
         }
     }
-    let mut visitor = SumSquares { grads, sum: 0.0 };
+    let mut visitor = SumSquares {
+        grads,
+        counted,
+        sum: 0.0,
+    };
     module.visit(&mut visitor);
-    visitor.sum.sqrt()
+    visitor.sum
 }
 
 /// `array` as a tensor on `tensor`'s device, trained if `tensor` is.

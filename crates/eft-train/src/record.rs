@@ -220,11 +220,23 @@ pub struct PrecisionRecord {
 /// A data-parallel session: its ranks and the time the gradient all-reduce took.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ParallelRecord {
-    /// Ranks that trained, each on its slice of every global batch.
+    /// Ranks that trained, each on its slice of every global batch, or each on its block of
+    /// every layer when `tensor_parallel` is above 1.
     pub ranks: usize,
+    /// Ranks each layer was split over (1: data parallelism).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub tensor_parallel: usize,
     /// Mean seconds per step of rank 0's gradient all-reduce (flattening and writing back
-    /// included).
+    /// included); under tensor parallelism also the sums inside the layers.
     pub all_reduce_seconds_per_step: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -27,9 +28,11 @@ use crate::folder_lock::FolderLock;
 use crate::meter::{MeterRecord, matmul_peak};
 use crate::metrics::{MetricsKind, MetricsLine, MetricsLog, StepMetrics};
 use crate::optimizer::{AdamState, adam_step};
+use crate::parallel::Collective;
 use crate::params::{export_params, grad_norm, import_params};
 use crate::record::{Baseline, EvalPoint, RunRecord, RunStatus};
 use crate::seeding::{step_seed, with_seed};
+use crate::tensor_parallel::TensorRanks;
 use crate::{RunConfig, TrainError, write_atomic};
 
 /// File names inside a run folder.
@@ -463,6 +466,8 @@ struct Session<'a> {
     /// This session's seconds in gradient all-reduces, and how many steps made one.
     reduce_seconds: f64,
     reduce_steps: usize,
+    /// This rank's part of a tensor-parallel run (`model.tensor_parallel` above 1).
+    tensor: Option<TensorRanks>,
     /// This process's claim on `dir`, released when the session ends.
     _lock: FolderLock,
 }
@@ -477,7 +482,13 @@ impl<'a> Session<'a> {
     ) -> Result<Self, TrainError> {
         let device = options.device.clone().autodiff();
         let ranks = options.collective.size();
-        if !config.train.batch_size.is_multiple_of(ranks) {
+        let split = config.model.tensor_parallel > 1;
+        if split {
+            crate::tensor_parallel::check_run(&config, &options.device)?;
+        }
+        // Tensor-parallel ranks all train on the whole batch.
+        let data_ranks = if split { 1 } else { ranks };
+        if !config.train.batch_size.is_multiple_of(data_ranks) {
             return Err(TrainError::config(
                 "train.batch_size",
                 config.train.batch_size,
@@ -556,7 +567,7 @@ impl<'a> Session<'a> {
                 }
                 (
                     model,
-                    AdamState::default(),
+                    None,
                     LoopState {
                         loss_scale: config.train.precision.initial_scale(),
                         ..LoopState::default()
@@ -567,14 +578,33 @@ impl<'a> Session<'a> {
             Some(c) => {
                 let path = dir.join(CHECKPOINT_FILE);
                 let model = load_weights(model, &c, &path)?;
-                let adam = AdamState::import(c.adam_steps, &c.adam, &device).ok_or_else(|| {
+                let moments = Some((c.adam_steps, c.adam, path));
+                (model, moments, c.state, c.masks)
+            }
+        };
+        // A tensor-parallel rank keeps its part of the whole model it built and loaded.
+        let (model, tensor) = match split {
+            false => (model, None),
+            true => {
+                let (model, tensor) =
+                    TensorRanks::split(model, &config.model, options.collective.clone())?;
+                (model, Some(tensor))
+            }
+        };
+        let adam = match adam {
+            None => AdamState::default(),
+            Some((steps, moments, path)) => {
+                let moments = match &tensor {
+                    Some(t) => t.cut(moments),
+                    None => moments,
+                };
+                AdamState::import(steps, &moments, &device).ok_or_else(|| {
                     TrainError::file(
                         &path,
                         "optimizer moments are incomplete",
                         "the checkpoint is damaged; restore a backup",
                     )
-                })?;
-                (model, adam, c.state, c.masks)
+                })?
             }
         };
         // Fresh weights take the mask here; a checkpoint's already hold it (multiplying again
@@ -605,6 +635,7 @@ impl<'a> Session<'a> {
             metrics,
             reduce_seconds: 0.0,
             reduce_steps: 0,
+            tensor,
             _lock: lock,
         })
     }
@@ -623,13 +654,14 @@ impl<'a> Session<'a> {
         let t = self.config.train.clone();
         let mut hits = 0usize;
         let mut seen = 0usize;
-        let ranks = self.options.collective.clone();
+        let ranks = self.data_ranks();
         let (rank, size) = (ranks.rank(), ranks.size());
         // Several ranks stop together: a request seen by any stops all after the step it rode
         // on with the gradients.
         let mut stop_agreed = false;
+        let alone = self.options.collective.size() == 1;
         while self.state.step < steps {
-            if (stop_agreed || (size == 1 && self.options.stop.load(Ordering::SeqCst)))
+            if (stop_agreed || (alone && self.options.stop.load(Ordering::SeqCst)))
                 || self
                     .options
                     .stop_after
@@ -661,8 +693,10 @@ impl<'a> Session<'a> {
                 })
                 .collect();
             let batch = &shards[rank];
-            // Each batch row's dropout key: its example's index (and tower, for pairs).
-            let row_keys = t.per_example_dropout.then(|| {
+            // Each batch row's dropout key: its example's index (and tower, for pairs). A
+            // tensor-parallel step always draws this way: it cannot hold the process's generator
+            // while it waits for ranks that are threads of this process.
+            let row_keys = (t.per_example_dropout || self.tensor.is_some()).then(|| {
                 let mine = &indices[crate::parallel::shard(indices.len(), rank, size)];
                 let per = batch.batch / mine.len().max(1);
                 mine.iter()
@@ -709,11 +743,13 @@ impl<'a> Session<'a> {
                     (output, logits, loss, grads)
                 }
             };
-            let (output, logits, loss_value, mut grads) =
-                with_seed(&device, seed, || match row_keys {
-                    Some(keys) => eft_model::with_row_keys(keys, step_once),
-                    None => step_once(),
-                });
+            let (output, logits, loss_value, mut grads) = match (row_keys, &self.tensor) {
+                (Some(keys), Some(_)) => eft_model::with_row_keys(keys, seed, step_once),
+                (Some(keys), None) => with_seed(&device, seed, || {
+                    eft_model::with_row_keys(keys, seed, step_once)
+                }),
+                (None, _) => with_seed(&device, seed, step_once),
+            };
             if self.options.overflow_at_step == Some(step) {
                 grads = crate::precision::poisoned(&self.model, grads);
             }
@@ -735,6 +771,7 @@ impl<'a> Session<'a> {
                     weight,
                     &mut extra,
                     &*ranks,
+                    None,
                 )?;
                 self.reduce_seconds += reducing.elapsed().as_secs_f64();
                 self.reduce_steps += 1;
@@ -742,9 +779,18 @@ impl<'a> Session<'a> {
                 step_hits = extra[1] as usize;
                 stop_agreed = extra[2] > 0.0;
             }
+            let mut norm = None;
+            if let Some(tensor) = &self.tensor {
+                let reducing = Instant::now();
+                let stop = self.options.stop.load(Ordering::SeqCst);
+                let (reduced, n, agreed) = tensor.reduce_step(&self.model, grads, stop)?;
+                self.reduce_seconds += reducing.elapsed().as_secs_f64();
+                self.reduce_steps += 1;
+                (grads, norm, stop_agreed) = (reduced, Some(n), agreed);
+            }
             hits += step_hits;
             seen += graded;
-            let norm = grad_norm(&self.model, &grads);
+            let norm = norm.unwrap_or_else(|| grad_norm(&self.model, &grads));
             let finite = loss_value.is_finite() && norm.is_finite();
             // f16: an overflowing step is skipped and the loss scale halved.
             let applied = self
@@ -860,13 +906,34 @@ impl<'a> Session<'a> {
         self.finish(&meter, RunStatus::Finished)
     }
 
+    /// The ranks that split the batches and evaluation sets: the run's, or this process alone
+    /// when the ranks split the layers instead.
+    fn data_ranks(&self) -> Rc<dyn Collective> {
+        match self.tensor {
+            Some(_) => Rc::new(crate::parallel::Solo),
+            None => self.options.collective.clone(),
+        }
+    }
+
+    /// Arrays of this rank's model (or its moments) as the whole model's: gathered from all
+    /// ranks when the layers are split.
+    fn whole(
+        &self,
+        arrays: BTreeMap<String, crate::params::NamedArray>,
+    ) -> Result<BTreeMap<String, crate::params::NamedArray>, TrainError> {
+        match &self.tensor {
+            Some(t) => t.gather(arrays),
+            None => Ok(arrays),
+        }
+    }
+
     fn validate(&mut self, lr: f64, meter: &Throughput) -> Result<EvalPoint, TrainError> {
         let result = crate::parallel::evaluate_split(
             &self.model.valid(),
             &self.data.val,
             self.config.train.batch_size,
             &self.options.device,
-            &*self.options.collective,
+            &*self.data_ranks(),
         )?;
         let (aux_losses, layer_stats) = self.state.extras.take_means();
         let point = EvalPoint {
@@ -897,7 +964,7 @@ impl<'a> Session<'a> {
             config: self.config.clone(),
             state: self.state.clone(),
             adam_steps: self.adam.steps,
-            model: export_params(&self.model),
+            model: self.whole(export_params(&self.model))?,
             adam: BTreeMap::new(),
             masks: self.masks.clone(),
         }
@@ -915,8 +982,8 @@ impl<'a> Session<'a> {
             config: self.config.clone(),
             state: self.state.clone(),
             adam_steps: self.adam.steps,
-            model: export_params(&self.model),
-            adam: self.adam.export(),
+            model: self.whole(export_params(&self.model))?,
+            adam: self.whole(self.adam.export())?,
             masks: self.masks.clone(),
         }
         .save(&self.dir.join(CHECKPOINT_FILE))?;
@@ -940,7 +1007,7 @@ impl<'a> Session<'a> {
             &self.data.test,
             self.config.train.batch_size,
             &self.options.device,
-            &*self.options.collective,
+            &*self.data_ranks(),
         )?;
         self.metrics.append(&MetricsLine::evaluation(
             MetricsKind::Test,
@@ -1007,7 +1074,10 @@ impl<'a> Session<'a> {
             git_commit: self.options.git_commit.clone(),
             config: self.config.clone(),
             steps_done: self.state.step,
-            parameters: self.model.num_params(),
+            parameters: self
+                .tensor
+                .as_ref()
+                .map_or_else(|| self.model.num_params(), TensorRanks::whole_parameters),
             split_sizes: [
                 self.data.train.len(),
                 self.data.val.len(),
@@ -1040,9 +1110,14 @@ impl<'a> Session<'a> {
                         .sum(),
                 }
             }),
-            parallel: (self.reduce_steps > 0).then(|| crate::ParallelRecord {
-                ranks: self.options.collective.size(),
-                all_reduce_seconds_per_step: self.reduce_seconds / self.reduce_steps as f64,
+            parallel: (self.reduce_steps > 0).then(|| {
+                let inside = self.tensor.as_ref().map_or(0.0, TensorRanks::sum_seconds);
+                crate::ParallelRecord {
+                    ranks: self.options.collective.size(),
+                    tensor_parallel: self.config.model.tensor_parallel,
+                    all_reduce_seconds_per_step: (self.reduce_seconds + inside)
+                        / self.reduce_steps as f64,
+                }
             }),
             precision: self.config.train.precision.backend_note().map(|note| {
                 crate::record::PrecisionRecord {

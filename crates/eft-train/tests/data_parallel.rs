@@ -3,11 +3,7 @@
 //! 0 alone writes the run; the ranks' evaluations of slices of a split add up to the whole; a
 //! batch the ranks cannot split evenly is refused on every rank.
 
-use std::path::Path;
-use std::rc::Rc;
-
-use common::weights;
-use eft_train::parallel::{Collective, ThreadGroup};
+use common::{train_ranks, train_ranks_with, weights};
 use eft_train::{RunConfig, RunRecord, TrainOptions, train};
 
 mod common;
@@ -17,39 +13,6 @@ fn tiny() -> RunConfig {
     c.model.dropout = 0.0;
     c.train.set_steps(20, 10);
     c
-}
-
-/// Trains `config` on `ranks` threads into `dir`; each rank's result.
-fn train_ranks(config: &RunConfig, dir: &Path, ranks: usize) -> Vec<Result<RunRecord, String>> {
-    train_ranks_with(config, dir, ranks, |_| TrainOptions::default())
-}
-
-/// [`train_ranks`] with each rank's options (its collective set here) from `options(rank)`.
-fn train_ranks_with(
-    config: &RunConfig,
-    dir: &Path,
-    ranks: usize,
-    options: impl Fn(usize) -> TrainOptions + Sync,
-) -> Vec<Result<RunRecord, String>> {
-    let group = ThreadGroup::new(ranks);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = group
-            .into_iter()
-            .map(|rank| {
-                let config = config.clone();
-                let options = &options;
-                s.spawn(move || {
-                    let base = options(rank.rank());
-                    let options = TrainOptions {
-                        collective: Rc::new(rank),
-                        ..base
-                    };
-                    train(config, dir, &options).map_err(|e| e.to_string())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    })
 }
 
 /// A stop request (Ctrl-C) seen by one rank stops every rank after the same step.

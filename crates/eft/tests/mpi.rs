@@ -1,5 +1,6 @@
 //! `mpirun -np K eft train` (built with `--features mpi`): K ranks × a global batch train the
-//! parameters one process trains on the same batch, with and without dropout; a killed rank
+//! parameters one process trains on the same batch, with and without dropout, and so do two
+//! ranks that each hold half of every layer (tensor parallelism); a killed rank
 //! takes the others down within seconds and the run resumes from its last checkpoint, with
 //! another number of ranks; a batch the ranks cannot split stops every rank with exit 2 and
 //! one line.
@@ -100,16 +101,7 @@ fn same_model_on_ranks(extra: &[&str], rank_counts: &[usize]) {
     for &ranks in rank_counts {
         let name = format!("ranks{ranks}");
         train(ranks, &name);
-        let diffs: Vec<f32> = one
-            .iter()
-            .zip(weights(&out.path().join(&name)))
-            .flat_map(|(a, b)| {
-                a.iter()
-                    .zip(b)
-                    .map(|(x, y)| (x - y).abs())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let diffs = differences(&one, &out.path().join(&name));
         let worst = diffs.iter().copied().fold(0f32, f32::max);
         let off = diffs.iter().filter(|&&d| d > 1e-6).count();
         eprintln!(
@@ -130,6 +122,66 @@ fn same_model_on_ranks(extra: &[&str], rank_counts: &[usize]) {
         .unwrap();
         assert_eq!(record["parallel"]["ranks"], ranks);
     }
+}
+
+/// Each weight's difference between `one`'s weights and those of the run in `dir`.
+fn differences(one: &[Vec<f32>], dir: &Path) -> Vec<f32> {
+    one.iter()
+        .zip(weights(dir))
+        .flat_map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `model.tensor_parallel = 2` under two ranks, each holding half of every layer's heads and
+/// MLP columns, trains the one-process model (dropout keyed per example in both) and writes the
+/// whole model; a split that does not divide the heads stops every rank with exit 2.
+#[test]
+fn ranks_splitting_the_layers_train_what_one_process_trains() {
+    let out = tempfile::tempdir().unwrap();
+    let keyed = [
+        "--set",
+        "model.dropout=0.1",
+        "--set",
+        "train.per_example_dropout=true",
+    ];
+    let train = |ranks: usize, name: &str, split: &[&str]| {
+        eft(ranks)
+            .args(RUN)
+            .args(keyed)
+            .args(split)
+            .args(["--steps", "20", "--name", name, "--out"])
+            .arg(out.path())
+            .output()
+            .unwrap()
+    };
+    ok(train(1, "one", &[]));
+    ok(train(2, "split", &["--set", "model.tensor_parallel=2"]));
+    let one = weights(&out.path().join("one"));
+    let worst = differences(&one, &out.path().join("split"))
+        .into_iter()
+        .fold(0f32, f32::max);
+    eprintln!("tensor parallel, 2 ranks: largest difference {worst}");
+    assert!(worst < 1e-4, "weights differ by {worst}");
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("split").join("record.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["parallel"]["tensor_parallel"], 2);
+
+    let odd = train(2, "odd", &["--set", "model.tensor_parallel=3"]);
+    let err = String::from_utf8_lossy(&odd.stderr);
+    assert_eq!(odd.status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines.iter().all(|l| l.contains("model.tensor_parallel")),
+        "{err}"
+    );
 }
 
 /// The processes whose parent is `pid`.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use eft_model::ModelConfig;
+use eft_train::parallel::Collective;
 
 /// Trains a small 4-layer quick-ListOps model (width 32, 120 steps, 2000 training examples)
 /// changed by `change`, and returns its test accuracy and the majority class's.
@@ -58,4 +59,41 @@ pub fn weights(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
         .into_iter()
         .map(|(k, a)| (k, a.values))
         .collect()
+}
+
+/// Trains `config` on `ranks` threads into `dir`; each rank's result.
+pub fn train_ranks(
+    config: &eft_train::RunConfig,
+    dir: &std::path::Path,
+    ranks: usize,
+) -> Vec<Result<eft_train::RunRecord, String>> {
+    train_ranks_with(config, dir, ranks, |_| eft_train::TrainOptions::default())
+}
+
+/// [`train_ranks`] with each rank's options (its collective set here) from `options(rank)`.
+pub fn train_ranks_with(
+    config: &eft_train::RunConfig,
+    dir: &std::path::Path,
+    ranks: usize,
+    options: impl Fn(usize) -> eft_train::TrainOptions + Sync,
+) -> Vec<Result<eft_train::RunRecord, String>> {
+    let group = eft_train::parallel::ThreadGroup::new(ranks);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = group
+            .into_iter()
+            .map(|rank| {
+                let config = config.clone();
+                let options = &options;
+                s.spawn(move || {
+                    let base = options(rank.rank());
+                    let options = eft_train::TrainOptions {
+                        collective: std::rc::Rc::new(rank),
+                        ..base
+                    };
+                    eft_train::train(config, dir, &options).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
