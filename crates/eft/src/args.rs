@@ -22,6 +22,11 @@ pub enum Command {
     /// Rerunning skips finished cells and resumes an interrupted one; a cell that fails is
     /// recorded and the others still run.
     Arena(ArenaArgs),
+    /// Architecture search on measured cost: aging evolution (or random search) over a space
+    /// of mechanisms, sizes and techniques, each candidate a short eft run measured by the meter;
+    /// writes every candidate under <out>/cands/ and the Pareto front of accuracy against cost
+    /// to <out>/front.{md,csv,json,svg}. Rerunning continues a stopped search.
+    Search(SearchArgs),
     /// Train a model on a task; writes <out>/<name>/{config.toml, checkpoint.safetensors, record.json}.
     ///
     /// The config is built in layers: the preset, then --config FILE, then the flags below, then
@@ -133,6 +138,55 @@ pub struct ArenaArgs {
     /// Hide the per-cell progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub device: Backend,
+}
+
+/// Arguments of `eft search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The task whose quick preset the candidates change.
+    #[arg(long, help = task_help_with("The task whose quick preset the candidates change"))]
+    pub task: String,
+    /// The search space (TOML: [mechanisms] with parameter choices, [fields] with choices or
+    /// ranges); default: the space shipped with eft.
+    #[arg(long, value_name = "FILE")]
+    pub space: Option<PathBuf>,
+    /// Candidates to evaluate (rejected ones do not count).
+    #[arg(long, default_value_t = 60)]
+    pub budget_evals: usize,
+    /// Objectives besides accuracy, comma-separated: flops, latency, memory, params.
+    #[arg(long, default_value = "acc,flops,latency")]
+    pub objectives: String,
+    /// Reject, before training, candidates whose analytic cost exceeds this many GFLOP per
+    /// training step.
+    #[arg(long, value_name = "X")]
+    pub max_gflop_per_step: Option<f64>,
+    /// Reject, before training, candidates whose analytic training memory exceeds this many MiB.
+    #[arg(long, value_name = "Y")]
+    pub max_mib: Option<f64>,
+    /// Training steps per candidate (the proxy for its accuracy).
+    #[arg(long, default_value_t = 300)]
+    pub proxy_steps: usize,
+    /// `evolution` (aging evolution) or `random` (the baseline with the same budget).
+    #[arg(long, default_value = "evolution")]
+    pub strategy: String,
+    /// Candidates alive at once (aging evolution's P).
+    #[arg(long, default_value_t = 12)]
+    pub population: usize,
+    /// Tournament size (aging evolution's S).
+    #[arg(long, default_value_t = 4)]
+    pub sample: usize,
+    /// Seed of every draw: the same seed proposes the same candidates.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The search's folder (default: searches/<task>-<strategy>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Set any run-config field of every candidate, e.g. `train.batch_size=16` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub sets: Vec<(String, String)>,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub device: Backend,

@@ -17,6 +17,7 @@ use crate::interrupt::{INTERRUPTED, stop_on_ctrl_c};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Arena(args) => crate::arena::run(args),
+        Command::Search(args) => crate::search::run(args),
         Command::Data(crate::args::DataCommand::Fetch { tasks }) => {
             crate::fetch::fetch_data(&tasks)?;
             Ok(ExitCode::SUCCESS)

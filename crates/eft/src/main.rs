@@ -19,6 +19,7 @@ mod pretrain;
 mod profile;
 mod ranks;
 mod report;
+mod search;
 
 use std::process::ExitCode;
 

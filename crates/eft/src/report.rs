@@ -13,6 +13,25 @@ use crate::plot::{Axis, Bubble, Curves, Heading, Series, Unit, log_log};
 
 /// Runs the command.
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    // Search folders get the search's report (and two of them, their comparison).
+    if args
+        .runs
+        .iter()
+        .all(|p| p.join(crate::search::LOG_FILE).is_file())
+    {
+        let logs = args
+            .runs
+            .iter()
+            .map(|p| crate::search::load(p))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (dir, log) in args.runs.iter().zip(&logs) {
+            println!("{}", crate::search::write_outputs(dir, log)?);
+        }
+        if let [a, b] = &logs[..] {
+            println!("{}", crate::search::compare(a, b));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut runs: Vec<(PathBuf, RunRecord)> = Vec::new();
     for path in &args.runs {
         for file in record_files(path)? {

@@ -7,8 +7,12 @@
 #![cfg(feature = "mpi")]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::ok;
+
+mod common;
 
 use eft_train::{CHECKPOINT_FILE, Checkpoint};
 
@@ -48,15 +52,6 @@ fn eft(ranks: usize) -> Command {
     };
     c.env_remove("EFT_LOG");
     c
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn weights(dir: &Path) -> Vec<Vec<f32>> {

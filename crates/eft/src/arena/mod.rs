@@ -68,6 +68,24 @@ fn differences(stored: &RunConfig, planned: &RunConfig) -> String {
     out.join(", ")
 }
 
+/// The run of `config` in `dir`: its record if it ended earlier (kept), else resumed from its
+/// checkpoint, else trained from the start. A folder holding a run of another config is an
+/// error, never overwritten.
+pub(crate) fn train_or_keep(
+    dir: &Path,
+    config: &RunConfig,
+    options: &eft_train::TrainOptions,
+) -> anyhow::Result<RunRecord> {
+    match state(dir, config)? {
+        State::Ended(record) => {
+            eprintln!("  ended earlier: kept");
+            Ok(*record)
+        }
+        State::Interrupted => Ok(eft_train::resume(dir, options)?),
+        State::New => Ok(eft_train::train(config.clone(), dir, options)?),
+    }
+}
+
 /// Runs the command.
 pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
     let mut cells = plan::cells(&args.preset, &args.tasks, &args.mechanisms, &args.sets)?;
@@ -116,24 +134,15 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let started = Instant::now();
-        let result = match state(&run_dir, &cell.config) {
-            Err(e) => Err(e),
-            Ok(State::Ended(record)) => {
-                eprintln!("  ended earlier: kept");
-                Ok(*record)
-            }
-            Ok(State::Interrupted) => {
-                let r = eft_train::resume(&run_dir, &options).map_err(anyhow::Error::from);
-                timed.push((cell.task.clone(), started.elapsed().as_secs_f64()));
-                r
-            }
-            Ok(State::New) => {
-                let r = eft_train::train(cell.config.clone(), &run_dir, &options)
-                    .map_err(anyhow::Error::from);
-                timed.push((cell.task.clone(), started.elapsed().as_secs_f64()));
-                r
-            }
-        };
+        // Only cells trained in this session tell how long the rest will take.
+        let trains = matches!(
+            state(&run_dir, &cell.config),
+            Ok(State::New | State::Interrupted)
+        );
+        let result = train_or_keep(&run_dir, &cell.config, &options);
+        if trains {
+            timed.push((cell.task.clone(), started.elapsed().as_secs_f64()));
+        }
         match result {
             Ok(record) if record.status == RunStatus::Finished => {
                 crate::report::print_record(&record);

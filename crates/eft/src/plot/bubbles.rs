@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::style::{Unit, log_ticks, style};
-use super::{Bubble, Chart, Heading, frame, layout, mesh, plot_err, span, write_both};
+use super::style::{Unit, style};
+use super::{Bubble, Chart, Heading, accuracy_chart, layout, mesh, plot_err, write_both};
 
 /// Radius in pixels of the largest bubble.
 const LARGEST: f64 = 40.0;
@@ -72,17 +72,12 @@ impl Chart for Bubbles<'_> {
         DB::ErrorType: 'static,
     {
         let (plot, side) = layout(&root, self.heading)?;
-        let xs = span(self.runs.iter().map(|b| b.speed), 1.35);
-        let acc = span(self.runs.iter().map(|b| b.accuracy), 1.0);
-        let ys = (acc.start - 2.5).max(0.0)..(acc.end + 2.5).min(100.0);
-        let mut chart = frame(&plot)
-            .build_cartesian_2d(
-                xs.clone()
-                    .log_scale()
-                    .with_key_points(log_ticks(xs.start, xs.end)),
-                ys,
-            )
-            .map_err(plot_err)?;
+        let mut chart = accuracy_chart(
+            &plot,
+            self.runs.iter().map(|b| b.speed),
+            self.runs.iter().map(|b| b.accuracy),
+            (1.35, 2.5),
+        )?;
         let unit = self.speed.unit;
         mesh(&mut chart)
             .x_desc(self.speed.label)

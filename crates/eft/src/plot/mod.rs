@@ -13,11 +13,13 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 mod bubbles;
+mod front;
 mod lines;
 mod pathfinder;
 mod style;
 
 pub use bubbles::bubbles;
+pub use front::{Candidate, front};
 pub use lines::{Axis, Curves, curves, log_log};
 pub use pathfinder::pathfinder_pngs;
 pub use style::Unit;
@@ -150,6 +152,39 @@ fn span(values: impl Iterator<Item = f64> + Clone, factor: f64) -> std::ops::Ran
     (lo / factor)..(hi * factor)
 }
 
+/// Log-scaled x with labelled ticks against linear accuracy.
+type AccuracyAxes = Cartesian2d<
+    plotters::coord::combinators::WithKeyPoints<plotters::coord::combinators::LogCoord<f64>>,
+    plotters::coord::types::RangedCoordf64,
+>;
+
+/// A chart drawn on [`AccuracyAxes`].
+type AccuracyChart<'a, DB> = ChartContext<'a, DB, AccuracyAxes>;
+
+/// A chart of accuracy in percent (y, padded by `pad` points within 0–100) against a log-scaled
+/// x spanning `xs` widened by `widen`, with labelled log ticks.
+fn accuracy_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    xs: impl Iterator<Item = f64> + Clone,
+    accuracy: impl Iterator<Item = f64> + Clone,
+    (widen, pad): (f64, f64),
+) -> anyhow::Result<AccuracyChart<'a, DB>>
+where
+    DB::ErrorType: 'static,
+{
+    let xs = span(xs, widen);
+    let acc = span(accuracy, 1.0);
+    let ys = (acc.start - pad).max(0.0)..(acc.end + pad).min(100.0);
+    frame(area)
+        .build_cartesian_2d(
+            xs.clone()
+                .log_scale()
+                .with_key_points(style::log_ticks(xs.start, xs.end)),
+            ys,
+        )
+        .map_err(plot_err)
+}
+
 /// The axes every chart shares: light grey grid lines at the ticks only, 14 px tick labels and
 /// 15 px axis descriptions; callers add descriptions and tick formats.
 fn mesh<'a, 'b, DB, X, Y>(
@@ -257,6 +292,34 @@ mod tests {
         };
         match curves(&dir.path().join("curves"), heading, &[run]) {
             Ok(paths) => non_empty(&paths),
+            Err(e) => assert!(e.to_string().contains("fonts-dejavu-core"), "{e}"),
+        }
+        let candidate = |accuracy, gflop, front| Candidate {
+            accuracy,
+            gflop,
+            ms: 10.0 * gflop,
+            front,
+            initial: !front,
+        };
+        let candidates = [
+            candidate(30.0, 0.1, true),
+            candidate(35.0, 0.4, true),
+            candidate(25.0, 0.3, false),
+        ];
+        match front(
+            &dir.path().join("front"),
+            heading,
+            &candidates,
+            Some(&candidate(33.0, 0.2, false)),
+        ) {
+            Ok(paths) => {
+                non_empty(&paths);
+                let svg = std::fs::read_to_string(&paths[1]).unwrap();
+                assert!(
+                    svg.contains("Pareto front") && svg.contains("baseline"),
+                    "key is drawn"
+                );
+            }
             Err(e) => assert!(e.to_string().contains("fonts-dejavu-core"), "{e}"),
         }
     }

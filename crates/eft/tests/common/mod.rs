@@ -45,3 +45,13 @@ pub fn fake_brown(data: &Path) {
         std::fs::write(folder.join(name), text.join(" ")).unwrap();
     }
 }
+
+/// `out` of a command that must have succeeded; its stderr otherwise.
+pub fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
