@@ -28,7 +28,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             println!("{}", crate::search::write_outputs(dir, log)?);
         }
         if let [a, b] = &logs[..] {
-            println!("{}", crate::search::compare(a, b));
+            let n = crate::search::val_examples(&args.runs[0]);
+            println!(
+                "## {} against {}\n",
+                args.runs[0].display(),
+                args.runs[1].display()
+            );
+            println!("{}", crate::search::compare(a, b, n));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -161,3 +161,36 @@ fn bad_spaces_and_impossible_budgets_stop_before_anything_trains() {
         assert!(!out.exists(), "{} was written", out.display());
     }
 }
+
+/// A budget on the analytic cost rejects candidates before training: the log says why, no run
+/// folder is made for them, and they do not count against the evaluations.
+#[test]
+fn candidates_over_the_budget_are_rejected_before_training() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("budget");
+    ok(search(&out)
+        .args(["--max-gflop-per-step", "0.02", "--strategy", "random"])
+        .output()
+        .unwrap());
+    let log = log(&out);
+    let entries = log["entries"].as_array().unwrap();
+    let rejected: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["outcome"]["kind"] == "rejected")
+        .collect();
+    assert!(!rejected.is_empty(), "nothing rejected at 0.02 GFLOP/step");
+    for e in &rejected {
+        let why = e["outcome"]["why"].as_str().unwrap();
+        assert!(why.contains("over --max-gflop-per-step 0.02"), "{why}");
+        let dir = out
+            .join("cands")
+            .join(format!("{:03}", e["id"].as_u64().unwrap()));
+        assert!(!dir.exists(), "{} was trained", dir.display());
+    }
+    let evaluated = entries.len() - rejected.len();
+    assert_eq!(evaluated, 6);
+    for e in entries.iter().filter(|e| e["outcome"]["kind"] == "trained") {
+        let gflop = e["outcome"]["point"]["flops"].as_f64().unwrap() / 1e9;
+        assert!(gflop <= 0.02, "{gflop} GFLOP/step trained");
+    }
+}

@@ -11,6 +11,9 @@ use super::pareto::{Objective, Point};
 use super::space::{Genome, Space};
 use eft_train::RunConfig;
 
+/// Draws or mutations tried for a candidate not proposed before, before a repeat is accepted.
+const NOVELTY_TRIES: usize = 20;
+
 /// How candidates are proposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,16 +125,30 @@ pub fn propose(
     objectives: &[Objective],
 ) -> Option<(Genome, Option<usize>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(eft_data::derived_seed(seed, log.len() as u64));
+    let seen = |g: &Genome| log.iter().any(|e| &e.genome == g);
+    // A candidate already proposed is drawn again, up to NOVELTY_TRIES times: a repeat costs an
+    // evaluation and teaches nothing.
+    let fresh = |rng: &mut ChaCha8Rng| {
+        let mut last = None;
+        for _ in 0..NOVELTY_TRIES {
+            let g = space.sample(base, rng)?;
+            if !seen(&g) {
+                return Some(g);
+            }
+            last = Some(g);
+        }
+        last
+    };
     let Strategy::Evolution {
         population: p,
         sample: s,
     } = strategy
     else {
-        return space.sample(base, &mut rng).map(|g| (g, None));
+        return fresh(&mut rng).map(|g| (g, None));
     };
     let alive = population(log, p);
     if alive.len() < p {
-        return space.sample(base, &mut rng).map(|g| (g, None));
+        return fresh(&mut rng).map(|g| (g, None));
     }
     let picked: Vec<&Entry> = sample(&mut rng, alive.len(), s.min(alive.len()))
         .into_iter()
@@ -145,10 +162,18 @@ pub fn propose(
         .filter(|o| matches!(o, Objective::Acc | Objective::Flops | Objective::Params))
         .collect();
     let parent = winner(&picked, &ranked);
-    match space.mutate(base, &parent.genome, &mut rng) {
-        Some(child) => Some((child, Some(parent.id))),
+    let mut child = None;
+    for _ in 0..NOVELTY_TRIES {
+        match space.mutate(base, &parent.genome, &mut rng) {
+            Some(c) if seen(&c) => child = Some(c),
+            Some(c) => return Some((c, Some(parent.id))),
+            None => break,
+        }
+    }
+    match child {
+        Some(c) => Some((c, Some(parent.id))),
         // A parent none of whose genes can change validly: draw afresh.
-        None => space.sample(base, &mut rng).map(|g| (g, None)),
+        None => fresh(&mut rng).map(|g| (g, None)),
     }
 }
 
@@ -192,6 +217,39 @@ mod tests {
         assert_eq!(ids, vec![3, 4, 5]);
         let ids: Vec<usize> = population(&log, 10).iter().map(|e| e.id).collect();
         assert_eq!(ids, vec![0, 1, 3, 4, 5], "rejected candidates never join");
+    }
+
+    /// With two of three candidates of a space already proposed, the next is the third.
+    #[test]
+    fn a_candidate_already_proposed_is_drawn_again() {
+        let base = eft_train::preset("listops", "quick").unwrap();
+        let text = "[mechanisms]\nfull = {}\n[fields]\n\"model.n_layers\" = [1, 2, 3]\n";
+        let space = Space::parse(text, &base).unwrap();
+        let genome = |layers: i64| {
+            let mut g = Genome::new();
+            g.insert("mechanism".into(), toml::Value::String("full".into()));
+            g.insert("model.n_layers".into(), toml::Value::Integer(layers));
+            g
+        };
+        let log: Vec<Entry> = [1, 2]
+            .into_iter()
+            .enumerate()
+            .map(|(i, layers)| Entry {
+                genome: genome(layers),
+                ..entry(i, Some(0.5))
+            })
+            .collect();
+        for seed in 0..10 {
+            let evolution = Strategy::Evolution {
+                population: 2,
+                sample: 2,
+            };
+            for strategy in [Strategy::Random, evolution] {
+                let (next, _) =
+                    propose(strategy, &space, &base, &log, seed, &[Objective::Acc]).unwrap();
+                assert_eq!(next, genome(3), "seed {seed}, {strategy:?}");
+            }
+        }
     }
 
     #[test]

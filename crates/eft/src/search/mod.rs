@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use evolution::{Entry, Outcome, Strategy};
 pub use pareto::{Objective, Point};
-pub use report::{compare, load, write_outputs};
+pub use report::{compare, load, val_examples, write_outputs};
 pub use space::{DEFAULT_SPACE, Space};
 
 use crate::args::SearchArgs;
@@ -85,14 +85,19 @@ impl Log {
                 path.display()
             )
         })?;
-        if log.settings != settings {
+        // A larger or smaller budget continues the same search; anything else is another one.
+        let same = Settings {
+            budget_evals: settings.budget_evals,
+            ..log.settings.clone()
+        };
+        if same != settings {
             bail!(
                 "{} holds a search with other settings; rerun it with the same flags and space, \
                  or choose another --out",
                 dir.display()
             );
         }
-        Ok(log)
+        Ok(Self { settings, ..log })
     }
 
     fn save(&self, dir: &Path) -> anyhow::Result<()> {

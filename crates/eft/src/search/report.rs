@@ -60,7 +60,7 @@ struct FrontJson<'a> {
 
 /// Writes `front.{md,csv,json}` and the chart `front.{svg,png}` into `dir`; returns the Markdown.
 pub fn write_outputs(dir: &Path, log: &Log) -> anyhow::Result<String> {
-    let md = report(log);
+    let md = report(log, val_examples(dir));
     write_atomic(&dir.join("front.md"), md.as_bytes())?;
     let rows = results(log);
     let points: Vec<Point> = rows.iter().map(|r| r.1).collect();
@@ -176,8 +176,9 @@ fn row(out: &mut String, id: &str, what: &str, p: &Point, test: Option<f64>) {
 
 const HEADER: &str = "| # | candidate | val acc % | test acc % | GFLOP/step | ms/step | peak MiB | params |\n|---:|---|---:|---:|---:|---:|---:|---:|";
 
-/// The search's report in Markdown.
-pub fn report(log: &Log) -> String {
+/// The search's report in Markdown; `val_examples`, the validation split's size, sets the
+/// accuracy's standard error that the verdict weighs margins against.
+pub fn report(log: &Log, val_examples: Option<usize>) -> String {
     let s = &log.settings;
     let mut out = String::new();
     let rejected = log.entries.len() - log.evaluated();
@@ -227,18 +228,31 @@ pub fn report(log: &Log) -> String {
     out.push_str("\n## Verdict\n\n");
     match (log.baseline, dominating(log).first()) {
         (None, _) => out.push_str("No baseline was trained.\n"),
-        (Some(b), Some((id, p))) => writeln!(
-            out,
-            "Candidate #{id} dominates the baseline `full` model in the notes' Evolved \
-             Transformer sense: {:.1}% against {:.1}% validation accuracy at {:.0}% of its FLOPs \
-             per step and {:.0}% of its parameters ({} candidates qualify).",
-            100.0 * p.acc,
-            100.0 * b.acc,
-            100.0 * p.flops / b.flops,
-            100.0 * p.params / b.params,
-            dominating(log).len()
-        )
-        .expect("writing to a string"),
+        (Some(b), Some(_)) => {
+            let qualify = dominating(log);
+            writeln!(
+                out,
+                "{} candidate(s) dominate the baseline `full` model ({:.1}% validation accuracy) \
+                 in the notes' Evolved Transformer sense (at least its accuracy at ≤ {:.0}% of \
+                 its FLOPs or parameters):\n",
+                qualify.len(),
+                100.0 * b.acc,
+                100.0 * ET_SHARE
+            )
+            .expect("writing to a string");
+            for (id, p) in qualify {
+                writeln!(
+                    out,
+                    "- #{id} `{}`: {:.1}% at {:.0}% of the FLOPs per step and {:.0}% of the \
+                     parameters",
+                    describe(&log.entries[id].genome),
+                    100.0 * p.acc,
+                    100.0 * p.flops / b.flops,
+                    100.0 * p.params / b.params
+                )
+                .expect("writing to a string");
+            }
+        }
         (Some(b), None) => {
             let cheap = rows
                 .iter()
@@ -257,6 +271,18 @@ pub fn report(log: &Log) -> String {
             )
             .expect("writing to a string");
         }
+    }
+    if let (Some(b), Some(n)) = (log.baseline, val_examples.filter(|&n| n > 0)) {
+        let se = (b.acc * (1.0 - b.acc) / n as f64).sqrt();
+        writeln!(
+            out,
+            "\nOne binomial standard error of the baseline's accuracy on the {n} validation \
+             examples is {:.1} points: accuracy margins below two of them ({:.1} points) are \
+             ties, and one seed per candidate cannot separate them.",
+            100.0 * se,
+            200.0 * se
+        )
+        .expect("writing to a string");
     }
     writeln!(out, "\n## Every candidate\n\n{HEADER}").expect("writing to a string");
     for (id, p, test) in &rows {
@@ -292,7 +318,7 @@ pub fn report(log: &Log) -> String {
 
 /// Two searches compared on one task: the best proxy accuracy and the area their (accuracy,
 /// FLOPs) fronts dominate, on common bounds.
-pub fn compare(a: &Log, b: &Log) -> String {
+pub fn compare(a: &Log, b: &Log, val_examples: Option<usize>) -> String {
     let points = |l: &Log| -> Vec<Point> { results(l).into_iter().map(|r| r.1).collect() };
     let (pa, pb) = (points(a), points(b));
     let all = pa.iter().chain(&pb);
@@ -300,9 +326,22 @@ pub fn compare(a: &Log, b: &Log) -> String {
     let ceiling = 1.01 * all.map(|p| p.flops).fold(0.0, f64::max);
     let best = |p: &[Point]| p.iter().map(|p| p.acc).fold(f64::NAN, f64::max);
     let (aa, ab) = (area(&pa, floor, ceiling), area(&pb, floor, ceiling));
+    let margin = match val_examples.filter(|&n| n > 0) {
+        Some(n) => {
+            let p = best(&pa).max(best(&pb));
+            let se = (p * (1.0 - p) / n as f64).sqrt();
+            format!(
+                " The best accuracies differ by {:.1} points; one binomial standard error at \
+                 that accuracy on {n} validation examples is {:.1} points.",
+                100.0 * (best(&pa) - best(&pb)).abs(),
+                100.0 * se
+            )
+        }
+        None => String::new(),
+    };
     format!(
         "| search | candidates | best val acc % | front area (acc × ln FLOPs, common bounds) |\n\
-         |---|---:|---:|---:|\n| {} | {} | {:.1} | {:.4} |\n| {} | {} | {:.1} | {:.4} |\n\n{}\n",
+         |---|---:|---:|---:|\n| {} | {} | {:.1} | {:.4} |\n| {} | {} | {:.1} | {:.4} |\n\n{}{margin}\n",
         strategy_name(a.settings.strategy),
         pa.len(),
         100.0 * best(&pa),
@@ -319,6 +358,14 @@ pub fn compare(a: &Log, b: &Log) -> String {
             "The two fronts dominate the same area."
         }
     )
+}
+
+/// The size of the validation split the search in `dir` measured accuracy on (from its
+/// baseline's record), for the accuracy's standard error.
+pub fn val_examples(dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join("baseline").join(eft_train::RECORD_FILE)).ok()?;
+    let record: eft_train::RunRecord = serde_json::from_str(&text).ok()?;
+    Some(record.split_sizes[1])
 }
 
 /// Reads the search log in `dir`.
