@@ -62,6 +62,15 @@ pub struct TrainConfig {
     /// dropout). Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub per_example_dropout: bool,
+    /// Which of several runs of the same config this is (the arena's `--seeds`): above 0, the
+    /// initial weights, batch order and dropout follow `seed` and this number, while the task's
+    /// data stays the one `seed` builds. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replica: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn ten() -> usize {
@@ -97,6 +106,15 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// The seed of the initial weights, the batch order and dropout: `seed`, or for a replica
+    /// (`train.replica` above 0) one derived from it, so replicas share the task's data.
+    pub fn training_seed(&self) -> u64 {
+        match self.train.replica {
+            0 => self.seed,
+            r => eft_data::derived_seed(self.seed, u64::MAX - r),
+        }
+    }
+
     /// Checks every field before anything runs; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.name.is_empty()

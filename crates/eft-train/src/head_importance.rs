@@ -43,7 +43,8 @@ pub fn head_importance(
     let mut importance: Vec<Vec<f64>> = ones.iter().map(|l| vec![0.0; l.len()]).collect();
     for step in 0..batches {
         let size = config.train.batch_size;
-        let indices = train_batch_indices(data.train.len(), size, config.seed, step as u64);
+        let indices =
+            train_batch_indices(data.train.len(), size, config.training_seed(), step as u64);
         let batch = Batch::from_examples(indices.iter().map(|&i| &data.train[i]));
         let tensors = batch_tensors(&batch, &device);
         let (_, _, grads) =

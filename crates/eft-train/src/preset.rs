@@ -98,6 +98,7 @@ fn listops_quick() -> RunConfig {
             distill: None,
             electra: None,
             per_example_dropout: false,
+            replica: 0,
             optimizer: OptimizerConfig {
                 weight_decay: 0.01,
                 ..OptimizerConfig::default()
@@ -141,6 +142,7 @@ fn listops_paper() -> RunConfig {
             distill: None,
             electra: None,
             per_example_dropout: false,
+            replica: 0,
             optimizer: OptimizerConfig {
                 weight_decay: 0.1,
                 ..OptimizerConfig::default()

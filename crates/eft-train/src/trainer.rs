@@ -380,7 +380,7 @@ pub fn model_with_weights(
 
 /// The model for `config`, its parameters drawn under the run's seed.
 pub fn build_model(config: &RunConfig, device: &Device) -> Result<Classifier, TrainError> {
-    Ok(with_seed(device, config.seed, || {
+    Ok(with_seed(device, config.training_seed(), || {
         let shape = config.task.shape();
         let model = match (&config.train.electra, &config.task) {
             (Some(e), eft_data::TaskConfig::Mlm(mlm)) => {
@@ -681,7 +681,7 @@ impl<'a> Session<'a> {
             let indices = train_batch_indices(
                 self.data.train.len(),
                 t.batch_size,
-                self.config.seed,
+                self.config.training_seed(),
                 step as u64,
             );
             // Each rank trains on its slice of the global batch; every rank knows every slice's
@@ -733,7 +733,7 @@ impl<'a> Session<'a> {
                 }
                 _ => None,
             };
-            let seed = step_seed(self.config.seed, step);
+            let seed = step_seed(self.config.training_seed(), step);
             let step_once = || match &t.electra {
                 Some(e) => crate::electra::step_gradients(&self.model, &tensors, e, seed),
                 None => {

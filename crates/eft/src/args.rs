@@ -135,6 +135,11 @@ pub struct ArenaArgs {
     /// Set any run-config field of every cell, e.g. `train.steps=100` (repeatable; applied last).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub sets: Vec<(String, String)>,
+    /// Train each cell with this many seeds (initial weights, batch order, dropout; the same
+    /// data): the report shows mean ± standard deviation and marks differences within the spread
+    /// as ties. Seed r > 0 of a cell is the run `<cell>-seed<r>`.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
+    pub seeds: usize,
     /// Hide the per-cell progress bars.
     #[arg(long)]
     pub no_progress: bool,

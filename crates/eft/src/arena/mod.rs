@@ -88,7 +88,8 @@ pub(crate) fn train_or_keep(
 
 /// Runs the command.
 pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
-    let mut cells = plan::cells(&args.preset, &args.tasks, &args.mechanisms, &args.sets)?;
+    let cells = plan::cells(&args.preset, &args.tasks, &args.mechanisms, &args.sets)?;
+    let mut cells = plan::with_seeds(cells, args.seeds);
     let name = args.name.clone().unwrap_or_else(|| args.preset.clone());
     let dir = args.out.join(&name);
     plan::resolve_teachers(&mut cells, &dir)?;

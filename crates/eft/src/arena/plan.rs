@@ -17,6 +17,8 @@ pub struct Cell {
     pub name: String,
     /// The run config.
     pub config: RunConfig,
+    /// Which of the cell's seeds this is (`--seeds`), from 0.
+    pub replica: u64,
 }
 
 /// Every task the arena runs, in the order of LRA's Table 1 and then the diagnostics.
@@ -226,6 +228,26 @@ pub fn parse_mechanism(spec: &str) -> anyhow::Result<MechanismSpec> {
 }
 
 /// The cells of `preset` for the chosen tasks and mechanisms, with `sets` applied last.
+/// Each cell `seeds` times: replica 0 keeps its name, replica r > 0 is `<name>-seed<r>` with
+/// `train.replica = r` (other initial weights, batch order and dropout; the same data).
+pub fn with_seeds(cells: Vec<Cell>, seeds: usize) -> Vec<Cell> {
+    cells
+        .into_iter()
+        .flat_map(|cell| {
+            (0..seeds.max(1) as u64).map(move |r| {
+                let mut c = cell.clone();
+                if r > 0 {
+                    c.name = format!("{}-seed{r}", cell.name);
+                    c.config.name.clone_from(&c.name);
+                    c.config.train.replica = r;
+                    c.replica = r;
+                }
+                c
+            })
+        })
+        .collect()
+}
+
 pub fn cells(
     preset_name: &str,
     tasks: &[String],
@@ -281,6 +303,7 @@ pub fn cells(
                 mechanism,
                 name,
                 config,
+                replica: 0,
             });
         }
     }
@@ -481,6 +504,28 @@ mod tests {
             "full+distill:tau=1",
         ] {
             assert!(parse_mechanism(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Seed 0 of a cell keeps its name and config; seed r > 0 is its own run with the same
+    /// data seed and `train.replica = r`.
+    #[test]
+    fn seeds_make_replicas_of_each_cell() {
+        let one = cells("quick", &["listops".into()], &["full".into()], &[]).unwrap();
+        let three = with_seeds(one.clone(), 3);
+        let names: Vec<&str> = three.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["listops-full", "listops-full-seed1", "listops-full-seed2"]
+        );
+        assert_eq!(three[0].config, one[0].config);
+        for (r, c) in three.iter().enumerate() {
+            assert_eq!((c.replica, c.config.train.replica), (r as u64, r as u64));
+            assert_eq!(
+                (c.config.seed, &c.config.task),
+                (one[0].config.seed, &one[0].config.task)
+            );
+            assert_eq!(c.config.name, c.name);
         }
     }
 

@@ -49,6 +49,8 @@ fn published(mechanism: &str, task: &str) -> Option<f64> {
 struct Row {
     task: String,
     mechanism: String,
+    /// Which of the cell's seeds (`--seeds`), from 0.
+    replica: u64,
     status: String,
     test_accuracy: Option<f64>,
     majority_baseline: Option<f64>,
@@ -74,6 +76,7 @@ fn row(o: &Outcome) -> Row {
     Row {
         task: o.cell.task.clone(),
         mechanism: o.cell.mechanism.clone(),
+        replica: o.cell.replica,
         status: match &o.result {
             Ok(_) => "finished".into(),
             Err(_) => "failed".into(),
@@ -170,6 +173,38 @@ fn mechanism_bubbles(rows: &[Row]) -> Vec<Bubble> {
         .collect()
 }
 
+/// A cell's test accuracy over its seeds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Accuracy {
+    mean: f64,
+    /// Sample standard deviation; 0 with one seed.
+    sd: f64,
+    seeds: usize,
+}
+
+impl Accuracy {
+    fn of(values: impl Iterator<Item = f64>) -> Option<Self> {
+        let v: Vec<f64> = values.collect();
+        let n = v.len();
+        let mean = v.iter().sum::<f64>() / n.max(1) as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+        (n > 0).then_some(Self {
+            mean,
+            sd: var.sqrt(),
+            seeds: n,
+        })
+    }
+
+    /// Whether the two means differ by less than the larger spread (both with several seeds).
+    fn ties(&self, other: &Self) -> bool {
+        self.seeds > 1 && other.seeds > 1 && (self.mean - other.mean).abs() < self.sd.max(other.sd)
+    }
+
+    fn show(&self) -> String {
+        format!("{:.1} ± {:.1}%", self.mean, self.sd)
+    }
+}
+
 fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "—".into(), |v| format!("{v:.1}%"))
 }
@@ -185,12 +220,39 @@ fn markdown(rows: &[Row]) -> String {
             mechanisms.push(&r.mechanism);
         }
     }
-    let find = |m: &str, t: &str| rows.iter().find(|r| r.mechanism == m && r.task == t);
+    let find = |m: &str, t: &str| {
+        rows.iter()
+            .find(|r| r.mechanism == m && r.task == t && r.replica == 0)
+    };
+    let seeds = rows.iter().map(|r| r.replica + 1).max().unwrap_or(1);
+    let stats = |m: &str, t: &str| {
+        Accuracy::of(
+            rows.iter()
+                .filter(|r| r.mechanism == m && r.task == t && r.status != "failed")
+                .filter_map(|r| r.test_accuracy),
+        )
+    };
+    // Per task, the best mean and its spread: a mechanism within the larger of the two spreads
+    // of it is tied with the best.
+    let best = |t: &str| {
+        mechanisms
+            .iter()
+            .filter_map(|m| stats(m, t))
+            .max_by(|a, b| a.mean.total_cmp(&b.mean))
+    };
 
     let mut s = String::from(
         "## Accuracy (LRA Table 1 form)\n\nTest accuracy; LRA's published figure for the same family in brackets \
-         (their full-size models and data, not comparable one to one).\n\n| mechanism |",
+         (their full-size models and data, not comparable one to one).",
     );
+    if seeds > 1 {
+        s += &format!(
+            " Mean ± standard deviation over {seeds} seeds (initial weights, batch order and \
+             dropout; the same data); per task the best mean is in bold, and ≈ marks a mean \
+             whose difference from it is within the larger of the two spreads: a tie."
+        );
+    }
+    s += "\n\n| mechanism |";
     for t in &tasks {
         s += &format!(" {t} |");
     }
@@ -201,16 +263,22 @@ fn markdown(rows: &[Row]) -> String {
         s += &format!("| {m} |");
         let mut got = Vec::new();
         for t in &tasks {
-            match find(m, t) {
-                Some(r) if r.status == "failed" => s += " failed |",
-                Some(r) => {
-                    got.extend(r.test_accuracy);
+            match (find(m, t), stats(m, t)) {
+                (Some(r), None) if r.status == "failed" => s += " failed |",
+                (Some(r), Some(a)) => {
+                    got.push(a.mean);
                     let lra = r
                         .lra_published
                         .map_or_else(String::new, |p| format!(" ({p:.1}%)"));
-                    s += &format!(" {}{lra} |", pct(r.test_accuracy));
+                    let shown = match (seeds, best(t)) {
+                        (1, _) => pct(Some(a.mean)),
+                        (_, Some(b)) if b.mean == a.mean => format!("**{}**", a.show()),
+                        (_, Some(b)) if a.ties(&b) => format!("{} ≈", a.show()),
+                        _ => a.show(),
+                    };
+                    s += &format!(" {shown}{lra} |");
                 }
-                None => s += " — |",
+                _ => s += " — |",
             }
         }
         let avg = (got.len() == tasks.len()).then(|| got.iter().sum::<f64>() / got.len() as f64);
@@ -249,7 +317,8 @@ fn markdown(rows: &[Row]) -> String {
           executed: less where conditional computation skipped work), steps per second \
           (median, warm-up excluded), the peak heap of a training step (eft's tracking allocator) and the run's cost at its price per hour.\n\n\
           | task | mechanism | GFLOP/step | executed | steps/s | peak heap/step | cost |\n|---|---|---|---|---|---|---|\n";
-    for r in rows {
+    // With several seeds, the first seed's run stands for the cell's cost.
+    for r in rows.iter().filter(|r| r.replica == 0) {
         let full = find("full", &r.task);
         let ratio = |x: Option<f64>, f: Option<f64>| match (x, f) {
             (Some(x), Some(f)) if f > 0.0 && r.mechanism != "full" => format!(" ({:.2}×)", x / f),
@@ -307,15 +376,16 @@ fn tidy(x: f64) -> String {
 
 fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
-        "task,mechanism,status,test_accuracy,majority_baseline,lra_published,flops_per_step,executed_flops_per_step,steps_per_second,peak_step_heap_bytes,cost_usd,error\n",
+        "task,mechanism,replica,status,test_accuracy,majority_baseline,lra_published,flops_per_step,executed_flops_per_step,steps_per_second,peak_step_heap_bytes,cost_usd,error\n",
     );
     let o = |x: Option<f64>| x.map_or_else(String::new, tidy);
     for r in rows {
         let error = r.error.as_deref().unwrap_or("").replace('"', "\"\"");
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},\"{error}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},\"{error}\"\n",
             r.task,
             r.mechanism,
+            r.replica,
             r.status,
             o(r.test_accuracy),
             o(r.majority_baseline),
@@ -339,6 +409,7 @@ mod tests {
         Row {
             task: task.into(),
             mechanism: mechanism.into(),
+            replica: 0,
             status: if accuracy.is_some() {
                 "finished"
             } else {
@@ -408,6 +479,47 @@ mod tests {
         );
         assert!(md.contains("- image × linear: out of memory"), "{md}");
         assert_eq!(csv(&rows).lines().count(), 5);
+    }
+
+    /// With several seeds a cell shows mean ± standard deviation; the best mean per task is in
+    /// bold and means within the larger spread of it are marked as ties; costs come from the
+    /// first seed's run only.
+    #[test]
+    fn seeds_give_error_bars_and_ties() {
+        let seeded = |m: &str, r: u64, acc: f64| Row {
+            replica: r,
+            ..row("listops", m, Some(acc), 10.0)
+        };
+        let rows = vec![
+            seeded("full", 0, 36.0),
+            seeded("full", 1, 38.0),
+            seeded("full", 2, 40.0),
+            seeded("linear", 0, 35.0),
+            seeded("linear", 1, 37.0),
+            seeded("linear", 2, 36.0),
+            seeded("local", 0, 20.0),
+            seeded("local", 1, 21.0),
+            seeded("local", 2, 22.0),
+        ];
+        let md = markdown(&rows);
+        // full 38 ± 2; linear 36 ± 1 is 2 points below: exactly the larger spread, not within it.
+        assert!(md.contains("| full | **38.0 ± 2.0%** (36.4%) |"), "{md}");
+        assert!(md.contains("| linear | 36.0 ± 1.0% (16.1%) |"), "{md}");
+        assert!(md.contains("| local | 21.0 ± 1.0% (15.8%) |"), "{md}");
+        let tied = vec![
+            seeded("full", 0, 36.0),
+            seeded("full", 1, 40.0),
+            seeded("linear", 0, 37.0),
+            seeded("linear", 1, 36.0),
+        ];
+        let md = markdown(&tied);
+        assert!(md.contains("| linear | 36.5 ± 0.7% ≈ (16.1%) |"), "{md}");
+        assert_eq!(
+            md.matches("| listops | full |").count(),
+            1,
+            "one cost row per cell"
+        );
+        assert!(md.contains("over 2 seeds"), "{md}");
     }
 
     /// The CSV writes what the numbers are, not their float noise.
