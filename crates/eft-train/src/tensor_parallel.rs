@@ -18,7 +18,7 @@ use eft_model::{Classifier, ModelConfig};
 
 use crate::TrainError;
 use crate::parallel::{Collective, all_reduce_gradients};
-use crate::params::{NamedArray, PathStack, export_params, square_sum};
+use crate::params::{NamedArray, PathStack, square_sum};
 
 /// A rank's part of a tensor-parallel run: which parameters are split and how, and its
 /// membership of the ranks' group while it lives.
@@ -60,17 +60,17 @@ impl TensorRanks {
             ));
         }
         let whole_parameters = model.num_params();
-        let whole = export_params(&model);
+        let whole = param_layout(&model);
         let model = model.split_for_rank(config, rank)?;
-        let ids = param_ids(&model);
-        let split: BTreeMap<_, _> = export_params(&model)
-            .into_iter()
-            .filter_map(|(name, local)| {
-                let whole = &whole[&name].shape;
-                (*whole != local.shape).then(|| (name, (whole.clone(), local.shape)))
-            })
-            .collect();
-        let split_ids = split.keys().map(|name| ids[name]).collect();
+        let mut split = BTreeMap::new();
+        let mut split_ids = BTreeSet::new();
+        for (name, (id, local)) in param_layout(&model) {
+            let (_, whole) = &whole[&name];
+            if *whole != local {
+                split.insert(name, (whole.clone(), local));
+                split_ids.insert(id);
+            }
+        }
         let partial = model.rank_partial_params().into_iter().collect();
         let seconds = Rc::new(Cell::new(0.0));
         let (sums, spent) = (collective.clone(), seconds.clone());
@@ -282,13 +282,13 @@ impl Blocks {
     }
 }
 
-/// Every float parameter's id, by name.
-fn param_ids<M: Module>(module: &M) -> BTreeMap<String, ParamId> {
-    struct Ids {
+/// Every float parameter's id and shape, by name.
+fn param_layout<M: Module>(module: &M) -> BTreeMap<String, (ParamId, Vec<usize>)> {
+    struct Layout {
         path: PathStack,
-        out: BTreeMap<String, ParamId>,
+        out: BTreeMap<String, (ParamId, Vec<usize>)>,
     }
-    impl ModuleVisitor for Ids {
+    impl ModuleVisitor for Layout {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.enter(name);
         }
@@ -296,15 +296,16 @@ fn param_ids<M: Module>(module: &M) -> BTreeMap<String, ParamId> {
             self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.out.insert(self.path.name(), param.id);
+            self.out
+                .insert(self.path.name(), (param.id, param.dims().to_vec()));
         }
     }
-    let mut ids = Ids {
+    let mut layout = Layout {
         path: PathStack::default(),
         out: BTreeMap::new(),
     };
-    module.visit(&mut ids);
-    ids.out
+    module.visit(&mut layout);
+    layout.out
 }
 
 #[cfg(test)]

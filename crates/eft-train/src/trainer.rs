@@ -675,6 +675,7 @@ impl<'a> Session<'a> {
                 self.keep_snapshot()?;
             }
             let started = Instant::now();
+            let sums_before = self.tensor.as_ref().map_or(0.0, TensorRanks::sum_seconds);
             let heap_base = eft_meter::reset_peak();
             self.model = self.model.at_step(step);
             let lr = t.schedule.lr(step, steps);
@@ -784,7 +785,9 @@ impl<'a> Session<'a> {
                 let reducing = Instant::now();
                 let stop = self.options.stop.load(Ordering::SeqCst);
                 let (reduced, n, agreed) = tensor.reduce_step(&self.model, grads, stop)?;
-                self.reduce_seconds += reducing.elapsed().as_secs_f64();
+                // The step's sums inside the layers too, not evaluation's.
+                self.reduce_seconds +=
+                    reducing.elapsed().as_secs_f64() + (tensor.sum_seconds() - sums_before);
                 self.reduce_steps += 1;
                 (grads, norm, stop_agreed) = (reduced, Some(n), agreed);
             }
@@ -1110,14 +1113,10 @@ impl<'a> Session<'a> {
                         .sum(),
                 }
             }),
-            parallel: (self.reduce_steps > 0).then(|| {
-                let inside = self.tensor.as_ref().map_or(0.0, TensorRanks::sum_seconds);
-                crate::ParallelRecord {
-                    ranks: self.options.collective.size(),
-                    tensor_parallel: self.config.model.tensor_parallel,
-                    all_reduce_seconds_per_step: (self.reduce_seconds + inside)
-                        / self.reduce_steps as f64,
-                }
+            parallel: (self.reduce_steps > 0).then(|| crate::ParallelRecord {
+                ranks: self.options.collective.size(),
+                tensor_parallel: self.config.model.tensor_parallel,
+                all_reduce_seconds_per_step: self.reduce_seconds / self.reduce_steps as f64,
             }),
             precision: self.config.train.precision.backend_note().map(|note| {
                 crate::record::PrecisionRecord {

@@ -89,6 +89,10 @@ fn a_killed_search_continues_without_training_a_candidate_twice() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(
+        entries(&killed) < want.len(),
+        "the kill came after the search ended; it tested no resume"
+    );
     // What was finished before the kill, byte for byte.
     let finished: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(killed.join("cands"))
         .unwrap()

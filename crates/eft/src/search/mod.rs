@@ -282,8 +282,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     crate::fetch::fetch_data(std::slice::from_ref(&args.task))?;
     let options = crate::commands::train_options(args.device, true, None)?;
     eprintln!(
-        "search {}: {} on {} ({} candidates of {} steps) → {}",
-        out.display(),
+        "search: {} on {} ({} candidates of {} steps) → {}",
         args.strategy,
         args.task,
         args.budget_evals,

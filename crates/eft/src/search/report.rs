@@ -17,18 +17,18 @@ use super::{LOG_FILE, Log};
 /// candidate may use to count as dominating it.
 const ET_SHARE: f64 = 0.78;
 
-/// The evaluated candidates with a result: (id, point, test accuracy).
+/// The candidates trained in this search (repeats left out): (id, point, test accuracy).
 fn results(log: &Log) -> Vec<(usize, Point, Option<f64>)> {
     log.entries
         .iter()
-        .filter_map(|e| {
-            let test = match &e.outcome {
-                Outcome::Trained { test_accuracy, .. } => Some(*test_accuracy),
-                _ => None,
-            };
-            Some((e.id, e.point()?, test))
+        .filter_map(|e| match &e.outcome {
+            Outcome::Trained {
+                point,
+                test_accuracy,
+                ..
+            } => Some((e.id, *point, Some(*test_accuracy))),
+            _ => None,
         })
-        .filter(|(_, _, t)| t.is_some())
         .collect()
 }
 
