@@ -137,9 +137,18 @@ pub struct ArenaArgs {
     pub sets: Vec<(String, String)>,
     /// Train each cell with this many seeds (initial weights, batch order, dropout; the same
     /// data): the report shows mean ± standard deviation and marks differences within the spread
-    /// as ties. Seed r > 0 of a cell is the run `<cell>-seed<r>`.
-    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
-    pub seeds: usize,
+    /// as ties. Seed r > 0 of a cell is the run `<cell>-seed<r>` (default: 3 for quick, 1
+    /// otherwise).
+    #[arg(long, value_parser = at_least_one())]
+    pub seeds: Option<usize>,
+    /// Sequence lengths at which the report's verdict checks the speed and memory findings, by
+    /// profiling one attention call of each mechanism as `eft profile sweep` does (kept in the
+    /// arena's folder; measured once).
+    #[arg(long, value_delimiter = ',', default_value = "1024,4096,16384", value_parser = at_least_one())]
+    pub verdict_lens: Vec<usize>,
+    /// Skip that profile: the verdict then rests on the arena's own lengths alone.
+    #[arg(long)]
+    pub no_profile: bool,
     /// Hide the per-cell progress bars.
     #[arg(long)]
     pub no_progress: bool,

@@ -1153,6 +1153,10 @@ fn arena_runs_cells_records_failures_and_resumes() {
                 "task.val=16",
                 "--set",
                 "task.test=16",
+                "--seeds",
+                "1",
+                "--verdict-lens",
+                "64,128",
                 "--no-progress",
                 "--name",
                 "tiny",
@@ -1178,6 +1182,15 @@ fn arena_runs_cells_records_failures_and_resumes() {
     );
     assert!(md.contains("(36.4%)"), "LRA's figure beside full: {md}");
     assert!(md.contains("majority class"), "{md}");
+    assert!(md.contains("| learned? |"), "{md}");
+    assert!(
+        md.contains("## Verdict on LRA's findings") && md.contains("N = 128:"),
+        "the verdict rests on the profiled lengths too: {md}"
+    );
+    assert!(
+        root.join("attention-cpu.json").exists(),
+        "the profile is kept for a rerun"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("report.json")).unwrap()).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);

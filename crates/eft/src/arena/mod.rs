@@ -3,6 +3,7 @@
 mod eta;
 mod plan;
 mod report;
+mod verdict;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use anyhow::bail;
 use eft_train::{CHECKPOINT_FILE, CONFIG_FILE, RECORD_FILE, RunConfig, RunRecord, RunStatus};
 
-use crate::args::ArenaArgs;
+use crate::args::{ArenaArgs, SweepArgs};
 use crate::interrupt::INTERRUPTED;
 use report::Outcome;
 
@@ -89,7 +90,10 @@ pub(crate) fn train_or_keep(
 /// Runs the command.
 pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
     let cells = plan::cells(&args.preset, &args.tasks, &args.mechanisms, &args.sets)?;
-    let mut cells = plan::with_seeds(cells, args.seeds);
+    let seeds = args
+        .seeds
+        .unwrap_or_else(|| plan::default_seeds(&args.preset));
+    let mut cells = plan::with_seeds(cells, seeds);
     let name = args.name.clone().unwrap_or_else(|| args.preset.clone());
     let dir = args.out.join(&name);
     plan::resolve_teachers(&mut cells, &dir)?;
@@ -164,7 +168,7 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(_) => {
                 // Ctrl-C: the cell has a checkpoint; a rerun resumes it.
-                report::write(&dir, &outcomes)?;
+                report::write(&dir, &outcomes, &[], None)?;
                 eprintln!("arena interrupted; rerun the same command to continue");
                 return Ok(ExitCode::from(INTERRUPTED));
             }
@@ -178,7 +182,12 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let md = report::write(&dir, &outcomes)?;
+    let (profiled, note) = if args.no_profile {
+        (Vec::new(), None)
+    } else {
+        profile_lengths(&dir, &cells, &args.verdict_lens)?
+    };
+    let md = report::write(&dir, &outcomes, &profiled, note.as_deref())?;
     println!("{md}");
     eprintln!("wrote {}", dir.join("report.{md,csv,json}").display());
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
@@ -187,4 +196,79 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One attention call of each of the arena's mechanisms at `lens`, as `eft profile sweep`
+/// measures it (each in its own process), kept in `dir/attention-cpu.*` so that a rerun measures
+/// only what is missing; with a note for the report saying what was measured and what was not.
+fn profile_lengths(
+    dir: &Path,
+    cells: &[plan::Cell],
+    lens: &[usize],
+) -> anyhow::Result<(Vec<verdict::Profiled>, Option<String>)> {
+    let mut mechanisms: Vec<String> = Vec::new();
+    for c in cells {
+        // A technique column (`full+switch`) profiles as its attention.
+        let name = c.mechanism.split('+').next().unwrap_or(&c.mechanism);
+        if !mechanisms.iter().any(|m| m == name) {
+            mechanisms.push(name.to_string());
+        }
+    }
+    let saved = crate::profile::saved_sweep(dir);
+    let has = |m: &str, n: usize| saved.iter().any(|s| s.mechanism == m && s.len == n);
+    let missing: Vec<String> = mechanisms
+        .iter()
+        .filter(|m| lens.iter().any(|&n| !has(m, n)))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "profiling one attention call of {} at N = {} for the verdict…",
+            missing.join(", "),
+            lens.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        crate::profile::sweep(&SweepArgs {
+            mechanisms: missing,
+            lens: lens.to_vec(),
+            batch: 1,
+            heads: 4,
+            head_dim: 64,
+            max_gib: 16.0,
+            max_seconds: 120.0,
+            repeats: 2,
+            model: None,
+            params: Vec::new(),
+            out: dir.to_path_buf(),
+            redraw: false,
+        })?;
+    }
+    let mut unmeasured = Vec::new();
+    let profiled = crate::profile::saved_sweep(dir)
+        .into_iter()
+        .filter(|m| mechanisms.contains(&m.mechanism) && lens.contains(&m.len))
+        .map(|m| {
+            if let Some(why) = &m.note {
+                unmeasured.push(format!("{} at N = {} ({why})", m.mechanism, m.len));
+            }
+            verdict::Profiled {
+                heap: m.heap_peak_bytes.map(|b| b as f64),
+                seconds: m.seconds,
+                len: m.len,
+                mechanism: m.mechanism,
+            }
+        })
+        .collect();
+    let mut note = "The rows on one attention call come from `attention-cpu.md` beside this \
+                    report: forward and backward of one call, B = 1, H = 4, D = 64, f32, each \
+                    mechanism with its default parameters (the lengths are far beyond the \
+                    arena's, so the arena's scaled-down parameters would not fit them), median \
+                    of 2 passes in a fresh process."
+        .to_string();
+    if !unmeasured.is_empty() {
+        note += &format!(" Not measured: {}.", unmeasured.join("; "));
+    }
+    Ok((profiled, Some(note)))
 }

@@ -24,17 +24,26 @@ pub struct Cell {
 /// Every task the arena runs, in the order of LRA's Table 1 and then the diagnostics.
 const AVAILABLE: &[&str] = eft_data::TaskConfig::ARENA;
 
-/// The quick preset's mechanisms: one per family (exact, memory-efficient, sparse, LSH,
-/// low-rank, kernel, recurrence), parameters scaled to 32–576 tokens.
+/// The quick preset's mechanisms: one or more per family (exact, memory-efficient, sparse,
+/// LSH, low-rank, kernel, recurrence), LRA's best performers (`bigbird`, `longformer`) and one of
+/// its two fastest (`linear`) among them, parameters scaled to 32–576 tokens.
 const QUICK: &[&str] = &[
     "full",
     "flash:tile=32",
     "local:block=16",
+    "longformer:window=8",
+    "bigbird:block=8:random_blocks=2",
     "lsh:buckets=4:chunk=16",
     "linformer:k=16",
+    "linear",
     "performer:features=64",
     "xl:segment=32:mem_len=32",
 ];
+
+/// Seeds per cell when `--seeds` is not given: the quick preset is cheap enough for error bars.
+pub fn default_seeds(preset: &str) -> usize {
+    if preset == "quick" { 3 } else { 1 }
+}
 
 /// The lite and paper presets' mechanisms: LRA's families with their default parameters.
 const LRA: &[&str] = &[
@@ -538,8 +547,11 @@ mod tests {
                 "full",
                 "flash",
                 "local",
+                "longformer",
+                "bigbird",
                 "lsh",
                 "linformer",
+                "linear",
                 "performer",
                 "xl",
             ] {

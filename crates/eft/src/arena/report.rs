@@ -8,6 +8,7 @@ use eft_train::RunRecord;
 use serde::Serialize;
 
 use super::plan::Cell;
+use super::verdict::{self, Profiled};
 use crate::plot::{Axis, Bubble, Heading, Unit, bubbles};
 
 /// How one cell ended.
@@ -46,28 +47,55 @@ fn published(mechanism: &str, task: &str) -> Option<f64> {
 
 /// One cell in report.json and report.csv.
 #[derive(Debug, Serialize)]
-struct Row {
-    task: String,
-    mechanism: String,
+pub(super) struct Row {
+    pub task: String,
+    pub mechanism: String,
     /// Which of the cell's seeds (`--seeds`), from 0.
-    replica: u64,
-    status: String,
-    test_accuracy: Option<f64>,
-    majority_baseline: Option<f64>,
+    pub replica: u64,
+    pub status: String,
+    pub test_accuracy: Option<f64>,
+    pub majority_baseline: Option<f64>,
     lra_published: Option<f64>,
     flops_per_step: Option<f64>,
     /// What the steps executed: less than `flops_per_step` where conditional computation
     /// skipped work (a Switch layer's dropped and padding tokens).
     executed_flops_per_step: Option<f64>,
-    steps_per_second: Option<f64>,
+    pub steps_per_second: Option<f64>,
     /// The largest heap in use during one training step (eft's tracking allocator). The arena
     /// trains every cell in one process, whose resident high-water mark only grows, so RSS is
     /// not a per-cell figure.
-    peak_step_heap_bytes: Option<u64>,
+    pub peak_step_heap_bytes: Option<u64>,
     cost_usd: Option<f64>,
+    /// The run's wall-clock seconds, data, evaluation and checkpoints included, over all its
+    /// sessions.
+    wall_seconds: Option<f64>,
     /// Trainable parameters (a Switch layer holds every expert's).
     parameters: Option<u64>,
     error: Option<String>,
+}
+
+#[cfg(test)]
+impl Row {
+    /// A finished cell of seed 0 with this accuracy and placeholder costs.
+    pub(super) fn finished(task: &str, mechanism: &str, accuracy: f64) -> Self {
+        Self {
+            task: task.into(),
+            mechanism: mechanism.into(),
+            replica: 0,
+            status: "finished".into(),
+            test_accuracy: Some(accuracy),
+            majority_baseline: Some(10.0),
+            lra_published: published(mechanism, task),
+            flops_per_step: Some(2e9),
+            executed_flops_per_step: Some(2e9),
+            steps_per_second: Some(10.0),
+            peak_step_heap_bytes: Some(64 << 20),
+            cost_usd: Some(0.001),
+            wall_seconds: Some(30.0),
+            parameters: Some(1000),
+            error: None,
+        }
+    }
 }
 
 fn row(o: &Outcome) -> Row {
@@ -89,16 +117,25 @@ fn row(o: &Outcome) -> Row {
         steps_per_second: meter.and_then(|m| m.step_seconds).map(|t| 1.0 / t.median),
         peak_step_heap_bytes: meter.and_then(|m| m.peak_step_heap_bytes),
         cost_usd: meter.map(|m| m.cost_usd),
+        wall_seconds: r.map(|r| r.wall_clock_seconds),
         parameters: r.map(|r| r.parameters as u64),
         error: o.result.as_ref().err().cloned(),
     }
 }
 
-/// Writes report.md, report.csv, report.json and bubbles.{png,svg} into `dir`; returns the
-/// Markdown.
-pub fn write(dir: &Path, outcomes: &[Outcome]) -> anyhow::Result<String> {
+/// Writes report.md (ending with the verdict on LRA's findings, the speed and memory ones also
+/// judged on `profiled` lengths, described by `profile_note`), report.csv, report.json and
+/// bubbles.{png,svg} into `dir`; returns the Markdown.
+pub fn write(
+    dir: &Path,
+    outcomes: &[Outcome],
+    profiled: &[Profiled],
+    profile_note: Option<&str>,
+) -> anyhow::Result<String> {
     let rows: Vec<Row> = outcomes.iter().map(row).collect();
-    let md = markdown(&rows);
+    let mut md = markdown(&rows);
+    md += "\n";
+    md += &verdict::markdown(&verdict::findings(&rows, profiled), profile_note);
     eft_train::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     eft_train::write_atomic(
         &dir.join("report.json"),
@@ -175,10 +212,10 @@ fn mechanism_bubbles(rows: &[Row]) -> Vec<Bubble> {
 
 /// A cell's test accuracy over its seeds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Accuracy {
-    mean: f64,
+pub(super) struct Accuracy {
+    pub mean: f64,
     /// Sample standard deviation; 0 with one seed.
-    sd: f64,
+    pub sd: f64,
     seeds: usize,
 }
 
@@ -195,12 +232,29 @@ impl Accuracy {
         })
     }
 
+    /// The finished seeds of mechanism `m` on task `t`.
+    pub fn of_cell(rows: &[Row], m: &str, t: &str) -> Option<Self> {
+        Self::of(
+            rows.iter()
+                .filter(|r| r.mechanism == m && r.task == t && r.status != "failed")
+                .filter_map(|r| r.test_accuracy),
+        )
+    }
+
     /// Whether the two means differ by less than the larger spread (both with several seeds).
-    fn ties(&self, other: &Self) -> bool {
+    pub fn ties(&self, other: &Self) -> bool {
         self.seeds > 1 && other.seeds > 1 && (self.mean - other.mean).abs() < self.sd.max(other.sd)
     }
 
-    fn show(&self) -> String {
+    /// Whether the mean is above `baseline` by more than the seed spread.
+    pub fn learned(&self, baseline: f64) -> bool {
+        self.mean - self.sd > baseline
+    }
+
+    pub fn show(&self) -> String {
+        if self.seeds == 1 {
+            return format!("{:.1}%", self.mean);
+        }
         format!("{:.1} ± {:.1}%", self.mean, self.sd)
     }
 }
@@ -225,13 +279,7 @@ fn markdown(rows: &[Row]) -> String {
             .find(|r| r.mechanism == m && r.task == t && r.replica == 0)
     };
     let seeds = rows.iter().map(|r| r.replica + 1).max().unwrap_or(1);
-    let stats = |m: &str, t: &str| {
-        Accuracy::of(
-            rows.iter()
-                .filter(|r| r.mechanism == m && r.task == t && r.status != "failed")
-                .filter_map(|r| r.test_accuracy),
-        )
-    };
+    let stats = |m: &str, t: &str| Accuracy::of_cell(rows, m, t);
     // Per task, the best mean and its spread: a mechanism within the larger of the two spreads
     // of it is tied with the best.
     let best = |t: &str| {
@@ -292,7 +340,27 @@ fn markdown(rows: &[Row]) -> String {
             .and_then(|r| r.majority_baseline);
         s += &format!(" {} |", pct(b));
     }
+    s += " — |\n| learned? |";
+    let mut unlearned = Vec::new();
+    for t in &tasks {
+        s += match verdict::learned(rows, t) {
+            Some(true) => " yes |",
+            Some(false) => {
+                unlearned.push(*t);
+                " **no** |"
+            }
+            None => " — |",
+        };
+    }
     s += " — |\n";
+    if !unlearned.is_empty() {
+        s += &format!(
+            "\n**Not learned in this budget: {}.** `full` is not above the majority baseline by \
+             more than its seed spread there, so that column's figures are chance, not results, \
+             and the verdict below leaves it out.\n",
+            unlearned.join(", ")
+        );
+    }
     if tasks.contains(&"retrieval") {
         s += &format!("\nNote: {}.\n", eft_data::retrieval::SUBSTITUTE_NOTE);
     }
@@ -315,8 +383,8 @@ fn markdown(rows: &[Row]) -> String {
 
     s += "\n## Cost (relative to `full` on the same task)\n\nFLOPs per training step (analytic, and \
           executed: less where conditional computation skipped work), steps per second \
-          (median, warm-up excluded), the peak heap of a training step (eft's tracking allocator) and the run's cost at its price per hour.\n\n\
-          | task | mechanism | GFLOP/step | executed | steps/s | peak heap/step | cost |\n|---|---|---|---|---|---|---|\n";
+          (median, warm-up excluded), the peak heap of a training step (eft's tracking allocator), the run's cost at its price per hour and its wall-clock time (data, evaluation and checkpoints included).\n\n\
+          | task | mechanism | GFLOP/step | executed | steps/s | peak heap/step | cost | wall time |\n|---|---|---|---|---|---|---|---|\n";
     // With several seeds, the first seed's run stands for the cell's cost.
     for r in rows.iter().filter(|r| r.replica == 0) {
         let full = find("full", &r.task);
@@ -332,7 +400,7 @@ fn markdown(rows: &[Row]) -> String {
             x.map_or_else(|| "—".into(), |v| format!("{v:.digits$}"))
         };
         s += &format!(
-            "| {} | {} | {}{} | {} | {}{} | {} MiB{} | {} |\n",
+            "| {} | {} | {}{} | {} | {}{} | {} MiB{} | {} | {} |\n",
             r.task,
             r.mechanism,
             fmt(flops, 3),
@@ -349,6 +417,16 @@ fn markdown(rows: &[Row]) -> String {
             ),
             r.cost_usd
                 .map_or_else(|| "—".into(), |c| format!("${c:.4}")),
+            r.wall_seconds.map_or_else(|| "—".into(), duration),
+        );
+    }
+    let walls: Vec<f64> = rows.iter().filter_map(|r| r.wall_seconds).collect();
+    if !walls.is_empty() {
+        s += &format!(
+            "\nWall-clock time of the {} runs, every seed included: {} in all (what training this \
+             arena from scratch takes, without the data's download and the report's profile).\n",
+            walls.len(),
+            duration(walls.iter().sum())
         );
     }
     let failed: Vec<&Row> = rows.iter().filter(|r| r.status == "failed").collect();
@@ -366,6 +444,16 @@ fn markdown(rows: &[Row]) -> String {
     s
 }
 
+/// Seconds as `42 s`, `3 min 05 s` or `2 h 07 min`.
+fn duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// `x` without float noise: rounded to 12 significant digits, then written as briefly as it
 /// reads back (`11.2`, not `11.200000000000001`).
 fn tidy(x: f64) -> String {
@@ -376,13 +464,13 @@ fn tidy(x: f64) -> String {
 
 fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
-        "task,mechanism,replica,status,test_accuracy,majority_baseline,lra_published,flops_per_step,executed_flops_per_step,steps_per_second,peak_step_heap_bytes,cost_usd,error\n",
+        "task,mechanism,replica,status,test_accuracy,majority_baseline,lra_published,flops_per_step,executed_flops_per_step,steps_per_second,peak_step_heap_bytes,cost_usd,wall_seconds,error\n",
     );
     let o = |x: Option<f64>| x.map_or_else(String::new, tidy);
     for r in rows {
         let error = r.error.as_deref().unwrap_or("").replace('"', "\"\"");
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},\"{error}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},\"{error}\"\n",
             r.task,
             r.mechanism,
             r.replica,
@@ -396,6 +484,7 @@ fn csv(rows: &[Row]) -> String {
             r.peak_step_heap_bytes
                 .map_or_else(String::new, |b| b.to_string()),
             o(r.cost_usd),
+            o(r.wall_seconds),
         );
     }
     s
@@ -424,6 +513,7 @@ mod tests {
             steps_per_second: Some(speed),
             peak_step_heap_bytes: Some(64 << 20),
             cost_usd: Some(0.001),
+            wall_seconds: Some(125.0),
             parameters: Some(1000),
             error: accuracy.is_none().then(|| "out of memory".to_string()),
         }
@@ -478,6 +568,12 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- image × linear: out of memory"), "{md}");
+        assert!(md.contains("| $0.0010 | 2 min 05 s |"), "{md}");
+        assert!(
+            md.contains("4 runs, every seed included: 8 min 20 s"),
+            "{md}"
+        );
+        assert_eq!(duration(7_620.0), "2 h 07 min");
         assert_eq!(csv(&rows).lines().count(), 5);
     }
 

@@ -11,6 +11,8 @@ mod model;
 mod sweep;
 mod table;
 
+pub(crate) use sweep::sweep;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -26,15 +28,15 @@ use crate::args::{AttentionProfileArgs, ProfileCommand};
 /// One measured (or skipped) configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
-    mechanism: String,
+    pub(crate) mechanism: String,
     params: Vec<(String, String)>,
     batch: usize,
     heads: usize,
-    len: usize,
+    pub(crate) len: usize,
     head_dim: usize,
     causal: bool,
     /// Median seconds of one forward+backward pass; `None` when skipped or failed.
-    seconds: Option<f64>,
+    pub(crate) seconds: Option<f64>,
     /// Fastest and slowest timed pass.
     #[serde(default)]
     seconds_range: Option<(f64, f64)>,
@@ -42,7 +44,7 @@ pub struct Measurement {
     peak_bytes: Option<u64>,
     /// Peak heap bytes during the passes minus the heap in use before them (tracking allocator).
     #[serde(default)]
-    heap_peak_bytes: Option<u64>,
+    pub(crate) heap_peak_bytes: Option<u64>,
     /// Model config fields set for a model step (`--set`), as KEY=VALUE.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sets: Vec<(String, String)>,
@@ -52,7 +54,7 @@ pub struct Measurement {
     saved_bytes: f64,
     /// Why there is no measurement, if there is none: "out of memory …", "over budget …",
     /// "failed …".
-    note: Option<String>,
+    pub(crate) note: Option<String>,
     /// The CPU and core count it ran on (absent in sweeps from before eft recorded it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     machine: Option<String>,
@@ -89,6 +91,14 @@ impl Measurement {
     fn steps_per_second(&self) -> Option<f64> {
         self.seconds.map(|s| 1.0 / s)
     }
+}
+
+/// The attention sweep's results saved in `dir` (`attention-cpu.json`); none if it has none.
+pub(crate) fn saved_sweep(dir: &std::path::Path) -> Vec<Measurement> {
+    std::fs::read(dir.join("attention-cpu.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// Runs the command.
