@@ -198,6 +198,9 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Timed passes per profiled attention call of the verdict.
+const PROFILE_REPEATS: usize = 2;
+
 /// One attention call of each of the arena's mechanisms at `lens`, as `eft profile sweep`
 /// measures it (each in its own process), kept in `dir/attention-cpu.*` so that a rerun measures
 /// only what is missing; with a note for the report saying what was measured and what was not.
@@ -239,7 +242,7 @@ fn profile_lengths(
             // The estimate is cautious (full at 16K: about 20 GiB estimated, 4.3 GiB measured).
             max_gib: 20.0,
             max_seconds: 120.0,
-            repeats: 2,
+            repeats: PROFILE_REPEATS,
             model: None,
             params: Vec::new(),
             out: dir.to_path_buf(),
@@ -262,12 +265,13 @@ fn profile_lengths(
             }
         })
         .collect();
-    let mut note = "The rows on one attention call come from `attention-cpu.md` beside this \
+    let mut note = format!(
+        "The rows on one attention call come from `attention-cpu.md` beside this \
                     report: forward and backward of one call, B = 1, H = 4, D = 64, f32, each \
                     mechanism with its default parameters (the lengths are far beyond the \
                     arena's, so the arena's scaled-down parameters would not fit them), median \
-                    of 2 passes in a fresh process."
-        .to_string();
+                    of {PROFILE_REPEATS} passes in a fresh process."
+    );
     if !unmeasured.is_empty() {
         note += &format!(" Not measured: {}.", unmeasured.join("; "));
     }

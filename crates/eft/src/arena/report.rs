@@ -263,17 +263,21 @@ fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "—".into(), |v| format!("{v:.1}%"))
 }
 
-fn markdown(rows: &[Row]) -> String {
-    let mut tasks: Vec<&str> = Vec::new();
-    let mut mechanisms: Vec<&str> = Vec::new();
+/// The values of `key` in the order they first appear in `rows` (tasks, mechanisms).
+pub(super) fn first_seen(rows: &[Row], key: fn(&Row) -> &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
     for r in rows {
-        if !tasks.contains(&r.task.as_str()) {
-            tasks.push(&r.task);
-        }
-        if !mechanisms.contains(&r.mechanism.as_str()) {
-            mechanisms.push(&r.mechanism);
+        let k = key(r);
+        if !out.contains(&k) {
+            out.push(k);
         }
     }
+    out
+}
+
+fn markdown(rows: &[Row]) -> String {
+    let tasks = first_seen(rows, |r| &r.task);
+    let mechanisms = first_seen(rows, |r| &r.mechanism);
     let find = |m: &str, t: &str| {
         rows.iter()
             .find(|r| r.mechanism == m && r.task == t && r.replica == 0)
@@ -341,11 +345,12 @@ fn markdown(rows: &[Row]) -> String {
         s += &format!(" {} |", pct(b));
     }
     s += " — |\n| learned? |";
+    let learned = verdict::learned_tasks(rows);
     let mut unlearned = Vec::new();
     for t in &tasks {
-        s += match verdict::learned(rows, t) {
-            Some(true) => " yes |",
-            Some(false) => {
+        s += match learned.iter().find(|(l, _)| l == t) {
+            Some((_, true)) => " yes |",
+            Some((_, false)) => {
                 unlearned.push(*t);
                 " **no** |"
             }
@@ -495,28 +500,15 @@ mod tests {
     use super::*;
 
     fn row(task: &str, mechanism: &str, accuracy: Option<f64>, speed: f64) -> Row {
-        Row {
-            task: task.into(),
-            mechanism: mechanism.into(),
-            replica: 0,
-            status: if accuracy.is_some() {
-                "finished"
-            } else {
-                "failed"
-            }
-            .into(),
-            test_accuracy: accuracy,
-            majority_baseline: Some(10.0),
-            lra_published: published(mechanism, task),
-            flops_per_step: Some(2e9),
-            executed_flops_per_step: Some(2e9),
-            steps_per_second: Some(speed),
-            peak_step_heap_bytes: Some(64 << 20),
-            cost_usd: Some(0.001),
-            wall_seconds: Some(125.0),
-            parameters: Some(1000),
-            error: accuracy.is_none().then(|| "out of memory".to_string()),
+        let mut r = Row::finished(task, mechanism, accuracy.unwrap_or_default());
+        r.steps_per_second = Some(speed);
+        r.wall_seconds = Some(125.0);
+        if accuracy.is_none() {
+            r.status = "failed".into();
+            r.test_accuracy = None;
+            r.error = Some("out of memory".into());
         }
+        r
     }
 
     /// Bubbles average accuracy arithmetically and speed and memory ratios geometrically.

@@ -3,7 +3,7 @@
 //! judged on this arena's cells (per task, at its length, with the seed spread) and the speed and
 //! memory findings again on single attention calls at long lengths (`eft profile`).
 
-use super::report::{Accuracy, Row};
+use super::report::{Accuracy, Row, first_seen};
 
 /// The family a mechanism belongs to, in the taxonomy of the notes (Tay et al.'s survey).
 pub fn family(mechanism: &str) -> &'static str {
@@ -82,21 +82,9 @@ struct TaskAccuracy<'a> {
     cells: Vec<(&'a str, Accuracy)>,
 }
 
-/// The order in which tasks and mechanisms first appear.
-fn ordered(rows: &[Row], key: fn(&Row) -> &str) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for r in rows {
-        let k = key(r);
-        if !out.contains(&k) {
-            out.push(k);
-        }
-    }
-    out
-}
-
 fn task_accuracies(rows: &[Row]) -> Vec<TaskAccuracy<'_>> {
-    let mechanisms = ordered(rows, |r| &r.mechanism);
-    ordered(rows, |r| &r.task)
+    let mechanisms = first_seen(rows, |r| &r.mechanism);
+    first_seen(rows, |r| &r.task)
         .into_iter()
         .filter_map(|task| {
             let baseline = rows
@@ -116,19 +104,19 @@ fn task_accuracies(rows: &[Row]) -> Vec<TaskAccuracy<'_>> {
         .collect()
 }
 
-/// Whether the task learned: `full` (or, without it, the best mechanism) is above the
-/// majority baseline by more than its seed spread.
-pub fn learned(rows: &[Row], task: &str) -> Option<bool> {
-    let t = task_accuracies(rows).into_iter().find(|t| t.task == task)?;
-    Some(reference(&t)?.learned(t.baseline))
+/// Each task with a baseline, in order, and whether it learned: `full` (or, without it, the
+/// best mechanism) is above the majority baseline by more than its seed spread.
+pub fn learned_tasks(rows: &[Row]) -> Vec<(&str, bool)> {
+    task_accuracies(rows)
+        .iter()
+        .map(|t| (t.task, learned(t)))
+        .collect()
 }
 
-fn reference<'a>(t: &'a TaskAccuracy) -> Option<&'a Accuracy> {
-    t.cells
-        .iter()
-        .find(|(m, _)| *m == "full")
-        .or_else(|| t.cells.iter().max_by(|a, b| a.1.mean.total_cmp(&b.1.mean)))
-        .map(|(_, a)| a)
+fn learned(t: &TaskAccuracy) -> bool {
+    let full = t.cells.iter().find(|(m, _)| *m == "full");
+    full.or_else(|| best(&t.cells, |_| true))
+        .is_some_and(|(_, a)| a.learned(t.baseline))
 }
 
 /// The best cell by mean among those `keep` admits.
@@ -287,12 +275,9 @@ fn length(n: usize) -> String {
 
 /// Every finding, judged on the arena's rows (first seed's costs) and the profiled lengths.
 pub fn findings(rows: &[Row], profiled: &[Profiled]) -> Vec<Finding> {
-    let learned: Vec<TaskAccuracy> = task_accuracies(rows)
-        .into_iter()
-        .filter(|t| reference(t).is_some_and(|a| a.learned(t.baseline)))
-        .collect();
+    let learned: Vec<TaskAccuracy> = task_accuracies(rows).into_iter().filter(learned).collect();
     let first = |cost: fn(&Row) -> Option<f64>| -> Vec<(String, Vec<(&str, f64)>)> {
-        ordered(rows, |r| &r.task)
+        first_seen(rows, |r| &r.task)
             .into_iter()
             .map(|task| {
                 let points = rows
@@ -382,6 +367,13 @@ pub fn markdown(findings: &[Finding], profile_note: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn learned(rows: &[Row], task: &str) -> Option<bool> {
+        learned_tasks(rows)
+            .into_iter()
+            .find(|(t, _)| *t == task)
+            .map(|(_, l)| l)
+    }
 
     fn cell(task: &str, mechanism: &str, replica: u64, acc: f64, speed: f64, heap: u64) -> Row {
         let mut r = Row::finished(task, mechanism, acc);

@@ -95,7 +95,12 @@ impl Measurement {
 
 /// The attention sweep's results saved in `dir` (`attention-cpu.json`); none if it has none.
 pub(crate) fn saved_sweep(dir: &std::path::Path) -> Vec<Measurement> {
-    std::fs::read(dir.join("attention-cpu.json"))
+    read_measurements(&dir.join("attention-cpu.json"))
+}
+
+/// The measurements a sweep wrote to `path`; none if the file is missing or unreadable.
+fn read_measurements(path: &std::path::Path) -> Vec<Measurement> {
+    std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()

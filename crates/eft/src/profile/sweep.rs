@@ -188,10 +188,7 @@ fn write_all(args: &SweepArgs, results: Vec<Measurement>) -> anyhow::Result<()> 
         None => "attention".to_string(),
     };
     let path = args.out.join(format!("{stem}-cpu.json"));
-    let earlier: Vec<Measurement> = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let earlier = super::read_measurements(&path);
     let repeated = |m: &Measurement| {
         results
             .iter()
