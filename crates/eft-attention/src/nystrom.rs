@@ -159,29 +159,7 @@ impl Mechanism for NystromAttention {
     /// - input: see [`AttentionInput`] (not causal)
     /// - output: `[B, H, N, D]`
     fn forward(&self, input: AttentionInput) -> Tensor<4> {
-        let [batch, _, len, dim] = input.q.dims();
-        let device = input.q.device();
-        let m = self.landmarks.min(len);
-        let scale = 1.0 / (dim as f64).sqrt();
-        let real = match &input.key_padding {
-            Some(p) => crate::mask::visible_as(p.clone(), input.q.dtype()),
-            None => Tensor::ones([batch, len], (&device, input.q.dtype())),
-        };
-        let q_land = self.landmarks(input.q.clone(), &real, m); // [B, H, m, D]
-        let k_land = self.landmarks(input.k.clone(), &real, m);
-        // softmax(q̃·k̃ᵀ/√D): the m × m kernel that is pseudo-inverted.
-        let among = eft_kernels::softmax(q_land.clone().matmul(k_land.clone().transpose()) * scale);
-        // softmax(q̃·kᵀ/√D)·v and softmax(q·k̃ᵀ/√D)·W are attention over N keys and over the m
-        // landmarks: one materialised operation each, its probabilities kept and nothing else.
-        let padding = input.key_padding.map(|p| p.float());
-        let from_keys =
-            eft_kernels::materialised_attention(q_land, input.k, input.v.clone(), padding, false); // [B, H, m, D]
-        let values = pinv(among, self.pinv_iters).matmul(from_keys); // [B, H, m, D]
-        let out = eft_kernels::materialised_attention(input.q, k_land, values, None, false);
-        match &self.conv {
-            None => out,
-            Some(conv) => out + conv.forward(input.v * real.reshape([batch, 1, len, 1])),
-        }
+        self.attend(input, |among| pinv(among, self.pinv_iters))
     }
 
     /// FLOPs and saved bytes: landmarks, the three kernels, the Newton–Schulz iterations and the
@@ -219,6 +197,124 @@ impl Mechanism for NystromAttention {
             saved_bytes: bh * (2.0 * n * m + (3.0 * iters + 2.0) * m * m + 2.0 * m * d) * 4.0,
         }
     }
+}
+
+impl NystromAttention {
+    /// The Nyström formula with the exact pseudo-inverse ([`exact_pinv`]) in place of the
+    /// Newton–Schulz iterations: what the iterations approximate, for measuring how far they
+    /// are from it. Not differentiable, not a fast path.
+    ///
+    /// # Shapes
+    /// - input: see [`AttentionInput`] (not causal)
+    /// - output: `[B, H, N, D]`
+    pub fn forward_exact(&self, input: AttentionInput) -> Tensor<4> {
+        self.attend(input, exact_pinv)
+    }
+
+    /// The landmark formula with `invert` as the pseudo-inverse of the `m × m` kernel.
+    fn attend(
+        &self,
+        input: AttentionInput,
+        invert: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
+        let [batch, _, len, dim] = input.q.dims();
+        let device = input.q.device();
+        let m = self.landmarks.min(len);
+        let scale = 1.0 / (dim as f64).sqrt();
+        let real = match &input.key_padding {
+            Some(p) => crate::mask::visible_as(p.clone(), input.q.dtype()),
+            None => Tensor::ones([batch, len], (&device, input.q.dtype())),
+        };
+        let q_land = self.landmarks(input.q.clone(), &real, m); // [B, H, m, D]
+        let k_land = self.landmarks(input.k.clone(), &real, m);
+        // softmax(q̃·k̃ᵀ/√D): the m × m kernel that is pseudo-inverted.
+        let among = eft_kernels::softmax(q_land.clone().matmul(k_land.clone().transpose()) * scale);
+        // softmax(q̃·kᵀ/√D)·v and softmax(q·k̃ᵀ/√D)·W are attention over N keys and over the m
+        // landmarks: one materialised operation each, its probabilities kept and nothing else.
+        let padding = input.key_padding.map(|p| p.float());
+        let from_keys =
+            eft_kernels::materialised_attention(q_land, input.k, input.v.clone(), padding, false); // [B, H, m, D]
+        let values = invert(among).matmul(from_keys); // [B, H, m, D]
+        let out = eft_kernels::materialised_attention(input.q, k_land, values, None, false);
+        match &self.conv {
+            None => out,
+            Some(conv) => out + conv.forward(input.v * real.reshape([batch, 1, len, 1])),
+        }
+    }
+}
+
+/// Newton–Schulz iterations [`exact_pinv`] runs at most; each multiplies the smallest singular
+/// values' share by about 3.25, so 120 cover condition numbers far beyond f64's precision.
+const EXACT_PINV_ITERS: usize = 120;
+
+/// The Moore–Penrose pseudo-inverse of each `[m, m]` matrix of `a`, in f64 on the host: the
+/// Newton–Schulz iteration of [`pinv`] from the same start, run until an iterate changes by less
+/// than 1e-13 of its norm (the iteration converges to the pseudo-inverse from that start).
+/// The reference the f32 iterations are measured against; O(m³) per iteration on one core.
+pub fn exact_pinv(a: Tensor<4>) -> Tensor<4> {
+    let dims = a.dims();
+    let (device, dtype) = (a.device(), a.dtype());
+    let m = dims[2];
+    let values: Vec<f64> = a.into_data().iter::<f64>().collect();
+    let inverted: Vec<f64> = values
+        .chunks(m * m)
+        .flat_map(|one| pinv_f64(one, m))
+        .collect();
+    Tensor::<4>::from_data(TensorData::new(inverted, dims), &device).cast(dtype)
+}
+
+/// `a · b` for row-major `m × m` matrices.
+fn matmul_f64(a: &[f64], b: &[f64], m: usize) -> Vec<f64> {
+    let mut out = vec![0.0; m * m];
+    for i in 0..m {
+        for k in 0..m {
+            let x = a[i * m + k];
+            for j in 0..m {
+                out[i * m + j] += x * b[k * m + j];
+            }
+        }
+    }
+    out
+}
+
+/// One matrix's pseudo-inverse by Newton–Schulz in f64 (see [`exact_pinv`]).
+fn pinv_f64(a: &[f64], m: usize) -> Vec<f64> {
+    let col = (0..m)
+        .map(|j| (0..m).map(|i| a[i * m + j].abs()).sum::<f64>())
+        .fold(0.0, f64::max);
+    let row = (0..m)
+        .map(|i| a[i * m..(i + 1) * m].iter().map(|x| x.abs()).sum::<f64>())
+        .fold(0.0, f64::max);
+    if col * row == 0.0 {
+        return vec![0.0; m * m];
+    }
+    let mut z: Vec<f64> = (0..m * m)
+        .map(|p| a[(p % m) * m + p / m] / (col * row))
+        .collect();
+    // `c·I − x`, the iteration's inner factors.
+    let shifted = |c: f64, x: &[f64]| -> Vec<f64> {
+        (0..m * m)
+            .map(|p| f64::from(u8::from(p / m == p % m)) * c - x[p])
+            .collect()
+    };
+    for _ in 0..EXACT_PINV_ITERS {
+        let az = matmul_f64(a, &z, m);
+        let inner = shifted(7.0, &az);
+        let inner = shifted(15.0, &matmul_f64(&az, &inner, m));
+        let inner = shifted(13.0, &matmul_f64(&az, &inner, m));
+        let next: Vec<f64> = matmul_f64(&z, &inner, m).iter().map(|x| x * 0.25).collect();
+        let change = next
+            .iter()
+            .zip(&z)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>();
+        let norm = next.iter().map(|x| x * x).sum::<f64>();
+        z = next;
+        if change <= 1e-26 * norm {
+            break;
+        }
+    }
+    z
 }
 
 /// The Newton–Schulz pseudo-inverse of each `[m, m]` matrix of `a` (non-negative entries).
@@ -321,6 +417,41 @@ mod tests {
             .map(|p| f64::from(u8::from(p / 6 == p % 6)))
             .collect();
         assert_close("A·pinv(A)", &to_f64(product), &eye, 0.0, 1e-4);
+    }
+
+    /// The f64 reference meets the four Penrose conditions, on an invertible softmax matrix and
+    /// on a singular one (two equal rows), where an inverse does not exist.
+    #[test]
+    fn exact_pinv_meets_the_penrose_conditions() {
+        let device = Device::flex();
+        let (q, k, _, _) = random_qkv([1, 1, 6, 4], 4, &device);
+        let invertible = softmax(q.clone().matmul(k.clone().transpose()), 3);
+        let row = q.clone().slice([0..1, 0..1, 0..1, 0..4]);
+        let twice = Tensor::cat(vec![row, q.slice([0..1, 0..1, 1..6, 0..4])], 2);
+        let twice = Tensor::cat(
+            vec![twice.clone().slice([0..1, 0..1, 0..1, 0..4]), twice],
+            2,
+        )
+        .slice([0..1, 0..1, 0..6, 0..4]);
+        let singular = softmax(twice.matmul(k.transpose()), 3);
+        for (name, a) in [("invertible", invertible), ("singular", singular)] {
+            let z = exact_pinv(a.clone());
+            let (az, za) = (a.clone().matmul(z.clone()), z.clone().matmul(a.clone()));
+            let close = |what: &str, x: Tensor<4>, y: Tensor<4>| {
+                let scale = to_f64(y.clone()).iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                assert_close(
+                    &format!("{name}: {what}"),
+                    &to_f64(x),
+                    &to_f64(y),
+                    0.0,
+                    1e-4 * scale,
+                );
+            };
+            close("A·Z·A = A", az.clone().matmul(a.clone()), a.clone());
+            close("Z·A·Z = Z", za.clone().matmul(z.clone()), z.clone());
+            close("A·Z symmetric", az.clone().transpose(), az);
+            close("Z·A symmetric", za.clone().transpose(), za);
+        }
     }
 
     /// Padded keys and values change nothing, with or without the convolution.

@@ -114,11 +114,29 @@ impl SparsePlan {
         causal: bool,
         device: &Device,
     ) -> Tensor<4, Bool> {
-        let mut blocked = Vec::with_capacity(heads * len * len);
-        for h in 0..heads {
-            for i in 0..len {
-                for j in 0..len {
-                    blocked.push(!self.allows(h, i, j) || (causal && j > i));
+        let mut blocked = vec![true; heads * len * len];
+        for g in &self.groups {
+            // Where each original position sits in the group's order: one pass, so that the
+            // N² lookups below do not each search the order (O(N³) at LRA's lengths).
+            let at: Option<Vec<usize>> = g.order.as_ref().map(|order| {
+                let mut at = vec![0; order.len()];
+                for (p, &o) in order.iter().enumerate() {
+                    at[o] = p;
+                }
+                at
+            });
+            for h in g.heads.clone().filter(|&h| h < heads) {
+                let ph = if g.pattern.heads == 1 {
+                    0
+                } else {
+                    h - g.heads.start
+                };
+                for i in 0..len {
+                    for j in 0..len {
+                        let (pi, pj) = at.as_ref().map_or((i, j), |at| (at[i], at[j]));
+                        blocked[(h * len + i) * len + j] =
+                            !g.pattern.allows(ph, pi, pj) || (causal && j > i);
+                    }
                 }
             }
         }

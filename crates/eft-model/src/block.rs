@@ -283,6 +283,18 @@ impl Block {
         self
     }
 
+    /// What this block's mechanism is given for the block input `x` (`[B, N, d]`): the queries,
+    /// keys and values by head and the masks, as the forward pass computes them.
+    pub fn attention_input(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> eft_attention::AttentionInput {
+        let x = self.residual.attention_side(x);
+        self.attention
+            .project(&normalise(&self.attention_norm, x), padding)
+    }
+
     /// The attention sub-layer, for cost accounting.
     pub fn self_attention(&self) -> &SelfAttention {
         &self.attention

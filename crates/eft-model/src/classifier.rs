@@ -256,6 +256,20 @@ impl Classifier {
         ModelCost::layer(flops, 0.0)
     }
 
+    /// Each layer's attention input on a padded batch (see [`Encoder::attention_inputs`]);
+    /// `None` when the layers recur over segments or steps.
+    ///
+    /// # Shapes
+    /// - tokens, padding: `[B, N]`
+    pub fn attention_inputs(
+        &self,
+        tokens: Tensor<2, Int>,
+        padding: Tensor<2, Bool>,
+    ) -> Option<Vec<eft_attention::AttentionInput>> {
+        let (x, padding) = self.embeddings.forward(tokens, padding);
+        self.encoder.attention_inputs(x, Some(padding))
+    }
+
     /// The encoder, for cost accounting and per-layer access.
     pub fn encoder(&self) -> &Encoder {
         &self.encoder

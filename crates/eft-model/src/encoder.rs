@@ -135,6 +135,32 @@ impl Encoder {
         self.block(depth).forward(x, padding)
     }
 
+    /// Each depth's attention input on `x` (see [`Block::attention_input`]), in depth order;
+    /// `None` under segment recurrence or adaptive computation time, whose layers see other
+    /// inputs (segments with memory, repeated steps).
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]`
+    pub fn attention_inputs(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> Option<Vec<eft_attention::AttentionInput>> {
+        if self.recurrence().is_some() || self.adaptive() {
+            return None;
+        }
+        let mut x = x;
+        let mut inputs = Vec::with_capacity(self.depth());
+        for depth in 0..self.depth() {
+            inputs.push(
+                self.block(depth)
+                    .attention_input(x.clone(), padding.clone()),
+            );
+            x = self.layer(depth, x, padding.clone());
+        }
+        Some(inputs)
+    }
+
     /// Whether the stack is applied recurrently with adaptive computation time.
     pub fn adaptive(&self) -> bool {
         self.act.is_some()
@@ -295,6 +321,28 @@ mod tests {
             pool: Pool::Mean,
             ..crate::config::tests::small()
         }
+    }
+
+    /// Each depth's captured attention input is what that block's mechanism sees in the forward
+    /// pass: depth 1's comes from layer 0's output, not from the embedding; recurring layers
+    /// give none.
+    #[test]
+    fn attention_inputs_follow_the_layers() {
+        let device = Device::flex();
+        device.seed(2);
+        let config = crate::config::tests::small();
+        let encoder = Encoder::new(&config, 10, &device);
+        let x = Tensor::<3>::random([2, 10, 16], Distribution::Normal(0.0, 1.0), &device);
+        let inputs = encoder.attention_inputs(x.clone(), None).unwrap();
+        assert_eq!(inputs.len(), encoder.depth());
+        let queries =
+            |depth: usize, x: Tensor<3>| to_f64(encoder.block(depth).attention_input(x, None).q);
+        assert_eq!(to_f64(inputs[0].q.clone()), queries(0, x.clone()));
+        let after = encoder.layer(0, x.clone(), None);
+        assert_eq!(to_f64(inputs[1].q.clone()), queries(1, after));
+        assert_ne!(to_f64(inputs[1].q.clone()), queries(1, x.clone()));
+        let recurring = Encoder::new(&xl(Some(5)), 10, &device);
+        assert!(recurring.attention_inputs(x, None).is_none());
     }
 
     /// Segment 2 sees segment 1 only through memory, which carries no gradient: the gradient of

@@ -117,8 +117,9 @@ impl SelfAttention {
         self.merge(self.mechanism.decode(cache, input, start))
     }
 
-    /// Queries, keys and values of `x` (`[B, N, d]`) by head, with the layer's masks.
-    fn project(&self, x: &Tensor<3>, padding: Option<Tensor<2, Bool>>) -> AttentionInput {
+    /// Queries, keys and values of `x` (`[B, N, d]`, already normalised) by head, with the
+    /// layer's masks: what the mechanism is given.
+    pub fn project(&self, x: &Tensor<3>, padding: Option<Tensor<2, Bool>>) -> AttentionInput {
         let x = &tensor_parallel::enter(self.split, x.clone());
         let mut input = AttentionInput::new(
             self.heads(&self.query, x),
