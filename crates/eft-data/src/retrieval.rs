@@ -38,6 +38,27 @@ pub struct RetrievalConfig {
     pub val: usize,
     /// Test pairs.
     pub test: usize,
+    /// Where a negative pair's second passage comes from: another document of the same genre
+    /// (the default, hard) or of another genre (easier: style and topic differ too).
+    #[serde(default, skip_serializing_if = "Negatives::is_default")]
+    pub negatives: Negatives,
+}
+
+/// `task.negatives`: the documents a negative pair's second passage is drawn from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Negatives {
+    /// Another document of the first passage's genre.
+    #[default]
+    SameGenre,
+    /// A document of another genre.
+    OtherGenre,
+}
+
+impl Negatives {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// One document: its genre and its text with the part-of-speech tags stripped.
@@ -221,9 +242,19 @@ impl RetrievalConfig {
                         }
                     }
                 } else {
-                    let genre = &by_genre[&docs[first].genre];
-                    let mut others: Vec<usize> =
-                        genre.iter().copied().filter(|&i| i != first).collect();
+                    let genre = docs[first].genre;
+                    let mut others: Vec<usize> = match self.negatives {
+                        Negatives::SameGenre => by_genre[&genre]
+                            .iter()
+                            .copied()
+                            .filter(|&i| i != first)
+                            .collect(),
+                        Negatives::OtherGenre => ids
+                            .iter()
+                            .copied()
+                            .filter(|&i| docs[i].genre != genre)
+                            .collect(),
+                    };
                     if others.is_empty() {
                         // A genre with one document (none in Brown): any other document.
                         others = ids.iter().copied().filter(|&i| i != first).collect();
@@ -306,6 +337,7 @@ mod tests {
             train: 400,
             val: 50,
             test: 50,
+            negatives: Negatives::SameGenre,
         };
         let data = config.build_from(dir.path(), 2).unwrap();
         assert_eq!(
@@ -337,6 +369,31 @@ mod tests {
         assert!(train.is_disjoint(&test), "test documents are unseen");
     }
 
+    /// `negatives = "other_genre"`: a negative's second passage comes from another genre; the
+    /// positives are drawn as before.
+    #[test]
+    fn other_genre_negatives_come_from_another_genre() {
+        let dir = tempfile::tempdir().unwrap();
+        corpus(dir.path(), &['a', 'b', 'k'], 12);
+        let config: RetrievalConfig = serde_json::from_str(
+            r#"{"passage_len": 40, "train": 300, "val": 40, "test": 40, "negatives": "other_genre"}"#,
+        )
+        .unwrap();
+        let data = config.build_from(dir.path(), 2).unwrap();
+        let mut negatives = 0;
+        for e in data.train.iter().chain(&data.test) {
+            let (a, b) = (doc_of(&e.tokens), doc_of(e.second.as_ref().unwrap()));
+            assert_eq!(a == b, e.label == 1, "{a} {b} label {}", e.label);
+            if e.label == 0 {
+                negatives += 1;
+                assert_ne!(a[..1], b[..1], "a negative from another genre: {a} {b}");
+            }
+        }
+        assert!(negatives > 100, "{negatives}");
+        let typo = r#"{"passage_len": 40, "train": 3, "val": 2, "test": 2, "negatives": "genre"}"#;
+        assert!(serde_json::from_str::<RetrievalConfig>(typo).is_err());
+    }
+
     /// Passages just under half a document: a first window in the middle leaves no room for a
     /// second, non-overlapping one of the same document, which once looped forever.
     #[test]
@@ -349,6 +406,7 @@ mod tests {
             train: 200,
             val: 20,
             test: 20,
+            negatives: Negatives::SameGenre,
         };
         let (send, receive) = std::sync::mpsc::channel();
         let folder = dir.path().to_path_buf();
@@ -373,6 +431,7 @@ mod tests {
             train: 1,
             val: 1,
             test: 1,
+            negatives: Negatives::SameGenre,
         };
         let e = config.build_from(dir.path(), 0).unwrap_err().to_string();
         assert!(
@@ -451,7 +510,7 @@ mod tests {
             passage_len in prop_oneof![0usize..31, Just(usize::MAX)],
             (train, val, test) in (0usize..20, 0usize..20, 0usize..20),
         ) {
-            let c = RetrievalConfig { passage_len, train, val, test };
+            let c = RetrievalConfig { passage_len, train, val, test, negatives: Negatives::SameGenre };
             if c.validate().is_err() {
                 return Ok(());
             }

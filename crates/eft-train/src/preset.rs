@@ -243,6 +243,7 @@ fn retrieval_quick() -> RunConfig {
         train: 5_000,
         val: 500,
         test: 1_000,
+        negatives: Default::default(),
     });
     c.train.set_steps(400, 100);
     c
@@ -258,6 +259,7 @@ fn retrieval_paper() -> RunConfig {
         train: 147_086,
         val: 18_090,
         test: 17_437,
+        negatives: Default::default(),
     });
     c.model.d_model = 128;
     c.model.n_heads = 4;

@@ -1191,6 +1191,18 @@ fn arena_runs_cells_records_failures_and_resumes() {
         root.join("attention-cpu.json").exists(),
         "the profile is kept for a rerun"
     );
+    // linear's trained attention measured against softmax on its own activations; full's is
+    // softmax itself.
+    assert!(
+        md.contains("## How close each mechanism is to softmax attention")
+            && md.contains("· <0.01% |"),
+        "{md}"
+    );
+    let layers = std::fs::read_to_string(root.join("fidelity.csv")).unwrap();
+    assert!(
+        layers.lines().any(|l| l.starts_with("listops,linear,0,1,")),
+        "{layers}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("report.json")).unwrap()).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);

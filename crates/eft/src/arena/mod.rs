@@ -1,6 +1,7 @@
 //! `eft arena`: every (task, mechanism) cell as its own resumable run, then one report.
 
 mod eta;
+mod fidelity;
 mod plan;
 mod report;
 mod verdict;
@@ -168,7 +169,7 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(_) => {
                 // Ctrl-C: the cell has a checkpoint; a rerun resumes it.
-                report::write(&dir, &outcomes, &[], None)?;
+                report::write(&dir, &outcomes, &[], &[], None)?;
                 eprintln!("arena interrupted; rerun the same command to continue");
                 return Ok(ExitCode::from(INTERRUPTED));
             }
@@ -187,7 +188,9 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
     } else {
         profile_lengths(&dir, &cells, &args.verdict_lens)?
     };
-    let md = report::write(&dir, &outcomes, &profiled, note.as_deref())?;
+    eprintln!("measuring each trained cell's attention against softmax…");
+    let measured = fidelity::measure(&dir, &outcomes, &options.device);
+    let md = report::write(&dir, &outcomes, &measured, &profiled, note.as_deref())?;
     println!("{md}");
     eprintln!("wrote {}", dir.join("report.{md,csv,json}").display());
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
@@ -211,8 +214,9 @@ fn profile_lengths(
 ) -> anyhow::Result<(Vec<verdict::Profiled>, Option<String>)> {
     let mut mechanisms: Vec<String> = Vec::new();
     for c in cells {
-        // A technique column (`full+switch`) profiles as its attention.
-        let name = c.mechanism.split('+').next().unwrap_or(&c.mechanism);
+        // A technique column (`full+switch`) or a named setting (`nystrom-pinv_iters6`)
+        // profiles as its attention, with the default parameters.
+        let name = c.config.model.attention.name();
         if !mechanisms.iter().any(|m| m == name) {
             mechanisms.push(name.to_string());
         }

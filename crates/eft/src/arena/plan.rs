@@ -236,6 +236,47 @@ pub fn parse_mechanism(spec: &str) -> anyhow::Result<MechanismSpec> {
     })
 }
 
+/// The columns with names of their own: a mechanism given more than once with other parameters
+/// (`nystrom:pinv_iters=6`, `nystrom:pinv_iters=24`) is named with the parameters that tell
+/// its columns apart (`nystrom-pinv_iters6`), so their cells get folders of their own. The
+/// same column twice is an error.
+fn distinct_columns(mut specs: Vec<MechanismSpec>) -> anyhow::Result<Vec<MechanismSpec>> {
+    let given: Vec<(String, Vec<(String, String)>)> = specs
+        .iter()
+        .map(|s| (s.name.clone(), s.params.clone()))
+        .collect();
+    for (i, spec) in specs.iter_mut().enumerate() {
+        let twins: Vec<&Vec<(String, String)>> = given
+            .iter()
+            .filter(|(name, _)| *name == given[i].0)
+            .map(|(_, params)| params)
+            .collect();
+        if twins.len() == 1 {
+            continue;
+        }
+        // The parameters not every twin shares.
+        let label: String = spec
+            .params
+            .iter()
+            .filter(|p| !twins.iter().all(|t| t.contains(p)))
+            .map(|(k, v)| format!("-{k}{v}"))
+            .collect();
+        if label.is_empty() {
+            bail!(
+                "mechanism `{}` is given twice with the same parameters; give each column other \
+                 parameters or drop one",
+                given[i].0
+            );
+        }
+        let (attention, techniques) = match spec.name.split_once('+') {
+            Some((a, t)) => (a.to_string(), format!("+{t}")),
+            None => (spec.name.clone(), String::new()),
+        };
+        spec.name = format!("{attention}{label}{techniques}");
+    }
+    Ok(specs)
+}
+
 /// The cells of `preset` for the chosen tasks and mechanisms, with `sets` applied last.
 /// Each cell `seeds` times: replica 0 keeps its name, replica r > 0 is `<name>-seed<r>` with
 /// `train.replica = r` (other initial weights, batch order and dropout; the same data).
@@ -283,6 +324,12 @@ pub fn cells(
     } else {
         mechanisms.to_vec()
     };
+    let specs = distinct_columns(
+        specs
+            .iter()
+            .map(|s| parse_mechanism(s))
+            .collect::<anyhow::Result<_>>()?,
+    )?;
     let mut out = Vec::new();
     for task in &tasks {
         let base = task_base(task, preset_name)?;
@@ -292,7 +339,7 @@ pub fn cells(
                 params,
                 config: attention,
                 techniques,
-            } = parse_mechanism(spec)?;
+            } = spec.clone();
             let name = format!("{task}-{mechanism}");
             let mut values = vec![
                 ("name".to_string(), toml::Value::String(name.clone())),
@@ -412,6 +459,31 @@ mod tests {
                 .to_string()
                 .contains("KEY=VALUE")
         );
+    }
+
+    /// One mechanism under several parameter settings gets one column (and folder) per
+    /// setting, named by what differs; the same setting twice is refused.
+    #[test]
+    fn repeated_mechanisms_are_named_by_their_differing_parameters() {
+        let specs = [
+            "nystrom:landmarks=16:pinv_iters=6",
+            "nystrom:landmarks=16:pinv_iters=24",
+            "full",
+        ]
+        .map(String::from);
+        let columns = super::cells("quick", &["listops".into()], &specs, &[]).unwrap();
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "listops-nystrom-pinv_iters6",
+                "listops-nystrom-pinv_iters24",
+                "listops-full"
+            ]
+        );
+        let twice = ["local:block=8", "local:block=8"].map(String::from);
+        let e = super::cells("quick", &["listops".into()], &twice, &[]).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
     }
 
     /// `+switch` columns set the model's feed-forward branch; bad parameters stop the arena

@@ -7,6 +7,7 @@ use std::path::Path;
 use eft_train::RunRecord;
 use serde::Serialize;
 
+use super::fidelity::{self, Measured};
 use super::plan::Cell;
 use super::verdict::{self, Profiled};
 use crate::plot::{Axis, Bubble, Heading, Unit, bubbles};
@@ -123,18 +124,29 @@ fn row(o: &Outcome) -> Row {
     }
 }
 
-/// Writes report.md (ending with the verdict on LRA's findings, the speed and memory ones also
-/// judged on `profiled` lengths, described by `profile_note`), report.csv, report.json and
+/// Writes report.md (the attention's distance from softmax, `measured`, after the tables, and
+/// at the end the verdict on LRA's findings, the speed and memory ones also judged on
+/// `profiled` lengths, described by `profile_note`), report.csv, report.json, fidelity.csv and
 /// bubbles.{png,svg} into `dir`; returns the Markdown.
 pub fn write(
     dir: &Path,
     outcomes: &[Outcome],
+    measured: &[Measured],
     profiled: &[Profiled],
     profile_note: Option<&str>,
 ) -> anyhow::Result<String> {
     let rows: Vec<Row> = outcomes.iter().map(row).collect();
     let mut md = markdown(&rows);
     md += "\n";
+    let close = fidelity::markdown(&rows, measured);
+    if !close.is_empty() {
+        md += &close;
+        md += "\n";
+        eft_train::write_atomic(
+            &dir.join("fidelity.csv"),
+            fidelity::csv(measured).as_bytes(),
+        )?;
+    }
     md += &verdict::markdown(&verdict::findings(&rows, profiled), profile_note);
     eft_train::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     eft_train::write_atomic(

@@ -7,8 +7,9 @@ use super::report::{Accuracy, Row, first_seen};
 
 /// The family a mechanism belongs to, in the taxonomy of the notes (Tay et al.'s survey).
 pub fn family(mechanism: &str) -> &'static str {
-    // A column with techniques (`full+switch`) belongs to its attention's family.
-    match mechanism.split('+').next().unwrap_or(mechanism) {
+    // A column with techniques (`full+switch`) or named by its parameters (`nystrom-pinv_iters6`)
+    // belongs to its attention's family.
+    match mechanism.split(['+', '-']).next().unwrap_or(mechanism) {
         "full" | "flash" => "exact",
         "local" | "sliding" | "strided" | "fixed" | "cascade" | "blockbert" | "longformer"
         | "bigbird" => "sparse",
