@@ -3,7 +3,7 @@
 # Text, Retrieval, Pathfinder and induction heads under other lengths, steps, data and learning
 # rates, each an `eft arena` of one cell with the quick preset and `--set` overrides. Writes the
 # test accuracy of every seed beside the majority baseline to bench/results/quick-sizing.md.
-# About 45 minutes on 2 cores.
+# About 70 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p eft
@@ -25,6 +25,10 @@ experiments=(
   "retrieval-64-mean-20k|1|retrieval|train.steps=400 task.passage_len=64 task.train=20000 model.pool=\"mean\" $(cos 2e-3 40)"
   "pathfinder-400x32|1|pathfinder|train.steps=400 train.batch_size=32 task.train=5000 task.test=500"
   "pathfinder-1500x32|1|pathfinder|train.steps=1500 train.batch_size=32 task.train=10000 task.test=500 $(cos 2e-3 150)"
+  "pathfinder-c4-d0-800x32|3|pathfinder|task.contour_length=4 task.distractors=0 train.steps=800 train.batch_size=32 task.train=10000 task.test=500 $(cos 2e-3 80)"
+  "retrieval-other-genre|1|retrieval|task.negatives=\"other_genre\""
+  "retrieval-other-genre-64-mean|1|retrieval|task.negatives=\"other_genre\" train.steps=400 task.passage_len=64 model.pool=\"mean\" $(cos 2e-3 40)"
+  "retrieval-other-genre-64-mean-20k|1|retrieval|task.negatives=\"other_genre\" train.steps=400 task.passage_len=64 task.train=20000 model.pool=\"mean\" $(cos 2e-3 40)"
   "induction-quick|3|induction|"
   "induction-600-3e-3|1|induction|train.steps=600 $(cos 3e-3 60)"
   "induction-1500-20k|3|induction|train.steps=1500 task.train=20000 $(cos 1e-3 150)"
