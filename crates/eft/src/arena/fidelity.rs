@@ -19,6 +19,15 @@ const SEQUENCES: usize = 32;
 /// quadratic in the length, and at LRA's 1K–2K tokens 32 sequences took minutes a cell.
 const LONGEST_FULL_BATCH: usize = 576;
 
+/// Bytes the dense softmax reference may hold (its scores, probabilities and their
+/// intermediate, f32): beyond this a cell is not measured rather than risk the report.
+const REFERENCE_BYTES: f64 = 4.0 * (1u64 << 30) as f64;
+
+/// Bytes of the dense reference for `sequences` rows of `len` tokens and `heads` heads.
+fn reference_bytes(sequences: usize, heads: usize, len: usize) -> f64 {
+    3.0 * 4.0 * (sequences * heads) as f64 * (len as f64).powi(2)
+}
+
 /// Sequences measured at `len` tokens: [`SEQUENCES`] up to [`LONGEST_FULL_BATCH`] tokens, then
 /// as many as hold the same number of tokens, at least 2.
 fn sequences(len: usize) -> usize {
@@ -84,6 +93,22 @@ fn measure_cell(
     let path = run.join(CHECKPOINT_FILE);
     let checkpoint = Checkpoint::load(&path)?;
     let config = &checkpoint.config;
+    let len = config.task.shape().max_len;
+    let (rows, heads) = (sequences(len), config.model.n_heads);
+    // A paired task's example is two sequences.
+    let towers = if matches!(config.task, eft_data::TaskConfig::Retrieval(_)) {
+        2
+    } else {
+        1
+    };
+    let bytes = reference_bytes(rows * towers, heads, len);
+    if bytes > REFERENCE_BYTES {
+        anyhow::bail!(
+            "the dense softmax reference for {rows} sequences of {len} tokens would hold {:.0} \
+             GiB",
+            bytes / f64::from(1u32 << 30)
+        );
+    }
     // The data depends on the task and the data seed only, shared by a task's columns.
     let key = format!("{}\n{}", config.seed, toml::to_string(&config.task)?);
     if !data.iter().any(|(k, _)| *k == key) {
@@ -96,8 +121,7 @@ fn measure_cell(
         .1
         .test;
     let model = load_weights(build_model(config, device)?, &checkpoint, &path)?;
-    let len = config.task.shape().max_len;
-    let batch = Batch::from_examples(test.iter().take(sequences(len)));
+    let batch = Batch::from_examples(test.iter().take(rows));
     let tensors = eft_train::batch_tensors(&batch, device);
     let Some(inputs) = model.attention_inputs(tensors.tokens, tensors.padding) else {
         return Ok(None);
@@ -290,6 +314,9 @@ mod tests {
         assert_eq!(sequences(576), 32);
         assert_eq!(sequences(2_000), 9);
         assert_eq!(sequences(16_384), 2);
+        // LRA's ListOps fits; Path-X's 16K tokens would need tens of GiB and are skipped.
+        assert!(reference_bytes(sequences(2_000), 4, 2_000) < REFERENCE_BYTES);
+        assert!(reference_bytes(sequences(16_384), 8, 16_384) > REFERENCE_BYTES);
     }
 
     #[test]
