@@ -95,12 +95,9 @@ fn measure_cell(
     let config = &checkpoint.config;
     let len = config.task.shape().max_len;
     let (rows, heads) = (sequences(len), config.model.n_heads);
+    let model = load_weights(build_model(config, device)?, &checkpoint, &path)?;
     // A paired task's example is two sequences.
-    let towers = if matches!(config.task, eft_data::TaskConfig::Retrieval(_)) {
-        2
-    } else {
-        1
-    };
+    let towers = if model.paired() { 2 } else { 1 };
     let bytes = reference_bytes(rows * towers, heads, len);
     if bytes > REFERENCE_BYTES {
         anyhow::bail!(
@@ -120,7 +117,6 @@ fn measure_cell(
         .expect("just built")
         .1
         .test;
-    let model = load_weights(build_model(config, device)?, &checkpoint, &path)?;
     let batch = Batch::from_examples(test.iter().take(rows));
     let tensors = eft_train::batch_tensors(&batch, device);
     let Some(inputs) = model.attention_inputs(tensors.tokens, tensors.padding) else {
