@@ -1275,9 +1275,23 @@ fn arena_runs_cells_records_failures_and_resumes() {
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(file.tensor("logits").unwrap().shape(), [8, 10]);
 
+    // A finished cell's measurement is kept beside it and reused by a rerun: marked here with
+    // an error no model would give, it reaches the rerun's report.
+    let kept = root.join("listops-linear").join("fidelity.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    for layer in saved["layers"].as_array_mut().unwrap() {
+        layer["vs_softmax"] = serde_json::json!(0.0777);
+    }
+    std::fs::write(&kept, serde_json::to_vec(&saved).unwrap()).unwrap();
     let again = arena("train.steps=4");
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(err.matches("ended earlier: kept").count(), 2, "{err}");
+    let md = std::fs::read_to_string(root.join("report.md")).unwrap();
+    assert!(
+        md.contains("· 7.77% |"),
+        "the kept measurement is reused: {md}"
+    );
 
     // Other settings under the same name: the old cells are neither reused nor overwritten.
     let record = std::fs::read(root.join("listops-full").join("record.json")).unwrap();

@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use eft_attention::Fidelity;
 use eft_data::{Batch, Dataset};
 use eft_train::{CHECKPOINT_FILE, Checkpoint, build_data, build_model, load_weights};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::report::{Accuracy, Outcome, Row, first_seen};
 
@@ -95,7 +95,51 @@ fn measure_cell(
     let config = &checkpoint.config;
     let len = config.task.shape().max_len;
     let (rows, heads) = (sequences(len), config.model.n_heads);
-    let model = load_weights(build_model(config, device)?, &checkpoint, &path)?;
+    // A finished cell's weights do not change: its measurement is kept beside them and reused
+    // while the config, the step and the number of sequences are the same.
+    let key = format!(
+        "{}\nstep {}, {rows} sequences",
+        toml::to_string(config)?,
+        checkpoint.state.step
+    );
+    let saved_path = run.join(SAVED_FILE);
+    if let Some(saved) = std::fs::read(&saved_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
+        .filter(|s| s.key == key)
+    {
+        return Ok(saved.layers);
+    }
+    let layers = measure_layers(config, &checkpoint, &path, rows, heads, data, device)?;
+    let saved = Saved { key, layers };
+    eft_train::write_atomic(&saved_path, &serde_json::to_vec_pretty(&saved)?)?;
+    Ok(saved.layers)
+}
+
+/// File in a cell's folder that keeps its measurement.
+const SAVED_FILE: &str = "fidelity.json";
+
+/// A cell's kept measurement and what it was measured for.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    /// The config, the checkpoint's step and the sequences measured.
+    key: String,
+    /// Each layer's errors; `None` when the layers recur.
+    layers: Option<Vec<Fidelity>>,
+}
+
+/// Runs the first `rows` test sequences of the checkpoint at `path` and measures each layer.
+fn measure_layers(
+    config: &eft_train::RunConfig,
+    checkpoint: &Checkpoint,
+    path: &Path,
+    rows: usize,
+    heads: usize,
+    data: &mut Vec<(String, Dataset)>,
+    device: &Device,
+) -> anyhow::Result<Option<Vec<Fidelity>>> {
+    let len = config.task.shape().max_len;
+    let model = load_weights(build_model(config, device)?, checkpoint, path)?;
     // A paired task's example is two sequences.
     let towers = if model.paired() { 2 } else { 1 };
     let bytes = reference_bytes(rows * towers, heads, len);
