@@ -152,6 +152,10 @@ pub struct ArenaArgs {
     /// Hide the per-cell progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Train nothing: write the report from the cells that have ended, leaving out the rest (a
+    /// preset run in pieces, e.g. `--preset lite` after some of its cells).
+    #[arg(long)]
+    pub report_only: bool,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub device: Backend,

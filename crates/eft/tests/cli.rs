@@ -1127,7 +1127,7 @@ fn profile_measures_one_call_and_a_sweep_writes_its_table() {
 #[test]
 fn arena_runs_cells_records_failures_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let arena = |steps: &str| {
+    let arena_of = |mechanisms: &str, steps: &str, extra: &[&str]| {
         eft()
             .args([
                 "arena",
@@ -1136,7 +1136,7 @@ fn arena_runs_cells_records_failures_and_resumes() {
                 "--tasks",
                 "listops",
                 "--mechanisms",
-                "full,local:block=500,linear",
+                mechanisms,
                 "--set",
                 steps,
                 "--set",
@@ -1163,9 +1163,11 @@ fn arena_runs_cells_records_failures_and_resumes() {
                 "--out",
             ])
             .arg(dir.path())
+            .args(extra)
             .output()
             .unwrap()
     };
+    let arena = |steps: &str| arena_of("full,local:block=500,linear", steps, &[]);
     let first = arena("train.steps=4");
     let err = String::from_utf8_lossy(&first.stderr);
     assert_eq!(first.status.code(), Some(1), "one cell fails: {err}");
@@ -1291,6 +1293,27 @@ fn arena_runs_cells_records_failures_and_resumes() {
     assert!(
         md.contains("· 7.77% |"),
         "the kept measurement is reused: {md}"
+    );
+
+    // --report-only trains nothing: the report holds the cells that ended, not performer's.
+    let only = arena_of("full,linear,performer", "train.steps=4", &["--report-only"]);
+    let err = String::from_utf8_lossy(&only.stderr);
+    assert!(only.status.success(), "{err}");
+    assert!(
+        err.contains("report only: 2 of 3 cells have ended"),
+        "{err}"
+    );
+    assert!(!root.join("listops-performer").exists(), "nothing trained");
+    let md = std::fs::read_to_string(root.join("report.md")).unwrap();
+    assert!(
+        md.contains("| linear |") && !md.contains("| performer |"),
+        "{md}"
+    );
+    let none = arena_of("performer", "train.steps=4", &["--report-only"]);
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        !none.status.success() && err.contains("none of the 1 cells"),
+        "{err}"
     );
 
     // Other settings under the same name: the old cells are neither reused nor overwritten.

@@ -100,6 +100,18 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
     plan::resolve_teachers(&mut cells, &dir)?;
     // One arena process per folder; each cell's run folder is claimed again by its training.
     let _lock = eft_train::FolderLock::acquire(&dir)?;
+    if args.report_only {
+        let planned = cells.len();
+        cells.retain(|c| matches!(state(&dir.join(&c.name), &c.config), Ok(State::Ended(_))));
+        if cells.is_empty() {
+            bail!(
+                "--report-only: none of the {planned} cells of {} has ended yet; run the arena \
+                 without --report-only to train some",
+                dir.display()
+            );
+        }
+        eprintln!("report only: {} of {planned} cells have ended", cells.len());
+    }
     let options = crate::commands::train_options(args.device, args.no_progress, None)?;
     eprintln!(
         "arena {name}: {} cells ({} preset) → {}",
