@@ -3,7 +3,7 @@
 # Text, Retrieval, Pathfinder and induction heads under other lengths, steps, data and learning
 # rates, each an `eft arena` of one cell with the quick preset and `--set` overrides. Writes the
 # test accuracy of every seed beside the majority baseline to bench/results/quick-sizing.md.
-# About 70 minutes on 2 cores.
+# About 90 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p eft
@@ -11,6 +11,11 @@ eft=./target/release/eft
 out=${SIZING_OUT:-arena/sizing}
 md=bench/results/quick-sizing.md
 cos() { echo "train.schedule={kind=\"cosine\",lr=$1,warmup=$2,min_lr=1e-5}"; }
+# The Pathfinder rows ran on the quick cell before it changed to 3-paddle snakes (LRA's 6-paddle
+# snakes with 2 distractors, 100 validation images, cosine 1e-3 with 10 warm-up steps): these
+# overrides bring that cell back.
+pf="task.val=100"
+pf6="task.contour_length=6 task.distractors=2 $pf"
 # name | seeds | task | --set overrides (space-separated KEY=VALUE)
 experiments=(
   "text-quick|3|text|"
@@ -23,9 +28,15 @@ experiments=(
   "retrieval-128|1|retrieval|train.steps=400 task.passage_len=128"
   "retrieval-64-mean|3|retrieval|train.steps=400 task.passage_len=64 model.pool=\"mean\" $(cos 2e-3 40)"
   "retrieval-64-mean-20k|1|retrieval|train.steps=400 task.passage_len=64 task.train=20000 model.pool=\"mean\" $(cos 2e-3 40)"
-  "pathfinder-400x32|1|pathfinder|train.steps=400 train.batch_size=32 task.train=5000 task.test=500"
-  "pathfinder-1500x32|1|pathfinder|train.steps=1500 train.batch_size=32 task.train=10000 task.test=500 $(cos 2e-3 150)"
-  "pathfinder-c4-d0-800x32|3|pathfinder|task.contour_length=4 task.distractors=0 train.steps=800 train.batch_size=32 task.train=10000 task.test=500 $(cos 2e-3 80)"
+  "pathfinder-400x32|1|pathfinder|$pf6 $(cos 1e-3 10) train.steps=400 train.batch_size=32 task.train=5000 task.test=500"
+  "pathfinder-1500x32|1|pathfinder|$pf6 train.steps=1500 train.batch_size=32 task.train=10000 task.test=500 $(cos 2e-3 150)"
+  "pathfinder-c4-d0-800x32|3|pathfinder|$pf task.contour_length=4 task.distractors=0 train.steps=800 train.batch_size=32 task.train=10000 task.test=500 $(cos 2e-3 80)"
+  "pathfinder-c4-d0-500x16-3e-3|1|pathfinder|$pf task.contour_length=4 task.distractors=0 train.steps=500 train.batch_size=16 task.train=10000 task.test=500 $(cos 3e-3 50)"
+  "pathfinder-c3-d0-500x16-3e-3|1|pathfinder|$pf task.contour_length=3 task.distractors=0 train.steps=500 train.batch_size=16 task.train=10000 task.test=500 $(cos 3e-3 50)"
+  "pathfinder-c4-d0-300x32-3e-3|1|pathfinder|$pf task.contour_length=4 task.distractors=0 train.steps=300 train.batch_size=32 task.train=10000 task.test=500 $(cos 3e-3 30)"
+  "pathfinder-c3-d0-300x16-3e-3|1|pathfinder|$pf task.contour_length=3 task.distractors=0 train.steps=300 train.batch_size=16 task.train=5000 task.test=500 $(cos 3e-3 30)"
+  "pathfinder-12px-c3-d0-400x16-3e-3|1|pathfinder|$pf task.size=12 task.contour_length=3 task.distractors=0 train.steps=400 train.batch_size=16 task.train=10000 task.test=500 $(cos 3e-3 40)"
+  "pathfinder-c3-d0-300x16-sinusoidal|1|pathfinder|$pf task.contour_length=3 task.distractors=0 train.steps=300 train.batch_size=16 task.train=5000 task.test=500 model.positions=\"sinusoidal\" $(cos 3e-3 30)"
   "retrieval-other-genre|1|retrieval|task.negatives=\"other_genre\""
   "retrieval-other-genre-64-mean|1|retrieval|task.negatives=\"other_genre\" train.steps=400 task.passage_len=64 model.pool=\"mean\" $(cos 2e-3 40)"
   "retrieval-other-genre-64-mean-20k|1|retrieval|task.negatives=\"other_genre\" train.steps=400 task.passage_len=64 task.train=20000 model.pool=\"mean\" $(cos 2e-3 40)"

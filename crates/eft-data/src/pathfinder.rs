@@ -170,6 +170,18 @@ impl PathfinderConfig {
         }
     }
 
+    /// The images in words: "16×16 pixels (256 tokens), target snakes of 3 paddles, 0
+    /// distractor snakes".
+    pub fn describe(&self) -> String {
+        format!(
+            "{s}×{s} pixels ({} tokens), target snakes of {} paddles, {} distractor snakes",
+            self.size * self.size,
+            self.contour_length,
+            self.geometry().distractors,
+            s = self.size
+        )
+    }
+
     /// Checks every field.
     pub fn validate(&self) -> Result<(), DataError> {
         let bad = |field, value: String, fix: &str| Err(DataError::config(field, value, fix));

@@ -55,6 +55,8 @@ pub(super) struct Row {
     pub replica: u64,
     pub status: String,
     pub test_accuracy: Option<f64>,
+    /// Examples (or graded answers) in the test split.
+    pub test_examples: Option<usize>,
     pub majority_baseline: Option<f64>,
     lra_published: Option<f64>,
     flops_per_step: Option<f64>,
@@ -85,6 +87,7 @@ impl Row {
             replica: 0,
             status: "finished".into(),
             test_accuracy: Some(accuracy),
+            test_examples: Some(500),
             majority_baseline: Some(10.0),
             lra_published: published(mechanism, task),
             flops_per_step: Some(2e9),
@@ -111,6 +114,7 @@ fn row(o: &Outcome) -> Row {
             Err(_) => "failed".into(),
         },
         test_accuracy: r.and_then(|r| r.test.map(|t| 100.0 * t.accuracy)),
+        test_examples: r.and_then(|r| r.test.map(|t| t.examples)),
         majority_baseline: r.map(|r| 100.0 * r.majority_baseline.test_accuracy),
         lra_published: published(&o.cell.mechanism, &o.cell.task),
         flops_per_step: meter.map(|m| m.flops_per_step),
@@ -136,7 +140,7 @@ pub fn write(
     profile_note: Option<&str>,
 ) -> anyhow::Result<String> {
     let rows: Vec<Row> = outcomes.iter().map(row).collect();
-    let mut md = markdown(&rows);
+    let mut md = markdown(&rows, &drawn_tasks(outcomes));
     md += "\n";
     let close = fidelity::markdown(&rows, measured);
     if !close.is_empty() {
@@ -229,10 +233,12 @@ pub(super) struct Accuracy {
     /// Sample standard deviation; 0 with one seed.
     pub sd: f64,
     seeds: usize,
+    /// The smallest test split of the seeds, if known.
+    examples: Option<usize>,
 }
 
 impl Accuracy {
-    fn of(values: impl Iterator<Item = f64>) -> Option<Self> {
+    fn of(values: impl Iterator<Item = f64>, examples: Option<usize>) -> Option<Self> {
         let v: Vec<f64> = values.collect();
         let n = v.len();
         let mean = v.iter().sum::<f64>() / n.max(1) as f64;
@@ -241,15 +247,19 @@ impl Accuracy {
             mean,
             sd: var.sqrt(),
             seeds: n,
+            examples,
         })
     }
 
     /// The finished seeds of mechanism `m` on task `t`.
     pub fn of_cell(rows: &[Row], m: &str, t: &str) -> Option<Self> {
-        Self::of(
+        let cell = || {
             rows.iter()
                 .filter(|r| r.mechanism == m && r.task == t && r.status != "failed")
-                .filter_map(|r| r.test_accuracy),
+        };
+        Self::of(
+            cell().filter_map(|r| r.test_accuracy),
+            cell().filter_map(|r| r.test_examples).min(),
         )
     }
 
@@ -258,9 +268,15 @@ impl Accuracy {
         self.seeds > 1 && other.seeds > 1 && (self.mean - other.mean).abs() < self.sd.max(other.sd)
     }
 
-    /// Whether the mean is above `baseline` by more than the seed spread.
+    /// Whether the mean is above `baseline` (a percentage) by more than the seed spread and
+    /// by more than the test split's sampling error at the baseline's rate: the seeds share one
+    /// test split, so its noise does not average out over them, and one seed has no spread.
     pub fn learned(&self, baseline: f64) -> bool {
-        self.mean - self.sd > baseline
+        let p = (baseline / 100.0).clamp(0.0, 1.0);
+        let sampling = self
+            .examples
+            .map_or(0.0, |n| 100.0 * (p * (1.0 - p) / n.max(1) as f64).sqrt());
+        self.mean - self.sd.max(sampling) > baseline
     }
 
     pub fn show(&self) -> String {
@@ -287,7 +303,25 @@ pub(super) fn first_seen(rows: &[Row], key: fn(&Row) -> &str) -> Vec<&str> {
     out
 }
 
-fn markdown(rows: &[Row]) -> String {
+/// Notes on the generated tasks whose difficulty is a setting, from the first cell's config:
+/// the Pathfinder drawn, beside LRA's.
+fn drawn_tasks(outcomes: &[Outcome]) -> Vec<String> {
+    let Some(t) = outcomes.iter().find_map(|o| match &o.cell.config.task {
+        eft_data::TaskConfig::Pathfinder(t) => Some(t),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    let lra = eft_data::pathfinder::PathfinderConfig::lra32(14, 1, 1, 1);
+    vec![format!(
+        "pathfinder here is {}; LRA's is {}",
+        t.describe(),
+        lra.describe()
+    )]
+}
+
+/// The accuracy and cost tables, with `notes` on the tasks after the accuracy table.
+fn markdown(rows: &[Row], notes: &[String]) -> String {
     let tasks = first_seen(rows, |r| &r.task);
     let mechanisms = first_seen(rows, |r| &r.mechanism);
     let find = |m: &str, t: &str| {
@@ -371,10 +405,16 @@ fn markdown(rows: &[Row]) -> String {
     }
     s += " — |\n";
     if !unlearned.is_empty() {
+        // Without `full`, learning is judged on the best mechanism of the task.
+        let judged = if rows.iter().any(|r| r.mechanism == "full") {
+            "`full` is not"
+        } else {
+            "no mechanism is"
+        };
         s += &format!(
-            "\n**Not learned in this budget: {}.** `full` is not above the majority baseline by \
-             more than its seed spread there, so that column's figures are chance, not results, \
-             and the verdict below leaves it out.\n",
+            "\n**Not learned in this budget: {}.** {judged} above the majority baseline by more \
+             than its seed spread (at least the test split's sampling error) there, so that \
+             column's figures are chance, not results, and the verdict below leaves it out.\n",
             unlearned.join(", ")
         );
     }
@@ -396,6 +436,9 @@ fn markdown(rows: &[Row]) -> String {
     }
     if tasks.contains(&"pathx") {
         s += "\nNote: every model of LRA's Table 1 failed Path-X (chance, 50%).\n";
+    }
+    for note in notes {
+        s += &format!("\nNote: {note}.\n");
     }
 
     s += "\n## Cost (relative to `full` on the same task)\n\nFLOPs per training step (analytic, and \
@@ -511,6 +554,55 @@ fn csv(rows: &[Row]) -> String {
 mod tests {
     use super::*;
 
+    /// An unlearned task names what was judged: `full`, or the best mechanism without it.
+    #[test]
+    fn an_unlearned_task_names_what_was_judged() {
+        let mut local = Row::finished("pathfinder", "local", 50.3);
+        local.majority_baseline = Some(50.2);
+        let md = markdown(std::slice::from_ref(&local), &[]);
+        assert!(
+            md.contains("Not learned in this budget: pathfinder.** no mechanism is above"),
+            "{md}"
+        );
+        let mut full = Row::finished("pathfinder", "full", 50.3);
+        full.majority_baseline = Some(50.2);
+        let md = markdown(&[full, local], &[]);
+        assert!(md.contains("pathfinder.** `full` is not above"), "{md}");
+    }
+
+    /// The report says which Pathfinder its cells drew, from their config, beside LRA's.
+    #[test]
+    fn the_drawn_pathfinder_is_described_beside_lras() {
+        let outcomes: Vec<Outcome> =
+            super::super::plan::cells("quick", &["pathfinder".into()], &[], &[])
+                .unwrap()
+                .into_iter()
+                .map(|cell| Outcome {
+                    cell,
+                    result: Err("not run".into()),
+                })
+                .collect();
+        let eft_data::TaskConfig::Pathfinder(quick) = &outcomes[0].cell.config.task else {
+            panic!("a pathfinder cell");
+        };
+        let notes = drawn_tasks(&outcomes);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains(&quick.describe())
+                && notes[0].contains("32×32 pixels (1024 tokens), target snakes of 14 paddles"),
+            "{notes:?}"
+        );
+        let listops = super::super::plan::cells("quick", &["listops".into()], &[], &[]).unwrap();
+        let none: Vec<Outcome> = listops
+            .into_iter()
+            .map(|cell| Outcome {
+                cell,
+                result: Err("not run".into()),
+            })
+            .collect();
+        assert!(drawn_tasks(&none).is_empty());
+    }
+
     fn row(task: &str, mechanism: &str, accuracy: Option<f64>, speed: f64) -> Row {
         let mut r = Row::finished(task, mechanism, accuracy.unwrap_or_default());
         r.steps_per_second = Some(speed);
@@ -558,7 +650,7 @@ mod tests {
             row("listops", "linear", Some(30.0), 20.0),
             row("image", "linear", None, 8.0),
         ];
-        let md = markdown(&rows);
+        let md = markdown(&rows, &[]);
         assert!(
             md.contains("| full | 36.0% (36.4%) | 80.0% (42.4%) | 58.0% |"),
             "{md}"
@@ -601,7 +693,7 @@ mod tests {
             seeded("local", 1, 21.0),
             seeded("local", 2, 22.0),
         ];
-        let md = markdown(&rows);
+        let md = markdown(&rows, &[]);
         // full 38 ± 2; linear 36 ± 1 is 2 points below: exactly the larger spread, not within it.
         assert!(md.contains("| full | **38.0 ± 2.0%** (36.4%) |"), "{md}");
         assert!(md.contains("| linear | 36.0 ± 1.0% (16.1%) |"), "{md}");
@@ -612,7 +704,7 @@ mod tests {
             seeded("linear", 0, 37.0),
             seeded("linear", 1, 36.0),
         ];
-        let md = markdown(&tied);
+        let md = markdown(&tied, &[]);
         assert!(md.contains("| linear | 36.5 ± 0.7% ≈ (16.1%) |"), "{md}");
         assert_eq!(
             md.matches("| listops | full |").count(),

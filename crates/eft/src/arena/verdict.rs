@@ -106,7 +106,8 @@ fn task_accuracies(rows: &[Row]) -> Vec<TaskAccuracy<'_>> {
 }
 
 /// Each task with a baseline, in order, and whether it learned: `full` (or, without it, the
-/// best mechanism) is above the majority baseline by more than its seed spread.
+/// best mechanism) is above the majority baseline by more than its seed spread, and by more
+/// than its test split's sampling error (what one seed has instead of a spread).
 pub fn learned_tasks(rows: &[Row]) -> Vec<(&str, bool)> {
     task_accuracies(rows)
         .iter()
@@ -341,7 +342,7 @@ pub fn markdown(findings: &[Finding], profile_note: Option<&str>) -> String {
     let mut s = String::from(
         "## Verdict on LRA's findings\n\nEach of Long Range Arena's conclusions checked on this \
          arena. Accuracy claims use only the tasks that learned (`full` above the majority \
-         baseline by more than its seed spread), with differences within the larger seed spread \
+         baseline by more than its seed spread and its test split's sampling error), with differences within the larger seed spread \
          counted as ties; speed and memory use every task's first-seed cell, with differences \
          within 10% counted as ties (single runs on a shared host move by that much). A finding \
          holds when its family comes out ahead more often than another does, and does not hold \
@@ -390,6 +391,33 @@ mod tests {
         (0..3)
             .map(|r| cell(task, mechanism, r, accs[r as usize], speed, heap))
             .collect()
+    }
+
+    /// One seed has no spread: the test split's sampling error decides instead, and it also
+    /// bounds a spread smaller than itself.
+    #[test]
+    fn learning_is_judged_beyond_the_test_splits_sampling_error() {
+        let one = |acc: f64, examples: usize| {
+            let mut r = cell("pathfinder", "local", 0, acc, 1.0, 1);
+            r.test_examples = Some(examples);
+            vec![r]
+        };
+        // 2,000 examples at 50%: a sampling error of 1.1 points.
+        assert_eq!(learned(&one(50.3, 2000), "pathfinder"), Some(false));
+        assert_eq!(learned(&one(51.0, 2000), "pathfinder"), Some(false));
+        assert_eq!(learned(&one(51.5, 2000), "pathfinder"), Some(true));
+        assert_eq!(learned(&one(51.5, 200), "pathfinder"), Some(false));
+        // Three close seeds on 500 examples (2.2 points): the spread of 0.1 is not enough.
+        let mut three = seeded("text", "full", [52.9, 53.0, 53.1], 1.0, 1);
+        assert_eq!(
+            learned(&three, "text"),
+            Some(true),
+            "Row::finished: 500 examples"
+        );
+        for r in &mut three {
+            r.majority_baseline = Some(51.0);
+        }
+        assert_eq!(learned(&three, "text"), Some(false));
     }
 
     #[test]
