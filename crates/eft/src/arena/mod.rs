@@ -78,7 +78,17 @@ pub(crate) fn train_or_keep(
     config: &RunConfig,
     options: &eft_train::TrainOptions,
 ) -> anyhow::Result<RunRecord> {
-    match state(dir, config)? {
+    train_from(state(dir, config)?, dir, config, options)
+}
+
+/// The run of `config` in `dir` from its state, as [`train_or_keep`].
+fn train_from(
+    state: State,
+    dir: &Path,
+    config: &RunConfig,
+    options: &eft_train::TrainOptions,
+) -> anyhow::Result<RunRecord> {
+    match state {
         State::Ended(record) => {
             eprintln!("  ended earlier: kept");
             Ok(*record)
@@ -153,11 +163,9 @@ pub fn run(args: ArenaArgs) -> anyhow::Result<ExitCode> {
         }
         let started = Instant::now();
         // Only cells trained in this session tell how long the rest will take.
-        let trains = matches!(
-            state(&run_dir, &cell.config),
-            Ok(State::New | State::Interrupted)
-        );
-        let result = train_or_keep(&run_dir, &cell.config, &options);
+        let cell_state = state(&run_dir, &cell.config);
+        let trains = matches!(cell_state, Ok(State::New | State::Interrupted));
+        let result = cell_state.and_then(|s| train_from(s, &run_dir, &cell.config, &options));
         if trains {
             timed.push((cell.task.clone(), started.elapsed().as_secs_f64()));
         }

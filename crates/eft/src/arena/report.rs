@@ -304,7 +304,7 @@ pub(super) fn first_seen(rows: &[Row], key: fn(&Row) -> &str) -> Vec<&str> {
 }
 
 /// Notes on the generated tasks whose difficulty is a setting, from the first cell's config:
-/// the Pathfinder drawn, beside LRA's.
+/// the Pathfinder drawn, beside LRA's where they differ.
 fn drawn_tasks(outcomes: &[Outcome]) -> Vec<String> {
     let Some(t) = outcomes.iter().find_map(|o| match &o.cell.config.task {
         eft_data::TaskConfig::Pathfinder(t) => Some(t),
@@ -312,12 +312,14 @@ fn drawn_tasks(outcomes: &[Outcome]) -> Vec<String> {
     }) else {
         return Vec::new();
     };
-    let lra = eft_data::pathfinder::PathfinderConfig::lra32(14, 1, 1, 1);
-    vec![format!(
-        "pathfinder here is {}; LRA's is {}",
+    let (drawn, lra) = (
         t.describe(),
-        lra.describe()
-    )]
+        eft_data::pathfinder::PathfinderConfig::lra32(14, 1, 1, 1).describe(),
+    );
+    if drawn == lra {
+        return Vec::new();
+    }
+    vec![format!("pathfinder here is {drawn}; LRA's is {lra}")]
 }
 
 /// The accuracy and cost tables, with `notes` on the tasks after the accuracy table.
@@ -409,7 +411,7 @@ fn markdown(rows: &[Row], notes: &[String]) -> String {
         let judged = if rows.iter().any(|r| r.mechanism == "full") {
             "`full` is not"
         } else {
-            "no mechanism is"
+            "No mechanism is"
         };
         s += &format!(
             "\n**Not learned in this budget: {}.** {judged} above the majority baseline by more \
@@ -561,7 +563,7 @@ mod tests {
         local.majority_baseline = Some(50.2);
         let md = markdown(std::slice::from_ref(&local), &[]);
         assert!(
-            md.contains("Not learned in this budget: pathfinder.** no mechanism is above"),
+            md.contains("Not learned in this budget: pathfinder.** No mechanism is above"),
             "{md}"
         );
         let mut full = Row::finished("pathfinder", "full", 50.3);
@@ -570,18 +572,22 @@ mod tests {
         assert!(md.contains("pathfinder.** `full` is not above"), "{md}");
     }
 
+    /// The planned cells of `preset` for `task` (every mechanism), none of them run.
+    fn unrun(preset: &str, task: &str) -> Vec<Outcome> {
+        super::super::plan::cells(preset, &[task.into()], &[], &[])
+            .unwrap()
+            .into_iter()
+            .map(|cell| Outcome {
+                cell,
+                result: Err("not run".into()),
+            })
+            .collect()
+    }
+
     /// The report says which Pathfinder its cells drew, from their config, beside LRA's.
     #[test]
     fn the_drawn_pathfinder_is_described_beside_lras() {
-        let outcomes: Vec<Outcome> =
-            super::super::plan::cells("quick", &["pathfinder".into()], &[], &[])
-                .unwrap()
-                .into_iter()
-                .map(|cell| Outcome {
-                    cell,
-                    result: Err("not run".into()),
-                })
-                .collect();
+        let outcomes = unrun("quick", "pathfinder");
         let eft_data::TaskConfig::Pathfinder(quick) = &outcomes[0].cell.config.task else {
             panic!("a pathfinder cell");
         };
@@ -592,15 +598,9 @@ mod tests {
                 && notes[0].contains("32×32 pixels (1024 tokens), target snakes of 14 paddles"),
             "{notes:?}"
         );
-        let listops = super::super::plan::cells("quick", &["listops".into()], &[], &[]).unwrap();
-        let none: Vec<Outcome> = listops
-            .into_iter()
-            .map(|cell| Outcome {
-                cell,
-                result: Err("not run".into()),
-            })
-            .collect();
-        assert!(drawn_tasks(&none).is_empty());
+        assert!(drawn_tasks(&unrun("quick", "listops")).is_empty());
+        // lite draws LRA's own Pathfinder: nothing to say.
+        assert!(drawn_tasks(&unrun("lite", "pathfinder")).is_empty());
     }
 
     fn row(task: &str, mechanism: &str, accuracy: Option<f64>, speed: f64) -> Row {
