@@ -98,7 +98,7 @@ fn measure_cell(
     // A finished cell's weights do not change: its measurement is kept beside them and reused
     // while the config, the step and the number of sequences are the same.
     let key = format!(
-        "{}\nstep {}, {rows} sequences",
+        "{}\nstep {}, {rows} sequences, measure v{MEASURE_VERSION}",
         toml::to_string(config)?,
         checkpoint.state.step
     );
@@ -115,6 +115,10 @@ fn measure_cell(
     eft_train::write_atomic(&saved_path, &serde_json::to_vec_pretty(&saved)?)?;
     Ok(saved.layers)
 }
+
+/// Version of what a measurement computes: raise it when `eft_attention::fidelity` or the
+/// inputs measured change, so that kept measurements are taken again.
+const MEASURE_VERSION: u32 = 1;
 
 /// File in a cell's folder that keeps its measurement.
 const SAVED_FILE: &str = "fidelity.json";
