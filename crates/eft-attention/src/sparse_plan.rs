@@ -26,6 +26,29 @@ pub struct HeadGroup {
     pub order: Option<Vec<usize>>,
 }
 
+impl HeadGroup {
+    /// Whether the group's head `h` (a plan-wide index) lets query `i` see key `j`, original
+    /// positions; `at` is [`inverse`] of the group's order, when it has one.
+    fn allows(&self, h: usize, i: usize, j: usize, at: Option<&[usize]>) -> bool {
+        let ph = if self.pattern.heads == 1 {
+            0
+        } else {
+            h - self.heads.start
+        };
+        let (pi, pj) = at.map_or((i, j), |at| (at[i], at[j]));
+        self.pattern.allows(ph, pi, pj)
+    }
+}
+
+/// `inverse[o] = p` where `order[p] = o`: where each position of `order` sits in it.
+fn inverse(order: &[usize]) -> Vec<usize> {
+    let mut at = vec![0; order.len()];
+    for (p, &o) in order.iter().enumerate() {
+        at[o] = p;
+    }
+    at
+}
+
 /// How each head of a mechanism attends: disjoint head groups covering `0..H`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SparsePlan {
@@ -92,18 +115,7 @@ impl SparsePlan {
             .iter()
             .find(|g| g.heads.contains(&h))
             .expect("groups cover every head");
-        let ph = if g.pattern.heads == 1 {
-            0
-        } else {
-            h - g.heads.start
-        };
-        match &g.order {
-            None => g.pattern.allows(ph, i, j),
-            Some(order) => {
-                let at = |x: usize| order.iter().position(|&o| o == x).expect("order covers N");
-                g.pattern.allows(ph, at(i), at(j))
-            }
-        }
+        g.allows(h, i, j, g.order.as_deref().map(inverse).as_deref())
     }
 
     /// The dense oracle: `true` where head `h`'s query `i` must not see key `j`, `[1, H, N, N]`.
@@ -116,26 +128,13 @@ impl SparsePlan {
     ) -> Tensor<4, Bool> {
         let mut blocked = vec![true; heads * len * len];
         for g in &self.groups {
-            // Where each original position sits in the group's order: one pass, so that the
-            // N² lookups below do not each search the order (O(N³) at LRA's lengths).
-            let at: Option<Vec<usize>> = g.order.as_ref().map(|order| {
-                let mut at = vec![0; order.len()];
-                for (p, &o) in order.iter().enumerate() {
-                    at[o] = p;
-                }
-                at
-            });
+            // Computed once per group, so that the N² lookups do not each search the order.
+            let at = g.order.as_deref().map(inverse);
             for h in g.heads.clone().filter(|&h| h < heads) {
-                let ph = if g.pattern.heads == 1 {
-                    0
-                } else {
-                    h - g.heads.start
-                };
                 for i in 0..len {
                     for j in 0..len {
-                        let (pi, pj) = at.as_ref().map_or((i, j), |at| (at[i], at[j]));
                         blocked[(h * len + i) * len + j] =
-                            !g.pattern.allows(ph, pi, pj) || (causal && j > i);
+                            !g.allows(h, i, j, at.as_deref()) || (causal && j > i);
                     }
                 }
             }
@@ -185,11 +184,7 @@ fn permuted(
         |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), &device);
     // Padding positions (≥ N) sit at the end of the extended sequence, which is index `p` itself.
     let forward = ids(order.iter().map(|&o| o as i64).collect());
-    let mut inverse = vec![0i64; total];
-    for (p, &o) in order.iter().enumerate() {
-        inverse[o] = p as i64;
-    }
-    let inverse = ids(inverse);
+    let back = ids(inverse(order).into_iter().map(|p| p as i64).collect());
     let pad = match input.key_padding {
         Some(m) => m.float(),
         None => Tensor::zeros([batch, len], &device),
@@ -208,7 +203,7 @@ fn permuted(
         memory: None,
     };
     engine(rearranged, pattern)
-        .select(2, inverse)
+        .select(2, back)
         .slice([0..batch, 0..heads, 0..len, 0..dim])
 }
 

@@ -290,9 +290,21 @@ impl Block {
         x: Tensor<3>,
         padding: Option<Tensor<2, Bool>>,
     ) -> eft_attention::AttentionInput {
-        let x = self.residual.attention_side(x);
-        self.attention
-            .project(&normalise(&self.attention_norm, x), padding)
+        // The residual form decides what the attention branch reads: capture it there rather
+        // than restate which half of the channels it is.
+        let mut input = None;
+        self.residual.apply(
+            x,
+            |a| {
+                input = Some(
+                    self.attention
+                        .project(&normalise(&self.attention_norm, a.clone()), padding),
+                );
+                a
+            },
+            |y| y,
+        );
+        input.expect("the residual form runs the attention branch")
     }
 
     /// The attention sub-layer, for cost accounting.

@@ -41,18 +41,6 @@ impl Residual {
         }
     }
 
-    /// The part of a block's input `[B, N, d]` that the attention branch reads: all of it, or
-    /// the second half of the channels under the reversible coupling.
-    pub fn attention_side(self, x: Tensor<3>) -> Tensor<3> {
-        match self {
-            Residual::PreNorm => x,
-            Residual::Reversible => {
-                let [_, x2] = halves(x);
-                x2
-            }
-        }
-    }
-
     /// Joins the attention branch `f` and the feed-forward branch `g` to `x`.
     ///
     /// # Shapes
