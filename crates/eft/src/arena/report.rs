@@ -50,7 +50,10 @@ fn published(mechanism: &str, task: &str) -> Option<f64> {
 #[derive(Debug, Serialize)]
 pub(super) struct Row {
     pub task: String,
+    /// The column's name (`full+switch`, `nystrom-pinv_iters6`).
     pub mechanism: String,
+    /// The attention kind of the cell's config (`[model.attention] kind`).
+    pub attention: String,
     /// Which of the cell's seeds (`--seeds`), from 0.
     pub replica: u64,
     pub status: String,
@@ -84,6 +87,7 @@ impl Row {
         Self {
             task: task.into(),
             mechanism: mechanism.into(),
+            attention: mechanism.into(),
             replica: 0,
             status: "finished".into(),
             test_accuracy: Some(accuracy),
@@ -108,6 +112,7 @@ fn row(o: &Outcome) -> Row {
     Row {
         task: o.cell.task.clone(),
         mechanism: o.cell.mechanism.clone(),
+        attention: o.cell.config.model.attention.name().into(),
         replica: o.cell.replica,
         status: match &o.result {
             Ok(_) => "finished".into(),

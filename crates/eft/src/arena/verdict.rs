@@ -5,11 +5,10 @@
 
 use super::report::{Accuracy, Row, first_seen};
 
-/// The family a mechanism belongs to, in the taxonomy of the notes (Tay et al.'s survey).
-pub fn family(mechanism: &str) -> &'static str {
-    // A column with techniques (`full+switch`) or named by its parameters (`nystrom-pinv_iters6`)
-    // belongs to its attention's family.
-    match mechanism.split(['+', '-']).next().unwrap_or(mechanism) {
+/// The family an attention kind (`[model.attention] kind`) belongs to, in the taxonomy of the
+/// notes (Tay et al.'s survey).
+pub fn family(attention: &str) -> &'static str {
+    match attention {
         "full" | "flash" => "exact",
         "local" | "sliding" | "strided" | "fixed" | "cascade" | "blockbert" | "longformer"
         | "bigbird" => "sparse",
@@ -29,7 +28,7 @@ pub const COST_TOLERANCE: f64 = 0.10;
 /// One attention call's measured cost at a length (from the arena's `eft profile` sweep).
 #[derive(Debug, Clone)]
 pub struct Profiled {
-    /// Mechanism name.
+    /// Attention kind (`eft profile` measures an attention, not a column's techniques).
     pub mechanism: String,
     /// Sequence length N.
     pub len: usize,
@@ -74,6 +73,28 @@ pub struct Finding {
     /// The comparisons it rests on, one per task or length.
     pub evidence: Vec<String>,
     pub judgement: Judgement,
+}
+
+/// Each column's family, from the attention kind of its cells' configs: a column's name
+/// (`full+switch`, `nystrom-pinv_iters6`) is for people, not to be parsed.
+struct Families<'a>(Vec<(&'a str, &'static str)>);
+
+impl<'a> Families<'a> {
+    fn of_rows(rows: &'a [Row]) -> Self {
+        Self(
+            rows.iter()
+                .map(|r| (r.mechanism.as_str(), family(&r.attention)))
+                .collect(),
+        )
+    }
+
+    /// The family of column `mechanism` ("other" for a column without rows).
+    fn of(&self, mechanism: &str) -> &'static str {
+        self.0
+            .iter()
+            .find(|(m, _)| *m == mechanism)
+            .map_or("other", |(_, f)| f)
+    }
 }
 
 /// A task's accuracy figures: each mechanism's over its seeds, and the majority baseline.
@@ -134,13 +155,13 @@ fn best<'a>(
 
 /// "Sparse attention is the most accurate": per learned task, the best sparse mechanism against
 /// the best of every other family; a difference within the larger seed spread is a tie.
-fn sparse_most_accurate(tasks: &[TaskAccuracy]) -> Finding {
+fn sparse_most_accurate(tasks: &[TaskAccuracy], families: &Families) -> Finding {
     let (mut wins, mut losses) = (0, 0);
     let mut evidence = Vec::new();
     for t in tasks {
         let (Some(s), Some(o)) = (
-            best(&t.cells, |m| family(m) == "sparse"),
-            best(&t.cells, |m| family(m) != "sparse"),
+            best(&t.cells, |m| families.of(m) == "sparse"),
+            best(&t.cells, |m| families.of(m) != "sparse"),
         ) else {
             continue;
         };
@@ -151,7 +172,7 @@ fn sparse_most_accurate(tasks: &[TaskAccuracy]) -> Finding {
             "sparse ahead"
         } else {
             losses += 1;
-            family(o.0)
+            families.of(o.0)
         };
         evidence.push(format!(
             "{}: {} {} vs {} {} → {outcome}",
@@ -179,19 +200,21 @@ fn cheapest<'a>(points: &[(&'a str, f64)], keep: impl Fn(&str) -> bool) -> Optio
 }
 
 /// Compares the family's cheapest against everyone else's at each place (a task or a length):
-/// `points` are (place, [(mechanism, cost)]) with lower cost better, `show` writes a cost.
+/// `points` are (place, [(mechanism, cost)]) with lower cost better, `family_of` names a
+/// mechanism's family, `show` writes a cost.
 fn family_cheapest(
     statement: &str,
     wanted: &str,
     places: Vec<(String, Vec<(&str, f64)>)>,
+    family_of: &dyn Fn(&str) -> &'static str,
     show: fn(f64) -> String,
 ) -> Finding {
     let (mut wins, mut losses) = (0, 0);
     let mut evidence = Vec::new();
     for (place, points) in places {
         let (Some(f), Some(o)) = (
-            cheapest(&points, |m| family(m) == wanted),
-            cheapest(&points, |m| family(m) != wanted),
+            cheapest(&points, |m| family_of(m) == wanted),
+            cheapest(&points, |m| family_of(m) != wanted),
         ) else {
             continue;
         };
@@ -202,7 +225,7 @@ fn family_cheapest(
             format!("{wanted} ahead")
         } else {
             losses += 1;
-            family(o.0).to_string()
+            family_of(o.0).to_string()
         };
         evidence.push(format!(
             "{place}: {} {} vs {} {} → {outcome}",
@@ -306,17 +329,21 @@ pub fn findings(rows: &[Row], profiled: &[Profiled]) -> Vec<Finding> {
             })
             .collect()
     };
-    let mut out = vec![sparse_most_accurate(&learned)];
+    let families = Families::of_rows(rows);
+    let column = |m: &str| families.of(m);
+    let mut out = vec![sparse_most_accurate(&learned, &families)];
     out.push(family_cheapest(
         "kernel attention is the fastest (training step, each task at its length)",
         "kernel",
         first(|r| r.steps_per_second.map(|s| 1.0 / s)),
+        &column,
         seconds,
     ));
     out.push(family_cheapest(
         "low-rank attention is the lightest (peak heap of a training step, each task)",
         "low-rank",
         first(|r| r.peak_step_heap_bytes.map(|b| b as f64)),
+        &column,
         mebibytes,
     ));
     if !lens.is_empty() {
@@ -324,12 +351,14 @@ pub fn findings(rows: &[Row], profiled: &[Profiled]) -> Vec<Finding> {
             "kernel attention is the fastest (one attention call, forward+backward)",
             "kernel",
             at(|p| p.seconds),
+            &family,
             seconds,
         ));
         out.push(family_cheapest(
             "low-rank attention is the lightest (one attention call, peak heap)",
             "low-rank",
             at(|p| p.heap),
+            &family,
             mebibytes,
         ));
     }
@@ -425,8 +454,27 @@ mod tests {
         assert_eq!(family("bigbird"), "sparse");
         assert_eq!(family("performer"), "kernel");
         assert_eq!(family("nystrom"), "low-rank");
-        assert_eq!(family("full+switch-experts8"), "exact");
         assert_eq!(family("xl"), "recurrence");
+    }
+
+    /// A column's family is its cells' attention kind, whatever the column is called: a
+    /// technique column and a renamed one are judged as the attention they run.
+    #[test]
+    fn a_columns_family_comes_from_its_config_not_its_name() {
+        let named = |mechanism: &str, attention: &str| {
+            let mut r = cell("listops", mechanism, 0, 60.0, 1.0, 1);
+            r.attention = attention.into();
+            r
+        };
+        let rows = [
+            named("full+switch-experts8", "full"),
+            named("linear-like", "bigbird"),
+            named("bigbird", "bigbird"),
+        ];
+        let families = Families::of_rows(&rows);
+        assert_eq!(families.of("full+switch-experts8"), "exact");
+        assert_eq!(families.of("linear-like"), "sparse");
+        assert_eq!(families.of("absent"), "other");
     }
 
     /// Sparse wins a task only beyond the spread, a task at chance says nothing, kernel speed and
