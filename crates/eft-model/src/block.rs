@@ -197,7 +197,26 @@ impl Block {
         padding: Option<Tensor<2, Bool>>,
         memory: Option<StateMemory>,
     ) -> Tensor<3> {
-        self.run(x, padding, memory).0
+        self.run(x, padding, memory, None).0
+    }
+
+    /// [`Block::forward`], also returning what this block's mechanism was given in it: the
+    /// queries, keys and values by head and the masks, of the branch input the residual form
+    /// chose (half the channels under the reversible coupling).
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
+    pub fn forward_capturing(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> (Tensor<3>, eft_attention::AttentionInput) {
+        let mut input = None;
+        let (out, _) = self.run(x, padding, None, Some(&mut input));
+        (
+            out,
+            input.expect("the residual form runs the attention branch"),
+        )
     }
 
     /// The residual form, with what a Switch feed-forward layer reports (padding positions are
@@ -210,19 +229,30 @@ impl Block {
         x: Tensor<3>,
         padding: Option<Tensor<2, Bool>>,
     ) -> (Tensor<3>, Option<SwitchReport>) {
-        self.run(x, padding, None)
+        self.run(x, padding, None, None)
     }
 
+    /// The residual form; `capture`, when given, receives the mechanism's input (a block with
+    /// memory is never captured: the fidelity measurement skips recurrent stacks).
     fn run(
         &self,
         x: Tensor<3>,
         padding: Option<Tensor<2, Bool>>,
         memory: Option<StateMemory>,
+        capture: Option<&mut Option<eft_attention::AttentionInput>>,
     ) -> (Tensor<3>, Option<SwitchReport>) {
         let mut report = None;
         let out = self.residual.apply(
             x,
-            |x| self.attention_branch_with_memory(x, padding.clone(), memory),
+            |x| match capture {
+                None => self.attention_branch_with_memory(x, padding.clone(), memory),
+                Some(slot) => {
+                    let x = normalise(&self.attention_norm, x);
+                    let (h, input) = self.attention.forward_capturing(x, padding.clone());
+                    *slot = Some(input);
+                    dropout::apply(&self.dropout, h)
+                }
+            },
             |y| match self.switch {
                 None => self.feed_forward_branch(y),
                 Some(_) => {
@@ -283,32 +313,53 @@ impl Block {
         self
     }
 
-    /// What this block's mechanism is given for the block input `x` (`[B, N, d]`): the queries,
-    /// keys and values by head and the masks, as the forward pass computes them.
-    pub fn attention_input(
-        &self,
-        x: Tensor<3>,
-        padding: Option<Tensor<2, Bool>>,
-    ) -> eft_attention::AttentionInput {
-        // The residual form decides what the attention branch reads: capture it there rather
-        // than restate which half of the channels it is.
-        let mut input = None;
-        self.residual.apply(
-            x,
-            |a| {
-                input = Some(
-                    self.attention
-                        .project(&normalise(&self.attention_norm, a.clone()), padding),
-                );
-                a
-            },
-            |y| y,
-        );
-        input.expect("the residual form runs the attention branch")
-    }
-
     /// The attention sub-layer, for cost accounting.
     pub fn self_attention(&self) -> &SelfAttention {
         &self.attention
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use eft_attention::testing::to_f64;
+
+    /// The capture is the projection of what the residual form feeds the attention branch (every
+    /// channel pre-LN, the second half under the reversible coupling), and the capturing
+    /// forward's output is the plain forward's.
+    #[test]
+    fn the_capture_is_what_the_attention_branch_reads() {
+        let device = Device::flex();
+        for residual in [Residual::PreNorm, Residual::Reversible] {
+            device.seed(3);
+            let config = ModelConfig {
+                residual,
+                ..crate::config::tests::small()
+            };
+            let block = Block::new(&config, 0, 10, &device);
+            let x = Tensor::<3>::random([2, 10, 16], Distribution::Normal(0.0, 1.0), &device);
+            let (out, input) = block.forward_capturing(x.clone(), None);
+            assert_eq!(to_f64(out), to_f64(block.forward(x.clone(), None)));
+            let project = |channels: Tensor<3>| {
+                block
+                    .attention
+                    .project(&normalise(&block.attention_norm, channels), None)
+            };
+            let (read, other) = match residual {
+                Residual::PreNorm => (x.clone(), None),
+                Residual::Reversible => (
+                    x.clone().slice(s![.., .., 8..16]),
+                    Some(x.clone().slice(s![.., .., 0..8])),
+                ),
+            };
+            let expected = project(read);
+            assert_eq!(to_f64(input.q), to_f64(expected.q.clone()), "{residual:?}");
+            assert_eq!(to_f64(input.v), to_f64(expected.v), "{residual:?}");
+            // The other half gives other queries: the comparison can tell the halves apart.
+            if let Some(other) = other {
+                assert_ne!(to_f64(project(other).q), to_f64(expected.q));
+            }
+        }
     }
 }

@@ -135,7 +135,7 @@ impl Encoder {
         self.block(depth).forward(x, padding)
     }
 
-    /// Each depth's attention input on `x` (see [`Block::attention_input`]), in depth order;
+    /// Each depth's attention input on `x` (see [`Block::forward_capturing`]), in depth order;
     /// `None` under segment recurrence or adaptive computation time, whose layers see other
     /// inputs (segments with memory, repeated steps).
     ///
@@ -152,11 +152,9 @@ impl Encoder {
         let mut x = x;
         let mut inputs = Vec::with_capacity(self.depth());
         for depth in 0..self.depth() {
-            inputs.push(
-                self.block(depth)
-                    .attention_input(x.clone(), padding.clone()),
-            );
-            x = self.layer(depth, x, padding.clone());
+            let (next, input) = self.block(depth).forward_capturing(x, padding.clone());
+            inputs.push(input);
+            x = next;
         }
         Some(inputs)
     }
@@ -335,8 +333,9 @@ mod tests {
         let x = Tensor::<3>::random([2, 10, 16], Distribution::Normal(0.0, 1.0), &device);
         let inputs = encoder.attention_inputs(x.clone(), None).unwrap();
         assert_eq!(inputs.len(), encoder.depth());
-        let queries =
-            |depth: usize, x: Tensor<3>| to_f64(encoder.block(depth).attention_input(x, None).q);
+        let queries = |depth: usize, x: Tensor<3>| {
+            to_f64(encoder.block(depth).forward_capturing(x, None).1.q)
+        };
         assert_eq!(to_f64(inputs[0].q.clone()), queries(0, x.clone()));
         let after = encoder.layer(0, x.clone(), None);
         assert_eq!(to_f64(inputs[1].q.clone()), queries(1, after));

@@ -101,6 +101,20 @@ impl SelfAttention {
         self.merge(self.mechanism.forward(input))
     }
 
+    /// [`SelfAttention::forward`], also returning what the mechanism was given (from the one
+    /// projection the forward makes), for measuring the mechanism on real activations.
+    ///
+    /// # Shapes
+    /// - x: `[B, N, d]`; padding: `[B, N]` → `[B, N, d]`
+    pub fn forward_capturing(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> (Tensor<3>, AttentionInput) {
+        let input = self.project(&x, padding);
+        (self.merge(self.mechanism.forward(input.clone())), input)
+    }
+
     /// Attends a causal chunk of positions `start..` to the earlier positions that `cache`
     /// holds (see [`Attention::decode`]), updating it.
     ///
