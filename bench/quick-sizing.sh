@@ -3,7 +3,8 @@
 # Text, Retrieval, Pathfinder and induction heads under other lengths, steps, data and learning
 # rates, each an `eft arena` of one cell with the quick preset and `--set` overrides. Writes the
 # test accuracy of every seed beside the majority baseline to bench/results/quick-sizing.md.
-# About 90 minutes on 2 cores.
+# About 110 minutes on 2 cores. bench/retrieval_probe.py gives the ceiling of a byte-histogram
+# classifier on the same Retrieval pairs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p eft
@@ -40,6 +41,11 @@ experiments=(
   "retrieval-other-genre|1|retrieval|task.negatives=\"other_genre\""
   "retrieval-other-genre-64-mean|1|retrieval|task.negatives=\"other_genre\" train.steps=400 task.passage_len=64 model.pool=\"mean\" $(cos 2e-3 40)"
   "retrieval-other-genre-64-mean-20k|1|retrieval|task.negatives=\"other_genre\" train.steps=400 task.passage_len=64 task.train=20000 model.pool=\"mean\" $(cos 2e-3 40)"
+  "retrieval-other-genre-256-mean-500x16|1|retrieval|task.negatives=\"other_genre\" task.passage_len=256 model.pool=\"mean\" train.steps=500 train.batch_size=16 task.train=10000 $(cos 3e-3 50)"
+  "retrieval-other-genre-256-mean-800x32|3|retrieval|task.negatives=\"other_genre\" task.passage_len=256 model.pool=\"mean\" train.steps=800 train.batch_size=32 task.train=20000 model.dropout=0.0 $(cos 3e-3 80)"
+  "retrieval-other-genre-128-mean-800x32|1|retrieval|task.negatives=\"other_genre\" task.passage_len=128 model.pool=\"mean\" train.steps=800 train.batch_size=32 task.train=20000 model.dropout=0.0 $(cos 3e-3 80)"
+  "retrieval-other-genre-256-mean-800x16|1|retrieval|task.negatives=\"other_genre\" task.passage_len=256 model.pool=\"mean\" train.steps=800 train.batch_size=16 task.train=20000 model.dropout=0.0 $(cos 3e-3 80)"
+  "retrieval-other-genre-256-mean-500x32-5e-3|1|retrieval|task.negatives=\"other_genre\" task.passage_len=256 model.pool=\"mean\" train.steps=500 train.batch_size=32 task.train=20000 model.dropout=0.0 $(cos 5e-3 50)"
   "induction-quick|3|induction|"
   "induction-600-3e-3|1|induction|train.steps=600 $(cos 3e-3 60)"
   "induction-1500-20k|3|induction|train.steps=1500 task.train=20000 $(cos 1e-3 150)"
