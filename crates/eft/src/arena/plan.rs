@@ -349,8 +349,12 @@ pub fn cells(
                 ),
             ];
             values.extend(techniques);
-            if attention.recurrence().is_some() && base.model.pool == eft_model::Pool::Cls {
-                // A CLS token would only see the first segment.
+            // A CLS token would only see the first segment (segment recurrence) or its own block
+            // (block-local attention, no global tokens): the head would classify the first few
+            // tokens, blind to the rest (MNIST's first 50 pixels are blank), so such cells pool
+            // the mean.
+            let cls_blind = attention.recurrence().is_some() || attention.name() == "local";
+            if cls_blind && base.model.pool == eft_model::Pool::Cls {
                 values.push(("model.pool".into(), toml::Value::String("mean".into())));
             }
             let config = layered_with(&base, None, &values, sets)?;
@@ -649,17 +653,29 @@ mod tests {
                 );
             }
         }
-        let pool = |task: &str| {
-            let xl = cells.iter().find(|c| c.mechanism == "xl" && c.task == task);
-            xl.unwrap().config.model.pool
+        let pool = |mechanism: &str, task: &str| {
+            let cell = cells
+                .iter()
+                .find(|c| c.mechanism == mechanism && c.task == task);
+            cell.unwrap().config.model.pool
         };
         assert_eq!(
-            pool("listops"),
+            pool("xl", "listops"),
             eft_model::Pool::Mean,
             "CLS would see one segment"
         );
         assert_eq!(
-            pool("mqar"),
+            pool("local", "image"),
+            eft_model::Pool::Mean,
+            "CLS would see its own block"
+        );
+        assert_eq!(
+            pool("longformer", "image"),
+            eft_model::Pool::Cls,
+            "longformer's CLS is a global token"
+        );
+        assert_eq!(
+            pool("xl", "mqar"),
             eft_model::Pool::None,
             "mqar keeps its per-position head"
         );
